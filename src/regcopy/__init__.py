@@ -1,0 +1,102 @@
+"""regcopy: copy container images between OCI/Docker registries, layouts and archives, asynchronously.
+
+::
+
+    import anyio, regcopy
+
+    anyio.run(regcopy.copy, "localhost:5000/app:v1", "registry.internal/app:v1")
+
+    async with regcopy.Client() as client:
+        result = await client.copy(src, dst, platforms=["linux/amd64"], reporter=print)
+"""
+
+__version__ = "0.1.0"
+
+from regcopy.client import Client, copy
+from regcopy.credentials import (
+    ChainCredentials,
+    Credential,
+    CredentialStore,
+    DockerConfigCredentials,
+    StaticCredentials,
+    default_credentials,
+)
+from regcopy.digest import Digest, VerifyingStream
+from regcopy.engine import BlobLedger, CopyResult, copy_image
+from regcopy.errors import (
+    AuthenticationError,
+    BlobNotFound,
+    ConfigError,
+    ContentError,
+    CopyFailed,
+    CredentialError,
+    DigestMismatch,
+    InvalidManifest,
+    InvalidReference,
+    ManifestNotFound,
+    NotFound,
+    PermissionDenied,
+    ProtocolViolation,
+    RateLimited,
+    RegcopyError,
+    RegistryError,
+    RegistryTimeout,
+    SizeMismatch,
+    StoreError,
+    TransportError,
+    Unsupported,
+    UnsupportedMediaType,
+)
+from regcopy.manifest import Descriptor, Manifest, Platform
+from regcopy.reference import LocalLocation, Reference, Repository, parse_location
+from regcopy.registry import PingResult, RegistrySettings
+from regcopy.stores import UploadPolicy
+
+__all__ = (
+    "AuthenticationError",
+    "BlobLedger",
+    "BlobNotFound",
+    "ChainCredentials",
+    "Client",
+    "ConfigError",
+    "ContentError",
+    "CopyFailed",
+    "CopyResult",
+    "Credential",
+    "CredentialError",
+    "CredentialStore",
+    "Descriptor",
+    "Digest",
+    "DigestMismatch",
+    "DockerConfigCredentials",
+    "InvalidManifest",
+    "InvalidReference",
+    "LocalLocation",
+    "Manifest",
+    "ManifestNotFound",
+    "NotFound",
+    "PermissionDenied",
+    "PingResult",
+    "Platform",
+    "ProtocolViolation",
+    "RateLimited",
+    "Reference",
+    "RegcopyError",
+    "RegistryError",
+    "RegistrySettings",
+    "RegistryTimeout",
+    "Repository",
+    "SizeMismatch",
+    "StaticCredentials",
+    "StoreError",
+    "TransportError",
+    "Unsupported",
+    "UnsupportedMediaType",
+    "UploadPolicy",
+    "VerifyingStream",
+    "__version__",
+    "copy",
+    "copy_image",
+    "default_credentials",
+    "parse_location",
+)

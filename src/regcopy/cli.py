@@ -1,0 +1,302 @@
+"""The ``regcopy`` command line: flags → one library call → rendering. No logic of its own.
+
+Exit codes: 0 success, 1 failure (or out of sync with ``--check``), 2 usage or configuration
+error, 130 interrupted. Logs go to stderr (``-v`` INFO, ``-vv`` DEBUG); machine output to stdout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import anyio
+import click
+
+from regcopy import __version__
+from regcopy._render import make_renderer
+from regcopy.client import Client
+from regcopy.errors import ConfigError, CredentialError, InvalidReference, RegcopyError
+from regcopy.reference import Reference, Repository, parse_location
+from regcopy.registry._policy import RegistrySettings, SchemeMode
+from regcopy.stores.registry import UploadPolicy
+
+__all__ = ("main",)
+
+T = TypeVar("T")
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"regcopy: {message}", err=True)
+    sys.exit(code)
+
+
+def _run(fn: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return anyio.run(fn)
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except (InvalidReference, ConfigError) as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except CredentialError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    except RegcopyError as exc:
+        _fail(str(exc), EXIT_FAILED)
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("regcopy")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _cert_dir(path: str | None) -> dict[str, str]:
+    """skopeo's ``--cert-dir``: ``*.crt`` are CAs, ``*.cert`` + ``*.key`` a client pair (containers-certs.d(5))."""
+    if not path:
+        return {}
+    d = Path(path)
+    if not d.is_dir():
+        raise click.BadParameter(f"{path} is not a directory")
+    out: dict[str, str] = {}
+    cas = sorted(d.glob("*.crt"))
+    if cas:
+        out["ca_file"] = str(cas[0])
+    certs = sorted(d.glob("*.cert"))
+    if certs:
+        out["client_cert"] = str(certs[0])
+        key = certs[0].with_suffix(".key")
+        out["client_key"] = str(key)
+    return out
+
+
+def _side_settings(verify: bool | None, cert_dir: str | None, ca_file: str | None, base: RegistrySettings,
+                   **overrides: Any) -> RegistrySettings:
+    scheme: SchemeMode = base.scheme
+    if verify is False:
+        scheme = "insecure"  # skopeo --tls-verify=false: unverified https or plain http
+    elif verify is True:
+        scheme = "https"
+    extra = _cert_dir(cert_dir)
+    if ca_file:
+        extra["ca_file"] = ca_file
+    return RegistrySettings(**{**_fields(base), "scheme": scheme, **extra, **overrides})
+
+
+def _fields(s: RegistrySettings) -> dict[str, Any]:
+    return {name: getattr(s, name) for name in s.__dataclass_fields__}
+
+
+def _client(authfile: str | None, insecure: tuple[str, ...], **kwargs: Any) -> Client:
+    default = RegistrySettings()
+    settings = {host: default.with_scheme("insecure") for host in insecure}
+    return Client(authfile=authfile, settings=settings, **kwargs)
+
+
+def _emit(data: Any, output: str, text: Callable[[], str]) -> None:
+    if output == "json":
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        click.echo(text())
+
+
+@contextlib.contextmanager
+def _progress(mode: str) -> Iterator[Callable[[Any], None] | None]:
+    renderer = make_renderer(mode)
+    if renderer is None:
+        yield None
+        return
+    with renderer:
+        yield renderer
+
+
+verbose_option = click.option("-v", "--verbose", count=True, help="-v for INFO logs, -vv for DEBUG (stderr).")
+output_option = click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
+                             show_default=True, help="Result format on stdout.")
+authfile_option = click.option("--authfile", type=click.Path(dir_okay=False), envvar="REGISTRY_AUTH_FILE",
+                               help="Auth file (docker config.json format). Default: containers/docker search.")
+insecure_option = click.option("--insecure-registry", "insecure", multiple=True, metavar="HOST",
+                               help="Allow plain http and unverified https for HOST (repeatable).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="regcopy")
+def cli() -> None:
+    """Copy container images between OCI/Docker registries, fast and safely."""
+
+
+@cli.command()
+@click.argument("src")
+@click.argument("dst")
+@click.option("--all-tags", "-a", is_flag=True, help="Copy every tag of SRC repository to DST repository.")
+@click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]",
+              help="Copy only these platforms of an index (repeatable). Default: all.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=6, show_default=True, help="Blobs in flight.")
+@click.option("--images", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Tags in flight with --all-tags.")
+@click.option("--force", is_flag=True, help="Push even when DST already holds the same digest.")
+@click.option("--src-tls-verify", type=click.BOOL, default=None, is_flag=False, flag_value=True,
+              help="false: allow http and unverified https for the source (skopeo compatible).")
+@click.option("--dest-tls-verify", type=click.BOOL, default=None, is_flag=False, flag_value=True,
+              help="false: allow http and unverified https for the destination.")
+@click.option("--src-cert-dir", type=click.Path(file_okay=False), help="Dir with *.crt CAs / *.cert+*.key.")
+@click.option("--dest-cert-dir", type=click.Path(file_okay=False), help="Dir with *.crt CAs / *.cert+*.key.")
+@click.option("--ca-file", type=click.Path(dir_okay=False), help="Extra CA bundle (PEM) for both sides.")
+@click.option("--upload", "strategy", type=click.Choice(["stream", "chunked", "monolithic"]), default="stream",
+              show_default=True, help="Blob upload shape (falls back automatically when refused).")
+@click.option("--chunk-size", type=click.IntRange(64 * 1024), default=16 * 1024 * 1024, show_default=True,
+              help="Bytes per PATCH in chunked mode.")
+@click.option("--progress", type=click.Choice(["auto", "tty", "plain", "none"]), default="auto",
+              show_default=True, help="Progress display on stderr.")
+@authfile_option
+@insecure_option
+@output_option
+@verbose_option
+def copy(src: str, dst: str, all_tags: bool, platforms: tuple[str, ...], jobs: int, images: int, force: bool,
+         src_tls_verify: bool | None, dest_tls_verify: bool | None, src_cert_dir: str | None,
+         dest_cert_dir: str | None, ca_file: str | None, strategy: str, chunk_size: int, progress: str,
+         authfile: str | None, insecure: tuple[str, ...], output: str, verbose: int) -> None:
+    """Copy an image or index from SRC to DST (docker:// prefix optional)."""
+    _setup_logging(verbose)
+    upload = UploadPolicy(strategy=strategy, chunk_size=chunk_size)  # type: ignore[arg-type]
+    try:
+        src_loc = parse_location(src, default_tag=None)
+        dst_loc = parse_location(dst, default_tag=None)
+    except InvalidReference as exc:
+        _fail(str(exc), EXIT_USAGE)
+
+    async def run() -> Any:
+        async with _client(authfile, insecure, upload=upload) as client:
+            src_settings = _side_settings(src_tls_verify, src_cert_dir, ca_file,
+                                          client.settings_for(_host(src_loc)))
+            dst_settings = _side_settings(dest_tls_verify, dest_cert_dir, ca_file,
+                                          client.settings_for(_host(dst_loc)))
+            with _progress(progress) as reporter:
+                if all_tags:
+                    return await client.copy_all_tags(
+                        _repo(src_loc), _repo(dst_loc), jobs=jobs, images=images, reporter=reporter,
+                        platforms=platforms, force=force, src_settings=src_settings, dst_settings=dst_settings)
+                if not isinstance(src_loc, Reference) or not isinstance(dst_loc, Reference):
+                    raise InvalidReference(src, "local locations are not supported yet", part="transport")
+                source = src_loc if src_loc.tag or src_loc.digest else src_loc.with_tag("latest")
+                return await client.copy(source, dst_loc, platforms=platforms, jobs=jobs, reporter=reporter,
+                                         force=force, src_settings=src_settings, dst_settings=dst_settings)
+
+    result = _run(run)
+    results = result if isinstance(result, list) else [result]
+    data = [r.to_json() for r in results]
+    _emit(data if all_tags else data[0], output, lambda: "\n".join(_summary(r) for r in results))
+
+
+def _host(loc: object) -> str:
+    return loc.registry if isinstance(loc, Reference) else ""
+
+
+def _repo(loc: object) -> Repository:
+    if not isinstance(loc, Reference):
+        raise InvalidReference(str(loc), "--all-tags needs registry repositories", part="transport")
+    if loc.tag or loc.digest:
+        raise InvalidReference(str(loc), "--all-tags takes a repository without tag or digest", part="tag")
+    return loc.repo
+
+
+def _summary(r: Any) -> str:
+    state = "up to date" if r.up_to_date else "copied"
+    note = " (new index digest: platform subset)" if r.new_digest else ""
+    return (f"{state} {r.source} -> {r.destination} {r.digest}{note}: {r.blobs_uploaded} uploaded "
+            f"({r.bytes_uploaded} bytes), {r.blobs_mounted} mounted, {r.blobs_skipped} skipped, "
+            f"{r.manifests_pushed} manifests, {r.retries} retries, {r.seconds:.2f}s")
+
+
+@cli.command()
+@click.argument("registry")
+@click.option("--scheme", type=click.Choice(["auto", "https", "https-insecure", "http", "insecure"]),
+              default="auto", show_default=True, help="Scheme policy for the probe.")
+@click.option("--ca-file", type=click.Path(dir_okay=False), help="Extra CA bundle (PEM).")
+@click.option("--grace", type=float, default=0.2, show_default=True,
+              help="Seconds https may answer after http and still win.")
+@authfile_option
+@output_option
+@verbose_option
+def ping(registry: str, scheme: str, ca_file: str | None, grace: float, authfile: str | None, output: str,
+         verbose: int) -> None:
+    """Probe REGISTRY's /v2/ and print which scheme won, why, and the timings."""
+    _setup_logging(verbose)
+    forced = None
+    for prefix in ("http://", "https://"):
+        if registry.startswith(prefix):
+            forced, registry = prefix[:-3], registry[len(prefix):]
+    registry = registry.rstrip("/")
+    settings = RegistrySettings(scheme=scheme, ca_file=ca_file, race_grace=grace)  # type: ignore[arg-type]
+
+    async def run() -> Any:
+        async with Client(authfile=authfile, settings={registry: settings}) as client:
+            return await client.ping(registry, scheme=forced)
+
+    result = _run(run)
+    data = {
+        "registry": result.registry, "scheme": result.scheme, "status": result.status, "reason": result.reason,
+        "auth": result.challenge.scheme if result.challenge else None,
+        "probes": [{"scheme": p.scheme, "status": p.status, "seconds": round(p.seconds, 4), "error": p.error}
+                   for p in result.probes],
+    }
+
+    def text() -> str:
+        lines = [f"{result.registry}: {result.scheme} (HTTP {result.status}) - {result.reason}"]
+        for p in result.probes:
+            outcome = f"HTTP {p.status}" if p.status is not None else p.error
+            lines.append(f"  {p.scheme:5} {p.seconds * 1000:8.1f} ms  {outcome}")
+        return "\n".join(lines)
+
+    _emit(data, output, text)
+
+
+@cli.command(name="ls")
+@click.argument("repository")
+@click.option("--filter", "pattern", help="Keep tags fully matching this regex.")
+@authfile_option
+@insecure_option
+@output_option
+@verbose_option
+def ls(repository: str, pattern: str | None, authfile: str | None, insecure: tuple[str, ...], output: str,
+       verbose: int) -> None:
+    """List the tags of REPOSITORY, sorted."""
+    import re
+
+    _setup_logging(verbose)
+    regex = re.compile(pattern) if pattern else None
+
+    async def run() -> list[str]:
+        async with _client(authfile, insecure) as client:
+            return await client.tags(repository)
+
+    tags = [t for t in _run(run) if regex is None or regex.fullmatch(t)]
+    _emit(tags, output, lambda: "\n".join(tags))
+
+
+@cli.command()
+@click.argument("reference")
+@authfile_option
+@insecure_option
+@verbose_option
+def digest(reference: str, authfile: str | None, insecure: tuple[str, ...], verbose: int) -> None:
+    """Print the digest REFERENCE resolves to (a HEAD request)."""
+    _setup_logging(verbose)
+
+    async def run() -> str:
+        async with _client(authfile, insecure) as client:
+            return str(await client.digest(reference))
+
+    click.echo(_run(run))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="regcopy")

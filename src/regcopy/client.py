@@ -1,0 +1,261 @@
+"""The :class:`Client` facade: owner of the aiohttp session, transports, tokens, credentials and ledger.
+
+One client = one session (created inside the running loop; an injected session is used and never
+closed), one :class:`~regcopy.registry.transport.Transport` per registry host and policy, one token
+cache, one blob ledger shared by every copy it runs (so shared layers cross the wire once per
+destination registry), and one upload policy per host.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+import anyio
+
+from regcopy.credentials import CredentialStore, default_credentials
+from regcopy.digest import Digest
+from regcopy.engine import BlobLedger, CopyResult, copy_image
+from regcopy.errors import CopyFailed, InvalidReference, RegcopyError
+from regcopy.manifest import Platform
+from regcopy.progress import Reporter, null_reporter
+from regcopy.reference import LocalLocation, Reference, Repository, parse_location
+from regcopy.registry._policy import RegistrySettings
+from regcopy.registry._tokens import TokenCache
+from regcopy.registry.manifests import tags_list
+from regcopy.registry.transport import PingResult, Transport
+from regcopy.stores.registry import RegistryStore, UploadPolicy
+
+__all__ = ("Client", "copy")
+
+log = logging.getLogger(__name__)
+
+PlatformSpec = str | Platform
+
+
+class Client:
+    """Copies images and talks to registries; use as ``async with Client(...) as client``.
+
+    :param session: an aiohttp session to use (never closed by the client)
+    :param credentials: where credentials come from (default: docker config.json, containers
+        auth.json and credential helpers, per :func:`regcopy.credentials.default_credentials`)
+    :param authfile: an explicit auth file instead of the default search
+    :param settings: per-host policy (``{"host:port": RegistrySettings(...)}``)
+    :param default_settings: policy for hosts not in ``settings``
+    :param upload: default upload policy (copied per host; each host learns its own)
+    """
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        credentials: CredentialStore | None = None,
+        authfile: str | None = None,
+        settings: Mapping[str, RegistrySettings] | None = None,
+        default_settings: RegistrySettings | None = None,
+        upload: UploadPolicy | None = None,
+    ) -> None:
+        self._session = session
+        self._owns_session = session is None
+        self.credentials = credentials or default_credentials(authfile)
+        self.settings = dict(settings or {})
+        self.default_settings = default_settings or RegistrySettings()
+        self._upload_template = upload or UploadPolicy()
+        self._uploads: dict[str, UploadPolicy] = {}
+        self._transports: dict[tuple[str, str | None, RegistrySettings], Transport] = {}
+        self.tokens = TokenCache()
+        self.ledger = BlobLedger()
+
+    async def __aenter__(self) -> Self:
+        if self._session is None:
+            d = self.default_settings
+            # No total timeout: aiohttp's default 5-minute total kills large blob transfers.
+            timeout = aiohttp.ClientTimeout(total=None, connect=d.connect_timeout, sock_connect=d.connect_timeout,
+                                            sock_read=d.read_timeout)
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, enable_cleanup_closed=True)
+            # trust_env stays off: it would read ~/.netrc and attach its credentials to any host.
+            self._session = aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False,
+                                                  trust_env=False)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session if the client created it."""
+        if self._owns_session and self._session is not None:
+            with anyio.CancelScope(shield=True):
+                await self._session.close()
+            self._session = None
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The aiohttp session (inside ``async with`` only)."""
+        if self._session is None:
+            raise RuntimeError("use the Client inside 'async with'")
+        return self._session
+
+    def settings_for(self, registry: str) -> RegistrySettings:
+        """The policy of ``registry``."""
+        return self.settings.get(registry, self.default_settings)
+
+    def transport(self, registry: str, *, scheme: str | None = None,
+                  settings: RegistrySettings | None = None) -> Transport:
+        """The transport for ``registry`` (created on first use)."""
+        settings = settings or self.settings_for(registry)
+        key = (registry, scheme, settings)
+        transport = self._transports.get(key)
+        if transport is None:
+            transport = Transport(self.session, registry, settings, self.credentials, self.tokens,
+                                  forced_scheme=scheme)
+            self._transports[key] = transport
+        return transport
+
+    def upload_policy(self, registry: str) -> UploadPolicy:
+        """The learned upload policy of ``registry``."""
+        policy = self._uploads.get(registry)
+        if policy is None:
+            t = self._upload_template
+            policy = UploadPolicy(t.strategy, t.chunk_size, t.small_blob, t.restarts)
+            self._uploads[registry] = policy
+        return policy
+
+    def registry_store(self, repo: Repository | Reference, *, writable: bool = False,
+                       settings: RegistrySettings | None = None) -> RegistryStore:
+        """A store for one registry repository."""
+        path = repo.path if isinstance(repo, Repository) else repo.repository
+        store = RegistryStore(self.transport(repo.registry, scheme=repo.scheme, settings=settings), path,
+                              self.upload_policy(repo.registry))
+        store.writable = writable
+        return store
+
+    def retries(self) -> int:
+        """Request retries so far, over every host."""
+        return sum(t.stats["retries"] for t in self._transports.values())
+
+    # ------------------------------------------------------------------ operations
+    async def ping(self, registry: str, *, scheme: str | None = None) -> PingResult:
+        """Probe a registry and report the scheme chosen and why."""
+        return await self.transport(registry, scheme=scheme).ping()
+
+    async def copy(
+        self,
+        src: str | Reference,
+        dst: str | Reference,
+        *,
+        platforms: Sequence[PlatformSpec] = (),
+        jobs: int = 6,
+        reporter: Reporter | None = None,
+        force: bool = False,
+        src_settings: RegistrySettings | None = None,
+        dst_settings: RegistrySettings | None = None,
+    ) -> CopyResult:
+        """Copy one image or index.
+
+        :param src: a reference (``docker://`` optional); its tag or digest names the image
+        :param dst: a reference; its tag is the destination tag (the source tag when it has none)
+        :param platforms: keep only these platforms of an index (``"linux/arm64"`` or Platform)
+        :param jobs: blobs in flight for this image
+        :param reporter: receives progress events
+        :param force: push even when the destination tag already holds the same digest
+        :raises RegcopyError: the copy failed; nothing incomplete is tagged
+        """
+        source_ref = _registry_ref(src, default_tag="latest")
+        dest_ref = _registry_ref(dst, default_tag=None)
+        ident = source_ref.identifier
+        target_tag = dest_ref.tag or (source_ref.tag if not dest_ref.digest else None)
+        source = self.registry_store(source_ref, settings=src_settings)
+        destination = self.registry_store(dest_ref, writable=True, settings=dst_settings)
+        retries_before = self.retries()
+        result = await copy_image(
+            source, destination, ident, target_tag=target_tag, platforms=[_platform(p) for p in platforms],
+            blob_jobs=jobs, reporter=reporter or null_reporter, ledger=self.ledger, force=force,
+        )
+        if dest_ref.digest and str(dest_ref.digest) != result.digest:
+            raise RegcopyError(f"destination digest {dest_ref.digest} differs from the copied {result.digest}")
+        result.retries = self.retries() - retries_before
+        return result
+
+    async def copy_all_tags(
+        self,
+        src: str | Repository,
+        dst: str | Repository,
+        *,
+        jobs: int = 6,
+        images: int = 4,
+        reporter: Reporter | None = None,
+        **kwargs: Any,
+    ) -> list[CopyResult]:
+        """Copy every tag of a repository, ``images`` at a time (crane ``copy --all-tags``).
+
+        :raises CopyFailed: some tags failed (the others were copied)
+        """
+        src_repo = src if isinstance(src, Repository) else Repository.parse(_strip_docker(src))
+        dst_repo = dst if isinstance(dst, Repository) else Repository.parse(_strip_docker(dst))
+        tags = await tags_list(self.transport(src_repo.registry, scheme=src_repo.scheme), src_repo.path)
+        results: list[CopyResult] = []
+        errors: list[BaseException] = []
+        limiter = anyio.CapacityLimiter(max(1, images))
+
+        async def one(tag: str) -> None:
+            async with limiter:
+                try:
+                    results.append(await self.copy(src_repo.with_tag(tag), dst_repo.with_tag(tag), jobs=jobs,
+                                                   reporter=reporter, **kwargs))
+                except RegcopyError as exc:
+                    errors.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            for tag in tags:
+                tg.start_soon(one, tag)
+        results.sort(key=lambda r: r.tag or "")
+        if errors:
+            raise CopyFailed(f"{len(errors)} of {len(tags)} tags failed", errors)
+        return results
+
+    async def tags(self, repo: str | Repository) -> list[str]:
+        """Every tag of a repository, sorted."""
+        r = repo if isinstance(repo, Repository) else Repository.parse(_strip_docker(repo))
+        return await tags_list(self.transport(r.registry, scheme=r.scheme), r.path)
+
+    async def digest(self, ref: str | Reference) -> Digest:
+        """The digest a reference resolves to (HEAD; no pull is counted on Docker Hub)."""
+        r = _registry_ref(ref, default_tag="latest")
+        store = self.registry_store(r)
+        digest = await store.head(r.identifier)
+        if digest is None:
+            from regcopy.errors import ManifestNotFound
+
+            raise ManifestNotFound(f"{r} not found", registry=r.registry)
+        return digest
+
+
+def _strip_docker(text: str) -> str:
+    return text.removeprefix("docker://")
+
+
+def _registry_ref(value: str | Reference, *, default_tag: str | None) -> Reference:
+    if isinstance(value, Reference):
+        return value
+    location = parse_location(value, default_tag=default_tag)
+    if isinstance(location, LocalLocation):
+        raise InvalidReference(value, f"{location.transport}: locations are not supported yet", part="transport")
+    return location
+
+
+def _platform(value: PlatformSpec) -> Platform:
+    return value if isinstance(value, Platform) else Platform.parse(value)
+
+
+async def copy(src: str | Reference, dst: str | Reference, **kwargs: Any) -> CopyResult:
+    """One-shot copy with a temporary :class:`Client` (like ``httpx.get`` or ``crane.Copy``)."""
+    client_kwargs = {k: kwargs.pop(k) for k in ("session", "credentials", "authfile", "settings",
+                                                 "default_settings", "upload") if k in kwargs}
+    async with Client(**client_kwargs) as client:
+        return await client.copy(src, dst, **kwargs)

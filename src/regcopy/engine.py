@@ -1,0 +1,323 @@
+"""The copy engine: one image or index from a :class:`Source` to a :class:`Destination`.
+
+Order (ISSUE #4 §1): resolve the root → walk index → child manifests (nested too) → config and
+layers; copy blobs first (concurrently, ``blob_jobs`` at a time), then child manifests leaves
+first, then the root under its tag. A manifest is never pushed before everything it references
+exists on the destination, so a failure leaves no tag pointing at a partial image. Bytes are copied
+exactly (destination digest == source digest), except a ``platforms`` subset of several entries,
+which is a new index and says so in the result.
+
+Blobs go through the :class:`BlobLedger`: one upload per (storage, digest) at a time, mounts from any
+repository known to hold the blob, and skips when it is already present. The engine never imports
+aiohttp; it sees stores only through :mod:`regcopy.stores.base`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import anyio
+
+from regcopy._singleflight import SingleFlight
+from regcopy.digest import Digest, VerifyingStream
+from regcopy.errors import InvalidManifest, RegcopyError
+from regcopy.manifest import Descriptor, Manifest, Platform, build_index
+from regcopy.progress import (
+    BlobDone,
+    BlobMounted,
+    BlobProgress,
+    BlobSkipped,
+    BlobStarted,
+    ImageDone,
+    ImageStarted,
+    ManifestPushed,
+    Reporter,
+    null_reporter,
+)
+from regcopy.stores.base import Committer, Destination, Mounter, Source
+
+__all__ = ("BlobLedger", "CopyResult", "copy_image", "plan_image", "ImagePlan")
+
+log = logging.getLogger(__name__)
+MAX_DEPTH = 8
+
+BlobAction = Literal["uploaded", "mounted", "skipped"]
+
+
+class BlobLedger:
+    """What a run knows about blobs on each destination storage.
+
+    ``holders[(storage, digest)]`` is the set of repositories known to hold the blob (mount
+    candidates); ``flights`` makes sure one blob is uploaded once per storage at a time: a second
+    copy of the same blob waits, then mounts or skips (ISSUE #4 §4, ISSUE #5 §5).
+    """
+
+    def __init__(self) -> None:
+        self.holders: dict[tuple[str, Digest], set[str]] = {}
+        self.flights: SingleFlight[tuple[str, Digest], BlobAction] = SingleFlight()
+
+    def note(self, storage: str, digest: Digest, repository: str) -> None:
+        """Record that ``repository`` of ``storage`` holds ``digest``."""
+        self.holders.setdefault((storage, digest), set()).add(repository)
+
+    def candidates(self, storage: str, digest: Digest, exclude: str) -> list[str]:
+        """Repositories of ``storage`` known to hold ``digest``, other than ``exclude``."""
+        return sorted(r for r in self.holders.get((storage, digest), ()) if r != exclude)
+
+
+@dataclass(slots=True)
+class CopyResult:
+    """The outcome of one image copy (a typed report; ``to_json()`` for ``--output json``)."""
+
+    source: str
+    destination: str
+    source_digest: str
+    digest: str
+    tag: str | None
+    new_digest: bool = False
+    up_to_date: bool = False
+    manifests_pushed: int = 0
+    blobs_uploaded: int = 0
+    blobs_mounted: int = 0
+    blobs_skipped: int = 0
+    bytes_uploaded: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    platforms: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-ready dict of every field."""
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+@dataclass(slots=True)
+class ImagePlan:
+    """Everything one copy needs: the root, child manifests (leaves first) and unique blobs."""
+
+    root: Manifest
+    source_digest: Digest
+    manifests: list[Manifest]
+    blobs: list[Descriptor]
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of all unique blobs."""
+        return sum(b.size for b in self.blobs)
+
+
+async def plan_image(source: Source, ref: str, platforms: Sequence[Platform] = ()) -> ImagePlan:
+    """Resolve ``ref`` on the source and walk its graph.
+
+    :param platforms: keep only these platforms of an index (one match → that image manifest;
+        several → a new index of the matches)
+    :raises InvalidManifest: a platform filter matched nothing, or the graph is too deep
+    """
+    root = await source.resolve(ref)
+    source_digest = root.digest
+    if platforms and root.is_index:
+        root = await _filter_platforms(source, root, platforms)
+    children: list[Manifest] = []
+    blobs: dict[Digest, Descriptor] = {}
+    await _walk(source, root, children, blobs, depth=0, seen={root.digest})
+    return ImagePlan(root, source_digest, children, list(blobs.values()))
+
+
+async def _filter_platforms(source: Source, root: Manifest, platforms: Sequence[Platform]) -> Manifest:
+    entries = root.select(platforms)
+    if not entries:
+        wanted = ", ".join(str(p) for p in platforms)
+        have = ", ".join(str(d.platform) for d in root.manifests if d.platform) or "none"
+        raise InvalidManifest(f"no platform of the index matches {wanted} (it has {have})")
+    if len(entries) == 1 and entries[0].media_type not in ("",) and entries[0].platform is not None:
+        return await source.get_manifest(entries[0].digest)
+    return build_index(root, entries)
+
+
+async def _walk(
+    source: Source, manifest: Manifest, out: list[Manifest], blobs: dict[Digest, Descriptor], depth: int,
+    seen: set[Digest],
+) -> None:
+    if depth > MAX_DEPTH:
+        raise InvalidManifest(f"index nesting deeper than {MAX_DEPTH}")
+    for blob in manifest.blobs():
+        blobs.setdefault(blob.digest, blob)
+    children: list[Manifest] = []
+    async with anyio.create_task_group() as tg:
+        for desc in manifest.children():
+            if desc.digest in seen:
+                continue
+            seen.add(desc.digest)
+            tg.start_soon(_fetch_child, source, desc, children)
+    by_digest = {c.digest: c for c in children}
+    for desc in manifest.children():
+        child = by_digest.get(desc.digest)
+        if child is None:
+            continue
+        await _walk(source, child, out, blobs, depth + 1, seen)
+        out.append(child)  # after its own children: leaves first
+
+
+async def _fetch_child(source: Source, desc: Descriptor, out: list[Manifest]) -> None:
+    child = await source.get_manifest(desc.digest)
+    if child.media_type != desc.media_type and desc.media_type:
+        raise InvalidManifest(f"child {desc.digest.short} is {child.media_type}, index says {desc.media_type}")
+    out.append(child)
+
+
+async def copy_image(
+    source: Source,
+    destination: Destination,
+    ref: str,
+    *,
+    target_tag: str | None,
+    platforms: Sequence[Platform] = (),
+    blob_jobs: int = 6,
+    reporter: Reporter = null_reporter,
+    ledger: BlobLedger | None = None,
+    force: bool = False,
+    plan: ImagePlan | None = None,
+) -> CopyResult:
+    """Copy the image or index ``ref`` of ``source`` to ``destination`` under ``target_tag``.
+
+    :param target_tag: the destination tag, or None to push by digest only
+    :param blob_jobs: blobs transferred at once for this image
+    :param ledger: the run's blob ledger (shared across copies for dedup and mounts)
+    :param force: push even when the destination tag already points at the same digest
+    :raises RegcopyError: the first failure (siblings are cancelled; open uploads are aborted)
+    """
+    started = time.monotonic()
+    ledger = ledger or BlobLedger()
+    plan = plan or await plan_image(source, ref, platforms)
+    root = plan.root
+    result = CopyResult(
+        source=f"{source.name}:{ref}" if not ref.startswith("sha") else f"{source.name}@{ref}",
+        destination=f"{destination.name}:{target_tag}" if target_tag else destination.name,
+        source_digest=str(plan.source_digest), digest=str(root.digest), tag=target_tag,
+        new_digest=root.digest != plan.source_digest, platforms=[str(p) for p in platforms],
+    )
+    reporter(ImageStarted(result.source, result.destination, len(plan.blobs), plan.total_bytes))
+    try:
+        if not force and target_tag and await destination.head(target_tag) == root.digest:
+            result.up_to_date = True
+            for blob in plan.blobs:
+                ledger.note(destination.storage_id, blob.digest, destination.repository)
+        else:
+            await _copy_blobs(source, destination, plan.blobs, blob_jobs, reporter, ledger, result)
+            for child in plan.manifests:
+                await _push_manifest(destination, child, None, reporter, result)
+            await _push_manifest(destination, root, target_tag, reporter, result)
+            if isinstance(destination, Committer):
+                await destination.commit()
+    except BaseException as exc:
+        reporter(ImageDone(result.source, result.destination, None, str(exc) or type(exc).__name__))
+        raise
+    result.seconds = round(time.monotonic() - started, 3)
+    reporter(ImageDone(result.source, result.destination, result.digest, None))
+    return result
+
+
+async def _push_manifest(
+    destination: Destination, manifest: Manifest, tag: str | None, reporter: Reporter, result: CopyResult
+) -> None:
+    await destination.put_manifest(manifest, tag)
+    result.manifests_pushed += 1
+    reporter(ManifestPushed(destination.name, str(manifest.digest), tag))
+
+
+async def _copy_blobs(
+    source: Source, destination: Destination, blobs: Sequence[Descriptor], jobs: int, reporter: Reporter,
+    ledger: BlobLedger, result: CopyResult,
+) -> None:
+    limiter = anyio.CapacityLimiter(max(1, jobs))
+    # Big blobs first: the longest transfer starts earliest, small ones fill the gaps.
+    ordered = sorted(blobs, key=lambda b: b.size, reverse=True)
+    try:
+        async with anyio.create_task_group() as tg:
+            for blob in ordered:
+                tg.start_soon(_copy_blob_limited, limiter, source, destination, blob, reporter, ledger, result)
+    except BaseExceptionGroup as group:
+        raise _first_error(group) from None
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first regcopy error of a task group (so ``except regcopy.NotFound`` works), else the first."""
+    flat: list[BaseException] = []
+
+    def collect(g: BaseExceptionGroup[BaseException]) -> None:
+        for exc in g.exceptions:
+            if isinstance(exc, BaseExceptionGroup):
+                collect(exc)
+            else:
+                flat.append(exc)
+
+    collect(group)
+    for exc in flat:
+        if isinstance(exc, RegcopyError):
+            return exc
+    return flat[0]
+
+
+async def _copy_blob_limited(
+    limiter: anyio.CapacityLimiter, source: Source, destination: Destination, blob: Descriptor,
+    reporter: Reporter, ledger: BlobLedger, result: CopyResult,
+) -> None:
+    async with limiter:
+        key = (destination.storage_id, blob.digest)
+        action, shared = await ledger.flights.do(key, lambda: _copy_blob(source, destination, blob, reporter,
+                                                                           ledger))
+        if shared:
+            # Another copy moved this blob into another repository (or this one) just now:
+            # the ledger knows where, so this repository mounts it or finds it present.
+            action = await _copy_blob(source, destination, blob, reporter, ledger, uploads_allowed=True)
+        if action == "uploaded":
+            result.blobs_uploaded += 1
+            result.bytes_uploaded += blob.size
+        elif action == "mounted":
+            result.blobs_mounted += 1
+        else:
+            result.blobs_skipped += 1
+
+
+async def _copy_blob(
+    source: Source, destination: Destination, blob: Descriptor, reporter: Reporter, ledger: BlobLedger,
+    *, uploads_allowed: bool = True,
+) -> BlobAction:
+    storage, repo = destination.storage_id, destination.repository
+    if await destination.has_blob(blob):
+        ledger.note(storage, blob.digest, repo)
+        reporter(BlobSkipped(destination.name, str(blob.digest), blob.size))
+        return "skipped"
+    if isinstance(destination, Mounter):
+        for candidate in _mount_candidates(source, destination, blob, ledger):
+            if await destination.mount_blob(blob, candidate):
+                ledger.note(storage, blob.digest, repo)
+                reporter(BlobMounted(destination.name, str(blob.digest), blob.size, candidate))
+                return "mounted"
+    reporter(BlobStarted(destination.name, str(blob.digest), blob.size))
+    await destination.put_blob(blob, lambda: _verified(source, destination.name, blob, reporter))
+    ledger.note(storage, blob.digest, repo)
+    reporter(BlobDone(destination.name, str(blob.digest), blob.size))
+    return "uploaded"
+
+
+def _mount_candidates(source: Source, destination: Destination, blob: Descriptor, ledger: BlobLedger) -> list[str]:
+    storage = destination.storage_id
+    found = ledger.candidates(storage, blob.digest, exclude=destination.repository)
+    origin = source.origin
+    if origin is not None and f"registry:{origin[0]}" == storage and origin[1] != destination.repository:
+        # Same registry: the source repository holds the blob by definition.
+        found = [origin[1], *(r for r in found if r != origin[1])]
+    return found[:3]
+
+
+async def _verified(source: Source, dest_name: str, blob: Descriptor, reporter: Reporter) -> AsyncIterator[bytes]:
+    """The source bytes, checked for size and digest as they flow, with progress events."""
+    stream = VerifyingStream(source.open_blob(blob), blob.digest, blob.size, what=f"blob {blob.digest.short}")
+    digest = str(blob.digest)
+    async for chunk in stream:
+        reporter(BlobProgress(dest_name, digest, len(chunk)))
+        yield chunk

@@ -1,0 +1,276 @@
+"""The exception hierarchy: every error regcopy raises derives from :class:`RegcopyError`.
+
+::
+
+    RegcopyError(Exception)
+    ├── InvalidReference(RegcopyError, ValueError)   unparsable reference or location string
+    ├── ConfigError(RegcopyError, ValueError)        bad plan / registry settings (.path, .entry, .key)
+    ├── CredentialError                               config.json unreadable, helper missing or failed
+    ├── RegistryError                                 any failure talking to a registry
+    │   ├── TransportError                            connect / TLS / DNS / disconnect (no HTTP status)
+    │   │   └── RegistryTimeout(TransportError, TimeoutError)
+    │   ├── AuthenticationError                       401 after token exchange, token endpoint failure
+    │   ├── PermissionDenied                          403 / DENIED
+    │   ├── NotFound(RegistryError, LookupError)      404 / *_UNKNOWN
+    │   │   ├── ManifestNotFound
+    │   │   └── BlobNotFound
+    │   ├── RateLimited                               429 / TOOMANYREQUESTS (.retry_after)
+    │   ├── Unsupported                               405 / 501, catalog disabled, deletes disabled
+    │   └── ProtocolViolation                         malformed response: missing Location, bad JSON, ...
+    ├── ContentError                                  the bytes are wrong, wherever they came from
+    │   ├── DigestMismatch                            (.expected, .actual)
+    │   ├── SizeMismatch                              (.expected, .actual)
+    │   ├── InvalidManifest
+    │   └── UnsupportedMediaType
+    ├── StoreError                                    local layout / archive problems
+    └── CopyFailed                                    several independent failures (.errors)
+
+Registry errors carry structure (status, OCI error codes, a redacted URL and a ``retryable``
+verdict) so callers and the retry loop decide without parsing messages (ggcr ``transport/error.go``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = (
+    "AuthenticationError",
+    "BlobNotFound",
+    "ConfigError",
+    "ContentError",
+    "CopyFailed",
+    "CredentialError",
+    "DigestMismatch",
+    "InvalidManifest",
+    "InvalidReference",
+    "ManifestNotFound",
+    "NotFound",
+    "PermissionDenied",
+    "ProtocolViolation",
+    "RateLimited",
+    "RegcopyError",
+    "RegistryError",
+    "RegistryTimeout",
+    "SizeMismatch",
+    "StoreError",
+    "TransportError",
+    "Unsupported",
+    "UnsupportedMediaType",
+)
+
+
+class RegcopyError(Exception):
+    """Base of every error regcopy raises."""
+
+
+class InvalidReference(RegcopyError, ValueError):
+    """A reference or location string cannot be parsed; ``.part`` names the offending part."""
+
+    def __init__(self, text: str, reason: str, *, part: str | None = None) -> None:
+        self.text = text
+        self.reason = reason
+        self.part = part
+        where = f" ({part})" if part else ""
+        super().__init__(f"invalid reference {text!r}{where}: {reason}")
+
+
+class ConfigError(RegcopyError, ValueError):
+    """A plan or settings file is invalid; names the file, the entry and the key when known."""
+
+    def __init__(
+        self, message: str, *, path: str | None = None, entry: str | None = None, key: str | None = None
+    ) -> None:
+        self.path = path
+        self.entry = entry
+        self.key = key
+        where = ": ".join(p for p in (path, entry, key) if p)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class CredentialError(RegcopyError):
+    """Credentials cannot be read: unreadable config file, missing or failing credential helper."""
+
+    def __init__(self, message: str, *, registry: str | None = None, helper: str | None = None) -> None:
+        self.registry = registry
+        self.helper = helper
+        super().__init__(message)
+
+
+# OCI error codes that mean "try again later" (ggcr transport/error.go Temporary()).
+_RETRYABLE_CODES = frozenset({"TOOMANYREQUESTS", "UNKNOWN", "UNAVAILABLE"})
+_RETRYABLE_STATUS = frozenset({408, 429, 499, 500, 502, 503, 504, 522})
+
+
+class RegistryError(RegcopyError):
+    """A failure talking to a registry.
+
+    :ivar registry: the registry host
+    :ivar method: the HTTP method of the failing request
+    :ivar url: the request URL, redacted (no query string)
+    :ivar status: the HTTP status, or None when no response arrived
+    :ivar codes: the OCI ``errors[].code`` values of the response body
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        registry: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+        status: int | None = None,
+        codes: Sequence[str] = (),
+    ) -> None:
+        self.message = message
+        self.registry = registry
+        self.method = method
+        self.url = url
+        self.status = status
+        self.codes = tuple(codes)
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        parts = []
+        if self.method and self.url:
+            parts.append(f"{self.method} {self.url}")
+        elif self.registry:
+            parts.append(self.registry)
+        if self.status is not None:
+            parts.append(f"HTTP {self.status}")
+        if self.codes:
+            parts.append(",".join(self.codes))
+        prefix = " ".join(parts)
+        return f"{prefix}: {self.message}" if prefix else self.message
+
+    @property
+    def retryable(self) -> bool:
+        """Whether retrying the same request may succeed (status or code says "temporary")."""
+        if any(code in _RETRYABLE_CODES for code in self.codes):
+            return True
+        return self.status in _RETRYABLE_STATUS
+
+
+class TransportError(RegistryError):
+    """The connection failed: refused, reset, TLS, DNS or a truncated response."""
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class RegistryTimeout(TransportError, TimeoutError):
+    """A connect or read timed out."""
+
+
+class AuthenticationError(RegistryError):
+    """Authentication failed: bad credentials, a token endpoint failure, or 401 after a fresh token."""
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
+
+class PermissionDenied(RegistryError):
+    """The registry refused the request (403 or DENIED)."""
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
+
+class NotFound(RegistryError, LookupError):
+    """The repository, manifest or blob does not exist (404 or a *_UNKNOWN code)."""
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
+
+class ManifestNotFound(NotFound):
+    """The manifest (tag or digest) does not exist."""
+
+
+class BlobNotFound(NotFound):
+    """The blob does not exist."""
+
+
+class RateLimited(RegistryError):
+    """The registry throttled us (429 / TOOMANYREQUESTS); ``retry_after`` in seconds when it said."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        registry: str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+        status: int | None = None,
+        codes: Sequence[str] = (),
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, registry=registry, method=method, url=url, status=status, codes=codes)
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+class Unsupported(RegistryError):
+    """The registry does not support the operation (405/501, catalog or deletes disabled)."""
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
+
+class ProtocolViolation(RegistryError):
+    """The registry answered something malformed: bad JSON, missing Location, wrong Range, ..."""
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
+
+class ContentError(RegcopyError):
+    """The bytes are wrong, wherever they came from."""
+
+
+class DigestMismatch(ContentError):
+    """Content hashed to another digest than expected."""
+
+    def __init__(self, expected: str, actual: str, *, what: str = "content") -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"{what}: digest mismatch: expected {expected}, got {actual}")
+
+
+class SizeMismatch(ContentError):
+    """Content had another size than expected (truncated or overlong)."""
+
+    def __init__(self, expected: int, actual: int, *, what: str = "content") -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"{what}: size mismatch: expected {expected} bytes, got {actual}")
+
+
+class InvalidManifest(ContentError):
+    """A manifest or index is not valid JSON of a known shape."""
+
+
+class UnsupportedMediaType(ContentError):
+    """A manifest has a media type regcopy does not handle."""
+
+
+class StoreError(RegcopyError):
+    """A local OCI layout or archive is missing, corrupt or unwritable."""
+
+
+class CopyFailed(RegcopyError):
+    """Several independent operations failed; ``errors`` holds each one."""
+
+    def __init__(self, message: str, errors: Sequence[BaseException]) -> None:
+        self.errors = tuple(errors)
+        detail = "; ".join(str(e) for e in self.errors[:5])
+        more = f" (+{len(self.errors) - 5} more)" if len(self.errors) > 5 else ""
+        super().__init__(f"{message}: {detail}{more}")

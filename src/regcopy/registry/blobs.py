@@ -1,0 +1,226 @@
+"""Blob operations on a registry: HEAD, streaming GET with Range resume, mount, and upload primitives.
+
+Upload shapes (distribution-spec §Pushing blobs; PROTOCOL §1.3, §2.1):
+
+* streamed PATCH: ``POST`` → one ``PATCH`` carrying the whole blob → ``PUT ?digest=`` (skopeo, ggcr);
+* chunked PATCH: ``POST`` → ``PATCH`` per chunk with ``Content-Range`` → ``PUT ?digest=``;
+* monolithic: ``POST`` → ``PUT ?digest=`` with the body (small blobs: two round trips, no third).
+
+Always the newest ``Location`` is used, query included and never re-encoded (2.8.2 signs the
+session's offset into ``_state``). Choosing and falling back between shapes is the store's job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import quote, urljoin
+
+import anyio
+
+from regcopy.digest import Digest
+from regcopy.errors import DigestMismatch, InvalidReference, NotFound, ProtocolViolation, RegistryError, TransportError
+from regcopy.registry._challenge import Scope
+from regcopy.registry._errors import redact_url
+from regcopy.registry._headers import parse_content_range, parse_upload_range
+from regcopy.registry.manifests import pull_scope, push_scope
+from regcopy.registry.transport import Reply, Transport
+
+__all__ = (
+    "MountResult",
+    "blob_chunks",
+    "blob_head",
+    "blob_mount",
+    "upload_cancel",
+    "upload_chunk",
+    "upload_finish",
+    "upload_start",
+    "upload_status",
+    "upload_stream",
+)
+
+log = logging.getLogger(__name__)
+
+OCTET: Final = "application/octet-stream"
+READ_SIZE: Final = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class MountResult:
+    """A mount attempt: ``mounted`` (201), or the upload session the registry opened instead (202)."""
+
+    mounted: bool
+    location: str | None
+
+
+async def blob_head(t: Transport, repo: str, digest: Digest, *, scopes: Sequence[Scope] = ()) -> int | None:
+    """The size of a blob in ``repo``, or None when it is not there (blobs are linked per repository)."""
+    try:
+        reply = await t.request("HEAD", f"/v2/{repo}/blobs/{digest}", scopes=scopes or (pull_scope(repo),),
+                                what="blob", ok=(200,))
+    except NotFound:
+        return None
+    length = reply.headers.get("Content-Length", "")
+    return int(length) if length.isdigit() else -1
+
+
+async def blob_chunks(
+    t: Transport,
+    repo: str,
+    digest: Digest,
+    size: int | None,
+    *,
+    offset: int = 0,
+    resumes: int = 3,
+    read_size: int = READ_SIZE,
+) -> AsyncIterator[bytes]:
+    """Stream a blob's bytes from ``offset``; a broken stream resumes with ``Range: bytes=N-``.
+
+    Redirects (to storage or a CDN) are followed without credentials. Resume needs a 206 whose
+    ``Content-Range`` starts at the offset asked for (c/image docker/body_reader.go); a registry
+    answering 200 to a Range request cannot resume and the original error is raised.
+    Bytes are not verified here: the engine wraps this in a VerifyingStream.
+    """
+    pos = offset
+    failures = 0
+    path = f"/v2/{repo}/blobs/{digest}"
+    while True:
+        headers = {"Range": f"bytes={pos}-"} if pos else {}
+        try:
+            async with t.stream("GET", path, scopes=(pull_scope(repo),), headers=headers, ok=(200, 206),
+                                what="blob", follow_redirects=True) as resp:
+                if pos:
+                    _check_resumed(t, resp.status, resp.headers.get("Content-Range"), pos, str(resp.url))
+                async for chunk in resp.content.iter_chunked(read_size):
+                    pos += len(chunk)
+                    yield chunk
+            if size is not None and pos < size:
+                raise TransportError(f"blob body ended after {pos} of {size} bytes", registry=t.registry,
+                                     method="GET", url=redact_url(t.url(path)))
+            return
+        except TransportError as exc:
+            failures += 1
+            if failures > resumes:
+                raise
+            log.info("GET blob %s broke at byte %d (%s); resuming with Range", digest.short, pos, exc)
+            await anyio.sleep(min(0.2 * failures, 2.0))
+
+
+def _check_resumed(t: Transport, status: int, content_range: str | None, pos: int, url: str) -> None:
+    if status != 206:
+        raise TransportError("registry ignored Range on resume (answered 200)", registry=t.registry,
+                             method="GET", url=redact_url(url), status=status)
+    first, _, _ = parse_content_range(content_range)
+    if first != pos:
+        raise ProtocolViolation(f"Content-Range starts at {first}, asked for {pos}", registry=t.registry,
+                                method="GET", url=redact_url(url), status=status)
+
+
+async def blob_mount(t: Transport, repo: str, digest: Digest, from_repo: str) -> MountResult:
+    """Cross-repository mount (``POST ?mount=&from=``): 201 mounted, 202 an upload session opened.
+
+    2.8.2 only mounts when both parameters are present and the token grants pull on ``from``
+    in the same token (PROTOCOL §2.1, §3.3).
+    """
+    path = f"/v2/{repo}/blobs/uploads/?mount={quote(str(digest), safe=':')}&from={quote(from_repo, safe='/')}"
+    reply = await t.request("POST", path, scopes=(push_scope(repo), pull_scope(from_repo)), ok=(201, 202),
+                            retry=False)
+    if reply.status == 201:
+        return MountResult(True, None)
+    return MountResult(False, _location(t, reply))
+
+
+async def upload_start(t: Transport, repo: str) -> tuple[str, int]:
+    """Open an upload session; returns its absolute Location and the registry's minimum chunk
+    length (``OCI-Chunk-Min-Length``, spec §Pushing a blob in chunks; 0 when it sets none)."""
+    reply = await t.request("POST", f"/v2/{repo}/blobs/uploads/", scopes=(push_scope(repo),), ok=(202,),
+                            headers={"Content-Length": "0"}, retry=False)
+    min_length = reply.headers.get("OCI-Chunk-Min-Length", "")
+    return _location(t, reply), int(min_length) if min_length.isdigit() else 0
+
+
+async def upload_stream(
+    t: Transport, repo: str, location: str, chunks: AsyncIterable[bytes], size: int | None
+) -> str:
+    """Send the whole blob in one PATCH (streamed body, Content-Length when the size is known)."""
+    headers = {"Content-Type": OCTET}
+    if size is not None:
+        headers["Content-Length"] = str(size)
+    reply = await t.request("PATCH", location, scopes=(push_scope(repo),), headers=headers, data=chunks,
+                            ok=(202, 204), retry=False)
+    return _location(t, reply)
+
+
+async def upload_chunk(t: Transport, repo: str, location: str, data: bytes, start: int) -> tuple[str, int | None]:
+    """PATCH one chunk with ``Content-Range: start-end``; returns the next Location and the Range end+1."""
+    headers = {
+        "Content-Type": OCTET,
+        "Content-Range": f"{start}-{start + len(data) - 1}",
+        "Content-Length": str(len(data)),
+    }
+    reply = await t.request("PATCH", location, scopes=(push_scope(repo),), headers=headers, data=data,
+                            ok=(202, 204), retry=False)
+    return _location(t, reply), _range(t, reply)
+
+
+async def upload_finish(
+    t: Transport, repo: str, location: str, digest: Digest, data: bytes | AsyncIterable[bytes] = b"",
+    size: int | None = None,
+) -> None:
+    """Close a session with ``PUT ?digest=``, optionally carrying bytes (the last chunk, or the whole
+    blob for a monolithic upload, streamed when ``data`` is an async iterable of ``size`` bytes)."""
+    url = location + ("&" if "?" in location else "?") + "digest=" + quote(str(digest), safe=":")
+    length = len(data) if isinstance(data, bytes) else size
+    headers = {"Content-Type": OCTET}
+    if length is not None:
+        headers["Content-Length"] = str(length)
+    reply = await t.request("PUT", url, scopes=(push_scope(repo),), headers=headers, data=data, ok=(201, 204),
+                            retry=False)
+    stored = reply.headers.get("Docker-Content-Digest")
+    if stored:
+        try:
+            stored_digest = Digest.parse(stored.strip())
+        except InvalidReference as exc:
+            raise ProtocolViolation(f"bad Docker-Content-Digest {stored[:80]!r}", registry=t.registry) from exc
+        if stored_digest != digest:
+            raise DigestMismatch(str(digest), str(stored_digest), what=f"blob stored on {t.registry}/{repo}")
+
+
+async def upload_status(t: Transport, repo: str, location: str) -> tuple[str, int | None]:
+    """GET the session status: the Location to continue with and the bytes the registry holds."""
+    reply = await t.request("GET", location, scopes=(push_scope(repo),), ok=(204, 200))
+    return _location(t, reply), _range(t, reply)
+
+
+async def upload_cancel(t: Transport, repo: str, location: str) -> bool:
+    """Best-effort ``DELETE`` of an upload session (spec@main); needs the ``delete`` action under
+    token auth (PROTOCOL §2.1), so failures are expected and ignored. Returns whether it worked."""
+    try:
+        with anyio.move_on_after(10):
+            await t.request("DELETE", location, scopes=(Scope.repository(repo, "pull", "push", "delete"),),
+                            ok=(200, 202, 204), retry=False)
+            return True
+    except RegistryError as exc:
+        log.debug("cancel upload on %s/%s failed: %s", t.registry, repo, exc)
+    return False
+
+
+def _location(t: Transport, reply: Reply) -> str:
+    location = reply.headers.get("Location")
+    if not location:
+        raise ProtocolViolation("upload answer without Location", registry=t.registry,
+                                url=redact_url(reply.url), status=reply.status)
+    try:
+        return urljoin(reply.url, location)
+    except ValueError as exc:
+        raise ProtocolViolation(f"malformed Location {location[:100]!r}", registry=t.registry) from exc
+
+
+def _range(t: Transport, reply: Reply) -> int | None:
+    try:
+        return parse_upload_range(reply.headers.get("Range"))
+    except ProtocolViolation as exc:
+        raise ProtocolViolation(exc.message, registry=t.registry, url=redact_url(reply.url),
+                                status=reply.status) from exc

@@ -1,0 +1,593 @@
+"""One :class:`Transport` per registry host: scheme probe race, auth handshake, retries, error mapping.
+
+This module is where aiohttp meets regcopy. It owns:
+
+* the ``GET /v2/`` probe and the https/http race (PROTOCOL §4; ggcr pingParallel, improved: both
+  probes start at once and https keeps a short grace window, so a black-holed 443 never delays http);
+* Basic and Bearer auth (PROTOCOL §3): token fetch by GET with Basic credentials, by OAuth2 POST
+  with a refresh token, anonymous, or a registry token sent as is; scope growth on
+  ``insufficient_scope``; one re-authentication on 401; credentials only ever sent to their host;
+* bounded retries with exponential backoff and jitter for idempotent requests, honouring
+  Retry-After, with backoff state shared by every request to the host;
+* mapping every aiohttp / OSError / SSL exception into :mod:`regcopy.errors` (one place, ``from exc``).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import random
+import ssl
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import quote, urlencode, urljoin, urlsplit
+
+import aiohttp
+import anyio
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from regcopy.credentials import Credential, CredentialStore
+from regcopy.errors import (
+    AuthenticationError,
+    ProtocolViolation,
+    RateLimited,
+    RegistryError,
+    RegistryTimeout,
+    TransportError,
+)
+from regcopy.reference import api_host
+from regcopy.registry._challenge import Challenge, Scope, merge_scopes, parse_www_authenticate, pick_challenge
+from regcopy.registry._errors import error_from_response, redact_url
+from regcopy.registry._policy import RegistrySettings, is_local_host
+from regcopy.registry._tokens import Token, TokenCache, parse_token_response
+
+__all__ = ("PingResult", "ProbeOutcome", "Reply", "Transport")
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS: Final = 5
+USER_AGENT: Final = "regcopy/0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeOutcome:
+    """One ``/v2/`` probe: scheme, status (None on error), seconds, and the error text if it failed."""
+
+    scheme: str
+    status: int | None
+    seconds: float
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PingResult:
+    """The outcome of the scheme probe for a host (cached for the client's life)."""
+
+    registry: str
+    scheme: str
+    status: int
+    reason: str
+    probes: tuple[ProbeOutcome, ...]
+    challenge: Challenge | None = None
+
+    @property
+    def base_url(self) -> str:
+        """``scheme://api-host`` for building request URLs."""
+        return f"{self.scheme}://{api_host(self.registry)}"
+
+
+@dataclass(slots=True)
+class Reply:
+    """A fully read response: status, headers, body and the final URL."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+    url: str
+
+
+@dataclass(slots=True)
+class _HostState:
+    pause_until: float = 0.0
+    consecutive_failures: int = 0
+    stats: dict[str, int] = field(default_factory=lambda: {"requests": 0, "retries": 0})
+
+
+class Transport:
+    """Speaks HTTP to one registry host for one client.
+
+    :param session: the client's aiohttp session (never closed here)
+    :param registry: normalised ``host[:port]`` (``docker.io`` for Docker Hub)
+    :param settings: the host's policy
+    :param credentials: where this host's credentials come from
+    :param tokens: the client's token cache
+    :param forced_scheme: ``http``/``https`` when a reference carried an explicit prefix
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        registry: str,
+        settings: RegistrySettings,
+        credentials: CredentialStore,
+        tokens: TokenCache,
+        *,
+        forced_scheme: str | None = None,
+    ) -> None:
+        self.session = session
+        self.registry = registry
+        self.host = api_host(registry)
+        self.settings = settings
+        self._credentials = credentials
+        self._tokens = tokens
+        self._forced = forced_scheme
+        self._ping: PingResult | None = None
+        self._ping_lock = anyio.Lock()
+        self._limiter = anyio.CapacityLimiter(settings.max_concurrency)
+        self._state = _HostState()
+        self._refresh_tokens: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ probe
+    @property
+    def stats(self) -> Mapping[str, int]:
+        """Request and retry counters for reports."""
+        return self._state.stats
+
+    async def ping(self) -> PingResult:
+        """Probe ``/v2/`` and pick the scheme (cached; concurrent callers share one probe).
+
+        :raises RegistryError: no candidate scheme answered 200 or 401
+        """
+        if self._ping is not None:
+            return self._ping
+        async with self._ping_lock:
+            if self._ping is None:
+                self._ping = await self._race(self._schemes())
+                log.info("%s: using %s (%s)", self.registry, self._ping.scheme, self._ping.reason)
+        return self._ping
+
+    def _schemes(self) -> tuple[str, ...]:
+        if self._forced == "http":
+            return ("http",)
+        if self._forced == "https":
+            return ("https",)
+        return self.settings.candidates(self.registry)
+
+    async def _probe(self, scheme: str) -> tuple[ProbeOutcome, CIMultiDictProxy[str] | None]:
+        url = f"{scheme}://{self.host}/v2/"
+        start = time.monotonic()
+        try:
+            with anyio.fail_after(self.settings.probe_timeout):
+                async with self.session.get(
+                    URL(url, encoded=True),
+                    ssl=self._ssl(scheme),
+                    allow_redirects=False,
+                    headers={"User-Agent": USER_AGENT},
+                ) as resp:
+                    await resp.content.read(4096)
+                    outcome = ProbeOutcome(scheme, resp.status, time.monotonic() - start)
+                    return outcome, resp.headers
+        except TimeoutError:
+            return ProbeOutcome(scheme, None, time.monotonic() - start, "timed out"), None
+        except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
+            return ProbeOutcome(scheme, None, time.monotonic() - start, _describe(exc)), None
+
+    async def _race(self, schemes: tuple[str, ...]) -> PingResult:
+        """Run the probes concurrently; https wins if it answers within ``race_grace`` of http.
+
+        Only 200 and 401 are answers (PROTOCOL §4.4: http to a TLS port is a 400, not a success).
+        """
+        send, receive = anyio.create_memory_object_stream[
+            tuple[ProbeOutcome, CIMultiDictProxy[str] | None]
+        ](len(schemes))
+        outcomes: dict[str, ProbeOutcome] = {}
+        good: dict[str, CIMultiDictProxy[str] | None] = {}
+        deadline = float("inf")
+        async with anyio.create_task_group() as tg, receive:
+            for scheme in schemes:
+                tg.start_soon(self._probe_into, scheme, send.clone())
+            send.close()
+            while len(outcomes) < len(schemes):
+                with anyio.move_on_after(max(0.0, deadline - time.monotonic())) as timer:
+                    try:
+                        outcome, headers = await receive.receive()
+                    except anyio.EndOfStream:
+                        break
+                if timer.cancelled_caught:
+                    break  # https used up its grace window: http wins
+                outcomes[outcome.scheme] = outcome
+                if outcome.status in (200, 401):
+                    good[outcome.scheme] = headers
+                    if outcome.scheme == "https":
+                        break
+                    deadline = time.monotonic() + self.settings.race_grace
+            tg.cancel_scope.cancel()
+        probes = tuple(outcomes.get(s) or ProbeOutcome(s, None, 0.0, "cancelled: lost the race") for s in schemes)
+        for scheme in ("https", "http"):
+            if scheme in good:
+                return self._ping_result(scheme, probes, good[scheme])
+        detail = "; ".join(f"{p.scheme}: {p.error or f'HTTP {p.status}'}" for p in probes)
+        raise TransportError(f"no usable /v2/ endpoint ({detail})", registry=self.registry, method="GET",
+                             url=f"{schemes[0]}://{self.host}/v2/")
+
+    async def _probe_into(
+        self, scheme: str, send: anyio.abc.ObjectSendStream[tuple[ProbeOutcome, CIMultiDictProxy[str] | None]]
+    ) -> None:
+        async with send:
+            await send.send(await self._probe(scheme))
+
+    def _ping_result(
+        self, scheme: str, probes: tuple[ProbeOutcome, ...], headers: CIMultiDictProxy[str] | None
+    ) -> PingResult:
+        status = next(p.status for p in probes if p.scheme == scheme)
+        assert status is not None
+        if len(probes) == 1:
+            why = "explicit http:// prefix" if self._forced else f"{self.settings.scheme} policy allows only {scheme}"
+        elif scheme == "https":
+            why = "https answered (preferred when both answer within the grace window)"
+        else:
+            other = next(p for p in probes if p.scheme == "https")
+            why = f"https {other.error or f'answered HTTP {other.status}'}; http answered"
+        challenge = None
+        if status == 401 and headers is not None:
+            challenge = self._parse_challenge(headers.getall("WWW-Authenticate", []), f"{scheme}://{self.host}/v2/")
+        return PingResult(self.registry, scheme, status, why, probes, challenge)
+
+    def _ssl(self, scheme: str) -> ssl.SSLContext | bool:
+        if scheme != "https":
+            return False
+        return self.settings.ssl_context()
+
+    def _parse_challenge(self, values: Sequence[str], url: str) -> Challenge | None:
+        if not values:
+            return None
+        try:
+            return pick_challenge(parse_www_authenticate(values))
+        except ProtocolViolation as exc:
+            raise ProtocolViolation(exc.message, registry=self.registry, method="GET", url=redact_url(url)) from exc
+
+    # ------------------------------------------------------------------ auth
+    async def _credential(self) -> Credential:
+        return await self._credentials.get(self.registry)
+
+    async def _authorization(self, challenge: Challenge | None, scopes: Sequence[Scope]) -> str | None:
+        if challenge is None:
+            return None
+        cred = await self._credential()
+        if challenge.scheme == "basic":
+            if cred.username is None or cred.password is None:
+                return None
+            raw = f"{cred.username}:{cred.password}".encode()
+            return "Basic " + base64.b64encode(raw).decode()
+        if challenge.scheme == "bearer":
+            if cred.registry_token:
+                return f"Bearer {cred.registry_token}"
+            token = await self._token(challenge, scopes, cred)
+            return f"Bearer {token.value}"
+        return None
+
+    async def _token(self, challenge: Challenge, scopes: Sequence[Scope], cred: Credential) -> Token:
+        realm = challenge.realm
+        if not realm:
+            raise ProtocolViolation("Bearer challenge without realm", registry=self.registry)
+        self._check_realm(realm, cred)
+        service = challenge.service or ""
+        merged = merge_scopes(scopes)
+        key = (self.registry, realm, service, frozenset(str(s) for s in merged))
+        return await self._tokens.get(key, lambda: self._fetch_token(realm, service, merged, cred))
+
+    def _check_realm(self, realm: str, cred: Credential) -> None:
+        parts = urlsplit(realm)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ProtocolViolation(f"token realm {redact_url(realm)!r} is not an absolute http(s) URL",
+                                    registry=self.registry)
+        # Credentials travel to the realm only as the token request, and never in clear text to a
+        # remote realm: an http realm is accepted for local or explicitly insecure registries only.
+        if parts.scheme == "http" and not cred.anonymous:
+            realm_host = parts.netloc
+            if not (is_local_host(realm_host) or self.settings.scheme in ("http", "insecure", "https-insecure")
+                    or self._forced == "http"):
+                raise AuthenticationError(
+                    f"refusing to send credentials to a plain-http token realm {redact_url(realm)}",
+                    registry=self.registry,
+                )
+
+    async def _fetch_token(self, realm: str, service: str, scopes: Sequence[Scope], cred: Credential) -> Token:
+        refresh = self._refresh_tokens.get(realm) or cred.identity_token
+        if refresh:
+            token = await self._oauth_token(realm, service, scopes, refresh)
+            if token is not None:
+                return token
+        params: list[tuple[str, str]] = []
+        if service:
+            params.append(("service", service))
+        params.extend(("scope", str(s)) for s in scopes)
+        headers = {"User-Agent": USER_AGENT}
+        if cred.username and cred.password:
+            params.append(("account", cred.username))
+            raw = f"{cred.username}:{cred.password}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+        url = realm + ("&" if "?" in realm else "?") + urlencode(params, quote_via=quote)
+        reply = await self._token_request("GET", url, headers=headers)
+        return self._token_from_reply(reply, realm)
+
+    async def _oauth_token(self, realm: str, service: str, scopes: Sequence[Scope], refresh: str) -> Token | None:
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh,
+            "service": service,
+            "client_id": "regcopy",
+            "scope": " ".join(str(s) for s in scopes),
+        }
+        headers = {"User-Agent": USER_AGENT, "Content-Type": "application/x-www-form-urlencoded"}
+        reply = await self._token_request("POST", realm, headers=headers, data=urlencode(form).encode(),
+                                          accept=(200, 404, 405))
+        if reply.status in (404, 405):
+            return None  # no OAuth2 endpoint: fall back to GET (ggcr Refresh)
+        return self._token_from_reply(reply, realm)
+
+    async def _token_request(
+        self, method: str, url: str, *, headers: Mapping[str, str], data: bytes | None = None,
+        accept: tuple[int, ...] = (200,),
+    ) -> Reply:
+        realm_host = urlsplit(url).netloc
+        # The token endpoint is its own host: TLS verification follows the registry's policy, and
+        # the CA bundle configured for the registry is trusted for its realm too.
+        ssl_ctx: ssl.SSLContext | bool = self.settings.ssl_context() if url.startswith("https:") else False
+        for attempt in range(self.settings.retries + 1):
+            try:
+                with self._map_errors(method, url), anyio.fail_after(self.settings.read_timeout):
+                    async with self.session.request(
+                        method, URL(url, encoded=True), headers=headers, data=data, ssl=ssl_ctx,
+                        allow_redirects=False,
+                    ) as resp:
+                        body = await resp.content.read(1024 * 1024)
+                        reply = Reply(resp.status, resp.headers, body, url)
+            except (TransportError, RegistryTimeout) as exc:
+                if attempt < self.settings.retries:
+                    await self._sleep_backoff(attempt, None)
+                    continue
+                raise AuthenticationError(f"token endpoint {realm_host} unreachable: {exc}",
+                                          registry=self.registry) from exc
+            if reply.status in accept:
+                return reply
+            err = error_from_response(reply.status, reply.headers, reply.body, registry=self.registry,
+                                      method=method, url=url)
+            if err.retryable and attempt < self.settings.retries:
+                await self._sleep_backoff(attempt, getattr(err, "retry_after", None))
+                continue
+            if reply.status in (401, 403):
+                raise AuthenticationError(f"token server {realm_host} rejected the credentials: {err.message}",
+                                          registry=self.registry, method=method, url=redact_url(url),
+                                          status=reply.status, codes=err.codes)
+            raise AuthenticationError(f"token server {realm_host} failed: {err.message}", registry=self.registry,
+                                      method=method, url=redact_url(url), status=reply.status)
+        raise AssertionError("unreachable")
+
+    def _token_from_reply(self, reply: Reply, realm: str) -> Token:
+        try:
+            token = parse_token_response(reply.body, now=time.monotonic(), wall_now=time.time())
+        except ProtocolViolation as exc:
+            raise ProtocolViolation(exc.message, registry=self.registry, method="GET", url=redact_url(realm)) from exc
+        if token.refresh_token:
+            self._refresh_tokens[realm] = token.refresh_token
+        return token
+
+    # ------------------------------------------------------------------ requests
+    def url(self, path: str) -> str:
+        """An absolute URL for ``path`` on this registry (after the probe)."""
+        assert self._ping is not None, "ping() first"
+        return self._ping.base_url + path
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        *,
+        scopes: Sequence[Scope] = (),
+        headers: Mapping[str, str] | None = None,
+        data: bytes | AsyncIterable[bytes] | None = None,
+        ok: Sequence[int] = (200,),
+        what: str | None = None,
+        max_body: int = 8 * 1024 * 1024,
+        retry: bool | None = None,
+    ) -> Reply:
+        """Send a request and read the whole answer (a streamed body is never replayed).
+
+        :param target: a path (``/v2/...``) or an absolute URL on this registry (e.g. an upload Location)
+        :param ok: statuses that count as success; anything else raises
+        :param what: ``"manifest"`` / ``"blob"`` for precise NotFound errors
+        :param retry: override the idempotency rule (default: retry idempotent methods only)
+        :raises RegistryError: mapped from the status, OCI codes or the connection failure
+        """
+        async with self.stream(method, target, scopes=scopes, headers=headers, data=data, ok=ok, what=what,
+                               retry=retry) as resp:
+            with self._map_errors(method, str(resp.url)):
+                body = await resp.content.read(max_body + 1)
+            if len(body) > max_body:
+                raise ProtocolViolation(f"response body larger than {max_body} bytes", registry=self.registry,
+                                        method=method, url=redact_url(str(resp.url)), status=resp.status)
+            return Reply(resp.status, resp.headers, body, str(resp.url))
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        target: str,
+        *,
+        scopes: Sequence[Scope] = (),
+        headers: Mapping[str, str] | None = None,
+        data: bytes | AsyncIterable[bytes] | None = None,
+        ok: Sequence[int] = (200,),
+        what: str | None = None,
+        retry: bool | None = None,
+        follow_redirects: bool = False,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send a request and yield the open response (body unread) once its status is acceptable.
+
+        Retries (idempotent methods, replayable bodies) happen before anything is yielded. Redirects
+        are followed by hand when asked, without credentials on any other scheme, host or port
+        (spec@main §API; S3 rejects a second auth mechanism anyway).
+        """
+        ping = await self.ping()
+        replayable = not isinstance(data, AsyncIterable)
+        may_retry = (method in IDEMPOTENT if retry is None else retry) and replayable
+        attempts = self.settings.retries + 1 if may_retry else 1
+        challenge = ping.challenge
+        reauth = 0
+        attempt = 0
+        yielded = False
+        while True:
+            await self._respect_pause()
+            url = target if "://" in target else ping.base_url + target
+            auth = await self._authorization(challenge, scopes)
+            try:
+                async with self._limiter, self._send(method, url, headers, data, auth, follow_redirects) as resp:
+                    if resp.status in ok:
+                        self._state.consecutive_failures = 0
+                        yielded = True
+                        yield resp
+                        return
+                    body = await _read_capped(resp)
+                    if resp.status == 401 and replayable and reauth < 2:
+                        new = self._parse_challenge(resp.headers.getall("WWW-Authenticate", []), url)
+                        challenge, scopes = self._grow(challenge, new, scopes, reauth)
+                        reauth += 1
+                        if challenge is not None:
+                            continue
+                    err = error_from_response(resp.status, resp.headers, body, registry=self.registry,
+                                              method=method, url=url, what=what)
+            except (TransportError, RegistryTimeout) as exc:
+                if yielded:
+                    raise  # the caller was reading the body: no replay here (resume is the caller's job)
+                err = exc
+            attempt += 1
+            self._note_failure(err)
+            if not (err.retryable and attempt < attempts):
+                raise err
+            self._state.stats["retries"] += 1
+            log.info("%s %s: %s; retry %d/%d", method, redact_url(url), err, attempt, attempts - 1)
+            await self._sleep_backoff(attempt - 1, err.retry_after if isinstance(err, RateLimited) else None)
+
+    def _grow(
+        self, old: Challenge | None, new: Challenge | None, scopes: Sequence[Scope], reauth: int
+    ) -> tuple[Challenge | None, Sequence[Scope]]:
+        """After a 401: adopt the new challenge and its scopes (new ones first, ggcr bearer.go)."""
+        if new is None:
+            return None, scopes
+        if new.scheme == "bearer":
+            wanted = [Scope.parse(s) for s in new.scopes]
+            grown = tuple(merge_scopes([*wanted, *scopes]))
+            key_scopes = frozenset(str(s) for s in merge_scopes(scopes))
+            if new.realm:
+                self._tokens.invalidate((self.registry, new.realm, new.service or "", key_scopes))
+            if reauth >= 1 or new.error == "invalid_token" or (old is not None and old == new and not wanted):
+                # A fresh token was refused: maybe the helper's credentials went stale (ECR, rotated
+                # secrets). Forget them so the next attempt re-runs the helper.
+                self._credentials.forget(self.registry)
+            return new, grown
+        if reauth >= 1:
+            self._credentials.forget(self.registry)
+        return new, scopes
+
+    @asynccontextmanager
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        data: bytes | AsyncIterable[bytes] | None,
+        auth: str | None,
+        follow_redirects: bool,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        origin = _origin(url)
+        hdrs: CIMultiDict[str] = CIMultiDict(headers or {})
+        hdrs.setdefault("User-Agent", USER_AGENT)
+        for _ in range(MAX_REDIRECTS + 1):
+            send_headers = CIMultiDict(hdrs)
+            if auth and _origin(url) == origin:
+                send_headers["Authorization"] = auth
+            self._state.stats["requests"] += 1
+            log.debug("%s %s", method, redact_url(url))
+            with self._map_errors(method, url):
+                resp = await self.session.request(
+                    method, URL(url, encoded=True), headers=send_headers, data=data,
+                    ssl=self._ssl(urlsplit(url).scheme), allow_redirects=False,
+                )
+            try:
+                location = resp.headers.get("Location")
+                if follow_redirects and resp.status in REDIRECTS and location:
+                    url = urljoin(url, location)
+                    continue
+                with self._map_errors(method, url):
+                    yield resp
+                return
+            finally:
+                resp.release()
+        raise ProtocolViolation("too many redirects", registry=self.registry, method=method, url=redact_url(url))
+
+    @contextmanager
+    def _map_errors(self, method: str, url: str) -> Iterator[None]:
+        """The one place where aiohttp, OSError and SSL failures become regcopy errors."""
+        common = {"registry": self.registry, "method": method, "url": redact_url(url)}
+        try:
+            yield
+        except RegistryError:
+            raise
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise RegistryTimeout("timed out", **common) from exc  # type: ignore[arg-type]
+        except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
+            raise TransportError(f"TLS failure: {_describe(exc)}", **common) from exc  # type: ignore[arg-type]
+        except aiohttp.InvalidURL as exc:
+            raise ProtocolViolation(f"invalid URL: {exc}", **common) from exc  # type: ignore[arg-type]
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransportError(_describe(exc), **common) from exc  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ backoff
+    def _note_failure(self, err: RegistryError) -> None:
+        self._state.consecutive_failures += 1
+        if isinstance(err, RateLimited):
+            # One 429 slows every request to this host (regclient's shared per-host backoff).
+            delay = err.retry_after if err.retry_after is not None else self._delay(self._state.consecutive_failures)
+            self._state.pause_until = max(self._state.pause_until, time.monotonic() + delay)
+
+    async def _respect_pause(self) -> None:
+        wait = self._state.pause_until - time.monotonic()
+        if wait > 0:
+            await anyio.sleep(wait)
+
+    def _delay(self, attempt: int) -> float:
+        base = min(self.settings.backoff * (2**attempt), self.settings.backoff_max)
+        jitter: float = random.random()
+        return float(base) * (0.5 + jitter / 2)
+
+    async def _sleep_backoff(self, attempt: int, retry_after: float | None) -> None:
+        delay = self._delay(attempt)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.settings.backoff_max * 4))
+        await anyio.sleep(delay)
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.scheme, parts.hostname, port
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int = 64 * 1024) -> bytes:
+    try:
+        return await resp.content.read(cap)
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        return b""
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.replace("\n", " ")[:300]
+
