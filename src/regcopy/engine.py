@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -102,6 +103,8 @@ class ImagePlan:
     source_digest: Digest
     manifests: list[Manifest]
     blobs: list[Descriptor]
+    built_index: bool = False
+    """True when ``root`` is a new index built from a platform subset (a digest no source has)."""
 
     @property
     def total_bytes(self) -> int:
@@ -123,7 +126,8 @@ async def plan_image(source: Source, ref: str, platforms: Sequence[Platform] = (
     children: list[Manifest] = []
     blobs: dict[Digest, Descriptor] = {}
     await _walk(source, root, children, blobs, depth=0, seen={root.digest})
-    return ImagePlan(root, source_digest, children, list(blobs.values()))
+    built = root.digest != source_digest and root.is_index
+    return ImagePlan(root, source_digest, children, list(blobs.values()), built)
 
 
 async def _filter_platforms(source: Source, root: Manifest, platforms: Sequence[Platform]) -> Manifest:
@@ -132,7 +136,7 @@ async def _filter_platforms(source: Source, root: Manifest, platforms: Sequence[
         wanted = ", ".join(str(p) for p in platforms)
         have = ", ".join(str(d.platform) for d in root.manifests if d.platform) or "none"
         raise InvalidManifest(f"no platform of the index matches {wanted} (it has {have})")
-    if len(entries) == 1 and entries[0].media_type not in ("",) and entries[0].platform is not None:
+    if len(entries) == 1 and entries[0].platform is not None:
         return await source.get_manifest(entries[0].digest)
     return build_index(root, entries)
 
@@ -146,7 +150,7 @@ async def _walk(
     for blob in manifest.blobs():
         blobs.setdefault(blob.digest, blob)
     children: list[Manifest] = []
-    async with anyio.create_task_group() as tg:
+    async with fail_fast(), anyio.create_task_group() as tg:
         for desc in manifest.children():
             if desc.digest in seen:
                 continue
@@ -197,7 +201,7 @@ async def copy_image(
         source=f"{source.name}:{ref}" if not ref.startswith("sha") else f"{source.name}@{ref}",
         destination=f"{destination.name}:{target_tag}" if target_tag else destination.name,
         source_digest=str(plan.source_digest), digest=str(root.digest), tag=target_tag,
-        new_digest=root.digest != plan.source_digest, platforms=[str(p) for p in platforms],
+        new_digest=plan.built_index, platforms=[str(p) for p in platforms],
     )
     reporter(ImageStarted(result.source, result.destination, len(plan.blobs), plan.total_bytes))
     try:
@@ -235,16 +239,26 @@ async def _copy_blobs(
     limiter = anyio.CapacityLimiter(max(1, jobs))
     # Big blobs first: the longest transfer starts earliest, small ones fill the gaps.
     ordered = sorted(blobs, key=lambda b: b.size, reverse=True)
+    async with fail_fast(), anyio.create_task_group() as tg:
+        for blob in ordered:
+            tg.start_soon(_copy_blob_limited, limiter, source, destination, blob, reporter, ledger, result)
+
+
+@asynccontextmanager
+async def fail_fast() -> AsyncIterator[None]:
+    """Unwrap a fail-fast task group's exception group into its first real error.
+
+    Siblings cancelled by the first failure add nothing, so callers get the cause itself and
+    ``except regcopy.NotFound`` works (ARCHITECTURE §8.3).
+    """
     try:
-        async with anyio.create_task_group() as tg:
-            for blob in ordered:
-                tg.start_soon(_copy_blob_limited, limiter, source, destination, blob, reporter, ledger, result)
+        yield
     except BaseExceptionGroup as group:
-        raise _first_error(group) from None
+        raise first_error(group) from None
 
 
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first regcopy error of a task group (so ``except regcopy.NotFound`` works), else the first."""
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first regcopy error of a (nested) exception group, else its first leaf."""
     flat: list[BaseException] = []
 
     def collect(g: BaseExceptionGroup[BaseException]) -> None:
@@ -257,6 +271,9 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     collect(group)
     for exc in flat:
         if isinstance(exc, RegcopyError):
+            return exc
+    for exc in flat:
+        if not isinstance(exc, anyio.get_cancelled_exc_class()):
             return exc
     return flat[0]
 

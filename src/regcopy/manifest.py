@@ -44,6 +44,10 @@ DOCKER_CONFIG: Final = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER: Final = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 DOCKER_FOREIGN_LAYER: Final = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 
+SCHEMA1_TYPES: Final = frozenset({
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+})
 INDEX_TYPES: Final = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
 IMAGE_TYPES: Final = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 MANIFEST_TYPES: Final = INDEX_TYPES | IMAGE_TYPES
@@ -234,7 +238,7 @@ def _media_type(obj: Mapping[str, Any], header_type: str | None) -> str:
     if body_type and header and body_type != header:
         raise InvalidManifest(f"mediaType {body_type!r} in the body disagrees with Content-Type {header!r}")
     mt = body_type or header or _sniff(obj)
-    if obj.get("schemaVersion") == 1 or "prettyjws" in mt or mt.endswith("manifest.v1+json"):
+    if obj.get("schemaVersion") == 1 or mt in SCHEMA1_TYPES:
         raise UnsupportedMediaType("Docker schema1 manifests are not supported (deprecated since 2019)")
     if mt not in MANIFEST_TYPES:
         raise UnsupportedMediaType(f"unsupported manifest media type {mt!r}")

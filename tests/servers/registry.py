@@ -45,6 +45,7 @@ __all__ = (
     "parse_access_log",
     "running_registry",
     "shared_ca",
+    "stop_all_registries",
 )
 
 Mode = Literal["http", "https", "basic", "token"]
@@ -111,7 +112,7 @@ class AccessEntry:
 #   127.0.0.1 - - [23/Nov/2026:06:29:06 +0000] "GET /v2/ HTTP/1.1" 200 2 "" "curl/7.88.1"
 # gorilla quotes the URI with Go-style escapes and prints "-" for unknown sizes, so accept both.
 _ACCESS_RE = re.compile(
-    r'^(?P<remote>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<time>[^\]]+)\] '
+    r"^(?P<remote>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<time>[^\]]+)\] "
     r'"(?P<method>[A-Z]+) (?P<path>\S+) (?P<proto>[^"]*)" (?P<status>\d{3}) (?P<size>\d+|-)'
     r'(?: "(?P<referer>(?:[^"\\]|\\.)*)" "(?P<ua>(?:[^"\\]|\\.)*)")?\s*$'
 )
@@ -263,9 +264,7 @@ class RegistryServer:
             lines = []
             for user, password in self._users.items():
                 # -B: bcrypt, the only scheme 2.8.2 accepts ($apr1$ entries are silently ignored).
-                proc = subprocess.run(
-                    ["htpasswd", "-Bbn", user, password], capture_output=True, check=True, timeout=30
-                )
+                proc = subprocess.run(["htpasswd", "-Bbn", user, password], capture_output=True, check=True, timeout=30)
                 lines.append(proc.stdout.decode().strip())
             (self.workdir / "htpasswd").write_text("\n".join(lines) + "\n")
         if self.token_server is not None and self._owns_token_server:
@@ -509,7 +508,8 @@ def running_registry(workdir: Path, mode: Mode = "http", **kwargs: Any) -> Itera
 
 
 @atexit.register
-def _stop_all() -> None:
+def stop_all_registries() -> None:
+    """Stop every registry this process started and has not stopped yet."""
     # Last line of defence (KeyboardInterrupt, a fixture that never got to finalize): no registry may
     # outlive the Python process that started it.
     with _live_lock:

@@ -17,6 +17,7 @@ Seeding routes, because skopeo 1.9.3 (containers/image 5.22) cannot push every l
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import json
@@ -131,9 +132,7 @@ def _split_ref(ref: str) -> tuple[str, str | None]:
     return (ref[:colon] if colon > slash else ref), None
 
 
-def _flags(
-    server: RegistryServer, role: str, creds: tuple[str, str] | None, authfile: Path | None
-) -> list[str]:
+def _flags(server: RegistryServer, role: str, creds: tuple[str, str] | None, authfile: Path | None) -> list[str]:
     # With an explicit auth file the credentials must come from it, so no --creds.
     return server.skopeo_flags(role, creds=creds, anonymous=authfile is not None)  # type: ignore[arg-type]
 
@@ -185,13 +184,13 @@ def _push_tree(
     authfile: Path | None,
     workdir: Path,
     timeout: float,
+    digest_file: Path | None = None,
 ) -> None:
-    doc = json.loads(read_blob(layout, digest))
-    children = doc.get("manifests", []) if media_type in INDEX_TYPES else []
-    nested = any(c["mediaType"] in INDEX_TYPES for c in children)
-    repo = dest.rsplit("/", 1)[0] + "/" + _split_ref(dest.rsplit("/", 1)[1])[0]
-    extra: list[str] = []
-    if nested and all_:
+    """Push the tree under ``digest`` to ``dest`` via ``dir:``, children first when indexes nest."""
+    repo = dest.rsplit("@", 1)[0] if "@" in dest else dest.rsplit(":", 1)[0]
+    children = json.loads(read_blob(layout, digest)).get("manifests", []) if media_type in INDEX_TYPES else []
+    extra: list[str] = ["--all"] if all_ else []
+    if all_ and any(c["mediaType"] in INDEX_TYPES for c in children):
         for child in children:
             _push_tree(
                 server,
@@ -205,17 +204,16 @@ def _push_tree(
                 workdir=workdir,
                 timeout=timeout,
             )
-        # The children exist now; push only the root list itself.
+        # Every child is in the repo now; push only the root list (the registry checks children exist).
         extra = ["--multi-arch", "index-only"]
-    elif all_:
-        extra = ["--all"]
-    src_dir = workdir / f"dir-{digest.split(':', 1)[1][:16]}-{len(list(workdir.iterdir()))}"
+    src_dir = workdir / f"dir-{len(list(workdir.iterdir()))}"
     _dir_layout(layout, digest, src_dir)
     run_skopeo(
         "copy",
         "--quiet",
         "--preserve-digests",
         *extra,
+        *(["--digestfile", str(digest_file)] if digest_file else []),
         *_flags(server, "dest", creds, authfile),
         f"dir:{src_dir}",
         dest,
@@ -247,14 +245,14 @@ def seed(
     layout_dir = Path(layout_dir)
     dest = f"docker://{server.host}/{repo}:{dest_tag or tag}"
     contents = layout_contents(layout_dir, tag)
-    oci_only = all(d.media_type in (OCI_MANIFEST, OCI_INDEX) for d in contents.manifests.values())
-    nested = any(
-        d.media_type in INDEX_TYPES for d in contents.manifests.values() if d.digest != contents.root.digest
-    )
+    below_root = [d for d in contents.manifests.values() if d.digest != contents.root.digest]
+    # `all` is the parameter here, hence builtins.all.
+    direct = builtins.all(d.media_type in (OCI_MANIFEST, OCI_INDEX) for d in contents.manifests.values())
+    direct = direct and not builtins.any(d.media_type in INDEX_TYPES for d in below_root)
     with tempfile.TemporaryDirectory(prefix="seed-") as tmp:
         work = Path(tmp)
         digest_file = work / "digest"
-        if oci_only and not nested:
+        if direct:
             run_skopeo(
                 "copy",
                 "--quiet",
@@ -268,18 +266,163 @@ def seed(
                 timeout=timeout,
                 authfile=authfile,
             )
-            return digest_file.read_text().strip()
-        _push_tree(
-            server,
-            layout_dir,
-            contents.root.media_type,
-            contents.root.digest,
-            dest,
-            all_=all,
-            creds=creds,
-            authfile=authfile,
-            workdir=work,
+        else:
+            work_dirs = work / "dirs"
+            work_dirs.mkdir()
+            _push_tree(
+                server,
+                layout_dir,
+                contents.root.media_type,
+                contents.root.digest,
+                dest,
+                all_=all,
+                creds=creds,
+                authfile=authfile,
+                workdir=work_dirs,
+                timeout=timeout,
+                digest_file=digest_file,
+            )
+        return digest_file.read_text().strip()
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def inspect_raw(
+    server: RegistryServer,
+    ref: str,
+    *,
+    creds: tuple[str, str] | None = None,
+    authfile: Path | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> bytes:
+    """Raw manifest bytes of ``ref`` (``repo:tag`` or ``repo@digest``) as the registry serves them."""
+    proc = run_skopeo(
+        "inspect",
+        "--raw",
+        *_flags(server, "", creds, authfile),
+        docker_ref(server, ref),
+        timeout=timeout,
+        authfile=authfile,
+    )
+    return proc.stdout
+
+
+def inspect_digest(
+    server: RegistryServer,
+    ref: str,
+    *,
+    creds: tuple[str, str] | None = None,
+    authfile: Path | None = None,
+) -> str:
+    """``sha256:`` digest of the raw manifest bytes of ``ref``."""
+    return "sha256:" + hashlib.sha256(inspect_raw(server, ref, creds=creds, authfile=authfile)).hexdigest()
+
+
+def list_tags(
+    server: RegistryServer,
+    repo: str,
+    *,
+    creds: tuple[str, str] | None = None,
+    authfile: Path | None = None,
+) -> list[str]:
+    """Tags of ``repo``, sorted (2.8.2 returns them in storage order)."""
+    proc = run_skopeo("list-tags", *_flags(server, "", creds, authfile), docker_ref(server, repo), authfile=authfile)
+    return sorted(json.loads(proc.stdout)["Tags"] or [])
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise AssertionError(message)
+
+
+def _check_dir(pulled: Path, raw: bytes, digest: str) -> None:
+    """Check a ``dir:`` pull: manifest bytes, every instance manifest and every blob's digest and size."""
+
+    def check_manifest(data: bytes, want: str, size: int | None) -> None:
+        got = "sha256:" + hashlib.sha256(data).hexdigest()
+        _check(got == want, f"manifest digest {got} != {want}")
+        _check(size is None or len(data) == size, f"manifest {want}: {len(data)} bytes, descriptor says {size}")
+        doc: dict[str, Any] = json.loads(data)
+        if "manifests" in doc:
+            for child in doc["manifests"]:
+                path = pulled / f"{child['digest'].split(':', 1)[1]}.manifest.json"
+                _check(path.is_file(), f"instance {child['digest']} was not pulled")
+                check_manifest(path.read_bytes(), child["digest"], child["size"])
+            return
+        for blob in (doc["config"], *doc["layers"]):
+            path = pulled / blob["digest"].split(":", 1)[1]
+            _check(path.is_file(), f"blob {blob['digest']} was not pulled")
+            _check(path.stat().st_size == blob["size"], f"blob {blob['digest']}: size != {blob['size']}")
+            _check(_sha256_file(path) == blob["digest"], f"blob {blob['digest']}: content digest mismatch")
+
+    _check((pulled / "manifest.json").read_bytes() == raw, "pulled manifest.json differs from the raw manifest")
+    check_manifest(raw, digest, None)
+
+
+def verify(
+    server: RegistryServer,
+    ref: str,
+    expected_digest: str | None = None,
+    *,
+    creds: tuple[str, str] | None = None,
+    authfile: Path | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> bytes:
+    """Check that ``ref`` is complete and intact on ``server``; return its raw manifest bytes.
+
+    Fetches the raw manifest (digest compared with ``expected_digest`` and with a ``@digest`` ref),
+    then pulls everything with ``skopeo copy --all docker://… dir:TMP`` and checks every manifest and
+    blob file against the digests and sizes of its descriptors, recursing through indexes. Nested
+    indexes are pulled child by child, since skopeo 1.9.3 cannot copy them in one go.
+
+    :raises AssertionError: anything missing or corrupt (:class:`SkopeoError` if skopeo fails).
+    """
+    raw = inspect_raw(server, ref, creds=creds, authfile=authfile, timeout=timeout)
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    repo, ref_digest = _split_ref(ref)
+    _check(ref_digest is None or ref_digest == digest, f"{ref}: served manifest has digest {digest}")
+    _check(expected_digest is None or expected_digest == digest, f"{ref}: digest {digest} != {expected_digest}")
+    _verify_tree(server, repo, raw, digest, creds=creds, authfile=authfile, timeout=timeout)
+    return raw
+
+
+def _verify_tree(
+    server: RegistryServer,
+    repo: str,
+    raw: bytes,
+    digest: str,
+    *,
+    creds: tuple[str, str] | None,
+    authfile: Path | None,
+    timeout: float,
+) -> None:
+    doc = json.loads(raw)
+    children = doc.get("manifests", []) if doc.get("mediaType") in INDEX_TYPES or "manifests" in doc else []
+    if any(c.get("mediaType") in INDEX_TYPES for c in children):
+        for child in children:
+            child_raw = verify(server, f"{repo}@{child['digest']}", creds=creds, authfile=authfile, timeout=timeout)
+            _check(len(child_raw) == child["size"], f"{child['digest']}: size != {child['size']}")
+        return
+    with tempfile.TemporaryDirectory(prefix="verify-") as tmp:
+        pulled = Path(tmp) / "pulled"
+        run_skopeo(
+            "copy",
+            "--quiet",
+            "--all",
+            "--preserve-digests",
+            *_flags(server, "src", creds, authfile),
+            docker_ref(server, f"{repo}@{digest}"),
+            f"dir:{pulled}",
             timeout=timeout,
+            authfile=authfile,
         )
-    # --digestfile is not passed through the bottom-up route; ask the registry what the tag is now.
-    return inspect_digest(server, f"{repo}:{dest_tag or tag}", creds=creds, authfile=authfile)
+        _check_dir(pulled, raw, digest)

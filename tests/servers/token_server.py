@@ -465,15 +465,11 @@ class TokenServer:
             wanted = [parse_scope(s) for s in raw_scopes]
         except (_AuthError, ValueError) as exc:
             status = exc.status if isinstance(exc, _AuthError) else 400
-            self._record(
-                TokenRequest("POST", user, raw_scopes, grant_type, service, client_id, offline, status)
-            )
+            self._record(TokenRequest("POST", user, raw_scopes, grant_type, service, client_id, offline, status))
             return self._error(status, str(exc))
         body, granted = self._response(user, wanted, refresh=offline, oauth=True)
         if grant_type == "refresh_token":
             with self._lock:
                 self._counts["refresh_issued"] += 1
-        self._record(
-            TokenRequest("POST", user, raw_scopes, grant_type, service, client_id, offline, 200, granted)
-        )
+        self._record(TokenRequest("POST", user, raw_scopes, grant_type, service, client_id, offline, 200, granted))
         return web.json_response(body)
