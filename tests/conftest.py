@@ -10,20 +10,14 @@ from __future__ import annotations
 import shutil
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 
-from servers.registry import MODES, REGISTRY_BIN, Mode, RegistryServer, stop_all_registries
+from servers.registry import MODES, REGISTRY_BIN, Mode, RegistryFactory, RegistryServer, stop_all_registries
 
 _REGISTRIES = pytest.StashKey[list[RegistryServer]]()
 _LOG_LINES = 200
-
-
-class RegistryFactory(Protocol):
-    """``registry_factory(mode="http", **RegistryServer kwargs) -> started RegistryServer``."""
-
-    def __call__(self, mode: Mode = "http", **kwargs: Any) -> RegistryServer: ...
 
 
 @pytest.fixture

@@ -141,9 +141,7 @@ class StaticCredentials(CredentialStore):
             elif isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, str) for v in value):
                 credential = Credential(username=value[0], password=value[1])
             else:
-                raise ConfigError(
-                    f"credentials for {key!r} must be a (username, password) pair or a Credential"
-                )
+                raise ConfigError(f"credentials for {key!r} must be a (username, password) pair or a Credential")
             self._credentials[_registry(key)] = credential
 
     async def get(self, registry: str) -> Credential:
@@ -211,9 +209,7 @@ class DockerConfigCredentials(CredentialStore):
         """
         self._env = dict(os.environ if env is None else env)
         self._overlay = self._env.get("DOCKER_AUTH_CONFIG") if paths is None else None
-        self.paths = (
-            tuple(Path(p) for p in paths) if paths is not None else _default_paths(self._env, env is None)
-        )
+        self.paths = tuple(Path(p) for p in paths) if paths is not None else _default_paths(self._env, env is None)
         self._helper_timeout = helper_timeout
         self._cache: dict[str, Credential] = {}
         self._locks: dict[str, anyio.Lock] = {}
@@ -388,8 +384,10 @@ def _parse_config(raw: bytes, where: str, kind: _Kind) -> _Config:
     if kind == "legacy":
         return _Config(where, data, {}, None)
     fields = {str(k).lower(): v for k, v in data.items()}  # Go struct fields: case-insensitive
-    auths = fields.get("auths") or {}
-    helpers = fields.get("credhelpers") or {}
+    auths = fields.get("auths")
+    auths = {} if auths is None else auths
+    helpers = fields.get("credhelpers")
+    helpers = {} if helpers is None else helpers
     store = fields.get("credsstore") or None
     if not isinstance(auths, dict):
         raise CredentialError(f"{where}: 'auths' must be an object")
@@ -440,9 +438,7 @@ def _decode_auth(auth: str, where: str, host: str) -> tuple[str | None, str | No
         padded = auth.strip() + "=" * (-len(auth.strip()) % 4)
         decoded = base64.b64decode(padded, validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
-        raise CredentialError(
-            f"{where}: 'auth' of {host} is not base64 of user:password", registry=host
-        ) from None
+        raise CredentialError(f"{where}: 'auth' of {host} is not base64 of user:password", registry=host) from None
     username, sep, password = decoded.partition(":")
     if not sep:
         raise CredentialError(f"{where}: 'auth' of {host} does not decode to user:password", registry=host)

@@ -28,7 +28,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import trustme
 import yaml
@@ -40,6 +40,7 @@ __all__ = (
     "PROBE_USER_AGENT",
     "AccessEntry",
     "Mode",
+    "RegistryFactory",
     "RegistryServer",
     "deep_merge",
     "parse_access_log",
@@ -495,6 +496,12 @@ class RegistryServer:
 
 class _PortInUse(RuntimeError):
     pass
+
+
+class RegistryFactory(Protocol):
+    """What the ``registry_factory`` fixture yields: ``(mode="http", **RegistryServer kwargs) -> started``."""
+
+    def __call__(self, mode: Mode = "http", **kwargs: Any) -> RegistryServer: ...
 
 
 @contextlib.contextmanager

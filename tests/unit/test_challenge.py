@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import string
 
 import pytest
@@ -128,7 +129,7 @@ def test_error_message_truncates_the_value() -> None:
 
 
 def test_lone_string_is_one_value() -> None:
-    assert parse_www_authenticate('Basic realm="a"') == [Challenge("basic", (("realm", "a"),))]  # type: ignore[arg-type]
+    assert parse_www_authenticate('Basic realm="a"') == [Challenge("basic", (("realm", "a"),))]
 
 
 def test_properties() -> None:
@@ -173,17 +174,16 @@ def test_any_text_parses_or_raises_protocol_violation(values: list[str]) -> None
 
 @given(st.text(alphabet='Bb ea,r="\\\trlm=x/+', max_size=40))
 def test_header_like_text_parses_or_raises_protocol_violation(value: str) -> None:
-    try:
+    with contextlib.suppress(ProtocolViolation):
         parse_www_authenticate([value])
-    except ProtocolViolation:
-        pass
 
 
 _TCHARS = "!#$%&'*+-.^_`|~" + string.ascii_letters + string.digits
 _tokens = st.text(alphabet=_TCHARS, min_size=1, max_size=8)
-_values = st.text(
-    alphabet=st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\x7f"), max_size=20
-) | _tokens
+_values = (
+    st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\x7f"), max_size=20)
+    | _tokens
+)
 _challenges = st.builds(
     Challenge,
     _tokens.map(str.lower),

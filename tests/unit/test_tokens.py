@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import anyio
+import anyio.lowlevel
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -15,6 +17,7 @@ from regcopy.registry._challenge import CATALOG_SCOPE, Scope
 from regcopy.registry._tokens import Token, TokenCache, TokenKey, parse_token_response, token_key
 
 NOW = 1000.0  # monotonic
+Fetch = Callable[[], Awaitable[Token]]
 WALL = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC).timestamp()
 
 
@@ -165,12 +168,12 @@ class FakeClock:
 KEY: TokenKey = token_key("reg", "https://auth/token", "svc", [Scope.repository("a", "pull")])
 
 
-def counting_fetch(clock: FakeClock, lifetime: float = 300.0) -> tuple[list[int], object]:
+def counting_fetch(clock: FakeClock, lifetime: float = 300.0) -> tuple[list[int], Fetch]:
     calls: list[int] = []
 
     async def fetch() -> Token:
         calls.append(1)
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         return Token(f"tok{len(calls)}", clock() + lifetime)
 
     return calls, fetch
@@ -180,19 +183,19 @@ async def test_cache_hit_and_refresh_margin() -> None:
     clock = FakeClock()
     cache = TokenCache(clock=clock)
     calls, fetch = counting_fetch(clock, 300)
-    assert (await cache.get(KEY, fetch)).value == "tok1"  # type: ignore[arg-type]
+    assert (await cache.get(KEY, fetch)).value == "tok1"
     clock.now = 269.9
-    assert (await cache.get(KEY, fetch)).value == "tok1"  # type: ignore[arg-type]
+    assert (await cache.get(KEY, fetch)).value == "tok1"
     clock.now = 270.0  # 30 s margin
-    assert (await cache.get(KEY, fetch)).value == "tok2"  # type: ignore[arg-type]
+    assert (await cache.get(KEY, fetch)).value == "tok2"
     assert len(calls) == 2
 
 
 async def test_short_tokens_use_ten_percent_margin() -> None:
     clock = FakeClock()
     cache = TokenCache(clock=clock)
-    calls, fetch = counting_fetch(clock, 60)
-    await cache.get(KEY, fetch)  # type: ignore[arg-type]
+    _, fetch = counting_fetch(clock, 60)
+    await cache.get(KEY, fetch)
     clock.now = 53.9
     assert cache.peek(KEY) is not None
     clock.now = 54.0
@@ -207,9 +210,9 @@ async def test_keys_are_separate_and_canonical() -> None:
     k1 = token_key("reg", "r", "s", [Scope.repository("a", "push"), "repository:a:pull"])
     k2 = token_key("reg", "r", "s", ["repository:a:pull,push"])
     assert k1 == k2 == ("reg", "r", "s", frozenset({"repository:a:pull,push"}))
-    await cache.get(k1, fetch)  # type: ignore[arg-type]
-    await cache.get(k2, fetch)  # type: ignore[arg-type]
-    await cache.get(("other", "r", "s", k1[3]), fetch)  # type: ignore[arg-type]
+    await cache.get(k1, fetch)
+    await cache.get(k2, fetch)
+    await cache.get(("other", "r", "s", k1[3]), fetch)
     assert len(calls) == 2
 
 
@@ -305,10 +308,10 @@ async def test_cancelled_fetcher_hands_over_to_a_waiter() -> None:
 async def test_invalidate() -> None:
     clock = FakeClock()
     cache = TokenCache(clock=clock)
-    calls, fetch = counting_fetch(clock)
-    old = await cache.get(KEY, fetch)  # type: ignore[arg-type]
+    _, fetch = counting_fetch(clock)
+    old = await cache.get(KEY, fetch)
     cache.invalidate(KEY)
-    new = await cache.get(KEY, fetch)  # type: ignore[arg-type]
+    new = await cache.get(KEY, fetch)
     assert (old.value, new.value) == ("tok1", "tok2")
     cache.invalidate(KEY, old)  # a late 401 with the old token keeps the new one
     assert cache.peek(KEY) == new
