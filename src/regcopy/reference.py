@@ -209,8 +209,11 @@ def _as_digest(digest: str | Digest) -> Digest:
 
 @dataclass(frozen=True, slots=True)
 class Repository:
-    """A repository without tag or digest; ``registry`` is lowercase ``host[:port]`` (Hub: ``docker.io``),
-    ``path`` e.g. ``library/alpine``, ``scheme`` ``"http"``/``"https"`` if given explicitly, else None."""
+    """A repository without tag or digest, e.g. ``docker.io/library/alpine``.
+
+    ``registry`` is the lowercase ``host[:port]`` (Docker Hub: ``docker.io``), ``path`` e.g.
+    ``library/alpine``, ``scheme`` ``"http"``/``"https"`` when given explicitly, else None.
+    """
 
     registry: str
     path: str
@@ -261,8 +264,11 @@ class Repository:
 
 @dataclass(frozen=True, slots=True)
 class Reference:
-    """An image reference such as ``docker.io/library/alpine:latest``; fields as in :class:`Repository`
-    (``repository`` is the path). Tag and digest may both be set (``name:tag@digest``); the digest wins."""
+    """An image reference such as ``docker.io/library/alpine:latest``.
+
+    Fields as in :class:`Repository` (``repository`` is the path). Tag and digest may both be set
+    (``name:tag@digest``); the digest then decides what is fetched.
+    """
 
     registry: str
     repository: str
@@ -371,14 +377,16 @@ class LocalLocation:
                 _check_archive_ref(text, self.ref)
         elif self.ref is not None:
             _check_tag(self.ref)
-        elif _TAG.fullmatch(self.path.rpartition(":")[2]) and ":" in self.path:
+        elif ":" in self.path and _TAG.fullmatch(self.path.rpartition(":")[2]):
             raise InvalidReference(text, "path ends in ':TAG'; pass the tag as ref", part="path")
 
     @classmethod
     def parse(cls, text: str) -> Self:
         """Parse ``oci:…``, ``oci-archive:…`` or ``docker-archive:…``.
 
-        :raises InvalidReference: unknown transport, empty path or invalid ref (``.part`` "path", ...)
+        :param text: the location text
+        :returns: the location
+        :raises InvalidReference: unknown transport (part "scheme"), empty path ("path") or bad ref
         """
         word, sep, rest = text.partition(":") if isinstance(text, str) else ("", "", "")
         transport = _LOCAL.get(word) if sep else None
@@ -411,9 +419,11 @@ def _check_archive_ref(text: str, ref: str) -> None:
 
 
 def parse_location(text: str, *, default_tag: str | None = "latest") -> Reference | LocalLocation:
-    """Parse a copy source or destination: ``oci:``/``oci-archive:``/``docker-archive:`` → local, else
-    a registry reference. Only known transports count (``localhost:5000/x`` is a reference); skopeo's
-    other transports (``dir:x``, ...) are refused: write ``docker://dir:x`` for an image named ``dir``.
+    """Parse a copy source or destination: a registry reference or a local location.
+
+    ``oci:``/``oci-archive:``/``docker-archive:`` are local; anything else is a registry reference.
+    Only known transports count (``localhost:5000/x`` is a reference); skopeo's other transports
+    (``dir:x``, ...) are refused: write ``docker://dir:x`` for an image named ``dir``.
 
     :param text: the location text
     :param default_tag: passed to :meth:`Reference.parse`

@@ -371,24 +371,28 @@ class RegistryServer:
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
+        status: int | None = None
         while True:
             proc = self._proc
             assert proc is not None
+            this_run = self.log_text().rsplit("=== starting", 1)[-1]
             if proc.poll() is not None:
-                log = self.log_text()
-                if "address already in use" in log.rsplit("=== starting", 1)[-1]:
-                    raise _PortInUse(log)
-                raise RuntimeError(f"docker-registry exited with {proc.returncode}; log:\n{log}")
-            status = self._probe()
-            # 200 when open, 401 with a challenge when auth is on: both mean "up and serving v2".
-            if status in (200, 401):
-                return
+                if "address already in use" in this_run:
+                    raise _PortInUse(self.log_text())
+                raise RuntimeError(f"docker-registry exited with {proc.returncode}; log:\n{self.log_text()}")
+            # A probe alone is not proof: when our bind failed, another process on the same port answers
+            # 200 before ours has exited. 2.8.2 logs "listening on ADDR" only after a successful bind.
+            if f"listening on {self.host}" in this_run:
+                status = self._probe()
+                # 200 when open, 401 with a challenge when auth is on: both mean "up and serving v2".
+                if status in (200, 401):
+                    return
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"docker-registry on {self.url} not ready after {self.startup_timeout}s "
                     f"(last probe status {status}); log:\n{self.log_text()}"
                 )
-            time.sleep(0.05)
+            time.sleep(0.02)
 
     def _terminate(self) -> None:
         proc = self._proc

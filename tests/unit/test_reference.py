@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 
@@ -117,7 +118,7 @@ INVALID: list[tuple[str, str, str]] = [
     ("host:0/a", "port", "between 1 and 65535"),
     ("host:port/a", "port", "must be a number"),
     ("host:/a", "port", "empty port"),
-    ("host:５/a", "registry", "ASCII"),
+    ("host:\uff15/a", "registry", "ASCII"),  # fullwidth digit
     ("[::1/a", "registry", "unterminated '['"),
     ("[::g]/a", "registry", "bad IPv6 address"),
     ("[fe80::1%eth0]/a", "registry", "bad IPv6 address"),
@@ -175,7 +176,7 @@ def test_default_tag() -> None:
 def test_constructor_validates_and_rejects_non_canonical() -> None:
     with pytest.raises(InvalidReference, match="namespace"):
         Reference("docker.io", "alpine", "latest")
-    with pytest.raises(InvalidReference, match="docker.io"):
+    with pytest.raises(InvalidReference, match=r"docker\.io"):
         Reference("index.docker.io", "library/alpine", "latest")
     with pytest.raises(InvalidReference, match="registry needs"):
         Reference("host", "x", "latest")  # would re-parse as docker.io/host/x
@@ -334,7 +335,7 @@ def test_parse_location_invalid(text: str, part: str, fragment: str) -> None:
 @pytest.mark.parametrize(
     "text",
     ["alpine", "docker://alpine", "localhost:5000/x", "host:5000/repo", "localhost:5000/x:1", "https://h/x",
-     "docker:latest", "ocireg.io/x"],
+     "docker:latest", "ocireg.io/x", "docker://dir:x"],
 )
 def test_parse_location_registry(text: str) -> None:
     loc = parse_location(text)
@@ -475,8 +476,6 @@ ADVERSARIAL = [
 def test_adversarial_inputs_are_fast(text: str) -> None:
     start = time.perf_counter()
     for parse in (Reference.parse, Repository.parse, parse_location):
-        try:
+        with contextlib.suppress(InvalidReference):
             parse(text)
-        except InvalidReference:
-            pass
     assert time.perf_counter() - start < 0.5

@@ -33,6 +33,7 @@ from yarl import URL
 from regcopy.credentials import Credential, CredentialStore
 from regcopy.errors import (
     AuthenticationError,
+    PermissionDenied,
     ProtocolViolation,
     RateLimited,
     RegistryError,
@@ -455,14 +456,21 @@ class Transport:
                         yield resp
                         return
                     body = await _read_capped(resp)
-                    if resp.status == 401 and replayable and reauth < 2:
+                    new = None
+                    if resp.status == 401:
                         new = self._parse_challenge(resp.headers.getall("WWW-Authenticate", []), url)
+                    if resp.status == 401 and replayable and reauth < 2:
                         challenge, scopes = self._grow(challenge, new, scopes, reauth)
                         reauth += 1
                         if challenge is not None:
                             continue
                     err = error_from_response(resp.status, resp.headers, body, registry=self.registry,
                                               method=method, url=url, what=what)
+                    if new is not None and new.error == "insufficient_scope":
+                        # Authenticated, but the token server granted less than asked: a permission
+                        # problem, not bad credentials (token.md: grant the intersection).
+                        err = PermissionDenied(f"insufficient scope: {err.message}", registry=self.registry,
+                                               method=method, url=redact_url(url), status=401, codes=err.codes)
             except (TransportError, RegistryTimeout) as exc:
                 if yielded:
                     raise  # the caller was reading the body: no replay here (resume is the caller's job)
