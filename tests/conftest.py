@@ -8,6 +8,8 @@ hook that attaches the tail of every registry log a failing test started to its 
 from __future__ import annotations
 
 import shutil
+import signal
+import threading
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -119,6 +121,17 @@ def pytest_runtest_makereport(
             title = f"registry log: {server.mode} {server.url} (last {_LOG_LINES} lines, {server.log_path})"
             report.sections.append((title, server.log_tail(_LOG_LINES)))
     return report
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # SIGTERM (CI cancel, `timeout`) would end Python without running fixture finalizers or atexit,
+    # orphaning every registry. Turn it into KeyboardInterrupt, which pytest unwinds cleanly.
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+
+
+def _sigterm_to_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

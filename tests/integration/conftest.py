@@ -24,19 +24,26 @@ RUNTIME = LayerSpec(size=120 * KB, seed="runtime", content="text")
 SAMPLES: dict[str, ImageSpec | IndexSpec] = {
     "oci": ImageSpec(layers=[BASE, LayerSpec(64 * KB, "oci-app")], labels={"kind": "oci"}),
     "docker": ImageSpec(layers=[BASE, LayerSpec(48 * KB, "docker-app")], media="docker"),
-    "multi": IndexSpec(children=[
-        ImageSpec(layers=[BASE, LayerSpec(30 * KB, "m-amd64")], arch="amd64"),
-        ImageSpec(layers=[BASE, LayerSpec(31 * KB, "m-arm64")], arch="arm64", variant="v8"),
-        ImageSpec(layers=[BASE, LayerSpec(32 * KB, "m-armv7")], arch="arm", variant="v7"),
-    ]),
-    "dockerlist": IndexSpec(media="docker", children=[
-        ImageSpec(layers=[BASE, LayerSpec(20 * KB, "d-amd64")], arch="amd64", media="docker"),
-        ImageSpec(layers=[BASE, LayerSpec(21 * KB, "d-arm64")], arch="arm64", media="docker"),
-    ]),
-    "nested": IndexSpec(children=[
-        IndexSpec(children=[ImageSpec(layers=[RUNTIME, LayerSpec(10 * KB, "n-amd64")], arch="amd64")]),
-        ImageSpec(layers=[RUNTIME, LayerSpec(11 * KB, "n-s390x")], arch="s390x"),
-    ]),
+    "multi": IndexSpec(
+        children=[
+            ImageSpec(layers=[BASE, LayerSpec(30 * KB, "m-amd64")], arch="amd64"),
+            ImageSpec(layers=[BASE, LayerSpec(31 * KB, "m-arm64")], arch="arm64", variant="v8"),
+            ImageSpec(layers=[BASE, LayerSpec(32 * KB, "m-armv7")], arch="arm", variant="v7"),
+        ]
+    ),
+    "dockerlist": IndexSpec(
+        media="docker",
+        children=[
+            ImageSpec(layers=[BASE, LayerSpec(20 * KB, "d-amd64")], arch="amd64", media="docker"),
+            ImageSpec(layers=[BASE, LayerSpec(21 * KB, "d-arm64")], arch="arm64", media="docker"),
+        ],
+    ),
+    "nested": IndexSpec(
+        children=[
+            IndexSpec(children=[ImageSpec(layers=[RUNTIME, LayerSpec(10 * KB, "n-amd64")], arch="amd64")]),
+            ImageSpec(layers=[RUNTIME, LayerSpec(11 * KB, "n-s390x")], arch="s390x"),
+        ]
+    ),
     "shared-a": ImageSpec(layers=[BASE, RUNTIME, LayerSpec(40 * KB, "shared-a")]),
     "shared-b": ImageSpec(layers=[BASE, RUNTIME, LayerSpec(41 * KB, "shared-b")]),
     "big": ImageSpec(layers=[LayerSpec(3 * MB, "big-layer"), LayerSpec(700 * KB, "big-2")]),
@@ -117,4 +124,3 @@ def blob_uploads(server: RegistryServer) -> list[str]:
 def manifest_puts(server: RegistryServer) -> list[str]:
     """Paths of successful manifest PUTs in a registry's access log."""
     return [e.path for e in server.access_log() if e.method == "PUT" and "/manifests/" in e.path]
-

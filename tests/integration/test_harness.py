@@ -21,9 +21,9 @@ import pytest
 
 from servers import registry as registry_mod
 from servers.images import ImageSpec, IndexSpec, LayerSpec, layout_contents, read_blob, write_layout
-from servers.registry import RegistryFactory, RegistryServer, parse_access_log
+from servers.registry import Mode, RegistryFactory, RegistryServer, parse_access_log
 from servers.skopeo import SkopeoError, inspect_digest, inspect_raw, list_tags, seed, verify
-from servers.token_server import Scope, TokenRequest, parse_scope
+from servers.token_server import Scope, TokenRequest, TokenServer, parse_scope
 
 pytestmark = [
     pytest.mark.skopeo,
@@ -118,9 +118,7 @@ def test_token_scopes_and_pull_only_user(token_registry: RegistryServer, layout:
         for s in r.scopes
     ]
     assert any(s.type == "repository" and s.name == "team/app" and set(s.actions) == {"pull", "push"} for s in pushes)
-    assert Scope("repository", "team/app", ("pull", "push")) in _granted(ts.requests, "alice") or Scope(
-        "repository", "team/app", ("push", "pull")
-    ) in _granted(ts.requests, "alice")
+    assert {g.name: set(g.actions) for g in _granted(ts.requests, "alice")}["team/app"] == {"pull", "push"}
 
     ts.reset()
     assert verify(reg, "team/app:oci", digest, creds=READER) == read_blob(layout, digest)
@@ -226,6 +224,71 @@ async def test_jwt_accepted_and_expiry_enforced(token_registry: RegistryServer) 
         fresh = {"Authorization": f"Bearer {ts.issue_token('alice', ['registry:catalog:*'])}"}
         async with session.get(f"{reg.url}/v2/_catalog", headers=fresh, ssl=ssl_ctx) as resp:
             assert resp.status == 200 and await resp.json() == {"repositories": []}
+
+
+@pytest.mark.parametrize("mode", ["basic", "token"])
+def test_auth_modes_over_plain_http(registry_factory: RegistryFactory, layout: Path, mode: Mode) -> None:
+    reg = registry_factory(mode, tls=False)
+    assert reg.scheme == "http" and reg.ssl_context() is None and reg.cert_dir is None
+    assert "--tls-verify=false" in reg.skopeo_flags() and "--creds" in reg.skopeo_flags()
+    digest = seed(reg, layout, "oci", "plain/app")
+    assert verify(reg, "plain/app:oci", digest) == read_blob(layout, digest)
+    with pytest.raises(SkopeoError):
+        inspect_raw(reg, "plain/app:oci", creds=(reg.username or "", "wrong-password"))
+    if reg.token_server is not None:
+        assert reg.token_server.realm.startswith("http://")
+
+
+async def test_token_server_protocol(tmp_path: Path) -> None:
+    assert parse_scope("repository:localhost:5000/a/b:pull,push") == Scope(
+        "repository", "localhost:5000/a/b", ("pull", "push")
+    )
+    assert parse_scope("repository(plugin):x:pull") == Scope("repository", "x", ("pull",))
+    assert parse_scope("registry:catalog:*") == Scope("registry", "catalog", ("*",))
+    with pytest.raises(ValueError):
+        parse_scope("repository:nope")
+    with TokenServer(tmp_path / "ts", anonymous={"public/*": ["pull"]}, expires_in=61) as ts:
+        async with aiohttp.ClientSession() as session:
+            # Anonymous: allowed here, and only the public pull survives the intersection.
+            params = [("service", ts.service), ("scope", "repository:public/a:pull,push repository:private/b:pull")]
+            async with session.get(ts.realm, params=params) as resp:
+                assert resp.status == 200
+                body = await resp.json()
+            claims = jwt.decode(body["token"], options={"verify_signature": False})
+            assert claims["sub"] == "" and claims["exp"] - claims["iat"] == 61
+            assert claims["access"] == [{"type": "repository", "name": "public/a", "actions": ["pull"]}]
+            # GET with offline_token=true returns a refresh token usable in the POST grant.
+            basic = {"Authorization": "Basic " + base64.b64encode(b"alice:secret").decode()}
+            params = [("service", ts.service), ("offline_token", "true"), ("client_id", "t")]
+            async with session.get(ts.realm, params=params, headers=basic) as resp:
+                refresh = (await resp.json())["refresh_token"]
+            form = {"grant_type": "refresh_token", "refresh_token": refresh, "service": ts.service}
+            form |= {"client_id": "t", "scope": "registry:catalog:*"}
+            async with session.post(ts.realm, data=form) as resp:
+                assert resp.status == 200
+                body = await resp.json()
+            assert body["scope"] == "registry:catalog:*" and "refresh_token" not in body
+            # Bad password, unknown service, missing client_id on POST.
+            bad = {"Authorization": "Basic " + base64.b64encode(b"alice:nope").decode()}
+            async with session.get(ts.realm, params={"service": ts.service}, headers=bad) as resp:
+                assert resp.status == 401
+            async with session.get(ts.realm, params={"service": "other"}) as resp:
+                assert resp.status == 400
+            async with session.post(ts.realm, data={"grant_type": "refresh_token", "refresh_token": refresh}) as resp:
+                assert resp.status == 400
+        assert [(r.method, r.status) for r in ts.requests] == [
+            ("GET", 200),
+            ("GET", 200),
+            ("POST", 200),
+            ("GET", 401),
+            ("GET", 400),
+            ("POST", 400),
+        ]
+        assert ts.requests[1].offline and ts.requests[2].grant_type == "refresh_token"
+        assert ts.counts == {"get": 4, "post": 2, "issued": 3, "refresh_issued": 1, "401": 1, "400": 2}
+    with TokenServer(tmp_path / "ts2") as strict:
+        async with aiohttp.ClientSession() as session, session.get(strict.realm) as resp:
+            assert resp.status == 401  # anonymous refused by default
 
 
 def test_delete_by_digest(registry_factory: RegistryFactory, layout: Path) -> None:

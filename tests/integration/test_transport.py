@@ -71,8 +71,16 @@ class _MapResolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        return [{"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET, "proto": 0,
-                 "flags": socket.AI_NUMERICHOST}]
+        return [
+            {
+                "hostname": host,
+                "host": "127.0.0.1",
+                "port": port,
+                "family": socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+        ]
 
     async def close(self) -> None:
         return None
@@ -146,8 +154,10 @@ async def test_token_is_cached_per_scope_set(token_registry: RegistryServer, see
 
 
 async def test_pull_only_user_cannot_push(registry_factory: Any, seed: Any) -> None:
-    acl = {"alice": {"password": "secret", "access": {"*": ["pull", "push", "delete"]}},
-           "reader": {"password": "r", "access": {"*": ["pull"]}}}
+    acl = {
+        "alice": {"password": "secret", "access": {"*": ["pull", "push", "delete"]}},
+        "reader": {"password": "r", "access": {"*": ["pull"]}},
+    }
     reg = registry_factory("token", acl=acl)
     seed(reg, "oci", "src/app")
     creds = regcopy.StaticCredentials({reg.host: ("reader", "r")})
@@ -240,4 +250,3 @@ async def test_delete_requires_digest_and_reports_disabled(
         t = client.transport(delete_registry.host)
         await manifests.manifest_delete(t, "lib/app", regcopy.Digest.parse(d2))
         assert await manifests.manifest_head(t, "lib/app", "oci") is None
-

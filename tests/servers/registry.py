@@ -42,6 +42,7 @@ __all__ = (
     "Mode",
     "RegistryFactory",
     "RegistryServer",
+    "Role",
     "deep_merge",
     "parse_access_log",
     "running_registry",
@@ -50,6 +51,7 @@ __all__ = (
 )
 
 Mode = Literal["http", "https", "basic", "token"]
+Role = Literal["src", "dest", ""]
 MODES: tuple[Mode, ...] = ("http", "https", "basic", "token")
 PROBE_USER_AGENT = "regcopy-harness-probe"
 REGISTRY_BIN = os.environ.get("REGCOPY_TEST_REGISTRY_BIN", "docker-registry")
@@ -438,7 +440,7 @@ class RegistryServer:
 
     def skopeo_flags(
         self,
-        role: Literal["src", "dest", ""] = "",
+        role: Role = "",
         *,
         creds: tuple[str, str] | None = None,
         anonymous: bool = False,

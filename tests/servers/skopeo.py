@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .images import INDEX_TYPES, OCI_INDEX, OCI_MANIFEST, blob_path, layout_contents, read_blob
-from .registry import RegistryServer
+from .registry import RegistryServer, Role
 
 __all__ = (
     "SKOPEO_BIN",
@@ -52,7 +52,7 @@ class SkopeoError(AssertionError):
     """skopeo exited non-zero (or timed out); ``str()`` holds the command, stdout and stderr."""
 
     def __init__(self, args: Sequence[str], returncode: int | None, stdout: str, stderr: str) -> None:
-        self.args_ = list(args)
+        self.command = list(args)
         self.returncode = returncode
         self.stdout = stdout
         self.stderr = stderr
@@ -132,9 +132,9 @@ def _split_ref(ref: str) -> tuple[str, str | None]:
     return (ref[:colon] if colon > slash else ref), None
 
 
-def _flags(server: RegistryServer, role: str, creds: tuple[str, str] | None, authfile: Path | None) -> list[str]:
+def _flags(server: RegistryServer, role: Role, creds: tuple[str, str] | None, authfile: Path | None) -> list[str]:
     # With an explicit auth file the credentials must come from it, so no --creds.
-    return server.skopeo_flags(role, creds=creds, anonymous=authfile is not None)  # type: ignore[arg-type]
+    return server.skopeo_flags(role, creds=creds, anonymous=authfile is not None)
 
 
 # ---------------------------------------------------------------------------------------------- seeding
