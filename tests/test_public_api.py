@@ -1,0 +1,39 @@
+"""The public surface: sorted, complete tuple ``__all__`` everywhere public; docstrings on every name."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import pytest
+
+import regcopy
+
+PUBLIC = sorted(
+    m.name for m in pkgutil.walk_packages(regcopy.__path__, "regcopy.")
+    if not any(part.startswith("_") for part in m.name.split(".")) and m.name != "regcopy.__main__"
+)
+
+
+@pytest.mark.parametrize("name", ["regcopy", *PUBLIC])
+def test_all_is_a_sorted_tuple_of_existing_names(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = module.__all__
+    assert isinstance(exported, tuple), f"{name}.__all__ must be a tuple"
+    assert sorted(exported, key=str.casefold) == sorted(exported, key=str.casefold)
+    for attr in exported:
+        assert hasattr(module, attr), f"{name}.__all__ names missing {attr}"
+    assert module.__doc__, f"{name} needs a module docstring saying what it owns"
+
+
+def test_every_public_name_is_documented() -> None:
+    undocumented = [n for n in regcopy.__all__ if n != "__version__" and not getattr(regcopy, n).__doc__]
+    assert not undocumented
+
+
+def test_errors_derive_from_the_base() -> None:
+    for name in regcopy.errors.__all__:
+        assert issubclass(getattr(regcopy.errors, name), regcopy.RegcopyError)
+    assert issubclass(regcopy.NotFound, LookupError)
+    assert issubclass(regcopy.RegistryTimeout, TimeoutError)
+    assert issubclass(regcopy.InvalidReference, ValueError)
