@@ -171,6 +171,8 @@ class RegistryServer:
     :param acl: ACL for the auto-created token server (see :class:`TokenServer`).
     :param ca: CA for TLS; defaults to :func:`shared_ca`.
     :param startup_timeout: seconds to wait for ``GET /v2/`` to answer 200 or 401.
+    :param bind_host: loopback address to listen on (any of 127.0.0.0/8).
+    :param port: a fixed port (0 picks a free one); a fixed port is not retried on collision.
     """
 
     def __init__(
@@ -186,6 +188,8 @@ class RegistryServer:
         acl: Mapping[str, Mapping[str, Any]] | None = None,
         ca: trustme.CA | None = None,
         startup_timeout: float = 10.0,
+        bind_host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown registry mode {mode!r}; expected one of {MODES}")
@@ -216,7 +220,9 @@ class RegistryServer:
             self.token_server = token_server
             # The token server's first ACL user is this registry's "owner" credentials.
             self.username, self.password = next(iter(token_server.users.items()))
-        self.port = 0
+        # Another loopback address and a fixed port (e.g. 127.0.0.7:80) model a port-less registry name.
+        self.bind_host = bind_host
+        self.port = port
         self.config: dict[str, Any] = {}
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -228,8 +234,8 @@ class RegistryServer:
 
     @property
     def host(self) -> str:
-        """``127.0.0.1:PORT``, the registry part of image references."""
-        return f"127.0.0.1:{self.port}"
+        """``HOST:PORT`` (``127.0.0.1:PORT`` by default), the registry part of image references."""
+        return f"{self.bind_host}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -257,7 +263,7 @@ class RegistryServer:
             # skopeo --cert-dir treats every *.crt as a CA and pairs *.cert/*.key as a client cert,
             # so the server's own cert and key live elsewhere.
             self.ca.cert_pem.write_to_path(str(self.ca_pem_path))
-            leaf = self.ca.issue_cert("127.0.0.1", "localhost")
+            leaf = self.ca.issue_cert("127.0.0.1", "localhost", self.bind_host)
             tls_dir = self.workdir / "tls"
             tls_dir.mkdir(exist_ok=True)
             chain = b"".join(blob.bytes() for blob in leaf.cert_chain_pems)
