@@ -182,7 +182,11 @@ async def _paginate(t: Transport, path: str, key: str, scopes: Sequence[Scope]) 
         seen.add(target)
         reply = await t.request("GET", target, scopes=scopes)
         items.extend(_string_list(t, reply, key))
-        target = parse_link_next(reply.headers.get("Link"), reply.url)
+        try:
+            target = parse_link_next(reply.headers.get("Link"), reply.url)
+        except ProtocolViolation as exc:
+            raise ProtocolViolation(exc.message, registry=t.registry, method="GET", url=redact_url(reply.url),
+                                    status=reply.status) from exc
     raise ProtocolViolation("pagination did not end", registry=t.registry)
 
 

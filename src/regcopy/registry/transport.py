@@ -33,6 +33,7 @@ from yarl import URL
 from regcopy.credentials import Credential, CredentialStore
 from regcopy.errors import (
     AuthenticationError,
+    ContentError,
     PermissionDenied,
     ProtocolViolation,
     RateLimited,
@@ -555,6 +556,12 @@ class Transport:
         except aiohttp.InvalidURL as exc:
             raise ProtocolViolation(f"invalid URL: {exc}", **common) from exc  # type: ignore[arg-type]
         except (aiohttp.ClientError, OSError) as exc:
+            # aiohttp wraps an exception raised by a streamed request body (a DigestMismatch from the
+            # VerifyingStream feeding an upload) in ClientOSError: that is bad content, not a
+            # connection problem, and must not be retried as one.
+            content = _content_cause(exc)
+            if content is not None:
+                raise content from exc
             raise TransportError(_describe(exc), **common) from exc  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ backoff
@@ -593,6 +600,17 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int = 64 * 1024) -> by
         return await resp.content.read(cap)
     except (aiohttp.ClientError, OSError, TimeoutError):
         return b""
+
+
+def _content_cause(exc: BaseException) -> ContentError | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ContentError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _describe(exc: BaseException) -> str:
