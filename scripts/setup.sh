@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg_bin in docker-registry:docker-registry skopeo:skopeo apache2-utils:htpasswd iproute2:ip; do
+for pkg_bin in docker-registry:docker-registry skopeo:skopeo apache2-utils:htpasswd iproute2:ip time:/usr/bin/time; do
   command -v "${pkg_bin#*:}" >/dev/null 2>&1 || need+=("${pkg_bin%%:*}")
 done
 if ((${#need[@]})); then

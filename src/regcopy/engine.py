@@ -198,7 +198,7 @@ async def copy_image(
     plan = plan or await plan_image(source, ref, platforms)
     root = plan.root
     result = CopyResult(
-        source=f"{source.name}:{ref}" if not ref.startswith("sha") else f"{source.name}@{ref}",
+        source=f"{source.name}@{ref}" if _is_digest(ref) else f"{source.name}:{ref}",
         destination=f"{destination.name}:{target_tag}" if target_tag else destination.name,
         source_digest=str(plan.source_digest), digest=str(root.digest), tag=target_tag,
         new_digest=plan.built_index, platforms=[str(p) for p in platforms],
@@ -222,6 +222,11 @@ async def copy_image(
     result.seconds = round(time.monotonic() - started, 3)
     reporter(ImageDone(result.source, result.destination, result.digest, None))
     return result
+
+
+def _is_digest(ref: str) -> bool:
+    # Tags cannot contain ':', digests always do (a tag may well start with "sha").
+    return ":" in ref
 
 
 async def _push_manifest(

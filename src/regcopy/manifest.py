@@ -185,8 +185,8 @@ class Manifest:
             raise DigestMismatch(str(digest), str(actual), what="manifest")
         try:
             obj = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidManifest(f"manifest is not valid JSON: {exc}") from exc
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nesting deeper than the parser
+            raise InvalidManifest(f"manifest is not valid JSON: {str(exc)[:200]}") from exc
         if not isinstance(obj, dict):
             raise InvalidManifest("manifest must be a JSON object")
         mt = _media_type(obj, media_type)
@@ -237,9 +237,9 @@ def _media_type(obj: Mapping[str, Any], header_type: str | None) -> str:
         header = None
     if body_type and header and body_type != header:
         raise InvalidManifest(f"mediaType {body_type!r} in the body disagrees with Content-Type {header!r}")
-    mt = body_type or header or _sniff(obj)
-    if obj.get("schemaVersion") == 1 or mt in SCHEMA1_TYPES:
+    if obj.get("schemaVersion") == 1 or body_type in SCHEMA1_TYPES or header in SCHEMA1_TYPES:
         raise UnsupportedMediaType("Docker schema1 manifests are not supported (deprecated since 2019)")
+    mt = body_type or header or _sniff(obj)
     if mt not in MANIFEST_TYPES:
         raise UnsupportedMediaType(f"unsupported manifest media type {mt!r}")
     return mt

@@ -13,14 +13,15 @@ import hashlib
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import aiohttp
 import pytest
+from yarl import URL
+
 from servers.blackhole import Blackhole
 from servers.faulty_proxy import Fault, FaultyProxy
 from servers.registry import RegistryServer, shared_ca
-from yarl import URL
 
 MB = 1 << 20
 UA = "faulty-proxy-test/1"
@@ -63,13 +64,14 @@ async def push_blob(session: aiohttp.ClientSession, base: str, repo: str, data: 
     return digest
 
 
-async def wait_until(predicate: object, timeout: float = 5.0) -> None:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+async def wait_until(predicate: Callable[[], bool]) -> None:
+    """Poll ``predicate`` (proxy and registry logs are written by other threads/processes)."""
+    # Polling, not an Event: the state lives in another thread or in the registry's log file.
+    for _ in range(250):
+        if predicate():
+            return
         await asyncio.sleep(0.02)
+    raise AssertionError("condition not met within 5 s")
 
 
 # ---------------------------------------------------------------------------------------------- passthrough
@@ -82,8 +84,11 @@ async def test_passthrough_forwards_headers_and_logs(
         assert r.status == 200
         assert r.headers["Docker-Distribution-Api-Version"] == "registry/2.0"
         assert await r.read() == b"{}"
+    # `done` flips after the handler returns, which can be just after the client has the whole body.
+    await wait_until(lambda: proxy.requests[-1].done)
     [entry] = proxy.requests
-    assert (entry.method, entry.path, entry.action, entry.status, entry.done) == ("GET", "/v2/", None, 200, True)
+    assert (entry.method, entry.path, entry.action, entry.status) == ("GET", "/v2/", None, 200)
+    assert (entry.request_bytes, entry.response_bytes) == (0, 2)
     # The client's own User-Agent arrives, not one added by the proxy's aiohttp client.
     seen = http_registry.wait_for_access(lambda e: e.path == "/v2/")
     assert seen.user_agent == UA
@@ -346,7 +351,6 @@ async def test_stall_after_bytes(proxy: FaultyProxy, session: aiohttp.ClientSess
 
 def test_stop_cancels_a_stall_promptly(http_registry: RegistryServer) -> None:
     # Sync test, client on its own loop in a thread: the proxy must not depend on the caller's loop.
-    before = threading.active_count()
     outcome: list[BaseException | int] = []
     proxy = FaultyProxy(http_registry.url).start()
     proxy.add(Fault(stall=60))
@@ -369,7 +373,7 @@ def test_stop_cancels_a_stall_promptly(http_registry: RegistryServer) -> None:
     assert time.monotonic() - started < 3
     thread.join(5)
     assert len(outcome) == 1 and isinstance(outcome[0], aiohttp.ClientError)
-    assert threading.active_count() == before
+    assert not [t for t in threading.enumerate() if t.name == f"faulty-proxy-{id(proxy):x}"]
 
 
 # ---------------------------------------------------------------------------------------------- content faults
@@ -435,6 +439,7 @@ async def test_https_upstream_and_https_listener(
     https_registry: RegistryServer, session: aiohttp.ClientSession
 ) -> None:
     client_ctx = https_registry.ssl_context()
+    assert client_ctx is not None
     with FaultyProxy(https_registry.url, upstream_ssl=https_registry.ssl_context()) as plain:
         async with session.get(f"{plain.url}/v2/") as r:
             assert r.status == 200

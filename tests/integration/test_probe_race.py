@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+import regcopy
 from conftest import make_client  # type: ignore[import-not-found]
 from servers.blackhole import Blackhole
 from servers.registry import RegistryServer
-
-import regcopy
 
 
 def _free_loopback_address() -> str:

@@ -133,6 +133,7 @@ class Fault:
     stall: float | None = None
     hits: int = field(default=0, init=False)
     seen: int = field(default=0, init=False)
+    _regex: re.Pattern[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.method is not None:
@@ -213,7 +214,8 @@ class ProxiedRequest:
     status: int | None = None  # status sent to the client; None = no response (reset) or not yet
     request_bytes: int = 0  # request-body bytes forwarded upstream so far
     response_bytes: int = 0  # response-body bytes sent to the client so far
-    done: bool = False  # the proxy finished handling it
+    # The proxy finished handling it; may flip just after the client got the last byte, so poll.
+    done: bool = False
 
 
 class FaultyProxy:
@@ -326,6 +328,8 @@ class FaultyProxy:
             finally:
                 loop.run_until_complete(self._cleanup())
                 loop.run_until_complete(loop.shutdown_asyncgens())
+                # getaddrinfo for a named upstream runs in the default executor: join its threads too.
+                loop.run_until_complete(loop.shutdown_default_executor())
                 loop.close()
 
         self._thread = threading.Thread(target=run, name=f"faulty-proxy-{id(self):x}", daemon=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import AsyncIterator, Iterable
 
 import pytest
@@ -179,9 +180,13 @@ async def test_stream_wrong_bytes_fail_at_end() -> None:
     wrong = b"b" * 30
     stream = VerifyingStream(agen([wrong[:10], wrong[10:20], wrong[20:]]), Digest.of(data), 30, what="blob X")
     seen: list[bytes] = []
-    with pytest.raises(DigestMismatch) as info:
+
+    async def drain() -> None:
         async for chunk in stream:
-            seen.append(chunk)
+            seen.append(chunk)  # noqa: PERF401 - keep what flowed before the error
+
+    with pytest.raises(DigestMismatch) as info:
+        await drain()
     # Same size: every chunk flows, and the mismatch surfaces only when the source ends.
     assert b"".join(seen) == wrong
     assert info.value.expected == str(Digest.of(data))
@@ -208,9 +213,13 @@ async def test_stream_overlong_fails_before_source_ends() -> None:
     data = b"x" * 10
     stream = VerifyingStream(endless(), Digest.of(data), 10)
     passed: list[bytes] = []
-    with pytest.raises(SizeMismatch) as info:
+
+    async def drain() -> None:
         async for chunk in stream:
-            passed.append(chunk)
+            passed.append(chunk)  # noqa: PERF401 - keep what flowed before the error
+
+    with pytest.raises(SizeMismatch) as info:
+        await drain()
     assert (info.value.expected, info.value.actual) == (10, 12)
     assert produced == 3  # cut off at the chunk that overran
     assert sum(map(len, passed)) == 8  # the overrunning chunk is not handed on
@@ -241,7 +250,7 @@ async def test_stream_sha512() -> None:
 
 def _chunkings(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
 @given(data=st.binary(max_size=2048), cuts=st.lists(st.integers(min_value=0, max_value=4096), max_size=20),

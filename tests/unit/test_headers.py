@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -184,8 +185,6 @@ ADVERSARIAL = [
 @pytest.mark.parametrize("value", ADVERSARIAL, ids=range(len(ADVERSARIAL)))
 def test_adversarial_input_is_fast(name: str, value: str) -> None:
     started = time.perf_counter()
-    try:
+    with contextlib.suppress(ProtocolViolation):
         PARSERS[name](value)
-    except ProtocolViolation:
-        pass
     assert time.perf_counter() - started < 1.0

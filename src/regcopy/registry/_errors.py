@@ -56,7 +56,7 @@ def parse_error_body(body: bytes) -> tuple[tuple[str, ...], str]:
     body = body[:MAX_ERROR_BODY]
     try:
         obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting is garbage too
         return (), _snippet(body)
     if not isinstance(obj, dict) or not isinstance(obj.get("errors"), list):
         return (), _snippet(body)
@@ -92,7 +92,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     value = value.strip()
     seconds: float | None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit() alone accepts '²', which float() refuses
         seconds = float(value)
     else:
         try:

@@ -16,8 +16,8 @@ __all__ = ("parse_content_range", "parse_link_next", "parse_upload_range")
 
 _LINK_PART: Final = re.compile(r"\s*<([^>]*)>\s*((?:;\s*[A-Za-z0-9_*-]+\s*=\s*(?:\"[^\"]*\"|[^;,\"]*)\s*)*)")
 _PARAM: Final = re.compile(r";\s*([A-Za-z0-9_*-]+)\s*=\s*(\"[^\"]*\"|[^;,\"]*)")
-_UPLOAD_RANGE: Final = re.compile(r"(?:bytes=)?(\d{1,19})-(\d{1,19})")
-_CONTENT_RANGE: Final = re.compile(r"bytes (\d{1,19})-(\d{1,19})/(\d{1,19}|\*)")
+_UPLOAD_RANGE: Final = re.compile(r"(?:bytes=)?([0-9]{1,19})-([0-9]{1,19})")
+_CONTENT_RANGE: Final = re.compile(r"bytes ([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19}|\*)")
 
 
 def parse_link_next(value: str | None, base_url: str) -> str | None:

@@ -81,7 +81,7 @@ async def manifest_head(t: Transport, repo: str, ref: str, *, scopes: Sequence[S
         return None
     header = reply.headers.get("Docker-Content-Digest")
     if header is None:
-        if ref.startswith("sha"):
+        if ":" in ref:  # a digest (tags cannot contain ':')
             header = ref  # by digest, the digest is known (spec@main: assume the requested one)
         else:
             raise ProtocolViolation("HEAD manifest answer has no Docker-Content-Digest", registry=t.registry,
@@ -102,7 +102,7 @@ async def manifest_get(t: Transport, repo: str, ref: str, *, scopes: Sequence[Sc
     reply = await t.request("GET", _path(repo, ref), scopes=scopes or (pull_scope(repo),),
                             headers={"Accept": MANIFEST_ACCEPT}, what="manifest", max_body=MAX_MANIFEST_SIZE)
     expected: Digest | None = None
-    if ref.startswith(("sha256:", "sha512:")):
+    if ":" in ref:
         expected = Digest.parse(ref)
     header = reply.headers.get("Docker-Content-Digest")
     if header and expected is None:
