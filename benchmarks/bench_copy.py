@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -201,12 +202,13 @@ def bench(setting: str, layout: Path, tags: list[str], work: Path, args: argpars
                 seconds = asyncio.run(ingest_limit(dst.host, layout, sorted(blobs)))
             finally:
                 dst.stop()
+                shutil.rmtree(dst.workdir, ignore_errors=True)
             reference = seconds
             runs.append(Run("ingest-limit", seconds, 1.0, unique, unique))
         else:
             reference = unique / (args.mbit * 1e6 / 8)
             runs.append(Run("link-bandwidth", reference, 1.0, unique, unique))
-        for tool in ("regcopy", "skopeo"):
+        for tool in args.tools.split(","):
             dst = RegistryServer(work / f"{setting}-{tool}", "http").start()
             try:
                 with (wan_pair(src, dst, args.rtt_ms / 1000, args.mbit) if setting == "wan"
@@ -220,6 +222,7 @@ def bench(setting: str, layout: Path, tags: list[str], work: Path, args: argpars
                 print(f"[{setting}] {tool}: {run.seconds:.1f}s ratio {run.ratio:.2f}", flush=True)
             finally:
                 dst.stop()
+                shutil.rmtree(dst.workdir, ignore_errors=True)  # tmpfs: give the memory back
     finally:
         src.stop()
     return runs
@@ -272,6 +275,9 @@ def main() -> int:
     parser.add_argument("--mbit", type=float, default=1000.0)
     parser.add_argument("--jobs", type=int, default=6, help="regcopy --jobs")
     parser.add_argument("--images", type=int, default=8, help="regcopy --images")
+    parser.add_argument("--tools", default="regcopy,skopeo", help="comma-separated: regcopy,skopeo")
+    parser.add_argument("--workdir", type=Path, default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None,
+                        help="where registry storage lives (default tmpfs: disk writeback noise swamps the ratios)")
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / ".cache")
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -282,7 +288,7 @@ def main() -> int:
     tags = list(specs)
     RESULTS.mkdir(parents=True, exist_ok=True)
     settings = ["loopback", "wan"] if args.setting == "both" else [args.setting]
-    with tempfile.TemporaryDirectory(prefix="regcopy-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="regcopy-bench-", dir=args.workdir) as tmp:
         for setting in settings:
             runs = bench(setting, layout, tags, Path(tmp), args)
             out = RESULTS / f"copy-{setting}.json"

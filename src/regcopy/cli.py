@@ -139,7 +139,7 @@ def cli() -> None:
 @click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]",
               help="Copy only these platforms of an index (repeatable). Default: all.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=6, show_default=True, help="Blobs in flight.")
-@click.option("--images", type=click.IntRange(1, 64), default=4, show_default=True,
+@click.option("--images", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Tags in flight with --all-tags.")
 @click.option("--force", is_flag=True, help="Push even when DST already holds the same digest.")
 @click.option("--src-tls-verify", type=click.BOOL, default=None, is_flag=False, flag_value=True,
