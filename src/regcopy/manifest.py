@@ -24,6 +24,7 @@ __all__ = (
     "INDEX_TYPES",
     "MANIFEST_ACCEPT",
     "MANIFEST_TYPES",
+    "OCI_ARTIFACT",
     "OCI_CONFIG",
     "OCI_INDEX",
     "OCI_LAYER",
@@ -43,17 +44,20 @@ DOCKER_MANIFEST_LIST: Final = "application/vnd.docker.distribution.manifest.list
 DOCKER_CONFIG: Final = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER: Final = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 DOCKER_FOREIGN_LAYER: Final = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+# OCI 1.1 release candidates had a separate artifact manifest (``blobs`` instead of config+layers);
+# the final 1.1 dropped it for image manifests with ``artifactType``, but registries still hold some.
+OCI_ARTIFACT: Final = "application/vnd.oci.artifact.manifest.v1+json"
 
 SCHEMA1_TYPES: Final = frozenset({
     "application/vnd.docker.distribution.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v1+prettyjws",
 })
 INDEX_TYPES: Final = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
-IMAGE_TYPES: Final = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+IMAGE_TYPES: Final = frozenset({OCI_MANIFEST, DOCKER_MANIFEST, OCI_ARTIFACT})
 MANIFEST_TYPES: Final = INDEX_TYPES | IMAGE_TYPES
 # distribution 2.8.2 returns OCI content only when its exact type is listed, and converts a list
 # fetched by tag to its amd64 child without the list type (PROTOCOL §2.2): always send all four.
-MANIFEST_ACCEPT: Final = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST))
+MANIFEST_ACCEPT: Final = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST, OCI_ARTIFACT))
 
 # Registries must accept manifests of at least 4 MiB (spec §Pushing Manifests); 2.8.2 caps PUT at 4 MiB.
 MAX_MANIFEST_SIZE: Final = 4 * 1024 * 1024
@@ -195,6 +199,8 @@ class Manifest:
         manifests: tuple[Descriptor, ...] = ()
         if mt in INDEX_TYPES:
             manifests = _descriptor_list(obj, "manifests", required=True)
+        elif mt == OCI_ARTIFACT:
+            layers = _descriptor_list(obj, "blobs", required=False)
         else:
             config = Descriptor.from_json(obj.get("config"), where="config")
             layers = _descriptor_list(obj, "layers", required=mt == DOCKER_MANIFEST)
@@ -208,9 +214,10 @@ class Manifest:
 
     def blobs(self) -> tuple[Descriptor, ...]:
         """Config then layers (empty for an index). Foreign layers are excluded: registries refuse them."""
-        if self.config is None:
+        if self.is_index:
             return ()
-        return (self.config, *(layer for layer in self.layers if not layer.is_foreign))
+        config = (self.config,) if self.config is not None else ()
+        return (*config, *(layer for layer in self.layers if not layer.is_foreign))
 
     def children(self) -> tuple[Descriptor, ...]:
         """The child manifests of an index (empty for an image)."""

@@ -173,6 +173,8 @@ class RegistryServer:
     :param startup_timeout: seconds to wait for ``GET /v2/`` to answer 200 or 401.
     :param bind_host: loopback address to listen on (any of 127.0.0.0/8).
     :param port: a fixed port (0 picks a free one); a fixed port is not retried on collision.
+    :param client_cert: ``(cert, key)`` PEM paths the readiness probe presents, for registries that
+        require client certificates (``extra_config={"http": {"tls": {"clientcas": [...]}}}``).
     """
 
     def __init__(
@@ -190,6 +192,7 @@ class RegistryServer:
         startup_timeout: float = 10.0,
         bind_host: str = "127.0.0.1",
         port: int = 0,
+        client_cert: tuple[Path, Path] | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown registry mode {mode!r}; expected one of {MODES}")
@@ -223,6 +226,8 @@ class RegistryServer:
         # Another loopback address and a fixed port (e.g. 127.0.0.7:80) model a port-less registry name.
         self.bind_host = bind_host
         self.port = port
+        # (cert, key) the harness presents when the registry demands client certificates (mTLS).
+        self.client_cert = client_cert
         self.config: dict[str, Any] = {}
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -439,10 +444,13 @@ class RegistryServer:
     # ------------------------------------------------------------------------------------ clients
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        """An SSL context trusting the test CA (``None`` for plain http)."""
+        """An SSL context trusting the test CA, with the client pair if set (``None`` for plain http)."""
         if self.ca_pem_path is None:
             return None
-        return ssl.create_default_context(cafile=str(self.ca_pem_path))
+        ctx = ssl.create_default_context(cafile=str(self.ca_pem_path))
+        if self.client_cert is not None:
+            ctx.load_cert_chain(str(self.client_cert[0]), str(self.client_cert[1]))
+        return ctx
 
     def skopeo_flags(
         self,

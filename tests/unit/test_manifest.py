@@ -547,3 +547,13 @@ def test_valid_manifests_roundtrip_digest(case: tuple[bytes, dict[str, Any]]) ->
         assert [str(d.digest) for d in m.blobs()] == [obj["config"]["digest"]] + [
             e["digest"] for e in obj["layers"] if e["mediaType"] != DOCKER_FOREIGN_LAYER
         ]
+
+
+def test_oci_artifact_manifest_lists_its_blobs() -> None:
+    blob = {"mediaType": "application/vnd.example.sbom", "digest": "sha256:" + "a" * 64, "size": 3}
+    raw = json.dumps({"mediaType": "application/vnd.oci.artifact.manifest.v1+json", "artifactType": "x/y",
+                      "blobs": [blob]}).encode()
+    m = Manifest.parse(raw)
+    assert m.media_type == "application/vnd.oci.artifact.manifest.v1+json"
+    assert not m.is_index and m.config is None
+    assert [str(b.digest) for b in m.blobs()] == ["sha256:" + "a" * 64]
