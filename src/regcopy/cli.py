@@ -297,6 +297,124 @@ def digest(reference: str, authfile: str | None, insecure: tuple[str, ...], verb
     click.echo(_run(run))
 
 
+@cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="PLAN | SOURCE DESTINATION")
+@click.option("--src", "src_kind", type=click.Choice(["docker", "yaml"]),
+              help="skopeo sync mode: SOURCE is a repository (docker) or a skopeo sync YAML file (yaml).")
+@click.option("--dest", "dest_kind", type=click.Choice(["docker"]), help="skopeo sync mode: DESTINATION kind.")
+@click.option("--scoped", is_flag=True, help="skopeo naming: keep the source registry and path under DESTINATION.")
+@click.option("--all", "-a", "all_platforms", is_flag=True,
+              help="skopeo mode: every platform of an index (without it, only this machine's platform).")
+@click.option("--src-tls-verify", type=click.BOOL, default=None, is_flag=False, flag_value=True,
+              help="false: allow http and unverified https for the source registries.")
+@click.option("--dest-tls-verify", type=click.BOOL, default=None, is_flag=False, flag_value=True,
+              help="false: allow http and unverified https for the destination registries.")
+@click.option("--src-cert-dir", type=click.Path(file_okay=False), help="Source CA / client cert directory.")
+@click.option("--dest-cert-dir", type=click.Path(file_okay=False), help="Destination CA / client cert directory.")
+@click.option("--src-creds", metavar="USER:PASSWORD", help="Credentials for the source registries.")
+@click.option("--dest-creds", metavar="USER:PASSWORD", help="Credentials for the destination registries.")
+@click.option("--dry-run", "--check", "dry_run", is_flag=True,
+              help="Only plan: images to copy, blobs to upload/mount/skip, bytes; exit 1 if out of sync.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the JSON report here.")
+@click.option("--images", type=click.IntRange(1, 256), default=8, show_default=True, help="Images in flight.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=6, show_default=True,
+              help="Blobs in flight per image.")
+@click.option("--blobs", type=click.IntRange(1, 512), default=24, show_default=True,
+              help="Blobs in flight over the whole run.")
+@click.option("--bytes-in-flight", type=click.IntRange(1024 * 1024), default=2 * 1024**3, show_default=True,
+              help="Bytes of blobs in flight over the whole run.")
+@click.option("--progress", type=click.Choice(["auto", "tty", "plain", "none"]), default="auto",
+              show_default=True, help="Progress display on stderr.")
+@click.option("--retry-times", type=int, default=None, hidden=True, help="Accepted for skopeo compatibility.")
+@click.option("--preserve-digests", is_flag=True, hidden=True, help="Accepted for skopeo compatibility (always).")
+@authfile_option
+@insecure_option
+@output_option
+@verbose_option
+def sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, scoped: bool, all_platforms: bool,
+         src_tls_verify: bool | None, dest_tls_verify: bool | None, src_cert_dir: str | None,
+         dest_cert_dir: str | None, src_creds: str | None, dest_creds: str | None, dry_run: bool,
+         report_path: str | None, images: int, jobs: int, blobs: int, bytes_in_flight: int, progress: str,
+         retry_times: int | None, preserve_digests: bool, authfile: str | None, insecure: tuple[str, ...],
+         output: str, verbose: int) -> None:
+    """Mirror many repositories: `regcopy sync PLAN.yaml`, or skopeo's form
+    `regcopy sync --src docker|yaml --dest docker [--scoped] [--all] SOURCE DESTINATION`."""
+    from regcopy.sync import SyncOptions, SyncReport, from_skopeo_docker, from_skopeo_yaml, load_plan
+
+    _setup_logging(verbose)
+    try:
+        if src_kind or dest_kind:
+            if len(args) != 2 or not src_kind or not dest_kind:
+                raise click.UsageError("skopeo mode needs --src, --dest, SOURCE and DESTINATION")
+            build = from_skopeo_yaml if src_kind == "yaml" else from_skopeo_docker
+            plan = build(args[0], args[1], scoped=scoped, all_platforms=all_platforms)
+        elif len(args) == 1:
+            plan = load_plan(args[0])
+        else:
+            raise click.UsageError("give a plan file, or --src/--dest with SOURCE and DESTINATION")
+    except (ConfigError, InvalidReference) as exc:
+        _fail(str(exc), EXIT_USAGE)
+    options = SyncOptions(images=images, blob_jobs=jobs, blobs=blobs, bytes_in_flight=bytes_in_flight,
+                          dry_run=dry_run)
+    report = SyncReport()
+
+    async def run() -> None:
+        async with _client(authfile, insecure) as client:
+            _apply_side_flags(client, plan, "src", src_tls_verify, src_cert_dir, src_creds)
+            _apply_side_flags(client, plan, "dest", dest_tls_verify, dest_cert_dir, dest_creds)
+            with _progress("none" if dry_run else progress) as reporter:
+                await client.sync(plan, options=options, reporter=reporter, report=report)
+
+    try:
+        _run(run)
+    finally:
+        if report_path:
+            Path(report_path).write_text(json.dumps(report.to_json(), indent=2))
+    _emit(report.to_json(), output, lambda: _sync_summary(report))
+    if not report.ok or (dry_run and report.out_of_sync):
+        sys.exit(EXIT_FAILED)
+
+
+def _apply_side_flags(client: Client, plan: Any, side: str, verify: bool | None, cert_dir: str | None,
+                      creds: str | None) -> None:
+    """skopeo's per-side flags, applied to every host on that side of the plan (plan settings win)."""
+    from regcopy.credentials import StaticCredentials
+
+    hosts = {(e.source if side == "src" else e.target).split("/", 1)[0] for e in plan.entries}
+    for host in hosts:
+        if host in plan.registries:
+            continue  # a skopeo YAML's own tls-verify / cert-dir / credentials for this registry win
+        if verify is not None or cert_dir:
+            client.settings[host] = _side_settings(verify, cert_dir, None, client.settings_for(host))
+        if creds:
+            user, sep, password = creds.partition(":")
+            if not sep:
+                raise click.BadParameter(f"--{side}-creds must be USER:PASSWORD")
+            client.credentials.route(host, StaticCredentials({host: (user, password)}))
+
+
+def _sync_summary(report: Any) -> str:
+    t = report.totals()
+    lines = []
+    for r in report.images:
+        if r.status == "failed":
+            lines.append(f"FAILED  {r.source} -> {r.target}: {r.error}")
+        elif r.status == "planned":
+            lines.append(f"PLAN    {r.source} -> {r.target}: upload {r.blobs_uploaded} ({r.bytes_uploaded} bytes), "
+                         f"mount {r.blobs_mounted}, skip {r.blobs_skipped}")
+        elif r.status == "copied":
+            lines.append(f"copied  {r.source} -> {r.target} {r.target_digest}")
+    lines.extend(f"ERROR   {e}" for e in report.errors)
+    verb = "would upload" if report.dry_run else "uploaded"
+    lines.append(
+        f"{t.get('copied', 0)} copied, {t.get('up-to-date', 0)} up to date, {t.get('planned', 0)} to copy, "
+        f"{t.get('failed', 0)} failed; {verb} {t.get('blobs_uploaded', 0)} blobs "
+        f"({t.get('bytes_uploaded', 0)} bytes), mounted {t.get('blobs_mounted', 0)}, "
+        f"skipped {t.get('blobs_skipped', 0)} in {report.seconds:.1f}s"
+    )
+    return "\n".join(lines)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="regcopy")

@@ -10,24 +10,37 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import aiohttp
 import anyio
 
-from regcopy.credentials import CredentialStore, default_credentials
+from regcopy.credentials import Credential as _Credential
+from regcopy.credentials import (
+    CredentialStore,
+    DockerConfigCredentials,
+    HelperCredentials,
+    RoutedCredentials,
+    StaticCredentials,
+    default_credentials,
+)
 from regcopy.digest import Digest
 from regcopy.engine import BlobLedger, CopyResult, copy_image
-from regcopy.errors import CopyFailed, InvalidReference, RegcopyError
+from regcopy.errors import CopyFailed, InvalidReference, NotFound, RegcopyError
 from regcopy.manifest import Platform
 from regcopy.progress import Reporter, null_reporter
 from regcopy.reference import LocalLocation, Reference, Repository, parse_location
 from regcopy.registry._policy import RegistrySettings
 from regcopy.registry._tokens import TokenCache
-from regcopy.registry.manifests import tags_list
+from regcopy.registry.manifests import catalog, tags_list
 from regcopy.registry.transport import PingResult, Transport
 from regcopy.stores.registry import RegistryStore, UploadPolicy
+from regcopy.sync.config import load_plan
+from regcopy.sync.model import SyncPlan
+from regcopy.sync.scheduler import SyncOptions, SyncReport, run_sync
 
 __all__ = ("Client", "copy")
 
@@ -60,7 +73,8 @@ class Client:
     ) -> None:
         self._session = session
         self._owns_session = session is None
-        self.credentials = credentials or default_credentials(authfile)
+        # Every transport asks this router; plans (and later mirrors) add per-host routes to it.
+        self.credentials = RoutedCredentials({}, credentials or default_credentials(authfile))
         self.settings = dict(settings or {})
         self.default_settings = default_settings or RegistrySettings()
         self._upload_template = upload or UploadPolicy()
@@ -234,6 +248,72 @@ class Client:
 
             raise ManifestNotFound(f"{r} not found", registry=r.registry)
         return digest
+
+
+    # ------------------------------------------------------------------ sync
+    def apply_plan_registries(self, plan: SyncPlan) -> None:
+        """Adopt a plan's per-registry settings and credential sources for its hosts."""
+        for host, cfg in plan.registries.items():
+            base = self.settings_for(host)
+            self.settings[host] = replace(
+                base, scheme=cfg.scheme, ca_file=cfg.ca_file or base.ca_file,
+                client_cert=cfg.client_cert or base.client_cert, client_key=cfg.client_key or base.client_key,
+                max_concurrency=cfg.max_concurrency or base.max_concurrency,
+                requests_per_second=cfg.requests_per_second or base.requests_per_second,
+            )
+            creds = cfg.credentials
+            if creds is None:
+                continue
+            if creds.helper:
+                self.credentials.route(host, HelperCredentials({host: creds.helper}))
+            elif creds.authfile:
+                self.credentials.route(host, DockerConfigCredentials([creds.authfile]))
+            else:
+                self.credentials.route(host, StaticCredentials({host: _Credential(
+                    username=creds.username, password=creds.password, identity_token=creds.identity_token)}))
+
+    async def sync(
+        self,
+        plan: SyncPlan | str | Path,
+        *,
+        options: SyncOptions | None = None,
+        reporter: Reporter | None = None,
+        report: SyncReport | None = None,
+    ) -> SyncReport:
+        """Mirror everything a plan names (see :mod:`regcopy.sync.scheduler`).
+
+        :param plan: a :class:`SyncPlan` or the path of a plan file
+        :param report: a report to fill as the run goes (kept by the caller if the run is cancelled)
+        :returns: the report; failures are in it, not raised
+        :raises ConfigError: the plan is invalid
+        """
+        if not isinstance(plan, SyncPlan):
+            plan = load_plan(plan)
+        self.apply_plan_registries(plan)
+        return await run_sync(_Backend(self), plan, options=options or SyncOptions(),
+                              reporter=reporter or null_reporter, ledger=self.ledger, report=report)
+
+
+class _Backend:
+    """The scheduler's view of a client: listings and stores (sync never sees sessions)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    async def catalog(self, registry: str) -> list[str]:
+        return await catalog(self.client.transport(registry))
+
+    async def list_tags(self, repo: Repository) -> list[str]:
+        try:
+            return await tags_list(self.client.transport(repo.registry, scheme=repo.scheme), repo.path)
+        except NotFound:
+            return []
+
+    def source(self, repo: Repository) -> RegistryStore:
+        return self.client.registry_store(repo)
+
+    def destination(self, repo: Repository) -> RegistryStore:
+        return self.client.registry_store(repo, writable=True)
 
 
 def _strip_docker(text: str) -> str:

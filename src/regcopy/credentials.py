@@ -37,8 +37,11 @@ __all__ = (
     "Credential",
     "CredentialStore",
     "DockerConfigCredentials",
+    "HelperCredentials",
+    "RoutedCredentials",
     "StaticCredentials",
     "default_credentials",
+    "run_helper",
 )
 
 logger = logging.getLogger(__name__)
@@ -259,33 +262,90 @@ class DockerConfigCredentials(CredentialStore):
         return None
 
     async def _run_helper(self, suffix: str, host: str) -> Credential:
-        """``docker-credential-<suffix> get`` with the server URL on stdin (PROTOCOL §6.2)."""
-        program = f"docker-credential-{suffix}"
-        search = self._env.get("PATH", os.defpath)
-        executable = await anyio.to_thread.run_sync(lambda: shutil.which(program, path=search))
-        if executable is None:
-            raise CredentialError(
-                f"credential helper {program} for {host} not found on PATH", registry=host, helper=program
-            )
-        server_url = _HUB_SERVER_URL if host == _HUB else host
-        try:
-            with anyio.fail_after(self._helper_timeout):
-                result = await anyio.run_process(
-                    [executable, "get"], input=server_url.encode(), check=False, env=self._env
-                )
-        except TimeoutError as exc:  # before OSError: TimeoutError is one
-            raise CredentialError(
-                f"credential helper {program} for {host} timed out after {self._helper_timeout:g}s",
-                registry=host,
-                helper=program,
-            ) from exc
-        except OSError as exc:
-            raise CredentialError(
-                f"cannot run credential helper {program} for {host}: {exc.strerror or exc}",
-                registry=host,
-                helper=program,
-            ) from exc
-        return _helper_answer(result.returncode, result.stdout, result.stderr, program, host)
+        return await run_helper(suffix, host, env=self._env, helper_timeout=self._helper_timeout)
+
+
+async def run_helper(suffix: str, host: str, *, env: Mapping[str, str], helper_timeout: float) -> Credential:
+    """``docker-credential-<suffix> get`` with the server URL on stdin (PROTOCOL §6.2).
+
+    :raises CredentialError: the helper is missing, times out, or fails (not "not found": anonymous)
+    """
+    program = f"docker-credential-{suffix}"
+    search = env.get("PATH", os.defpath)
+    executable = await anyio.to_thread.run_sync(lambda: shutil.which(program, path=search))
+    if executable is None:
+        raise CredentialError(
+            f"credential helper {program} for {host} not found on PATH", registry=host, helper=program
+        )
+    server_url = _HUB_SERVER_URL if host == _HUB else host
+    try:
+        with anyio.fail_after(helper_timeout):
+            result = await anyio.run_process([executable, "get"], input=server_url.encode(), check=False, env=env)
+    except TimeoutError as exc:  # before OSError: TimeoutError is one
+        raise CredentialError(
+            f"credential helper {program} for {host} timed out after {helper_timeout:g}s", registry=host, helper=program
+        ) from exc
+    except OSError as exc:
+        raise CredentialError(
+            f"cannot run credential helper {program} for {host}: {exc.strerror or exc}",
+            registry=host,
+            helper=program,
+        ) from exc
+    return _helper_answer(result.returncode, result.stdout, result.stderr, program, host)
+
+
+class HelperCredentials(CredentialStore):
+    """Credentials from a named docker credential helper per host (a plan's ``credentials: {helper: X}``).
+
+    Answers are cached until :meth:`forget`, so a helper whose credential was rejected is re-run.
+    """
+
+    def __init__(self, helpers: Mapping[str, str], *, env: Mapping[str, str] | None = None,
+                 timeout: float = 10.0) -> None:
+        self._helpers = {_registry(h): suffix for h, suffix in helpers.items()}
+        self._env = dict(os.environ if env is None else env)
+        self._timeout = timeout
+        self._cache: dict[str, Credential] = {}
+
+    async def get(self, registry: str) -> Credential:
+        host = _registry(registry)
+        suffix = self._helpers.get(host)
+        if suffix is None:
+            return ANONYMOUS
+        if host not in self._cache:
+            self._cache[host] = await run_helper(suffix, host, env=self._env, helper_timeout=self._timeout)
+        return self._cache[host]
+
+    def forget(self, registry: str) -> None:
+        host = _host_of(registry)
+        if host is not None:
+            self._cache.pop(host, None)
+
+
+class RoutedCredentials(CredentialStore):
+    """Each listed host asks its own store; every other host asks ``default``.
+
+    A routed host never falls back to ``default``: its credentials come from where the plan says, and
+    nowhere else (one host's credentials are never tried on another, and vice versa).
+    """
+
+    def __init__(self, routes: Mapping[str, CredentialStore], default: CredentialStore) -> None:
+        self._routes = {_registry(h): store for h, store in routes.items()}
+        self._default = default
+
+    def route(self, host: str, store: CredentialStore) -> None:
+        """Send ``host`` to ``store`` from now on."""
+        self._routes[_registry(host)] = store
+
+    def _store(self, registry: str) -> CredentialStore:
+        host = _host_of(registry)
+        return self._routes.get(host, self._default) if host is not None else self._default
+
+    async def get(self, registry: str) -> Credential:
+        return await self._store(registry).get(registry)
+
+    def forget(self, registry: str) -> None:
+        self._store(registry).forget(registry)
 
 
 def _helper_answer(returncode: int, stdout: bytes, stderr: bytes, program: str, host: str) -> Credential:

@@ -41,7 +41,8 @@ from regcopy.progress import (
 )
 from regcopy.stores.base import Committer, Destination, Mounter, Source
 
-__all__ = ("BlobLedger", "CopyResult", "copy_image", "plan_image", "ImagePlan")
+__all__ = ("BlobAction", "BlobLedger", "ByteBudget", "CopyResult", "ImagePlan", "Limits", "copy_blob", "copy_image",
+           "plan_image")
 
 log = logging.getLogger(__name__)
 MAX_DEPTH = 8
@@ -68,6 +69,41 @@ class BlobLedger:
     def candidates(self, storage: str, digest: Digest, exclude: str) -> list[str]:
         """Repositories of ``storage`` known to hold ``digest``, other than ``exclude``."""
         return sorted(r for r in self.holders.get((storage, digest), ()) if r != exclude)
+
+
+class ByteBudget:
+    """Bounds the bytes of blobs in flight across a run (ISSUE #5 §6: bytes in flight).
+
+    A blob larger than the whole budget still runs, alone, so nothing deadlocks.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self.in_flight = 0
+        self._changed = anyio.Condition()
+
+    @asynccontextmanager
+    async def hold(self, size: int) -> AsyncIterator[None]:
+        """Wait until ``size`` more bytes fit, hold them for the block."""
+        async with self._changed:
+            while self.in_flight and self.in_flight + size > self.limit:
+                await self._changed.wait()
+            self.in_flight += size
+        try:
+            yield
+        finally:
+            with anyio.CancelScope(shield=True):
+                async with self._changed:
+                    self.in_flight -= size
+                    self._changed.notify_all()
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Run-wide limits shared by every image of a run (sync); None = per-image defaults only."""
+
+    blobs: anyio.CapacityLimiter | None = None
+    bytes: ByteBudget | None = None
 
 
 @dataclass(slots=True)
@@ -184,6 +220,7 @@ async def copy_image(
     ledger: BlobLedger | None = None,
     force: bool = False,
     plan: ImagePlan | None = None,
+    limits: Limits = Limits(),
 ) -> CopyResult:
     """Copy the image or index ``ref`` of ``source`` to ``destination`` under ``target_tag``.
 
@@ -191,6 +228,8 @@ async def copy_image(
     :param blob_jobs: blobs transferred at once for this image
     :param ledger: the run's blob ledger (shared across copies for dedup and mounts)
     :param force: push even when the destination tag already points at the same digest
+    :param plan: a plan made earlier by :func:`plan_image` (saves fetching the manifests again)
+    :param limits: run-wide blob and byte limits, on top of ``blob_jobs``
     :raises RegcopyError: the first failure (siblings are cancelled; open uploads are aborted)
     """
     started = time.monotonic()
@@ -210,7 +249,7 @@ async def copy_image(
             for blob in plan.blobs:
                 ledger.note(destination.storage_id, blob.digest, destination.repository)
         else:
-            await _copy_blobs(source, destination, plan.blobs, blob_jobs, reporter, ledger, result)
+            await _copy_blobs(source, destination, plan.blobs, blob_jobs, reporter, ledger, result, limits)
             for child in plan.manifests:
                 await _push_manifest(destination, child, None, reporter, result)
             await _push_manifest(destination, root, target_tag, reporter, result)
@@ -239,14 +278,15 @@ async def _push_manifest(
 
 async def _copy_blobs(
     source: Source, destination: Destination, blobs: Sequence[Descriptor], jobs: int, reporter: Reporter,
-    ledger: BlobLedger, result: CopyResult,
+    ledger: BlobLedger, result: CopyResult, limits: Limits,
 ) -> None:
     limiter = anyio.CapacityLimiter(max(1, jobs))
     # Big blobs first: the longest transfer starts earliest, small ones fill the gaps.
     ordered = sorted(blobs, key=lambda b: b.size, reverse=True)
     async with fail_fast(), anyio.create_task_group() as tg:
         for blob in ordered:
-            tg.start_soon(_copy_blob_limited, limiter, source, destination, blob, reporter, ledger, result)
+            tg.start_soon(_copy_blob_limited, limiter, limits, source, destination, blob, reporter, ledger,
+                          result)
 
 
 @asynccontextmanager
@@ -284,17 +324,11 @@ def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 async def _copy_blob_limited(
-    limiter: anyio.CapacityLimiter, source: Source, destination: Destination, blob: Descriptor,
+    limiter: anyio.CapacityLimiter, limits: Limits, source: Source, destination: Destination, blob: Descriptor,
     reporter: Reporter, ledger: BlobLedger, result: CopyResult,
 ) -> None:
-    async with limiter:
-        key = (destination.storage_id, blob.digest)
-        action, shared = await ledger.flights.do(key, lambda: _copy_blob(source, destination, blob, reporter,
-                                                                           ledger))
-        if shared:
-            # Another copy moved this blob into another repository (or this one) just now:
-            # the ledger knows where, so this repository mounts it or finds it present.
-            action = await _copy_blob(source, destination, blob, reporter, ledger, uploads_allowed=True)
+    async with limiter, _maybe(limits.blobs), _maybe_bytes(limits.bytes, blob.size):
+        action = await copy_blob(source, destination, blob, reporter=reporter, ledger=ledger)
         if action == "uploaded":
             result.blobs_uploaded += 1
             result.bytes_uploaded += blob.size
@@ -304,9 +338,44 @@ async def _copy_blob_limited(
             result.blobs_skipped += 1
 
 
+@asynccontextmanager
+async def _maybe(limiter: anyio.CapacityLimiter | None) -> AsyncIterator[None]:
+    if limiter is None:
+        yield
+    else:
+        async with limiter:
+            yield
+
+
+@asynccontextmanager
+async def _maybe_bytes(budget: ByteBudget | None, size: int) -> AsyncIterator[None]:
+    if budget is None:
+        yield
+    else:
+        async with budget.hold(size):
+            yield
+
+
+async def copy_blob(
+    source: Source, destination: Destination, blob: Descriptor, *, reporter: Reporter = null_reporter,
+    ledger: BlobLedger,
+) -> BlobAction:
+    """Make one blob present in ``destination``: skip, mount, or upload it, once per storage.
+
+    Single-flight per (storage, digest): a concurrent second caller waits for the first, then
+    mounts from the repository the first one filled (or finds the blob present).
+    """
+    key = (destination.storage_id, blob.digest)
+    action, shared = await ledger.flights.do(key, lambda: _copy_blob(source, destination, blob, reporter, ledger))
+    if shared:
+        # Another copy moved this blob into another repository (or this one) just now:
+        # the ledger knows where, so this repository mounts it or finds it present.
+        action = await _copy_blob(source, destination, blob, reporter, ledger)
+    return action
+
+
 async def _copy_blob(
-    source: Source, destination: Destination, blob: Descriptor, reporter: Reporter, ledger: BlobLedger,
-    *, uploads_allowed: bool = True,
+    source: Source, destination: Destination, blob: Descriptor, reporter: Reporter, ledger: BlobLedger
 ) -> BlobAction:
     storage, repo = destination.storage_id, destination.repository
     if await destination.has_blob(blob):

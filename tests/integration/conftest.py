@@ -124,3 +124,25 @@ def blob_uploads(server: RegistryServer) -> list[str]:
 def manifest_puts(server: RegistryServer) -> list[str]:
     """Paths of successful manifest PUTs in a registry's access log."""
     return [e.path for e in server.access_log() if e.method == "PUT" and "/manifests/" in e.path]
+
+
+def free_loopback_address() -> str:
+    """A 127.x.y.z address whose ports 80 and 443 are free (binding them needs root, as in CI).
+
+    A registry on port 80 of such an address has a port-less name, like a real one.
+    """
+    import random
+    import socket
+
+    for _ in range(50):
+        addr = f"127.{random.randint(100, 250)}.{random.randint(0, 250)}.{random.randint(2, 250)}"
+        try:
+            for port in (80, 443):
+                with socket.socket() as s:
+                    s.bind((addr, port))
+        except PermissionError:
+            pytest.skip("binding ports 80/443 needs root")
+        except OSError:
+            continue
+        return addr
+    pytest.skip("no free loopback address with ports 80 and 443")

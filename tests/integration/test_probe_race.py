@@ -9,8 +9,6 @@ The time bound here is the behaviour the issue specifies (a hang versus no hang)
 from __future__ import annotations
 
 import json
-import random
-import socket
 import subprocess
 import sys
 import time
@@ -21,30 +19,14 @@ from typing import Any
 import pytest
 
 import regcopy
-from conftest import make_client  # type: ignore[import-not-found]
+from conftest import free_loopback_address, make_client  # type: ignore[import-not-found]
 from servers.blackhole import Blackhole
 from servers.registry import RegistryServer
 
 
-def _free_loopback_address() -> str:
-    """A 127.x.y.z address whose ports 80 and 443 are free (binding them needs root, as in CI)."""
-    for _ in range(50):
-        addr = f"127.{random.randint(100, 250)}.{random.randint(0, 250)}.{random.randint(2, 250)}"
-        try:
-            for port in (80, 443):
-                with socket.socket() as s:
-                    s.bind((addr, port))
-        except PermissionError:
-            pytest.skip("binding ports 80/443 needs root")
-        except OSError:
-            continue
-        return addr
-    pytest.skip("no free loopback address with ports 80 and 443")
-
-
 @pytest.fixture
 def portless(registry_factory: Any) -> Iterator[tuple[RegistryServer, Blackhole, str]]:
-    addr = _free_loopback_address()
+    addr = free_loopback_address()
     with Blackhole(addr, 443) as hole:
         registry = registry_factory("http", bind_host=addr, port=80)
         yield registry, hole, addr

@@ -243,6 +243,12 @@ class RegistryServer:
         return f"{self.bind_host}:{self.port}"
 
     @property
+    def ref_host(self) -> str:
+        """The name for image references: :attr:`host` without a default port (80 http, 443 https)."""
+        default = 443 if self.tls else 80
+        return self.bind_host if self.port == default else self.host
+
+    @property
     def url(self) -> str:
         return f"{self.scheme}://{self.host}"
 

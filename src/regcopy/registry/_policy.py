@@ -60,6 +60,7 @@ class RegistrySettings:
     :param ca_file: PEM bundle of extra CAs to trust for https
     :param client_cert: PEM client certificate for mutual TLS (``client_key`` beside it)
     :param max_concurrency: requests in flight to this host at once
+    :param requests_per_second: a cap on the request rate to this host (None: no cap)
     :param race_grace: seconds https may answer after http and still win the probe race
     :param probe_timeout: seconds a single ``/v2/`` probe may take (connect + TLS + answer)
     :param connect_timeout: seconds to establish a connection
@@ -73,6 +74,7 @@ class RegistrySettings:
     client_cert: str | None = None
     client_key: str | None = None
     max_concurrency: int = 16
+    requests_per_second: float | None = None
     race_grace: float = 0.2
     probe_timeout: float = 10.0
     connect_timeout: float = 15.0
@@ -86,6 +88,8 @@ class RegistrySettings:
             raise ValueError(f"scheme must be one of {', '.join(SCHEME_MODES)}, not {self.scheme!r}")
         if self.max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
+        if self.requests_per_second is not None and self.requests_per_second <= 0:
+            raise ValueError("requests_per_second must be positive")
 
     def with_scheme(self, scheme: SchemeMode) -> RegistrySettings:
         """A copy with another scheme mode."""

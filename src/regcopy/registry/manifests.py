@@ -21,6 +21,7 @@ from regcopy.errors import (
     NotFound,
     PermissionDenied,
     ProtocolViolation,
+    RegistryError,
     Unsupported,
 )
 from regcopy.manifest import MANIFEST_ACCEPT, MAX_MANIFEST_SIZE, Manifest
@@ -163,7 +164,13 @@ async def catalog(t: Transport, *, page_size: int = 1000) -> list[str]:
     :raises Unsupported: the catalog is disabled or forbidden on this registry
     """
     try:
-        repos = await _paginate(t, f"/v2/_catalog?n={page_size}", "repositories", (CATALOG_SCOPE,))
+        try:
+            repos = await _paginate(t, f"/v2/_catalog?n={page_size}", "repositories", (CATALOG_SCOPE,))
+        except RegistryError as exc:
+            if "PAGINATION_NUMBER_INVALID" not in exc.codes:
+                raise
+            # n above catalog.maxentries is a 400 on 2.8.2: let the registry pick its own page size.
+            repos = await _paginate(t, "/v2/_catalog", "repositories", (CATALOG_SCOPE,))
     except (NotFound, PermissionDenied, Unsupported) as exc:
         raise Unsupported(f"the catalog of {t.registry} is disabled or forbidden ({exc.message})",
                           registry=t.registry, status=exc.status, codes=exc.codes) from exc

@@ -97,6 +97,7 @@ class Reply:
 @dataclass(slots=True)
 class _HostState:
     pause_until: float = 0.0
+    next_slot: float = 0.0  # the rate cap: the earliest start of the next request
     consecutive_failures: int = 0
     stats: dict[str, int] = field(default_factory=lambda: {"requests": 0, "retries": 0})
 
@@ -573,9 +574,15 @@ class Transport:
             self._state.pause_until = max(self._state.pause_until, time.monotonic() + delay)
 
     async def _respect_pause(self) -> None:
-        wait = self._state.pause_until - time.monotonic()
-        if wait > 0:
-            await anyio.sleep(wait)
+        now = time.monotonic()
+        start = max(now, self._state.pause_until)
+        rps = self.settings.requests_per_second
+        if rps:
+            # Reserve the next slot of an evenly spaced schedule (a token bucket one request deep).
+            start = max(start, self._state.next_slot)
+            self._state.next_slot = start + 1.0 / rps
+        if start > now:
+            await anyio.sleep(start - now)
 
     def _delay(self, attempt: int) -> float:
         base = min(self.settings.backoff * (2**attempt), self.settings.backoff_max)

@@ -1,0 +1,44 @@
+"""``regcopy sync``: mirroring many repositories from a plan.
+
+Owns the sync package's public surface: the plan values of :mod:`regcopy.sync.model` and the plan
+builders of :mod:`regcopy.sync.config` (regcopy's plan YAML, skopeo sync's YAML and ``--src docker``),
+plus :func:`target_repository`, the naming rule for where a source repository lands, and the scheduler
+that runs a plan (:func:`run_sync`, :class:`SyncOptions`, :class:`SyncReport`).
+"""
+
+from __future__ import annotations
+
+from regcopy.sync.config import from_skopeo_docker, from_skopeo_yaml, load_plan, parse_plan, target_repository
+from regcopy.sync.model import (
+    Credentials,
+    Naming,
+    RegistryConfig,
+    RepoFilter,
+    SourceKind,
+    SyncEntry,
+    SyncPlan,
+    TagFilter,
+)
+from regcopy.sync.scheduler import ImageJob, ImageReport, SyncBackend, SyncOptions, SyncReport, run_sync
+
+__all__ = (
+    "Credentials",
+    "ImageJob",
+    "ImageReport",
+    "from_skopeo_docker",
+    "from_skopeo_yaml",
+    "load_plan",
+    "Naming",
+    "parse_plan",
+    "RegistryConfig",
+    "RepoFilter",
+    "SourceKind",
+    "SyncBackend",
+    "SyncEntry",
+    "SyncOptions",
+    "SyncPlan",
+    "SyncReport",
+    "TagFilter",
+    "run_sync",
+    "target_repository",
+)

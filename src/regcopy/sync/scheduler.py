@@ -1,0 +1,534 @@
+"""Running a sync plan: discovery, incremental check, dry-run plan, shared layers first, parallel images.
+
+Phases (ISSUE #5):
+
+1. **Discover** every entry concurrently: catalogs (once per registry) for namespaces and whole
+   registries, source tag lists filtered by the entry's TagFilter, destination tag lists in bulk.
+2. **Check**: only where a tag exists on both sides are both manifests HEADed (no pulls counted on
+   Docker Hub); equal digests are up to date and cost nothing more.
+3. **Plan** the images still to copy (manifests fetched once; the engine reuses the plan).
+   A dry run stops here, after simulating the blob ledger: what would be uploaded, mounted or
+   skipped, and the bytes to move.
+4. **Shared layers first**: blobs needed by several images of one destination registry are moved
+   once, into the first repository that needs them, before the images start; every other
+   repository then mounts them.
+5. **Copy** the images in parallel under run-wide limits (images, blobs and bytes in flight; the
+   per-registry limits live in each host's transport). One failing image does not stop the others;
+   failed images are tried once more at the end of the pass.
+
+The scheduler reaches registries only through a :class:`SyncBackend` the client provides, so it
+never touches sessions (ARCHITECTURE §8.2).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, TypeVar
+
+import anyio
+
+from regcopy.digest import Digest
+from regcopy.engine import (
+    BlobAction,
+    BlobLedger,
+    ByteBudget,
+    CopyResult,
+    ImagePlan,
+    Limits,
+    copy_blob,
+    copy_image,
+    first_error,
+    plan_image,
+)
+from regcopy.errors import RegcopyError
+from regcopy.manifest import Descriptor, Platform
+from regcopy.progress import Reporter, null_reporter
+from regcopy.reference import Reference, Repository
+from regcopy.stores.base import Destination, Source
+from regcopy.sync.config import target_repository
+from regcopy.sync.filters import compile_repo_filter, compile_tag_filter
+from regcopy.sync.model import SyncEntry, SyncPlan
+
+__all__ = ("ImageJob", "ImageReport", "SyncBackend", "SyncOptions", "SyncReport", "run_sync")
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+Status = Literal["copied", "up-to-date", "failed", "planned"]
+
+
+class SyncBackend(Protocol):
+    """What the scheduler needs from a client: listings and stores."""
+
+    async def catalog(self, registry: str) -> list[str]:
+        """Every repository path of a registry (``/v2/_catalog``)."""
+        ...
+
+    async def list_tags(self, repo: Repository) -> list[str]:
+        """Every tag of a repository, sorted; empty when it does not exist."""
+        ...
+
+    def source(self, repo: Repository) -> Source:
+        """A store reading ``repo``."""
+        ...
+
+    def destination(self, repo: Repository) -> Destination:
+        """A store writing ``repo``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOptions:
+    """Run-wide knobs.
+
+    :param images: images copied at once
+    :param blob_jobs: blobs in flight per image
+    :param blobs: blobs in flight over the whole run
+    :param bytes_in_flight: bytes of blobs in flight over the whole run
+    :param probes: HEAD requests / listings in flight during discovery and checks
+    :param dry_run: plan only; nothing is written
+    :param retry_failed: try failed images once more at the end of the pass
+    """
+
+    images: int = 8
+    blob_jobs: int = 6
+    blobs: int = 24
+    bytes_in_flight: int = 2 * 1024**3
+    probes: int = 32
+    dry_run: bool = False
+    retry_failed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ImageJob:
+    """One image to mirror: source reference → target reference (tag, or digest when pinned)."""
+
+    entry: str
+    source: Reference
+    target: Reference
+    platforms: tuple[Platform, ...] = ()
+
+    @property
+    def identifier(self) -> str:
+        """The source tag or digest."""
+        return self.source.identifier
+
+    @property
+    def target_tag(self) -> str | None:
+        """The destination tag (None: pushed by digest)."""
+        return self.target.tag
+
+
+@dataclass(slots=True)
+class ImageReport:
+    """The outcome of one image (one line of ``--report``)."""
+
+    entry: str
+    source: str
+    target: str
+    status: Status
+    source_digest: str | None = None
+    target_digest: str | None = None
+    blobs_uploaded: int = 0
+    blobs_mounted: int = 0
+    blobs_skipped: int = 0
+    bytes_uploaded: int = 0
+    retries: int = 0
+    attempts: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-ready dict of every field."""
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+@dataclass(slots=True)
+class SyncReport:
+    """The outcome of a run; filled progressively, so an interrupted run still reports what it did."""
+
+    dry_run: bool = False
+    images: list[ImageReport] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> list[ImageReport]:
+        """Images that failed (after the retry)."""
+        return [r for r in self.images if r.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        """No failure, no discovery error, not interrupted."""
+        return not self.failed and not self.errors and not self.interrupted
+
+    @property
+    def out_of_sync(self) -> list[ImageReport]:
+        """Images a dry run would copy."""
+        return [r for r in self.images if r.status == "planned"]
+
+    def totals(self) -> dict[str, int]:
+        """Counts per status and summed transfer figures."""
+        out: dict[str, int] = defaultdict(int)
+        for r in self.images:
+            out[r.status] += 1
+            out["blobs_uploaded"] += r.blobs_uploaded
+            out["blobs_mounted"] += r.blobs_mounted
+            out["blobs_skipped"] += r.blobs_skipped
+            out["bytes_uploaded"] += r.bytes_uploaded
+        return dict(out)
+
+    def to_json(self) -> dict[str, object]:
+        """The ``--report`` document."""
+        return {
+            "dry_run": self.dry_run, "interrupted": self.interrupted, "seconds": round(self.seconds, 3),
+            "totals": self.totals(), "errors": self.errors, "images": [r.to_json() for r in self.images],
+        }
+
+
+async def run_sync(
+    backend: SyncBackend,
+    plan: SyncPlan,
+    *,
+    options: SyncOptions = SyncOptions(),
+    reporter: Reporter = null_reporter,
+    ledger: BlobLedger | None = None,
+    report: SyncReport | None = None,
+) -> SyncReport:
+    """Mirror everything ``plan`` names; never raises for a single image (see the report).
+
+    :param report: a report to fill (the caller keeps it if the run is cancelled)
+    :raises RegcopyError: only for plan-level problems (invalid filters)
+    """
+    started = time.monotonic()
+    report = report if report is not None else SyncReport()
+    report.dry_run = options.dry_run
+    ledger = ledger or BlobLedger()
+    try:
+        jobs, dst_tags = await _discover(backend, plan, options, report)
+        todo = await _check(backend, jobs, dst_tags, options, report)
+        planned = await _plan(backend, todo, options, report)
+        if options.dry_run:
+            await _simulate(backend, planned, ledger, report, options)
+        else:
+            await _copy(backend, planned, options, reporter, ledger, report)
+    except BaseException:
+        report.interrupted = True
+        raise
+    finally:
+        report.seconds = time.monotonic() - started
+    return report
+
+
+# ---------------------------------------------------------------------------------------- discovery
+
+
+async def _bounded(limit: anyio.CapacityLimiter, fn: Callable[[], Awaitable[T]]) -> T:
+    async with limit:
+        return await fn()
+
+
+async def _discover(
+    backend: SyncBackend, plan: SyncPlan, options: SyncOptions, report: SyncReport
+) -> tuple[list[ImageJob], dict[Repository, set[str]]]:
+    """Every image the plan selects, and the tags each target repository already has."""
+    limit = anyio.CapacityLimiter(options.probes)
+    catalogs: dict[str, list[str] | BaseException] = {}
+    registries = {Repository.parse(e.source + ("/x" if "/" not in e.source else "")).registry
+                  for e in plan.entries if e.kind != "repository"}
+
+    async def load_catalog(registry: str) -> None:
+        try:
+            catalogs[registry] = await _bounded(limit, lambda: backend.catalog(registry))
+        except RegcopyError as exc:
+            catalogs[registry] = exc
+
+    async with anyio.create_task_group() as tg:
+        for registry in registries:
+            tg.start_soon(load_catalog, registry)
+
+    pairs: list[tuple[SyncEntry, Repository]] = []
+    for entry in plan.entries:
+        compile_tag_filter(entry.tags, entry=entry.name, path=plan.path)  # invalid filters fail before any work
+        pairs.extend((entry, repo) for repo in _source_repositories(entry, catalogs, report))
+
+    jobs: list[ImageJob] = []
+    dst_tags: dict[Repository, set[str]] = {}
+
+    async def expand(entry: SyncEntry, repo: Repository) -> None:
+        matcher = compile_tag_filter(entry.tags, entry=entry.name, path=plan.path)
+        target = Repository.parse(target_repository(entry, repo.path))
+        try:
+            if entry.tags.needs_listing:
+                tags = matcher.select(await _bounded(limit, lambda: backend.list_tags(repo)))
+            else:
+                tags = sorted(entry.tags.exact)
+        except RegcopyError as exc:
+            report.errors.append(f"{entry.name}: listing {repo}: {exc}")
+            return
+        platforms = tuple(Platform.parse(p) for p in entry.platforms)
+        jobs.extend(ImageJob(entry.name, repo.with_tag(t), target.with_tag(t), platforms) for t in tags)
+        jobs.extend(ImageJob(entry.name, repo.with_digest(d), target.with_digest(d), platforms)
+                    for d in matcher.digests)
+
+    async with anyio.create_task_group() as tg:
+        for entry, repo in pairs:
+            tg.start_soon(expand, entry, repo)
+    jobs = _dedupe(jobs)
+
+    async def load_dst(repo: Repository) -> None:
+        try:
+            dst_tags[repo] = set(await _bounded(limit, lambda: backend.list_tags(repo)))
+        except RegcopyError as exc:
+            report.errors.append(f"listing destination {repo}: {exc}")
+            dst_tags[repo] = set()
+
+    async with anyio.create_task_group() as tg:
+        for repo in {j.target.repo for j in jobs if j.target_tag}:
+            tg.start_soon(load_dst, repo)
+    return jobs, dst_tags
+
+
+def _source_repositories(
+    entry: SyncEntry, catalogs: dict[str, list[str] | BaseException], report: SyncReport
+) -> list[Repository]:
+    if entry.kind == "repository":
+        return [Repository.parse(entry.source)]
+    registry, _, prefix = entry.source.partition("/")
+    catalog = catalogs.get(Repository.parse(f"{registry}/x").registry)
+    if isinstance(catalog, BaseException) or catalog is None:
+        report.errors.append(f"{entry.name}: cannot list the repositories of {registry}: {catalog}")
+        return []
+    matcher = compile_repo_filter(entry.repos)
+    wanted = [r for r in catalog if (not prefix or r.startswith(prefix.rstrip("/") + "/")) and matcher.matches(r)]
+    return [Repository.parse(f"{registry}/{r}") for r in wanted]
+
+
+def _dedupe(jobs: list[ImageJob]) -> list[ImageJob]:
+    # Two entries may select the same image for the same target (skopeo YAML lists an image in
+    # several sections): copy it once.
+    seen: dict[tuple[str, str], ImageJob] = {}
+    for job in jobs:
+        seen.setdefault((str(job.source), str(job.target)), job)
+    return sorted(seen.values(), key=lambda j: (str(j.target), str(j.source)))
+
+
+# ------------------------------------------------------------------------------------------- check
+
+
+async def _check(backend: SyncBackend, jobs: list[ImageJob], dst_tags: dict[Repository, set[str]],
+                 options: SyncOptions, report: SyncReport) -> list[ImageJob]:
+    """Drop jobs whose target already holds the source digest; HEAD only where both sides have it."""
+    limit = anyio.CapacityLimiter(options.probes)
+    todo: list[ImageJob] = []
+
+    async def check(job: ImageJob) -> None:
+        on_target = job.target.digest is not None or job.target_tag in dst_tags.get(job.target.repo, set())
+        if not on_target or job.platforms:
+            todo.append(job)  # platform subsets are compared after planning (the root digest changes)
+            return
+        try:
+            async with limit, anyio.create_task_group() as tg:
+                found: dict[str, Digest | None] = {}
+
+                async def head(side: str, store: Source | Destination, ref: str) -> None:
+                    found[side] = await store.head(ref)
+
+                tg.start_soon(head, "src", backend.source(job.source.repo), job.identifier)
+                tg.start_soon(head, "dst", backend.destination(job.target.repo), job.target.identifier)
+        except BaseExceptionGroup as group:
+            _fail(report, job, first_error(group))
+            return
+        if found["src"] is not None and found["src"] == found["dst"]:
+            report.images.append(ImageReport(job.entry, str(job.source), str(job.target), "up-to-date",
+                                             str(found["src"]), str(found["dst"])))
+        else:
+            todo.append(job)
+
+    async with anyio.create_task_group() as tg:
+        for job in jobs:
+            tg.start_soon(check, job)
+    return sorted(todo, key=lambda j: (str(j.target), str(j.source)))
+
+
+def _fail(report: SyncReport, job: ImageJob, exc: BaseException, attempts: int = 1) -> None:
+    if not isinstance(exc, Exception):
+        raise exc  # cancellation and KeyboardInterrupt are not image failures
+    report.images.append(ImageReport(job.entry, str(job.source), str(job.target), "failed",
+                                     error=str(exc) or type(exc).__name__, attempts=attempts))
+
+
+# -------------------------------------------------------------------------------------------- plan
+
+
+@dataclass(slots=True)
+class _Planned:
+    job: ImageJob
+    plan: ImagePlan
+    source: Source
+    destination: Destination
+
+
+async def _plan(backend: SyncBackend, jobs: list[ImageJob], options: SyncOptions,
+                report: SyncReport) -> list[_Planned]:
+    limit = anyio.CapacityLimiter(options.probes)
+    out: list[_Planned] = []
+
+    async def one(job: ImageJob) -> None:
+        source, destination = backend.source(job.source.repo), backend.destination(job.target.repo)
+        try:
+            async with limit:
+                plan = await plan_image(source, job.identifier, job.platforms)
+                if job.platforms and job.target_tag and await destination.head(job.target_tag) == plan.root.digest:
+                    report.images.append(ImageReport(job.entry, str(job.source), str(job.target), "up-to-date",
+                                                     str(plan.source_digest), str(plan.root.digest)))
+                    return
+        except RegcopyError as exc:
+            _fail(report, job, exc)
+            return
+        out.append(_Planned(job, plan, source, destination))
+
+    async with anyio.create_task_group() as tg:
+        for job in jobs:
+            tg.start_soon(one, job)
+    return sorted(out, key=lambda p: (str(p.job.target), str(p.job.source)))
+
+
+async def _simulate(backend: SyncBackend, planned: list[_Planned], ledger: BlobLedger, report: SyncReport,
+                    options: SyncOptions) -> None:
+    """A dry run: replay the blob ledger without writing (HEADs on the destination only)."""
+    limit = anyio.CapacityLimiter(options.probes)
+    for p in _shared_first(planned):
+        entry = ImageReport(p.job.entry, str(p.job.source), str(p.job.target), "planned",
+                            str(p.plan.source_digest), str(p.plan.root.digest))
+        storage, repo = p.destination.storage_id, p.destination.repository
+        heads: dict[Digest, bool] = {}
+
+        async def head(blob: Descriptor, dst: Destination = p.destination,
+                       found: dict[Digest, bool] = heads) -> None:
+            found[blob.digest] = await _bounded(limit, lambda: dst.has_blob(blob))
+
+        async with anyio.create_task_group() as tg:
+            for blob in p.plan.blobs:
+                if repo not in ledger.holders.get((storage, blob.digest), set()):
+                    tg.start_soon(head, blob)
+        origin = p.source.origin
+        for blob in p.plan.blobs:
+            holders = ledger.holders.get((storage, blob.digest), set())
+            if repo in holders or heads.get(blob.digest):
+                entry.blobs_skipped += 1
+            elif holders - {repo} or (origin is not None and f"registry:{origin[0]}" == storage):
+                entry.blobs_mounted += 1
+            else:
+                entry.blobs_uploaded += 1
+                entry.bytes_uploaded += blob.size
+            ledger.note(storage, blob.digest, repo)
+        report.images.append(entry)
+
+
+# -------------------------------------------------------------------------------------------- copy
+
+
+def _shared_first(planned: list[_Planned]) -> list[_Planned]:
+    """Images ordered so the ones holding the most shared bytes go first."""
+    counts: dict[tuple[str, Digest], int] = defaultdict(int)
+    for p in planned:
+        for blob in p.plan.blobs:
+            counts[(p.destination.storage_id, blob.digest)] += 1
+
+    def shared_bytes(p: _Planned) -> int:
+        return sum(b.size for b in p.plan.blobs if counts[(p.destination.storage_id, b.digest)] > 1)
+
+    return sorted(planned, key=lambda p: (-shared_bytes(p), str(p.job.target)))
+
+
+async def _copy(backend: SyncBackend, planned: list[_Planned], options: SyncOptions, reporter: Reporter,
+                ledger: BlobLedger, report: SyncReport) -> None:
+    limits = Limits(anyio.CapacityLimiter(options.blobs), ByteBudget(options.bytes_in_flight))
+    failed: list[_Planned] = []
+    prepass = await _seed_shared(planned, limits, reporter, ledger)
+    images = anyio.CapacityLimiter(options.images)
+
+    async def one(p: _Planned, attempt: int, plan: ImagePlan | None) -> None:
+        async with images:
+            started = time.monotonic()
+            try:
+                result = await copy_image(p.source, p.destination, p.job.identifier, target_tag=p.job.target_tag,
+                                          platforms=p.job.platforms, blob_jobs=options.blob_jobs,
+                                          reporter=reporter, ledger=ledger, plan=plan, limits=limits)
+            except RegcopyError as exc:
+                if attempt == 1 and options.retry_failed:
+                    log.warning("%s -> %s failed (%s); will retry at the end", p.job.source, p.job.target, exc)
+                    failed.append(p)
+                else:
+                    _fail(report, p.job, exc, attempts=attempt)
+                return
+            _credit_prepass(result, prepass.pop(id(p), []))
+            report.images.append(_image_report(p.job, result, attempt, time.monotonic() - started))
+
+    async with anyio.create_task_group() as tg:
+        for p in _shared_first(planned):
+            tg.start_soon(one, p, 1, p.plan)
+    retry, failed[:] = list(failed), []
+    async with anyio.create_task_group() as tg:
+        for p in retry:
+            tg.start_soon(one, p, 2, None)  # re-plan: the source may have changed
+
+
+def _credit_prepass(result: CopyResult, actions: list[tuple[BlobAction, int]]) -> None:
+    """Count the shared-layer pass's work for this image: the image then found those blobs present."""
+    for action, size in actions:
+        if action == "skipped" or result.up_to_date:
+            continue
+        result.blobs_skipped -= 1
+        if action == "uploaded":
+            result.blobs_uploaded += 1
+            result.bytes_uploaded += size
+        else:
+            result.blobs_mounted += 1
+
+
+async def _seed_shared(planned: list[_Planned], limits: Limits, reporter: Reporter,
+                       ledger: BlobLedger) -> dict[int, list[tuple[BlobAction, int]]]:
+    """Move blobs that several images need into the first repository needing each, biggest first.
+
+    :returns: per planned image (by id), what the pass did for it, so its report can say so
+    """
+    done: dict[int, list[tuple[BlobAction, int]]] = defaultdict(list)
+    first: dict[tuple[str, Digest], tuple[_Planned, Descriptor]] = {}
+    counts: dict[tuple[str, Digest], int] = defaultdict(int)
+    for p in _shared_first(planned):
+        for blob in p.plan.blobs:
+            key = (p.destination.storage_id, blob.digest)
+            counts[key] += 1
+            first.setdefault(key, (p, blob))
+    shared = sorted((v for k, v in first.items() if counts[k] > 1), key=lambda v: -v[1].size)
+
+    async def one(p: _Planned, blob: Descriptor) -> None:
+        async with limits.blobs or anyio.CapacityLimiter(1):
+            try:
+                action = await copy_blob(p.source, p.destination, blob, reporter=reporter, ledger=ledger)
+            except RegcopyError as exc:
+                # Not fatal here: the image copy retries this blob and reports the error if it persists.
+                log.info("shared blob %s into %s failed: %s", blob.digest.short, p.destination.name, exc)
+                return
+            done[id(p)].append((action, blob.size))
+
+    async with anyio.create_task_group() as tg:
+        for p, blob in shared:
+            tg.start_soon(one, p, blob)
+    return done
+
+
+def _image_report(job: ImageJob, result: CopyResult, attempt: int, seconds: float) -> ImageReport:
+    return ImageReport(
+        job.entry, str(job.source), str(job.target), "up-to-date" if result.up_to_date else "copied",
+        result.source_digest, result.digest, result.blobs_uploaded, result.blobs_mounted, result.blobs_skipped,
+        result.bytes_uploaded, result.retries, attempt, round(seconds, 3),
+    )
+
