@@ -211,13 +211,15 @@ def bench(setting: str, layout: Path, tags: list[str], work: Path, args: argpars
         for tool in args.tools.split(","):
             dst = RegistryServer(work / f"{setting}-{tool}", "http").start()
             try:
+                baseline = requests(src, dst)  # the source's log already holds seeding and other runs
                 with (wan_pair(src, dst, args.rtt_ms / 1000, args.mbit) if setting == "wan"
                       else _direct(src, dst)) as (src_host, dst_host):
                     proc = _run_tool(tool, src_host, dst_host, tags, authfile, env, args)
+                made = requests(src, dst) - baseline
                 for tag in tags:  # what was written is what the source has (skopeo checks digests)
                     assert skopeo.inspect_digest(dst, f"{REPO}:{tag}") == skopeo.inspect_digest(src, f"{REPO}:{tag}")
                 run = Run(tool, proc.seconds, proc.seconds / reference, uploaded_bytes(dst, sizes), unique,
-                          requests(src, dst), proc.cpu, proc.rss_kib / 1024)
+                          made, proc.cpu, proc.rss_kib / 1024)
                 runs.append(run)
                 print(f"[{setting}] {tool}: {run.seconds:.1f}s ratio {run.ratio:.2f}", flush=True)
             finally:

@@ -112,6 +112,7 @@ def bench(setting: str, layout: Path, images: dict[str, tuple[str, ImageSpec | I
                     spec = work / f"{setting}-{tool}.yaml"
                     sync_yaml(spec, src_host, images)
                     cmd = _command(tool, spec, dst_host, authfile, args)
+                    baseline = requests(src, dst)  # the source's log already holds seeding and other runs
                     first = run_measured(cmd, env)
                     before = requests(src, dst)
                     noop = run_measured(cmd, env)
@@ -120,7 +121,7 @@ def bench(setting: str, layout: Path, images: dict[str, tuple[str, ImageSpec | I
                     name = f"m/{target.split('/', 1)[1]}"
                     assert skopeo.inspect_digest(dst, name) == skopeo.inspect_digest(src, target), name
                 runs.append(Run(tool, first.seconds, first.seconds / reference, uploaded_bytes(dst, sizes), unique,
-                                before, first.cpu, first.rss_kib / 1024,
+                                before - baseline, first.cpu, first.rss_kib / 1024,
                                 {"noop_seconds": round(noop.seconds, 2), "noop_requests": noop_requests,
                                  "noop_cpu": round(noop.cpu, 2)}))
                 print(f"[{setting}] {tool}: first {first.seconds:.1f}s, no-op {noop.seconds:.1f}s", flush=True)

@@ -3,9 +3,11 @@
 1. start a plain-http source registry and a token-auth https destination registry (test CA);
 2. generate a sample set (three apps sharing base layers, one multi-arch index) and push it to the
    source with skopeo, an independent client;
-3. copy every image with ``regcopy copy`` (shared layers cross the wire once, then are mounted);
-4. copy again: everything is up to date, nothing is written;
-5. verify every copied image with skopeo (digests equal, every blob pulled and checked).
+3. mirror the source's ``apps`` namespace with ``regcopy sync PLAN`` after a ``--dry-run``
+   (shared layers cross the wire once, then are mounted; a JSON report is written);
+4. ``--check`` again: everything is up to date, nothing is written;
+5. copy one platform of the multi-arch index with ``regcopy copy --platform``;
+6. verify every copied image with skopeo (digests equal, every blob pulled and checked).
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-import anyio
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -56,27 +56,17 @@ def step(text: str) -> None:
     print(f"\n\033[1m== {text}\033[0m", flush=True)
 
 
-def regcopy(*args: str) -> subprocess.CompletedProcess[str]:
+def regcopy(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     cmd = [str(ROOT / ".venv/bin/regcopy"), *args]
     print("$ regcopy " + " ".join(args), flush=True)
-    return subprocess.run(cmd, check=True, text=True, capture_output=True)
+    out = subprocess.run(cmd, check=False, text=True, capture_output=True)
+    if check and out.returncode != 0:
+        sys.exit(f"regcopy failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    return out
 
 
-async def copy_all(src: RegistryServer, dst: RegistryServer, auth: Path) -> list[dict[str, object]]:
-    import regcopy
-
-    assert dst.ca_pem_path is not None
-    settings = {dst.host: regcopy.RegistrySettings(scheme="https", ca_file=str(dst.ca_pem_path))}
-    async with regcopy.Client(authfile=str(auth), settings=settings) as client:
-        results: dict[str, regcopy.CopyResult] = {}
-
-        async def one(target: str) -> None:
-            results[target] = await client.copy(f"{src.host}/{target}", f"{dst.host}/mirror/{target}")
-
-        async with anyio.create_task_group() as tg:
-            for target in IMAGES.values():
-                tg.start_soon(one, target)
-    return [results[t].to_json() for t in IMAGES.values()]
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.strip().splitlines())
 
 
 def unique_bytes(layout: Path) -> int:
@@ -109,31 +99,50 @@ def main() -> int:
         auth.write_text(json.dumps({"auths": {dst.host: {"auth": token}}}))
         assert dst.cert_dir is not None
 
-        step("copying with regcopy: one client, four images in parallel")
-        print("  (library: async with regcopy.Client(...) as client: await client.copy(src, dst) per image)")
-        started = time.monotonic()
-        reports = anyio.run(copy_all, src, dst, auth)
-        for report in reports:
-            print(f"  {report['destination']}: uploaded {report['blobs_uploaded']} "
-                  f"({report['bytes_uploaded'] / MB:.1f} MiB), mounted {report['blobs_mounted']}, "
-                  f"skipped {report['blobs_skipped']}, {report['seconds']:.2f}s")
-        total = sum(r["bytes_uploaded"] for r in reports)
-        unique = unique_bytes(layout)
-        print(f"  {total / MB:.1f} MiB uploaded for {unique / MB:.1f} MiB of unique blobs in "
-              f"{time.monotonic() - started:.1f}s: every shared layer crossed the wire once, then was mounted")
-        print("\nlast report (--output json):")
-        print(json.dumps(reports[-1], indent=2, sort_keys=True))
+        step("planning the sync (--dry-run)")
+        plan = work / "plan.yaml"
+        plan.write_text(
+            "version: 1\n"
+            "registries:\n"
+            f"  {src.host}: {{tls: http}}\n"
+            f"  {dst.host}: {{tls: https, ca_file: {dst.ca_pem_path}, credentials: {{authfile: {auth}}}}}\n"
+            "sync:\n"
+            f"  - source: {src.host}/apps\n"
+            f"    target: {dst.host}/mirror/apps\n"
+            "    type: namespace\n"
+        )
+        print(plan.read_text())
+        dry = regcopy("sync", str(plan), "--dry-run", check=False)
+        print(_indent(dry.stdout))
 
-        step("copying again with the CLI: nothing to do")
-        for target in IMAGES.values():
-            out = regcopy("copy", f"{src.host}/{target}", f"{dst.host}/mirror/{target}", "--authfile", str(auth),
-                          "--dest-cert-dir", str(dst.cert_dir), "--progress", "none")
-            print("  " + out.stdout.strip())
+        step("syncing")
+        started = time.monotonic()
+        report_path = work / "report.json"
+        out = regcopy("sync", str(plan), "--report", str(report_path), "--progress", "plain")
+        print(_indent(out.stdout))
+        report = json.loads(report_path.read_text())
+        totals = report["totals"]
+        unique = unique_bytes(layout)
+        print(f"  {totals['bytes_uploaded'] / MB:.1f} MiB uploaded for {unique / MB:.1f} MiB of unique blobs in "
+              f"{time.monotonic() - started:.1f}s; {totals['blobs_mounted']} blobs mounted, not re-sent")
+        print("\none image of the JSON report (--report):")
+        print(_indent(json.dumps(report["images"][0], indent=2, sort_keys=True)))
+
+        step("checking again: nothing to do")
+        print(_indent(regcopy("sync", str(plan), "--check").stdout))
+
+        step("copying one platform of the index with regcopy copy")
+        out = regcopy("copy", f"{src.host}/apps/multi:v1", f"{dst.host}/arm64/multi:v1", "--platform",
+                      "linux/arm64/v8", "--authfile", str(auth), "--dest-cert-dir", str(dst.cert_dir),
+                      "--progress", "none")
+        print(_indent(out.stdout))
 
         step("verifying every copied image with skopeo")
         for tag, target in IMAGES.items():
             skopeo.verify(dst, f"mirror/{target}", digests[tag])
             print(f"  ok {dst.host}/mirror/{target} {digests[tag]}")
+        skopeo.verify(dst, "arm64/multi:v1")
+        print(f"  ok {dst.host}/arm64/multi:v1 (the linux/arm64/v8 image of the index)")
         step("done")
         return 0
     finally:

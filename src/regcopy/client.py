@@ -303,11 +303,11 @@ class _Backend:
     async def catalog(self, registry: str) -> list[str]:
         return await catalog(self.client.transport(registry))
 
-    async def list_tags(self, repo: Repository) -> list[str]:
+    async def list_tags(self, repo: Repository) -> list[str] | None:
         try:
             return await tags_list(self.client.transport(repo.registry, scheme=repo.scheme), repo.path)
         except NotFound:
-            return []
+            return None
 
     def source(self, repo: Repository) -> RegistryStore:
         return self.client.registry_store(repo)

@@ -61,6 +61,32 @@ class BlobLedger:
     def __init__(self) -> None:
         self.holders: dict[tuple[str, Digest], set[str]] = {}
         self.flights: SingleFlight[tuple[str, Digest], BlobAction] = SingleFlight()
+        self.empty: set[tuple[str, str]] = set()
+
+    def set_empty(self, storage: str, repository: str, empty: bool) -> None:
+        """Record whether a destination repository was found not to exist (a sync's tag listing).
+
+        Blobs the ledger has not seen go there cannot be present, so their HEAD (a certain 404) is
+        skipped; blobs moved there during the run are in :attr:`holders`.
+        """
+        if empty:
+            self.empty.add((storage, repository))
+        else:
+            self.empty.discard((storage, repository))
+
+    def known(self, storage: str, digest: Digest, repository: str) -> bool | None:
+        """Whether ``digest`` is in ``repository``, when the ledger knows for sure (else None).
+
+        It knows for a repository this run found empty: everything in it was put there by this run,
+        so a HEAD (a certain 404, or a certain 200 for a blob just moved there) is skipped.
+        """
+        if (storage, repository) not in self.empty:
+            return None
+        return repository in self.holders.get((storage, digest), ())
+
+    def absent(self, storage: str, digest: Digest, repository: str) -> bool:
+        """Whether ``digest`` is known not to be in ``repository`` (so no HEAD is needed)."""
+        return self.known(storage, digest, repository) is False
 
     def note(self, storage: str, digest: Digest, repository: str) -> None:
         """Record that ``repository`` of ``storage`` holds ``digest``."""
@@ -244,7 +270,8 @@ async def copy_image(
     )
     reporter(ImageStarted(result.source, result.destination, len(plan.blobs), plan.total_bytes))
     try:
-        if not force and target_tag and await destination.head(target_tag) == root.digest:
+        fresh = (destination.storage_id, destination.repository) in ledger.empty
+        if not force and target_tag and not fresh and await destination.head(target_tag) == root.digest:
             result.up_to_date = True
             for blob in plan.blobs:
                 ledger.note(destination.storage_id, blob.digest, destination.repository)
@@ -378,7 +405,10 @@ async def _copy_blob(
     source: Source, destination: Destination, blob: Descriptor, reporter: Reporter, ledger: BlobLedger
 ) -> BlobAction:
     storage, repo = destination.storage_id, destination.repository
-    if await destination.has_blob(blob):
+    present = ledger.known(storage, blob.digest, repo)
+    if present is None:
+        present = await destination.has_blob(blob)
+    if present:
         ledger.note(storage, blob.digest, repo)
         reporter(BlobSkipped(destination.name, str(blob.digest), blob.size))
         return "skipped"

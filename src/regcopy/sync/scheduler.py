@@ -68,8 +68,8 @@ class SyncBackend(Protocol):
         """Every repository path of a registry (``/v2/_catalog``)."""
         ...
 
-    async def list_tags(self, repo: Repository) -> list[str]:
-        """Every tag of a repository, sorted; empty when it does not exist."""
+    async def list_tags(self, repo: Repository) -> list[str] | None:
+        """Every tag of a repository, sorted; None when the repository does not exist."""
         ...
 
     def source(self, repo: Repository) -> Source:
@@ -210,7 +210,7 @@ async def run_sync(
     report.dry_run = options.dry_run
     ledger = ledger or BlobLedger()
     try:
-        jobs, dst_tags = await _discover(backend, plan, options, report)
+        jobs, dst_tags = await _discover(backend, plan, options, report, ledger)
         todo = await _check(backend, jobs, dst_tags, options, report)
         planned = await _plan(backend, todo, options, report)
         if options.dry_run:
@@ -234,7 +234,7 @@ async def _bounded(limit: anyio.CapacityLimiter, fn: Callable[[], Awaitable[T]])
 
 
 async def _discover(
-    backend: SyncBackend, plan: SyncPlan, options: SyncOptions, report: SyncReport
+    backend: SyncBackend, plan: SyncPlan, options: SyncOptions, report: SyncReport, ledger: BlobLedger
 ) -> tuple[list[ImageJob], dict[Repository, set[str]]]:
     """Every image the plan selects, and the tags each target repository already has."""
     limit = anyio.CapacityLimiter(options.probes)
@@ -265,7 +265,8 @@ async def _discover(
         target = Repository.parse(target_repository(entry, repo.path))
         try:
             if entry.tags.needs_listing:
-                tags = matcher.select(await _bounded(limit, lambda: backend.list_tags(repo)))
+                listing = await _bounded(limit, lambda: backend.list_tags(repo))
+                tags = matcher.select(listing or [])
             else:
                 tags = sorted(entry.tags.exact)
         except RegcopyError as exc:
@@ -283,7 +284,9 @@ async def _discover(
 
     async def load_dst(repo: Repository) -> None:
         try:
-            dst_tags[repo] = set(await _bounded(limit, lambda: backend.list_tags(repo)))
+            found = await _bounded(limit, lambda: backend.list_tags(repo))
+            dst_tags[repo] = set(found or ())
+            ledger.set_empty(backend.destination(repo).storage_id, repo.path, found is None)
         except RegcopyError as exc:
             report.errors.append(f"listing destination {repo}: {exc}")
             dst_tags[repo] = set()
@@ -415,7 +418,8 @@ async def _simulate(backend: SyncBackend, planned: list[_Planned], ledger: BlobL
 
         async with anyio.create_task_group() as tg:
             for blob in p.plan.blobs:
-                if repo not in ledger.holders.get((storage, blob.digest), set()):
+                if not ledger.absent(storage, blob.digest, repo) and repo not in ledger.holders.get(
+                        (storage, blob.digest), set()):
                     tg.start_soon(head, blob)
         origin = p.source.origin
         for blob in p.plan.blobs:
@@ -472,7 +476,9 @@ async def _copy(backend: SyncBackend, planned: list[_Planned], options: SyncOpti
             report.images.append(_image_report(p.job, result, attempt, time.monotonic() - started))
 
     async with anyio.create_task_group() as tg:
-        for p in _shared_first(planned):
+        # Largest image first (longest-processing-time scheduling): a 1 GiB layer that starts last
+        # is the whole run's tail. Shared blobs are already in place after _seed_shared.
+        for p in sorted(planned, key=lambda p: (-p.plan.total_bytes, str(p.job.target))):
             tg.start_soon(one, p, 1, p.plan)
     retry, failed[:] = list(failed), []
     async with anyio.create_task_group() as tg:
