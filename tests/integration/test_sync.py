@@ -301,3 +301,49 @@ def test_skopeo_yaml_mode_names_like_skopeo(
     out = cli(*common, "--authfile", str(empty_authfile), str(spec), f"{by_regcopy.host}/m")
     assert out.returncode == 0, out.stderr
     assert _catalog(by_regcopy) == _catalog(by_skopeo)
+
+
+def test_cli_ctrl_c_stops_cleanly_writes_the_report_and_a_rerun_resumes(
+    source: RegistryServer, registry_factory: Any, tmp_path: Path, empty_authfile: Path
+) -> None:
+    import signal
+    import time
+
+    dst = registry_factory("http")
+    with FaultyProxy(source.url) as proxy:
+        # One image's blobs stall: the run is still busy with it when Ctrl-C comes.
+        proxy.add(Fault(method="GET", path=r"/v2/apps/multi/blobs/", stall=60, times=-1))
+        plan = tmp_path / "plan.yaml"
+        registries = {dst.host: {"tls": "http"}, proxy.host: {"tls": "http"}}
+        plan.write_text(yaml.safe_dump({"registries": registries, "sync": [
+            {"source": f"{proxy.host}/apps", "target": f"{dst.host}/m", "type": "namespace"}]}))
+        report = tmp_path / "report.json"
+        proc = subprocess.Popen([sys.executable, "-m", "regcopy", "sync", str(plan), "--report", str(report),
+                                 "--progress", "none", "--authfile", str(empty_authfile)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+                e.method == "PUT" and "/manifests/" in e.path for e in dst.access_log()):
+            time.sleep(0.1)  # wait until at least one image is complete
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    data = json.loads(report.read_text())
+    assert data["interrupted"] is True
+    assert not any("/m/multi/manifests/" in p for p in manifest_puts(dst))  # no partial image tagged
+    for repo in ("m/a", "m/b"):
+        if _exists(dst, repo):
+            for tag in skopeo.list_tags(dst, repo):
+                skopeo.verify(dst, f"{repo}:{tag}")
+    # The proxy is gone; the same mirror straight from the source resumes and finishes.
+    resumed = cli(str(_direct_plan(tmp_path, source, dst)), "--authfile", str(empty_authfile), "--progress", "none")
+    assert resumed.returncode == 0, resumed.stderr
+    skopeo.verify(dst, "m/multi:v1.0.0")
+
+
+def _direct_plan(tmp_path: Path, source: RegistryServer, dst: RegistryServer) -> Path:
+    plan = tmp_path / "direct.yaml"
+    registries = {dst.host: {"tls": "http"}, source.host: {"tls": "http"}}
+    plan.write_text(yaml.safe_dump({"registries": registries, "sync": [
+        {"source": f"{source.host}/apps", "target": f"{dst.host}/m", "type": "namespace"}]}))
+    return plan
