@@ -213,6 +213,13 @@ class Client:
         src_repo = src if isinstance(src, Repository) else Repository.parse(_strip_docker(src))
         dst_repo = dst if isinstance(dst, Repository) else Repository.parse(_strip_docker(dst))
         tags = await tags_list(self.transport(src_repo.registry, scheme=src_repo.scheme), src_repo.path)
+        target = self.registry_store(dst_repo, writable=True)
+        try:
+            await tags_list(target.transport, dst_repo.path)
+            self.ledger.set_empty(target.storage_id, dst_repo.path, False)
+        except NotFound:
+            # A new repository holds only what this copy puts there: its blob HEADs are certain 404s.
+            self.ledger.set_empty(target.storage_id, dst_repo.path, True)
         results: list[CopyResult] = []
         errors: list[BaseException] = []
         limiter = anyio.CapacityLimiter(max(1, images))
