@@ -80,6 +80,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from ._background import start_loop_thread, stop_loop_thread
+
 __all__ = ("Fault", "FaultyProxy", "ProxiedRequest")
 
 _HOP_BY_HOP = frozenset(
@@ -308,36 +310,7 @@ class FaultyProxy:
         """Start listening; returns once the socket accepts connections."""
         if self._thread is not None:
             return self
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._serve())
-            except BaseException as exc:  # reported to the starting thread below
-                failure.append(exc)
-                ready.set()
-                loop.run_until_complete(self._cleanup())
-                loop.close()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(self._cleanup())
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                # getaddrinfo for a named upstream runs in the default executor: join its threads too.
-                loop.run_until_complete(loop.shutdown_default_executor())
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name=f"faulty-proxy-{id(self):x}", daemon=True)
-        self._thread.start()
-        if not ready.wait(10) or failure:
-            self._thread.join(5)
-            self._thread = None
-            raise RuntimeError(f"faulty proxy failed to start: {failure!r}")
+        self._thread, self._loop = start_loop_thread(f"faulty-proxy-{id(self):x}", self._serve, self._cleanup)
         return self
 
     def stop(self) -> None:
@@ -345,9 +318,7 @@ class FaultyProxy:
         thread, loop = self._thread, self._loop
         if thread is None or loop is None:
             return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(15)
-        if thread.is_alive():
+        if not stop_loop_thread(thread, loop):
             raise RuntimeError("faulty proxy thread did not stop")
         self._thread = None
         self._loop = None

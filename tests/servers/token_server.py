@@ -37,6 +37,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from ._background import start_loop_thread, stop_loop_thread
+
 __all__ = (
     "DEFAULT_ACL",
     "Scope",
@@ -201,31 +203,7 @@ class TokenServer:
         """Start serving on a free 127.0.0.1 port; returns once the socket is listening."""
         if self._thread is not None:
             return self
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._serve())
-            except BaseException as exc:  # reported to the starting thread below
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(self._cleanup())
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name=f"token-server-{id(self):x}", daemon=True)
-        self._thread.start()
-        if not ready.wait(10) or failure:
-            self._thread = None
-            raise RuntimeError(f"token server failed to start: {failure!r}")
+        self._thread, self._loop = start_loop_thread(f"token-server-{id(self):x}", self._serve, self._cleanup)
         return self
 
     async def _serve(self) -> None:
@@ -256,8 +234,7 @@ class TokenServer:
         thread, loop = self._thread, self._loop
         if thread is None or loop is None:
             return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
+        stop_loop_thread(thread, loop)
         self._thread = None
 
     def __enter__(self) -> TokenServer:
