@@ -12,7 +12,7 @@
 
 __version__ = "0.1.0"
 
-from regcopy.client import Client, copy
+from regcopy.client import Client, DeleteResult, copy
 from regcopy.credentials import (
     ChainCredentials,
     Credential,
@@ -47,6 +47,7 @@ from regcopy.errors import (
     Unsupported,
     UnsupportedMediaType,
 )
+from regcopy.inspect import ImageInfo
 from regcopy.manifest import Descriptor, Manifest, Platform
 from regcopy.reference import LocalLocation, Reference, Repository, parse_location
 from regcopy.registry import PingResult, RegistrySettings
@@ -65,10 +66,12 @@ __all__ = (
     "Credential",
     "CredentialError",
     "CredentialStore",
+    "DeleteResult",
     "Descriptor",
     "Digest",
     "DigestMismatch",
     "DockerConfigCredentials",
+    "ImageInfo",
     "InvalidManifest",
     "InvalidReference",
     "LocalLocation",

@@ -281,6 +281,126 @@ def ls(repository: str, pattern: str | None, authfile: str | None, insecure: tup
     _emit(tags, output, lambda: "\n".join(tags))
 
 
+@cli.command(name="catalog")
+@click.argument("registry")
+@click.option("--filter", "pattern", help="Keep repositories fully matching this regex.")
+@authfile_option
+@insecure_option
+@output_option
+@verbose_option
+def catalog_cmd(registry: str, pattern: str | None, authfile: str | None, insecure: tuple[str, ...], output: str,
+                verbose: int) -> None:
+    """List the repositories of REGISTRY (/v2/_catalog), sorted."""
+    import re
+
+    _setup_logging(verbose)
+    regex = re.compile(pattern) if pattern else None
+
+    async def run() -> list[str]:
+        async with _client(authfile, insecure) as client:
+            return await client.catalog(registry.removeprefix("docker://").rstrip("/"))
+
+    repos = [r for r in _run(run) if regex is None or regex.fullmatch(r)]
+    _emit(repos, output, lambda: "\n".join(repos))
+
+
+@cli.command(name="manifest")
+@click.argument("reference")
+@click.option("--platform", help="With an index: print the manifest of this os/arch[/variant].")
+@click.option("--pretty", is_flag=True, help="Indent the JSON (the raw bytes are printed by default).")
+@authfile_option
+@insecure_option
+@verbose_option
+def manifest_cmd(reference: str, platform: str | None, pretty: bool, authfile: str | None,
+                 insecure: tuple[str, ...], verbose: int) -> None:
+    """Print the manifest REFERENCE points to, byte for byte (or --pretty)."""
+    _setup_logging(verbose)
+
+    async def run() -> bytes:
+        async with _client(authfile, insecure) as client:
+            return (await client.manifest(reference, platform=platform)).data
+
+    data = _run(run)
+    if pretty:
+        click.echo(json.dumps(json.loads(data), indent=2))
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+
+
+@cli.command(name="inspect")
+@click.argument("reference")
+@click.option("--platform", help="With an index: the image of this os/arch[/variant] (default: this machine's).")
+@authfile_option
+@insecure_option
+@output_option
+@verbose_option
+def inspect_cmd(reference: str, platform: str | None, authfile: str | None, insecure: tuple[str, ...],
+                output: str, verbose: int) -> None:
+    """Show an image's platform, creation time, labels, layers and total size."""
+    _setup_logging(verbose)
+
+    async def run() -> Any:
+        async with _client(authfile, insecure) as client:
+            return await client.inspect(reference, platform=platform)
+
+    info = _run(run)
+
+    def text() -> str:
+        plat = "/".join(p for p in (info.os, info.architecture, info.variant) if p)
+        lines = [f"{info.reference}", f"  digest   {info.digest}", f"  platform {plat}",
+                 f"  created  {info.created}", f"  size     {info.total_size} bytes in {len(info.layers)} layers"]
+        lines.extend(f"  label    {k}={v}" for k, v in sorted(info.labels.items()))
+        lines.extend(f"  layer    {layer.digest} {layer.size}" for layer in info.layers)
+        return "\n".join(lines)
+
+    _emit(info.to_json(), output, text)
+
+
+@cli.command(name="tag")
+@click.argument("reference")
+@click.argument("new_tag")
+@authfile_option
+@insecure_option
+@output_option
+@verbose_option
+def tag_cmd(reference: str, new_tag: str, authfile: str | None, insecure: tuple[str, ...], output: str,
+            verbose: int) -> None:
+    """Point NEW_TAG (same repository) at REFERENCE: one manifest PUT, no blob traffic."""
+    _setup_logging(verbose)
+
+    async def run() -> str:
+        async with _client(authfile, insecure) as client:
+            return str(await client.tag(reference, new_tag))
+
+    digest_text = _run(run)
+    _emit({"reference": reference, "tag": new_tag, "digest": digest_text}, output,
+          lambda: f"tagged {new_tag} -> {digest_text}")
+
+
+@cli.command(name="delete")
+@click.argument("reference")
+@authfile_option
+@insecure_option
+@output_option
+@verbose_option
+def delete_cmd(reference: str, authfile: str | None, insecure: tuple[str, ...], output: str, verbose: int) -> None:
+    """Delete the manifest REFERENCE points to (a tag is resolved to its digest; every tag on it goes)."""
+    _setup_logging(verbose)
+
+    async def run() -> Any:
+        async with _client(authfile, insecure) as client:
+            return await client.delete(reference)
+
+    result = _run(run)
+
+    def text() -> str:
+        tags = ", ".join(result.tags) or "none"
+        return f"deleted {result.repository}@{result.digest} (tags that pointed at it, now gone: {tags})"
+
+    _emit({"repository": result.repository, "digest": result.digest, "tags": result.tags}, output, text)
+
+
 @cli.command()
 @click.argument("reference")
 @authfile_option

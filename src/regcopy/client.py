@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -27,22 +27,30 @@ from regcopy.credentials import (
     StaticCredentials,
     default_credentials,
 )
-from regcopy.digest import Digest
+from regcopy.digest import Digest, verify_chunks
 from regcopy.engine import BlobLedger, CopyResult, copy_image
-from regcopy.errors import CopyFailed, InvalidReference, NotFound, RegcopyError
-from regcopy.manifest import Platform
+from regcopy.errors import (
+    CopyFailed,
+    InvalidManifest,
+    InvalidReference,
+    ManifestNotFound,
+    NotFound,
+    RegcopyError,
+)
+from regcopy.inspect import ImageInfo, image_info
+from regcopy.manifest import Manifest, Platform
 from regcopy.progress import Reporter, null_reporter
 from regcopy.reference import LocalLocation, Reference, Repository, parse_location
 from regcopy.registry._policy import RegistrySettings
 from regcopy.registry._tokens import TokenCache
-from regcopy.registry.manifests import catalog, tags_list
+from regcopy.registry.manifests import catalog, manifest_delete, tags_list
 from regcopy.registry.transport import PingResult, Transport
 from regcopy.stores.registry import RegistryStore, UploadPolicy
 from regcopy.sync.config import load_plan
 from regcopy.sync.model import SyncPlan
 from regcopy.sync.scheduler import SyncOptions, SyncReport, run_sync
 
-__all__ = ("Client", "copy")
+__all__ = ("Client", "DeleteResult", "copy", "host_platform")
 
 log = logging.getLogger(__name__)
 
@@ -251,11 +259,85 @@ class Client:
         store = self.registry_store(r)
         digest = await store.head(r.identifier)
         if digest is None:
-            from regcopy.errors import ManifestNotFound
-
             raise ManifestNotFound(f"{r} not found", registry=r.registry)
         return digest
 
+
+    # ------------------------------------------------------------------ housekeeping
+    async def catalog(self, registry: str) -> list[str]:
+        """Every repository of a registry (``/v2/_catalog``), sorted.
+
+        :raises Unsupported: the catalog is disabled or forbidden
+        """
+        return await catalog(self.transport(registry))
+
+    async def manifest(self, ref: str | Reference, *, platform: PlatformSpec | None = None) -> Manifest:
+        """The exact manifest bytes a reference points to; with ``platform``, the matching child of an index.
+
+        :raises InvalidManifest: no child of the index matches ``platform``
+        """
+        r = _registry_ref(ref, default_tag="latest")
+        store = self.registry_store(r)
+        manifest = await store.resolve(r.identifier)
+        if platform is not None and manifest.is_index:
+            manifest = await _pick_platform(store, manifest, _platform(platform))
+        return manifest
+
+    async def inspect(self, ref: str | Reference, *, platform: PlatformSpec | None = None) -> ImageInfo:
+        """Platform, creation time, labels and layers of an image (of one platform of an index).
+
+        Without ``platform``, an index is resolved to this machine's platform, as skopeo does.
+        """
+        r = _registry_ref(ref, default_tag="latest")
+        store = self.registry_store(r)
+        manifest = await store.resolve(r.identifier)
+        if manifest.is_index:
+            manifest = await _pick_platform(store, manifest, _platform(platform or host_platform()))
+        assert manifest.config is not None
+        config = b"".join([chunk async for chunk in store.open_blob(manifest.config)])
+        verify_chunks([config], manifest.config.digest, manifest.config.size, what="image config")
+        return image_info(str(r), manifest, config)
+
+    async def tag(self, ref: str | Reference, new_tag: str) -> Digest:
+        """Point ``new_tag`` (same repository) at what ``ref`` points to: one manifest PUT, no blob traffic."""
+        r = _registry_ref(ref, default_tag="latest")
+        target = r.with_tag(new_tag)  # validates the tag
+        store = self.registry_store(r, writable=True)
+        manifest = await store.resolve(r.identifier)
+        await store.put_manifest(manifest, target.tag)
+        return manifest.digest
+
+    async def delete(self, ref: str | Reference) -> DeleteResult:
+        """Delete a manifest by digest; a tag is resolved to its digest first.
+
+        Every tag pointing at that digest goes with it (distribution deletes the manifest, not the tag):
+        the result lists them so callers can tell the user.
+
+        :raises Unsupported: deletes are disabled on the registry (405 UNSUPPORTED)
+        :raises ManifestNotFound: no such tag or digest
+        """
+        r = _registry_ref(ref, default_tag="latest")
+        store = self.registry_store(r, writable=True)
+        digest = await store.head(r.identifier)
+        if digest is None:
+            raise ManifestNotFound(f"{r} not found", registry=r.registry)
+        tags = await self._tags_pointing_at(store, digest)
+        await manifest_delete(store.transport, r.repository, digest)
+        return DeleteResult(f"{r.registry}/{r.repository}", str(digest), tags)
+
+    async def _tags_pointing_at(self, store: RegistryStore, digest: Digest) -> list[str]:
+        found: list[str] = []
+        limiter = anyio.CapacityLimiter(16)
+
+        async def check(tag: str) -> None:
+            async with limiter:
+                if await store.head(tag) == digest:
+                    found.append(tag)
+
+        async with anyio.create_task_group() as tg:
+            for tag in await store.list_tags():
+                tg.start_soon(check, tag)
+        return sorted(found)
 
     # ------------------------------------------------------------------ sync
     def apply_plan_registries(self, plan: SyncPlan) -> None:
@@ -338,6 +420,35 @@ def _registry_ref(value: str | Reference, *, default_tag: str | None) -> Referen
 
 def _platform(value: PlatformSpec) -> Platform:
     return value if isinstance(value, Platform) else Platform.parse(value)
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult:
+    """What ``delete`` removed: the manifest digest and every tag that pointed at it."""
+
+    repository: str
+    digest: str
+    tags: list[str]
+
+
+def host_platform() -> Platform:
+    """This machine's platform (``linux/amd64`` on x86_64), the default pick from an index."""
+    import platform as _platform_module
+
+    machine = _platform_module.machine().lower()
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
+    return Platform("linux", arch)
+
+
+async def _pick_platform(store: RegistryStore, index: Manifest, wanted: Platform) -> Manifest:
+    matches = [d for d in index.manifests if d.platform is not None and d.platform.matches(wanted)]
+    if not matches:
+        have = ", ".join(str(d.platform) for d in index.manifests if d.platform) or "none"
+        raise InvalidManifest(f"no platform of the index matches {wanted} (it has {have})")
+    child = await store.get_manifest(matches[0].digest)
+    if child.is_index:
+        return await _pick_platform(store, child, wanted)
+    return child
 
 
 async def copy(src: str | Reference, dst: str | Reference, **kwargs: Any) -> CopyResult:
