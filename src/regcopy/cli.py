@@ -163,7 +163,8 @@ def copy(src: str, dst: str, all_tags: bool, platforms: tuple[str, ...], jobs: i
          src_tls_verify: bool | None, dest_tls_verify: bool | None, src_cert_dir: str | None,
          dest_cert_dir: str | None, ca_file: str | None, strategy: str, chunk_size: int, progress: str,
          authfile: str | None, insecure: tuple[str, ...], output: str, verbose: int) -> None:
-    """Copy an image or index from SRC to DST (docker:// prefix optional)."""
+    """Copy an image or index from SRC to DST: registries (docker:// optional), oci:DIR[:REF],
+    oci-archive:FILE[:REF], docker-archive:FILE[:REF]."""
     _setup_logging(verbose)
     upload = UploadPolicy(strategy=strategy, chunk_size=chunk_size)  # type: ignore[arg-type]
     try:
@@ -183,10 +184,7 @@ def copy(src: str, dst: str, all_tags: bool, platforms: tuple[str, ...], jobs: i
                     return await client.copy_all_tags(
                         _repo(src_loc), _repo(dst_loc), jobs=jobs, images=images, reporter=reporter,
                         platforms=platforms, force=force, src_settings=src_settings, dst_settings=dst_settings)
-                if not isinstance(src_loc, Reference) or not isinstance(dst_loc, Reference):
-                    raise InvalidReference(src, "local locations are not supported yet", part="transport")
-                source = src_loc if src_loc.tag or src_loc.digest else src_loc.with_tag("latest")
-                return await client.copy(source, dst_loc, platforms=platforms, jobs=jobs, reporter=reporter,
+                return await client.copy(src_loc, dst_loc, platforms=platforms, jobs=jobs, reporter=reporter,
                                          force=force, src_settings=src_settings, dst_settings=dst_settings)
 
     result = _run(run)
@@ -209,7 +207,9 @@ def _repo(loc: object) -> Repository:
 
 def _summary(r: Any) -> str:
     state = "up to date" if r.up_to_date else "copied"
-    note = " (new index digest: platform subset)" if r.new_digest else ""
+    note = ""
+    if r.new_digest:
+        note = " (new digest: platform subset)" if r.platforms else " (new digest: manifest built from a docker-archive)"
     return (f"{state} {r.source} -> {r.destination} {r.digest}{note}: {r.blobs_uploaded} uploaded "
             f"({r.bytes_uploaded} bytes), {r.blobs_mounted} mounted, {r.blobs_skipped} skipped, "
             f"{r.manifests_pushed} manifests, {r.retries} retries, {r.seconds:.2f}s")

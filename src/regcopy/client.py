@@ -9,7 +9,8 @@ destination registry), and one upload policy per host.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -45,6 +46,7 @@ from regcopy.registry._policy import RegistrySettings
 from regcopy.registry._tokens import TokenCache
 from regcopy.registry.manifests import catalog, manifest_delete, tags_list
 from regcopy.registry.transport import PingResult, Transport
+from regcopy.stores.local import local_identifier, open_local
 from regcopy.stores.registry import RegistryStore, UploadPolicy
 from regcopy.sync.config import load_plan
 from regcopy.sync.model import SyncPlan
@@ -168,8 +170,8 @@ class Client:
 
     async def copy(
         self,
-        src: str | Reference,
-        dst: str | Reference,
+        src: str | Reference | LocalLocation,
+        dst: str | Reference | LocalLocation,
         *,
         platforms: Sequence[PlatformSpec] = (),
         jobs: int = 6,
@@ -178,31 +180,46 @@ class Client:
         src_settings: RegistrySettings | None = None,
         dst_settings: RegistrySettings | None = None,
     ) -> CopyResult:
-        """Copy one image or index.
+        """Copy one image or index between any two locations.
 
-        :param src: a reference (``docker://`` optional); its tag or digest names the image
-        :param dst: a reference; its tag is the destination tag (the source tag when it has none)
+        Locations are registry references (``docker://`` optional) or ``oci:DIR[:REF]``,
+        ``oci-archive:FILE[:REF]``, ``docker-archive:FILE[:REF]`` (skopeo's syntax).
+
+        :param src: where to read; its tag or digest names the image (``latest`` when a registry
+            reference has neither; a local store's only image when it has no ref)
+        :param dst: where to write; its tag (or ref) is the destination tag, else the source's tag
         :param platforms: keep only these platforms of an index (``"linux/arm64"`` or Platform)
         :param jobs: blobs in flight for this image
         :param reporter: receives progress events
         :param force: push even when the destination tag already holds the same digest
         :raises RegcopyError: the copy failed; nothing incomplete is tagged
         """
-        source_ref = _registry_ref(src, default_tag="latest")
-        dest_ref = _registry_ref(dst, default_tag=None)
-        ident = source_ref.identifier
-        target_tag = dest_ref.tag or (source_ref.tag if not dest_ref.digest else None)
-        source = self.registry_store(source_ref, settings=src_settings)
-        destination = self.registry_store(dest_ref, writable=True, settings=dst_settings)
+        src_loc = _location(src)
+        dst_loc = _location(dst)
         retries_before = self.retries()
-        result = await copy_image(
-            source, destination, ident, target_tag=target_tag, platforms=[_platform(p) for p in platforms],
-            blob_jobs=jobs, reporter=reporter or null_reporter, ledger=self.ledger, force=force,
-        )
-        if dest_ref.digest and str(dest_ref.digest) != result.digest:
-            raise RegcopyError(f"destination digest {dest_ref.digest} differs from the copied {result.digest}")
+        async with self._open(src_loc, writable=False, settings=src_settings) as source, \
+                self._open(dst_loc, writable=True, settings=dst_settings) as destination:
+            ident = await _identifier(src_loc, source)
+            target_tag = _target_tag(dst_loc, ident)
+            result = await copy_image(
+                source, destination, ident, target_tag=target_tag, platforms=[_platform(p) for p in platforms],
+                blob_jobs=jobs, reporter=reporter or null_reporter, ledger=self.ledger, force=force,
+            )
+        if isinstance(dst_loc, Reference) and dst_loc.digest and str(dst_loc.digest) != result.digest:
+            raise RegcopyError(f"destination digest {dst_loc.digest} differs from the copied {result.digest}")
+        # A docker-archive's classic layout has no registry manifest: one was built, so digests are new.
+        result.new_digest = result.new_digest or bool(getattr(source, "synthesized", False))
         result.retries = self.retries() - retries_before
         return result
+
+    @asynccontextmanager
+    async def _open(self, location: Reference | LocalLocation, *, writable: bool,
+                    settings: RegistrySettings | None) -> AsyncIterator[Any]:
+        if isinstance(location, LocalLocation):
+            async with open_local(location, writable=writable) as store:
+                yield store
+        else:
+            yield self.registry_store(location, writable=writable, settings=settings)
 
     async def copy_all_tags(
         self,
@@ -407,6 +424,30 @@ class _Backend:
 
 def _strip_docker(text: str) -> str:
     return text.removeprefix("docker://")
+
+
+def _location(value: str | Reference | LocalLocation) -> Reference | LocalLocation:
+    if isinstance(value, Reference | LocalLocation):
+        return value
+    return parse_location(value, default_tag=None)
+
+
+async def _identifier(location: Reference | LocalLocation, store: Any) -> str:
+    if isinstance(location, LocalLocation):
+        return await local_identifier(location, store)
+    return location.identifier if location.tag or location.digest else "latest"
+
+
+def _target_tag(location: Reference | LocalLocation, source_ident: str) -> str | None:
+    """The destination tag: the location's own, else the source's tag (never a digest)."""
+    source_tag = None if ":" in source_ident or source_ident.startswith("@") else source_ident
+    if isinstance(location, LocalLocation):
+        if location.transport == "docker-archive":
+            return location.ref  # a RepoTags entry ("repo:tag"), or none, as skopeo writes it
+        return location.ref or source_tag
+    if location.tag:
+        return location.tag
+    return None if location.digest else source_tag
 
 
 def _registry_ref(value: str | Reference, *, default_tag: str | None) -> Reference:

@@ -36,6 +36,10 @@ _LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 _SCHEME_WORD: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _PATH_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 _IPV6_CHARS: Final = frozenset("0123456789abcdefABCDEF:")
+# c/image oci/internal/oci_util.go refRegexp (image names in oci: and oci-archive: locations). Each loop
+# iteration starts with a separator, so matching stays linear.
+_OCI_COMPONENT: Final = r"[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*"
+_OCI_REF: Final = re.compile(rf"{_OCI_COMPONENT}(?:/{_OCI_COMPONENT})*")
 
 LocalTransport = Literal["oci", "oci-archive", "docker-archive"]
 _LOCAL: Final[dict[str, LocalTransport]] = {t: t for t in ("oci", "oci-archive", "docker-archive")}
@@ -354,10 +358,14 @@ class Reference:
 class LocalLocation:
     """A local location, containers-transports(5) syntax: ``TRANSPORT:PATH[:REF]``; ``path`` is never empty.
 
-    ``oci:``/``oci-archive:``: ``ref`` is the tag after the **last** ``:`` if that text is a valid tag
-    (``oci:/tmp/d:v1`` → ``/tmp/d`` + ``v1``; ``oci:./a:b/c`` → path ``./a:b/c``, no ref).
-    ``docker-archive:``: split at the **first** ``:`` as c/image does; ``ref`` is a docker reference
-    without digest (``repo:tag``, kept as written) or a source index ``@N``.
+    Every transport splits at the **first** ``:``, as c/image does (``oci/internal/oci_util.go``
+    ``splitPathAndImageNonWindows``: ``strings.SplitN(reference, ":", 2)``; docker-archive likewise),
+    so a path can never contain ``:`` and such a value is refused.
+    ``oci:``/``oci-archive:``: ``ref`` is an image name as c/image's ``ValidateImageName`` accepts
+    (components of ``[A-Za-z0-9]`` joined by ``-._:@+`` or ``--``, separated by ``/``):
+    ``oci:/tmp/l:repo:tag`` → ``/tmp/l`` + ``repo:tag``; an empty ref (``oci:d:``) means none.
+    ``docker-archive:``: ``ref`` is a docker reference without digest (``repo:tag``, kept as written)
+    or a source index ``@N``.
     """
 
     transport: LocalTransport
@@ -370,15 +378,16 @@ class LocalLocation:
             raise InvalidReference(text, f"unknown local transport {self.transport!r}", part="scheme")
         if not self.path:
             raise InvalidReference(text, "empty path", part="path")
+        if ":" in self.path:
+            # TRANSPORT:PATH:REF splits at the first ':', so such a path would not read back.
+            raise InvalidReference(text, f"a {self.transport} path cannot contain ':'", part="path")
+        if self.ref is None:
+            return
         if self.transport == "docker-archive":
-            if ":" in self.path:
-                raise InvalidReference(text, "a docker-archive path cannot contain ':'", part="path")
-            if self.ref is not None:
-                _check_archive_ref(text, self.ref)
-        elif self.ref is not None:
-            _check_tag(self.ref)
-        elif ":" in self.path and _TAG.fullmatch(self.path.rpartition(":")[2]):
-            raise InvalidReference(text, "path ends in ':TAG'; pass the tag as ref", part="path")
+            _check_archive_ref(text, self.ref)
+        elif not _OCI_REF.fullmatch(self.ref):
+            why = "image name must be [A-Za-z0-9] runs joined by '-._:@+', '--' or '/'"
+            raise InvalidReference(text, why, part="tag")
 
     @classmethod
     def parse(cls, text: str) -> Self:
@@ -393,13 +402,10 @@ class LocalLocation:
         if transport is None:
             raise InvalidReference(str(text), "expected oci:, oci-archive: or docker-archive:", part="scheme")
         with _about(text):
-            if transport == "docker-archive":
-                path, colon, ref = rest.partition(":")
-                return cls(transport, path, ref if colon else None)
-            path, colon, ref = rest.rpartition(":")
-            if colon and _TAG.fullmatch(ref):
-                return cls(transport, path, ref)
-            return cls(transport, rest, None)
+            path, colon, ref = rest.partition(":")
+            if transport != "docker-archive" and not ref:
+                return cls(transport, path, None)  # c/image: "oci:d:" is "oci:d" (empty image name)
+            return cls(transport, path, ref if colon else None)
 
     def __str__(self) -> str:
         ref = f":{self.ref}" if self.ref is not None else ""

@@ -283,12 +283,16 @@ LOCAL: list[tuple[str, str, str, str | None]] = [
     ("oci:/tmp/dir:v1", "oci", "/tmp/dir", "v1"),
     ("oci:./dir", "oci", "./dir", None),
     ("oci:dir", "oci", "dir", None),
-    ("oci:./a:b/c", "oci", "./a:b/c", None),
-    ("oci:./a:b/c:v1.2", "oci", "./a:b/c", "v1.2"),
-    ("oci:dir:", "oci", "dir:", None),
-    ("oci:d:not a tag", "oci", "d:not a tag", None),
+    # c/image splits at the FIRST ':' (oci_util.go splitPathAndImageNonWindows): the rest is the image name.
+    ("oci:/tmp/l:repo:tag", "oci", "/tmp/l", "repo:tag"),
+    ("oci:./a:b/c", "oci", "./a", "b/c"),
+    ("oci:./a:b/c:v1.2", "oci", "./a", "b/c:v1.2"),
+    ("oci:d:localhost:5000/a/b:v1", "oci", "d", "localhost:5000/a/b:v1"),
+    ("oci:d:x@sha256:" + "0" * 64, "oci", "d", "x@sha256:" + "0" * 64),
+    ("oci:d:A--b+c", "oci", "d", "A--b+c"),
     ("oci-archive:/tmp/x.tar", "oci-archive", "/tmp/x.tar", None),
     ("oci-archive:x.tar:latest", "oci-archive", "x.tar", "latest"),
+    ("oci-archive:x.tar:repo:tag", "oci-archive", "x.tar", "repo:tag"),
     ("docker-archive:x.tar", "docker-archive", "x.tar", None),
     ("docker-archive:x.tar:alpine:3.20", "docker-archive", "x.tar", "alpine:3.20"),
     ("docker-archive:x.tar:localhost:5000/a/b:v1", "docker-archive", "x.tar", "localhost:5000/a/b:v1"),
@@ -310,6 +314,11 @@ def test_local_location(text: str, transport: str, path: str, ref: str | None) -
     [
         ("oci:", "path", "empty path"),
         ("oci::v1", "path", "empty path"),
+        ("oci:d:not a tag", "tag", "image name must be"),
+        ("oci:d:a//b", "tag", "image name must be"),
+        ("oci:d:-a", "tag", "image name must be"),
+        ("oci:d:a:", "tag", "image name must be"),
+        ("oci-archive:x.tar:a b", "tag", "image name must be"),
         ("docker-archive:", "path", "empty path"),
         ("docker-archive::a", "path", "empty path"),
         ("docker-archive:x.tar:", "tag", "empty reference"),
@@ -348,12 +357,23 @@ def test_parse_location_default_tag() -> None:
     assert isinstance(loc, Reference) and loc.tag is None
 
 
+def test_empty_oci_ref_is_no_ref() -> None:
+    # c/image treats "oci:d:" as "oci:d" (an empty image name); the canonical form drops the ':'.
+    for transport in ("oci", "oci-archive"):
+        loc = LocalLocation.parse(f"{transport}:d:")
+        assert (loc.path, loc.ref) == ("d", None)
+        assert str(loc) == f"{transport}:d"
+
+
 def test_local_location_constructor() -> None:
     assert str(LocalLocation("oci", "d", "v1")) == "oci:d:v1"
-    with pytest.raises(InvalidReference, match="ends in ':TAG'"):
-        LocalLocation("oci", "d:v1")  # would re-parse as path d, ref v1
-    with pytest.raises(InvalidReference, match="cannot contain ':'"):
-        LocalLocation("docker-archive", "a:b")
+    assert str(LocalLocation("oci", "d", "repo:tag")) == "oci:d:repo:tag"
+    # A path with ':' cannot be written at all: the first ':' always ends the path.
+    for transport in ("oci", "oci-archive", "docker-archive"):
+        with pytest.raises(InvalidReference, match="cannot contain ':'"):
+            LocalLocation(transport, "a:b")  # type: ignore[arg-type]
+        with pytest.raises(InvalidReference, match="cannot contain ':'"):
+            LocalLocation(transport, "a:b", "v1")  # type: ignore[arg-type]
     with pytest.raises(InvalidReference, match="unknown local transport"):
         LocalLocation("dir", "x")  # type: ignore[arg-type]
     with pytest.raises(InvalidReference):
@@ -479,3 +499,18 @@ def test_adversarial_inputs_are_fast(text: str) -> None:
         with contextlib.suppress(InvalidReference):
             parse(text)
     assert time.perf_counter() - start < 0.5
+
+
+_oci_component = st.from_regex(r"[A-Za-z0-9]{1,4}(?:(?:[-._:@+]|--)[A-Za-z0-9]{1,4}){0,3}", fullmatch=True)
+_oci_ref = st.lists(_oci_component, min_size=1, max_size=3).map("/".join)
+_local_path = st.text(alphabet="ab./_-: ", min_size=1, max_size=12)
+
+
+@given(st.sampled_from(["oci", "oci-archive"]), _local_path, st.none() | _oci_ref)
+def test_property_oci_location_round_trip(transport: str, path: str, ref: str | None) -> None:
+    try:
+        loc = LocalLocation(transport, path, ref)  # type: ignore[arg-type]
+    except InvalidReference as exc:
+        assert ":" in path and exc.part == "path"  # only an ambiguous path is refused
+        return
+    assert LocalLocation.parse(str(loc)) == loc == parse_location(str(loc))

@@ -1,0 +1,492 @@
+"""OCI image layouts (image-spec ``image-layout.md``): reading one from any file source, and
+:class:`LayoutStore`, a layout directory as a :class:`Source`, :class:`Destination` and :class:`Committer`.
+
+Owns the layout format: the ``oci-layout`` marker, ``index.json`` (top-level descriptors, tags as
+``org.opencontainers.image.ref.name`` annotations, image-spec ``annotations.md``) and content-addressed
+``blobs/<alg>/<hex>``. :class:`LayoutReader` resolves tags and digests over a :class:`LayoutFiles` (a
+directory here, a tar in :mod:`regcopy.stores.archive`). Writing never shows a partial file: blobs go
+to a temp file in the layout, are fsynced, size-checked and renamed into place; ``index.json`` is
+merged with what is on disk and replaced the same way on :meth:`LayoutStore.commit`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import anyio
+
+from regcopy.digest import Digest
+from regcopy.errors import InvalidReference, RegcopyError, SizeMismatch, StoreError
+from regcopy.manifest import MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor, Manifest
+from regcopy.stores.base import BlobOpener
+
+__all__ = ("CHUNK", "REF_NAME", "DirFiles", "LayoutFiles", "LayoutReader", "LayoutStore", "atomic_write", "blob_name")
+
+log = logging.getLogger(__name__)
+
+CHUNK: Final = 1 << 20
+"""Bytes per read or write: memory per blob in flight stays at one chunk, whatever the blob size."""
+REF_NAME: Final = "org.opencontainers.image.ref.name"
+LAYOUT_FILE: Final = "oci-layout"
+INDEX_FILE: Final = "index.json"
+LAYOUT_VERSION: Final = b'{"imageLayoutVersion":"1.0.0"}'
+MAX_INDEX_SIZE: Final = 16 * 1024 * 1024
+TEMP_PREFIX: Final = ".regcopy-tmp-"
+
+
+def blob_name(digest: Digest) -> str:
+    """The path of a blob inside a layout (image-layout.md §Blobs: ``blobs/<alg>/<encoded>``)."""
+    return f"blobs/{digest.algorithm}/{digest.hex}"
+
+
+class LayoutFiles(Protocol):
+    """Read access to the files of a layout by relative path (a directory, or members of a tar)."""
+
+    def where(self, name: str) -> str:
+        """A display path for ``name``, used in error messages."""
+        ...
+
+    async def size(self, name: str) -> int | None:
+        """The size of file ``name``, or None when it does not exist."""
+        ...
+
+    async def read(self, name: str, limit: int) -> bytes:
+        """The whole (small) file; :class:`StoreError` when missing or larger than ``limit``."""
+        ...
+
+    def chunks(self, name: str) -> AsyncIterator[bytes]:
+        """The file's bytes in pieces of at most :data:`CHUNK`."""
+        ...
+
+
+class DirFiles:
+    """:class:`LayoutFiles` of a directory; every call runs in a worker thread."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def where(self, name: str) -> str:
+        return str(self.root / name)
+
+    async def size(self, name: str) -> int | None:
+        try:
+            st = await anyio.Path(self.root / name).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+    async def read(self, name: str, limit: int) -> bytes:
+        size = await self.size(name)
+        if size is None:
+            raise StoreError(f"{self.where(name)}: missing")
+        if size > limit:
+            raise StoreError(f"{self.where(name)}: {size} bytes is more than the {limit}-byte limit")
+        return await anyio.Path(self.root / name).read_bytes()
+
+    async def chunks(self, name: str) -> AsyncIterator[bytes]:
+        async with await anyio.open_file(self.root / name, "rb") as f:
+            while chunk := await f.read(CHUNK):
+                yield chunk
+
+
+def _ref_name(entry: dict[str, Any]) -> str | None:
+    annotations = entry.get("annotations")
+    name = annotations.get(REF_NAME) if isinstance(annotations, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _as_digest(ref: str) -> Digest | None:
+    try:
+        return Digest.parse(ref)
+    except InvalidReference:
+        return None
+
+
+class LayoutReader:
+    """The read side of a layout: ``index.json`` entries, tag and digest lookup, verified manifests.
+
+    :param files: where the layout's files live
+    :param name: display name of the layout (``oci:/path``)
+    """
+
+    def __init__(self, files: LayoutFiles, name: str) -> None:
+        self.files = files
+        self.name = name
+        self.index = _empty_index()
+        self.entries: list[dict[str, Any]] = []
+
+    async def load(self) -> None:
+        """Read and validate ``oci-layout`` and ``index.json``.
+
+        :raises StoreError: a file is missing or malformed (the message names it)
+        """
+        marker = await self.files.read(LAYOUT_FILE, 4096)
+        version = _json(marker, self.files.where(LAYOUT_FILE)).get("imageLayoutVersion")
+        if not isinstance(version, str) or not version.startswith("1."):
+            raise StoreError(f"{self.files.where(LAYOUT_FILE)}: unsupported imageLayoutVersion {version!r}")
+        self.index = parse_index(await self.files.read(INDEX_FILE, MAX_INDEX_SIZE), self.files.where(INDEX_FILE))
+        self.entries = self.index["manifests"]
+
+    def find(self, ref: str) -> Descriptor | None:
+        """The top-level descriptor tagged ``ref`` (ref-name annotation), else the one with digest ``ref``."""
+        for entry in self.entries:
+            if _ref_name(entry) == ref:
+                return Descriptor.from_json(entry)
+        digest = _as_digest(ref)
+        for entry in self.entries:
+            if digest is not None and entry.get("digest") == str(digest):
+                return Descriptor.from_json(entry)
+        return None
+
+    def default_ref(self) -> str:
+        """The identifier of the only image: its ref name, else its digest.
+
+        :raises StoreError: the layout holds no image or several
+        """
+        if len(self.entries) == 1:
+            entry = self.entries[0]
+            return _ref_name(entry) or str(entry["digest"])
+        where = self.files.where(INDEX_FILE)
+        if not self.entries:
+            raise StoreError(f"{where}: the layout holds no image")
+        names = ", ".join(_ref_name(e) or str(e["digest"]) for e in self.entries)
+        raise StoreError(f"{where}: the layout holds {len(self.entries)} images ({names}); name one")
+
+    async def head(self, ref: str) -> Digest | None:
+        """The digest ``ref`` names here, or None (a digest counts when its blob exists)."""
+        desc = self.find(ref)
+        if desc is not None:
+            return desc.digest
+        digest = _as_digest(ref)
+        if digest is not None and await self.files.size(blob_name(digest)) is not None:
+            return digest
+        return None
+
+    async def resolve(self, ref: str) -> Manifest:
+        """The manifest tagged ``ref``, or with digest ``ref`` (a child manifest too)."""
+        desc = self.find(ref)
+        if desc is not None:
+            return await self.manifest(desc.digest, desc.media_type, desc.size)
+        digest = _as_digest(ref)
+        if digest is not None:
+            return await self.manifest(digest)
+        known = ", ".join(sorted(self.tags())) or "none"
+        raise StoreError(f"{self.files.where(INDEX_FILE)}: no image named {ref!r} (tags: {known})")
+
+    async def manifest(self, digest: Digest, media_type: str | None = None, size: int | None = None) -> Manifest:
+        """Read a manifest blob and verify its size and digest.
+
+        :raises StoreError: missing, of the wrong size, or not hashing to ``digest``
+        """
+        name = blob_name(digest)
+        data = await self.files.read(name, MAX_MANIFEST_SIZE)
+        if size is not None and len(data) != size:
+            raise StoreError(f"{self.files.where(name)}: {len(data)} bytes, the descriptor says {size}")
+        try:
+            return Manifest.parse(data, media_type, digest=digest)
+        except RegcopyError as exc:
+            raise StoreError(f"{self.files.where(name)}: {exc}") from exc
+
+    async def open_blob(self, desc: Descriptor) -> AsyncIterator[bytes]:
+        """The bytes of a blob, after checking that it exists with the descriptor's size."""
+        name = blob_name(desc.digest)
+        size = await self.files.size(name)
+        if size is None:
+            raise StoreError(f"{self.files.where(name)}: blob missing")
+        if size != desc.size:
+            raise StoreError(f"{self.files.where(name)}: {size} bytes, the descriptor says {desc.size}")
+        async for chunk in self.files.chunks(name):
+            yield chunk
+
+    def tags(self) -> list[str]:
+        """Every ref name in ``index.json``, sorted."""
+        return sorted({n for e in self.entries if (n := _ref_name(e)) is not None})
+
+
+def _empty_index() -> dict[str, Any]:
+    return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+
+
+def _json(data: bytes, where: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise StoreError(f"{where}: not valid JSON ({str(exc)[:120]})") from exc
+    if not isinstance(obj, dict):
+        raise StoreError(f"{where}: must be a JSON object")
+    return obj
+
+
+def parse_index(data: bytes, where: str) -> dict[str, Any]:
+    """Parse and validate an ``index.json`` (every entry must be a valid descriptor).
+
+    :raises StoreError: bad JSON or a malformed entry (the message names ``where``)
+    """
+    obj = _json(data, where)
+    entries = obj.get("manifests", [])
+    if not isinstance(entries, list):
+        raise StoreError(f"{where}: 'manifests' must be a list")
+    for i, entry in enumerate(entries):
+        try:
+            Descriptor.from_json(entry, where=f"manifests[{i}]")
+        except RegcopyError as exc:
+            raise StoreError(f"{where}: {exc}") from exc
+    obj["manifests"] = entries
+    return obj
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``path`` via a fsynced temp file and a rename (blocking: call in a worker thread)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), 0o644)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def fsync_dir(path: Path) -> None:
+    """Make renames inside ``path`` durable (blocking)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# One writer of index.json per layout in this process: commits of several stores on the same layout
+# (several images copied at once) merge instead of overwriting each other.
+_commit_locks: dict[str, threading.Lock] = {}
+_commit_locks_guard = threading.Lock()
+
+
+def _commit_lock(path: str) -> threading.Lock:
+    with _commit_locks_guard:
+        return _commit_locks.setdefault(path, threading.Lock())
+
+
+class _Change:
+    """One pending ``index.json`` change: a tagged entry, or an untagged root candidate."""
+
+    __slots__ = ("entry", "tag")
+
+    def __init__(self, entry: dict[str, Any], tag: str | None) -> None:
+        self.entry = entry
+        self.tag = tag
+
+    def apply(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        digest = self.entry["digest"]
+        if self.tag is None:
+            return entries if any(e.get("digest") == digest for e in entries) else [*entries, self.entry]
+        # Re-tagging replaces the entry with that ref name; an untagged entry of the same image is redundant.
+        kept = [e for e in entries if _ref_name(e) != self.tag and not (e.get("digest") == digest
+                                                                        and _ref_name(e) is None)]
+        return [*kept, self.entry]
+
+
+class LayoutStore:
+    """An OCI image layout directory, bound to an optional image name (the location's ref).
+
+    Call :meth:`open` before use and :meth:`aclose` after (``open_local`` does both).
+
+    :param root: the layout directory (created on the first write when writable)
+    :param image: the image name of the location, used as the default identifier
+    :param writable: allow writes; a read-only store refuses them with :class:`StoreError`
+    """
+
+    def __init__(self, root: str | os.PathLike[str], image: str | None = None, *, writable: bool = False) -> None:
+        self._display = os.fspath(root)
+        self.root = Path(os.path.abspath(root))
+        self.image = image
+        self.writable = writable
+        self.reader = LayoutReader(DirFiles(self.root), f"oci:{self._display}")
+        self._changes: list[_Change] = []
+        self._children: set[str] = set()
+        self._temps: set[Path] = set()
+        self._dirs: set[Path] = set()
+
+    async def open(self) -> None:
+        """Load the layout; a writable store may start from a missing or empty directory.
+
+        :raises StoreError: not a layout (read-only), or a corrupt ``oci-layout``/``index.json``
+        """
+        marker = await self.reader.files.size(LAYOUT_FILE)
+        index = await self.reader.files.size(INDEX_FILE)
+        if self.writable and marker is None and index is None:
+            return
+        if marker is None:
+            raise StoreError(f"{self.root / LAYOUT_FILE}: missing, {self._display} is not an OCI image layout")
+        await self.reader.load()
+
+    async def aclose(self) -> None:
+        """Remove temp files left by failed or cancelled writes (committed data stays)."""
+        temps, self._temps = list(self._temps), set()
+        with anyio.CancelScope(shield=True):
+            for tmp in temps:
+                await anyio.to_thread.run_sync(_unlink, tmp)
+
+    # -- identity
+    @property
+    def name(self) -> str:
+        return self.reader.name
+
+    @property
+    def origin(self) -> tuple[str, str] | None:
+        return None
+
+    @property
+    def storage_id(self) -> str:
+        return f"layout:{self.root}"
+
+    @property
+    def repository(self) -> str:
+        return self.image or ""
+
+    # -- source
+    async def default_identifier(self) -> str:
+        """The image name bound to the store, else the only image of the layout."""
+        return self.image if self.image is not None else self.reader.default_ref()
+
+    async def head(self, ref: str) -> Digest | None:
+        return await self.reader.head(ref)
+
+    async def resolve(self, ref: str) -> Manifest:
+        return await self.reader.resolve(ref)
+
+    async def get_manifest(self, digest: Digest) -> Manifest:
+        return await self.reader.manifest(digest)
+
+    def open_blob(self, desc: Descriptor) -> AsyncIterator[bytes]:
+        return self.reader.open_blob(desc)
+
+    async def list_tags(self) -> list[str]:
+        return self.reader.tags()
+
+    # -- destination
+    async def has_blob(self, desc: Descriptor) -> bool:
+        return await self.reader.files.size(blob_name(desc.digest)) == desc.size
+
+    async def put_blob(self, desc: Descriptor, opener: BlobOpener) -> int:
+        final = await self._blob_dir(desc.digest)
+        tmp = Path(await anyio.to_thread.run_sync(self._mkstemp))
+        self._temps.add(tmp)
+        try:
+            written = await _write_stream(tmp, opener())
+            if written != desc.size:  # the opener verified the digest; a short file must still never land
+                raise SizeMismatch(desc.size, written, what=f"blob {desc.digest.short}")
+            await anyio.to_thread.run_sync(os.replace, tmp, final)
+            self._temps.discard(tmp)
+        finally:
+            if tmp in self._temps:
+                self._temps.discard(tmp)
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(_unlink, tmp)
+        return written
+
+    async def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
+        final = await self._blob_dir(manifest.digest)
+        if await self.reader.files.size(blob_name(manifest.digest)) != len(manifest.data):
+            await anyio.to_thread.run_sync(atomic_write, final, manifest.data)
+        # Children are reachable from their index; only roots get top-level entries (as c/image does).
+        self._children.update(str(d.digest) for d in manifest.children())
+        entry: dict[str, Any] = {"mediaType": manifest.media_type, "digest": str(manifest.digest),
+                                 "size": len(manifest.data)}
+        if tag is not None:
+            entry["annotations"] = {REF_NAME: tag}
+        change = _Change(entry, tag)
+        self._changes.append(change)
+        if tag is not None:
+            self.reader.entries[:] = change.apply(self.reader.entries)
+
+    async def commit(self) -> None:
+        """Write ``index.json`` (merged with the file on disk) and ``oci-layout``, atomically and durably.
+
+        :raises StoreError: the ``index.json`` on disk is corrupt
+        """
+        self._check_writable()
+        changes = [c for c in self._changes if c.tag is not None or c.entry["digest"] not in self._children]
+        merged = await anyio.to_thread.run_sync(self._commit_sync, changes, sorted(self._dirs))
+        self._changes.clear()
+        self.reader.index = merged
+        self.reader.entries = merged["manifests"]
+
+    def _commit_sync(self, changes: Iterable[_Change], dirs: list[Path]) -> dict[str, Any]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        for d in dirs:
+            fsync_dir(d)
+        with _commit_lock(str(self.root)):
+            if not (self.root / LAYOUT_FILE).exists():
+                atomic_write(self.root / LAYOUT_FILE, LAYOUT_VERSION)
+            path = self.root / INDEX_FILE
+            index = parse_index(path.read_bytes(), str(path)) if path.exists() else _empty_index()
+            entries: list[dict[str, Any]] = index["manifests"]
+            for change in changes:
+                entries = change.apply(entries)
+            index["manifests"] = entries
+            atomic_write(path, json.dumps(index, separators=(",", ":")).encode())
+            fsync_dir(self.root)
+        return index
+
+    # -- helpers
+    def _check_writable(self) -> None:
+        if not self.writable:
+            raise StoreError(f"{self.name} was opened read-only")
+
+    async def _blob_dir(self, digest: Digest) -> Path:
+        self._check_writable()
+        final = self.root / blob_name(digest)
+        if final.parent not in self._dirs:
+            await anyio.Path(final.parent).mkdir(parents=True, exist_ok=True)
+            self._dirs.update((final.parent, final.parent.parent))
+        return final
+
+    def _mkstemp(self) -> str:
+        # In the layout root, so the rename into blobs/ stays on one filesystem.
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=TEMP_PREFIX)
+        os.close(fd)
+        return tmp
+
+
+async def _write_stream(path: Path, chunks: AsyncIterator[bytes]) -> int:
+    """Write ``chunks`` to ``path`` and fsync it; returns the byte count.
+
+    Small network chunks are gathered up to :data:`CHUNK` so a worker thread is not woken per 16 KiB.
+    """
+    written = 0
+    pending = bytearray()
+    async with await anyio.open_file(path, "wb") as f:
+        async for chunk in chunks:
+            pending += chunk
+            if len(pending) >= CHUNK:
+                await f.write(bytes(pending))
+                written += len(pending)
+                pending.clear()
+        if pending:
+            await f.write(bytes(pending))
+            written += len(pending)
+        await f.flush()
+        await anyio.to_thread.run_sync(_fsync_0644, f.wrapped.fileno())
+    return written
+
+
+def _fsync_0644(fd: int) -> None:
+    # mkstemp creates 0600; layouts are shared with skopeo and people, as c/image writes them.
+    os.fchmod(fd, 0o644)
+    os.fsync(fd)
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
