@@ -209,7 +209,8 @@ def _summary(r: Any) -> str:
     state = "up to date" if r.up_to_date else "copied"
     note = ""
     if r.new_digest:
-        note = " (new digest: platform subset)" if r.platforms else " (new digest: manifest built from a docker-archive)"
+        why = "platform subset" if r.platforms else "manifest built from a docker-archive"
+        note = f" (new digest: {why})"
     return (f"{state} {r.source} -> {r.destination} {r.digest}{note}: {r.blobs_uploaded} uploaded "
             f"({r.bytes_uploaded} bytes), {r.blobs_mounted} mounted, {r.blobs_skipped} skipped, "
             f"{r.manifests_pushed} manifests, {r.retries} retries, {r.seconds:.2f}s")
