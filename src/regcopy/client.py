@@ -439,8 +439,16 @@ async def _identifier(location: Reference | LocalLocation, store: Any) -> str:
 
 
 def _target_tag(location: Reference | LocalLocation, source_ident: str) -> str | None:
-    """The destination tag: the location's own, else the source's tag (never a digest)."""
-    source_tag = None if ":" in source_ident or source_ident.startswith("@") else source_ident
+    """The destination tag: the location's own, else the source's tag (never a digest).
+
+    A local source's ref may be ``repo:tag`` (an OCI ref name or a docker-archive RepoTag): its tag
+    part is the source's tag.
+    """
+    source_tag: str | None = source_ident
+    if source_ident.startswith(("@", "sha256:", "sha512:")):
+        source_tag = None
+    elif ":" in source_ident:
+        source_tag = source_ident.rsplit(":", 1)[1]
     if isinstance(location, LocalLocation):
         if location.transport == "docker-archive":
             return location.ref  # a RepoTags entry ("repo:tag"), or none, as skopeo writes it

@@ -25,7 +25,7 @@ import anyio
 
 from regcopy._singleflight import SingleFlight
 from regcopy.digest import Digest, VerifyingStream
-from regcopy.errors import InvalidManifest, RegcopyError
+from regcopy.errors import InvalidManifest, InvalidReference, RegcopyError
 from regcopy.manifest import Descriptor, Manifest, Platform, build_index
 from regcopy.progress import (
     BlobDone,
@@ -291,8 +291,12 @@ async def copy_image(
 
 
 def _is_digest(ref: str) -> bool:
-    # Tags cannot contain ':', digests always do (a tag may well start with "sha").
-    return ":" in ref
+    # A tag may start with "sha", and a local store's ref ("repo:tag") may contain ':': parse it.
+    try:
+        Digest.parse(ref)
+    except InvalidReference:
+        return False
+    return True
 
 
 async def _push_manifest(

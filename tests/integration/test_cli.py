@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import subprocess
 import sys
@@ -108,3 +109,38 @@ def test_ping_ls_digest(http_registry: RegistryServer, seed: Any, empty_authfile
     assert tags.stdout.split() == ["oci"]
     out = run("digest", f"{http_registry.host}/src/app:oci", authfile=empty_authfile)
     assert out.stdout.strip() == digest
+
+
+def test_copy_through_local_locations(
+    http_registry: RegistryServer, registry_factory: Any, seed: Any, empty_authfile: Path, tmp_path: Path
+) -> None:
+    dst = registry_factory("http")
+    digest = seed(http_registry, "multi", "src/app")
+    hops = [f"{http_registry.host}/src/app:multi", f"oci:{tmp_path}/layout:apps/app:multi",
+            f"oci-archive:{tmp_path}/app.tar:multi", f"{dst.host}/back/app"]
+    for src, target in itertools.pairwise(hops):
+        out = run("copy", src, target, "-o", "json", "--progress", "none", authfile=empty_authfile)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["digest"] == digest  # exact bytes through every hop
+    skopeo.verify(dst, "back/app:multi", digest)  # the oci-archive ref "multi" became the tag
+    skopeo.run_skopeo("inspect", f"oci:{tmp_path}/layout:apps/app:multi", authfile=empty_authfile)
+
+
+def test_docker_archive_round_trip_reports_new_digests(
+    http_registry: RegistryServer, registry_factory: Any, seed: Any, empty_authfile: Path, tmp_path: Path
+) -> None:
+    dst = registry_factory("http")
+    seed(http_registry, "docker", "src/app")
+    archive = tmp_path / "app.tar"
+    # skopeo writes a classic docker-archive (uncompressed layers): regcopy builds a schema 2 manifest.
+    skopeo.run_skopeo("copy", "--src-tls-verify=false", f"docker://{http_registry.host}/src/app:docker",
+                      f"docker-archive:{archive}:src/app:docker", authfile=empty_authfile)
+    out = run("copy", f"docker-archive:{archive}", f"{dst.host}/from/archive:v1", "-o", "json", "--progress",
+              "none", authfile=empty_authfile)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["new_digest"] is True
+    skopeo.verify(dst, "from/archive:v1", report["digest"])
+    text = run("copy", f"docker-archive:{archive}", f"{dst.host}/from/archive:v2", "--progress", "none",
+               authfile=empty_authfile)
+    assert "manifest built from a docker-archive" in text.stdout

@@ -107,6 +107,8 @@ def _scan(f: IO[bytes], path: Path) -> tuple[dict[str, TarMember], dict[str, str
                     links[name] = _norm(m.linkname)
             end = tar.offset
     except (tarfile.TarError, EOFError) as exc:
+        if "unexpected end of data" in str(exc):  # tarfile's check that the previous member's data is whole
+            raise StoreError(f"{path}: truncated archive (a member's data is cut off)") from exc
         raise StoreError(f"{path}: not a readable tar archive ({exc})") from exc
     return files, links, end
 
@@ -174,7 +176,7 @@ class TarFiles:
         return _range_chunks(self.path, member.offset, member.size)
 
 
-TarEntry = tuple[str, "Path | bytes | None"]
+TarEntry = tuple[str, Path | bytes | None]
 """An archive entry to write: name and a file to copy, literal bytes, or None for a directory."""
 
 
@@ -475,6 +477,7 @@ class DockerArchiveStore(_Archive):
         self._tmpdir: Path | None = None
         self._lock = anyio.Lock()
         self._written: dict[Digest, _Written] = {}
+        self._last_untagged: Digest | None = None
         self.synthesized = False
         """True when the manifest last resolved was built by regcopy (a classic archive): new digests."""
 
@@ -520,7 +523,7 @@ class DockerArchiveStore(_Archive):
     async def head(self, ref: str) -> Digest | None:
         if self._spool is not None:
             found = self._find_written(ref)
-            return None if found is None else found.manifest.digest
+            return None if found is None else found.digest
         try:
             return (await self.resolve(ref)).digest
         except StoreError:
@@ -534,7 +537,7 @@ class DockerArchiveStore(_Archive):
             found = self._find_written(ref)
             if found is None:
                 raise StoreError(f"{self.name}: no image {ref!r} written yet")
-            return found.manifest
+            return found
         if self._entries is None:
             return await self._oci_reader().resolve(ref)
         index = self._select(ref)
@@ -574,7 +577,7 @@ class DockerArchiveStore(_Archive):
 
     async def list_tags(self) -> list[str]:
         if self._spool is not None:
-            return sorted({t for w in self._written.values() for t in w.tags})
+            return sorted({t for _, tags in self._images() for t in tags})
         if self._entries is None:
             return self._oci_reader().tags()
         return sorted({t for e in self._entries for t in e.repo_tags})
@@ -625,9 +628,12 @@ class DockerArchiveStore(_Archive):
         if self._tmpdir is None:
             self._tmpdir = Path(await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="regcopy-layers-")))
         limiter = anyio.CapacityLimiter(LAYER_JOBS)
-        async with anyio.create_task_group() as tg:
-            for name in dict.fromkeys(entry.layers):
-                tg.start_soon(self._prepare_layer, name, limiter)
+        try:
+            async with anyio.create_task_group() as tg:
+                for name in dict.fromkeys(entry.layers):
+                    tg.start_soon(self._prepare_layer, name, limiter)
+        except BaseExceptionGroup as group:
+            raise _first_error(group) from None
         config_digest = Digest.of(config)
         self._blobs[config_digest] = config
         layers = [self._layers[_norm(name)] for name in entry.layers]
@@ -651,28 +657,42 @@ class DockerArchiveStore(_Archive):
                 _layer_blob, self.path, member, self._tmpdir, limiter=limiter)
 
     # -- destination
-    def _find_written(self, ref: str) -> _Written | None:
-        want = _normal_tag(ref)
-        return next((w for w in self._written.values() if want in {_normal_tag(t) for t in w.tags}), None)
+    def _images(self) -> list[tuple[Manifest, list[str]]]:
+        """Written images with their RepoTags; the location's ``repo:tag`` goes to the last image put
+        without a tag (the root of that copy), unless another image holds it."""
+        default = _familiar(self.ref) if self.ref is not None else None
+        if default is not None and any(default in w.tags for w in self._written.values()):
+            default = None  # an explicit tag took it
+        return [(w.manifest, [*w.tags, default] if default is not None and d == self._last_untagged else w.tags)
+                for d, w in self._written.items()]
 
-    def _repo_tag(self, tag: str | None) -> str | None:
+    def _find_written(self, ref: str) -> Manifest | None:
+        want = _normal_tag(ref)
+        return next((m for m, tags in self._images() if want in {_normal_tag(t) for t in tags}), None)
+
+    def _repo_tag(self, tag: str) -> str | None:
         """The RepoTag for ``tag``: a bare tag joins the location's repository."""
-        if tag is not None and ":" not in tag and "/" not in tag:
-            if self.ref is None:
-                log.warning("%s: tag %r has no repository; the image is written without RepoTags", self.name, tag)
-                return None
-            return _familiar(f"{Reference.parse(self.ref).name}:{tag}")
-        text = tag if tag is not None else self.ref
-        return None if text is None else _familiar(text)
+        if ":" in tag or "/" in tag:
+            return _familiar(tag)
+        if self.ref is None:
+            log.warning("%s: tag %r has no repository; the image is written without RepoTags", self.name, tag)
+            return None
+        return _familiar(f"{Reference.parse(self.ref).name}:{tag}")
 
     async def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
         self._writer()
         if manifest.is_index:
+            for child in manifest.children():  # its platforms were put untagged just before: drop them
+                if (written := self._written.get(child.digest)) is not None and not written.tags:
+                    del self._written[child.digest]
+            self._last_untagged = None
             raise StoreError(f"{self.name}: a docker-archive holds single-platform images, and {manifest.digest.short}"
                              " is a multi-platform index; pass --platform to pick one")
-        repo_tag = self._repo_tag(tag)
         written = self._written.setdefault(manifest.digest, _Written(manifest))
-        if repo_tag is not None:
+        repo_tag = self._repo_tag(tag) if tag is not None else None
+        if tag is None:
+            self._last_untagged = manifest.digest
+        elif repo_tag is not None:
             for other in self._written.values():  # a tag names one image
                 other.tags[:] = [t for t in other.tags if t != repo_tag]
             written.tags.append(repo_tag)
@@ -684,12 +704,10 @@ class DockerArchiveStore(_Archive):
         (``skopeo copy docker-archive:…``) both decompress them (c/image tarfile/src.go).
         """
         spool = self._writer()
-        entries: list[TarEntry] = []
         manifest_json: list[dict[str, Any]] = []
         repositories: dict[str, dict[str, str]] = {}
         files: dict[str, Path] = {}
-        for written in self._written.values():
-            m = written.manifest
+        for m, tags in self._images():
             if m.config is None:
                 raise StoreError(f"{self.name}: {m.digest.short} has no config; it is not a container image")
             for blob in (m.config, *m.layers):
@@ -697,15 +715,17 @@ class DockerArchiveStore(_Archive):
                     raise StoreError(f"{self.name}: blob {blob.digest.short} of {m.digest.short} was not copied"
                                      " (a foreign layer?)")
             names = [f"{layer.digest.hex}.tar" for layer in m.layers]
-            manifest_json.append({"Config": f"{m.config.digest.hex}.json", "RepoTags": written.tags, "Layers": names})
+            manifest_json.append({"Config": f"{m.config.digest.hex}.json", "RepoTags": tags, "Layers": names})
             files[f"{m.config.digest.hex}.json"] = spool.root / blob_name(m.config.digest)
             files.update((n, spool.root / blob_name(layer.digest)) for n, layer in zip(names, m.layers, strict=True))
-            for t in written.tags:
+            for t in tags:  # legacy: repository → tag → top layer id (docker load reads manifest.json first)
                 repo, _, tag = t.rpartition(":")
                 repositories.setdefault(repo, {})[tag] = m.layers[-1].digest.hex if m.layers else ""
-        entries.append(("manifest.json", json.dumps(manifest_json, separators=(",", ":")).encode()))
-        entries.append(("repositories", json.dumps(repositories, separators=(",", ":")).encode()))
-        entries.extend(sorted(files.items()))
+        entries: list[TarEntry] = [
+            ("manifest.json", json.dumps(manifest_json, separators=(",", ":")).encode()),
+            ("repositories", json.dumps(repositories, separators=(",", ":")).encode()),
+            *sorted(files.items()),
+        ]
         await anyio.to_thread.run_sync(write_tar, self.path, entries)
 
 
@@ -719,3 +739,18 @@ def _as_digest(ref: str) -> Digest | None:
 async def _one(data: bytes) -> AsyncIterator[bytes]:
     for start in range(0, len(data), CHUNK):
         yield data[start:start + CHUNK]
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error of a fail-fast group that is not a sibling's cancellation (so callers can
+    catch :class:`StoreError` itself, ARCHITECTURE §8.3)."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop(0)
+        if isinstance(exc, BaseExceptionGroup):
+            pending[:0] = exc.exceptions
+        else:
+            leaves.append(exc)
+    cancelled = anyio.get_cancelled_exc_class()
+    return next((e for e in leaves if not isinstance(e, cancelled)), leaves[0])

@@ -28,7 +28,10 @@ from regcopy.errors import InvalidReference, RegcopyError, SizeMismatch, StoreEr
 from regcopy.manifest import MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor, Manifest
 from regcopy.stores.base import BlobOpener
 
-__all__ = ("CHUNK", "REF_NAME", "DirFiles", "LayoutFiles", "LayoutReader", "LayoutStore", "atomic_write", "blob_name")
+__all__ = (
+    "CHUNK", "REF_NAME", "DirFiles", "LayoutFiles", "LayoutReader", "LayoutStore", "atomic_write", "blob_name",
+    "fsync_dir", "parse_index",
+)
 
 log = logging.getLogger(__name__)
 
@@ -325,8 +328,8 @@ class LayoutStore:
         """
         marker = await self.reader.files.size(LAYOUT_FILE)
         index = await self.reader.files.size(INDEX_FILE)
-        if self.writable and marker is None and index is None:
-            return
+        if self.writable and index is None:
+            return  # a new layout (or one never committed): commit() creates both files
         if marker is None:
             raise StoreError(f"{self.root / LAYOUT_FILE}: missing, {self._display} is not an OCI image layout")
         await self.reader.load()
