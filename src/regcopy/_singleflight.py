@@ -7,7 +7,7 @@ work, later callers wait for it; if it fails, the entry is dropped so the next c
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 import anyio
 
@@ -51,7 +51,7 @@ class SingleFlight(Generic[K, V]):
                 break
             await call.done.wait()
             if call.error is None:
-                return call.value, True  # type: ignore[return-value]
+                return cast(V, call.value), True  # set before done, unless the call failed
         call = _Call[V]()
         self._calls[key] = call
         try:

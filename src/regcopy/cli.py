@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import anyio
 import click
@@ -23,7 +23,7 @@ from regcopy.client import Client
 from regcopy.errors import ConfigError, CredentialError, InvalidReference, RegcopyError
 from regcopy.reference import Reference, Repository, parse_location
 from regcopy.registry._policy import RegistrySettings, SchemeMode
-from regcopy.stores.registry import UploadPolicy
+from regcopy.stores.registry import Strategy, UploadPolicy
 
 __all__ = ("main",)
 
@@ -166,7 +166,7 @@ def copy(src: str, dst: str, all_tags: bool, platforms: tuple[str, ...], jobs: i
     """Copy an image or index from SRC to DST: registries (docker:// optional), oci:DIR[:REF],
     oci-archive:FILE[:REF], docker-archive:FILE[:REF]."""
     _setup_logging(verbose)
-    upload = UploadPolicy(strategy=strategy, chunk_size=chunk_size)  # type: ignore[arg-type]
+    upload = UploadPolicy(strategy=cast(Strategy, strategy), chunk_size=chunk_size)  # click checked the choice
     try:
         src_loc = parse_location(src, default_tag=None)
         dst_loc = parse_location(dst, default_tag=None)
@@ -235,7 +235,7 @@ def ping(registry: str, scheme: str, ca_file: str | None, grace: float, authfile
         if registry.startswith(prefix):
             forced, registry = prefix[:-3], registry[len(prefix):]
     registry = registry.rstrip("/")
-    settings = RegistrySettings(scheme=scheme, ca_file=ca_file, race_grace=grace)  # type: ignore[arg-type]
+    settings = RegistrySettings(scheme=cast(SchemeMode, scheme), ca_file=ca_file, race_grace=grace)
 
     async def run() -> Any:
         async with Client(authfile=authfile, settings={registry: settings}) as client:

@@ -154,10 +154,8 @@ class Client:
                        settings: RegistrySettings | None = None) -> RegistryStore:
         """A store for one registry repository."""
         path = repo.path if isinstance(repo, Repository) else repo.repository
-        store = RegistryStore(self.transport(repo.registry, scheme=repo.scheme, settings=settings), path,
-                              self.upload_policy(repo.registry))
-        store.writable = writable
-        return store
+        return RegistryStore(self.transport(repo.registry, scheme=repo.scheme, settings=settings), path,
+                             self.upload_policy(repo.registry), writable=writable)
 
     def retries(self) -> int:
         """Request retries so far, over every host."""

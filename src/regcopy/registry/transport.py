@@ -545,17 +545,18 @@ class Transport:
     @contextmanager
     def _map_errors(self, method: str, url: str) -> Iterator[None]:
         """The one place where aiohttp, OSError and SSL failures become regcopy errors."""
-        common = {"registry": self.registry, "method": method, "url": redact_url(url)}
+        where = redact_url(url)
         try:
             yield
         except RegistryError:
             raise
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise RegistryTimeout("timed out", **common) from exc  # type: ignore[arg-type]
+            raise RegistryTimeout("timed out", registry=self.registry, method=method, url=where) from exc
         except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
-            raise TransportError(f"TLS failure: {_describe(exc)}", **common) from exc  # type: ignore[arg-type]
+            raise TransportError(f"TLS failure: {_describe(exc)}", registry=self.registry, method=method,
+                                 url=where) from exc
         except aiohttp.InvalidURL as exc:
-            raise ProtocolViolation(f"invalid URL: {exc}", **common) from exc  # type: ignore[arg-type]
+            raise ProtocolViolation(f"invalid URL: {exc}", registry=self.registry, method=method, url=where) from exc
         except (aiohttp.ClientError, OSError) as exc:
             # aiohttp wraps an exception raised by a streamed request body (a DigestMismatch from the
             # VerifyingStream feeding an upload) in ClientOSError: that is bad content, not a
@@ -563,7 +564,7 @@ class Transport:
             content = _content_cause(exc)
             if content is not None:
                 raise content from exc
-            raise TransportError(_describe(exc), **common) from exc  # type: ignore[arg-type]
+            raise TransportError(_describe(exc), registry=self.registry, method=method, url=where) from exc
 
     # ------------------------------------------------------------------ backoff
     def _note_failure(self, err: RegistryError) -> None:

@@ -25,7 +25,7 @@ from regcopy.registry._challenge import Scope
 from regcopy.registry.transport import Transport
 from regcopy.stores.base import BlobOpener
 
-__all__ = ("RegistryStore", "UploadPolicy")
+__all__ = ("RegistryStore", "Strategy", "UploadPolicy")
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,15 @@ class UploadPolicy:
 class RegistryStore:
     """One repository on one registry, through the client's transport for that host."""
 
-    def __init__(self, transport: Transport, repository: str, policy: UploadPolicy) -> None:
+    def __init__(self, transport: Transport, repository: str, policy: UploadPolicy, *, writable: bool = False) -> None:
+        """
+        :param writable: a destination: every request asks for pull,push, so one token serves
+            HEADs and PUTs alike (2.8.2 needs both for POST/PUT/PATCH)
+        """
         self.transport = transport
         self._repository = repository
         self.policy = policy
+        self.writable = writable
         self._sessions: dict[Digest, str] = {}
 
     # -- identity
@@ -100,10 +105,7 @@ class RegistryStore:
             raise
 
     # -- destination
-    writable: bool = False
-
     def _scopes(self) -> tuple[Scope, ...]:
-        # A destination asks for pull,push on every request, so one token serves HEADs and PUTs.
         scope = manifests.push_scope if self.writable else manifests.pull_scope
         return (scope(self._repository),)
 
