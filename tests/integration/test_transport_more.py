@@ -166,3 +166,25 @@ async def test_example_aiohttp_service(http_registry: RegistryServer, registry_f
         bad = await web.post("/mirror", json={"src": "UPPER/x", "dst": f"{dst.host}/dst/app:oci"})
         assert bad.status == 400
     skopeo.verify(dst, "dst/app:oci", digest)
+
+
+async def test_credential_helper_from_docker_config_against_a_real_registry(
+    basic_registry: RegistryServer, seed: Any, tmp_path: Path
+) -> None:
+    seed(basic_registry, "oci", "lib/app")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    calls = tmp_path / "calls"
+    helper = bindir / "docker-credential-regcopytest"
+    # The docker credential-helper protocol: `get`, the server URL on stdin, JSON on stdout.
+    answer = json.dumps({"Username": basic_registry.username, "Secret": basic_registry.password})
+    helper.write_text(f"#!/bin/sh\nread url; echo \"$url\" >> {calls}\necho '{answer}'\n")
+    helper.chmod(0o755)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"credHelpers": {basic_registry.host: "regcopytest"}}))
+    store = regcopy.DockerConfigCredentials([config], env={"PATH": f"{bindir}:/usr/bin:/bin"})
+    async with make_client(basic_registry, credentials=store) as client:
+        assert await client.tags(f"{basic_registry.host}/lib/app") == ["oci"]
+        assert await client.digest(f"{basic_registry.host}/lib/app:oci")
+    assert calls.read_text().split() == [basic_registry.host]  # run once, cached for the client
+    assert basic_registry.password not in calls.read_text()
