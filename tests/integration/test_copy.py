@@ -232,3 +232,43 @@ async def test_one_shot_copy(http_registry: RegistryServer, registry_factory: An
     )
     assert result.tag == "oci" and result.digest == digest
     skopeo.verify(dst, "dst/app:oci", digest)
+
+
+async def test_cancellation_at_many_points_leaves_nothing_behind(
+    http_registry: RegistryServer, registry_factory: Any, seed: Any
+) -> None:
+    import asyncio
+
+    dst = registry_factory("http")
+    digest = seed(http_registry, "big", "src/big")
+    uploads_root = dst.root / "docker" / "registry" / "v2" / "repositories"
+    outcomes = []
+    for i, delay in enumerate([0.0, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2, 0.3, 0.5]):
+        repo = f"dst/big{i}"
+        async with make_client(http_registry, dst) as client:
+            with anyio.move_on_after(delay) as scope:
+                await client.copy(f"{http_registry.host}/src/big:big", f"{dst.host}/{repo}:v1", jobs=3)
+            outcomes.append("cancelled" if scope.cancelled_caught else "done")
+            tags = await client.tags(f"{dst.host}/{repo}") if not scope.cancelled_caught else None
+        if scope.cancelled_caught:
+            # Never a tag on a partial image: the manifest PUT is the last step.
+            assert not [p for p in manifest_puts(dst) if f"/{repo}/manifests/v1" in p]
+        else:
+            assert tags == ["v1"]
+            skopeo.verify(dst, f"{repo}:v1", digest)
+        # Every upload session regcopy opened was closed (committed, or DELETEd on cancellation),
+        # except what no cancelled client can close on 2.8.2: after a PATCH that was cut mid-body,
+        # or whose answer (the next Location) the cancelled client never read, every Location the
+        # client holds carries a stale signed offset, so the DELETE gets 404 (PROTOCOL §2.1) and the
+        # registry's upload purging removes the session later. An open session is a folder with a
+        # startedat file (a cancelled one may keep an empty hashstates folder).
+        for session in (uploads_root / repo / "_uploads").glob("*"):
+            if not (session / "startedat").exists():
+                continue
+            # regcopy knew the session and tried to close it; the registry refused it as stale. (The
+            # registry logs a request as its handler ends, so poll rather than read once.)
+            delete = dst.wait_for_access(lambda e, name=session.name: e.method == "DELETE" and name in e.path)
+            assert delete.status == 404, (delay, session.name)
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+        assert pending == [], pending
+    assert "cancelled" in outcomes  # the schedule did interrupt copies (and the late ones finished)

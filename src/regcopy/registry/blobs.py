@@ -125,8 +125,10 @@ async def blob_mount(t: Transport, repo: str, digest: Digest, from_repo: str) ->
     in the same token (PROTOCOL §2.1, §3.3).
     """
     path = f"/v2/{repo}/blobs/uploads/?mount={quote(str(digest), safe=':')}&from={quote(from_repo, safe='/')}"
-    reply = await t.request("POST", path, scopes=(push_scope(repo), pull_scope(from_repo)), ok=(201, 202),
-                            retry=False)
+    # Shielded like upload_start: a 202 opens a session, whose Location the caller must see to close it.
+    with anyio.CancelScope(shield=True):
+        reply = await t.request("POST", path, scopes=(push_scope(repo), pull_scope(from_repo)), ok=(201, 202),
+                                retry=False)
     if reply.status == 201:
         return MountResult(True, None)
     return MountResult(False, _location(t, reply))

@@ -63,7 +63,6 @@ class RegistryStore:
         self._repository = repository
         self.policy = policy
         self.writable = writable
-        self._sessions: dict[Digest, str] = {}
 
     # -- identity
     @property
@@ -121,16 +120,18 @@ class RegistryStore:
             log.info("mount of %s from %s refused: %s", desc.digest.short, from_repository, exc)
             return False
         if not result.mounted and result.location:
-            self._sessions[desc.digest] = result.location  # the 202 opened a session: upload into it
+            # The 202 opened a session. Close it now rather than park it for the upload: a
+            # cancellation between the two would leave it open (containers/image does the same).
+            with anyio.CancelScope(shield=True):
+                await blobs.upload_cancel(self.transport, self._repository, result.location)
         return result.mounted
 
     async def put_blob(self, desc: Descriptor, opener: BlobOpener) -> int:
         attempts = 0
         while True:
             strategy = self._strategy_for(desc)
-            location = self._sessions.pop(desc.digest, None)
             try:
-                return await self._upload(desc, opener, strategy, location)
+                return await self._upload(desc, opener, strategy)
             except _ShapeRejected as exc:
                 self._learn(strategy, exc)
             except TransportError as exc:
@@ -168,33 +169,36 @@ class RegistryStore:
         log.warning("%s rejected %s upload (%s); using %s from now on", self.transport.registry, failed,
                     exc.cause, self.policy.strategy)
 
-    async def _upload(self, desc: Descriptor, opener: BlobOpener, strategy: Strategy, location: str | None) -> int:
+    async def _upload(self, desc: Descriptor, opener: BlobOpener, strategy: Strategy) -> int:
         t, repo = self.transport, self._repository
-        min_chunk = 0
-        if location is None:
+        # Shielded: once the registry has opened a session we must learn its Location, or a
+        # cancellation here would leave a session nobody can delete (bounded by the timeouts).
+        with anyio.CancelScope(shield=True):
             location, min_chunk = await blobs.upload_start(t, repo)
+        session = _Session(location)
         done = False
         try:
-            sent = await self._send(desc, opener, strategy, location, min_chunk)
+            sent = await self._send(desc, opener, strategy, session, min_chunk)
             done = True
             return sent
         finally:
             if not done:
+                # The newest Location: 2.8.2 signs the offset into _state, and an older one is
+                # refused (PROTOCOL §2.1), which would leave the session open.
                 with anyio.CancelScope(shield=True):
-                    await blobs.upload_cancel(t, repo, location)
+                    await blobs.upload_cancel(t, repo, session.location)
 
-    async def _send(self, desc: Descriptor, opener: BlobOpener, strategy: Strategy, location: str,
+    async def _send(self, desc: Descriptor, opener: BlobOpener, strategy: Strategy, session: _Session,
                     min_chunk: int) -> int:
         t, repo = self.transport, self._repository
         try:
             if strategy == "monolithic":
-                stream = opener()
-                await blobs.upload_finish(t, repo, location, desc.digest, stream, desc.size)
+                await blobs.upload_finish(t, repo, session.location, desc.digest, opener(), desc.size)
             elif strategy == "stream":
-                location = await blobs.upload_stream(t, repo, location, opener(), desc.size)
-                await blobs.upload_finish(t, repo, location, desc.digest)
+                session.location = await blobs.upload_stream(t, repo, session.location, opener(), desc.size)
+                await blobs.upload_finish(t, repo, session.location, desc.digest)
             else:
-                await self._send_chunked(desc, opener, location, max(self.policy.chunk_size, min_chunk))
+                await self._send_chunked(desc, opener, session, max(self.policy.chunk_size, min_chunk))
         except ContentError:
             raise
         except RegistryError as exc:
@@ -203,7 +207,7 @@ class RegistryStore:
             raise
         return desc.size
 
-    async def _send_chunked(self, desc: Descriptor, opener: BlobOpener, location: str, chunk_size: int) -> None:
+    async def _send_chunked(self, desc: Descriptor, opener: BlobOpener, session: _Session, chunk_size: int) -> None:
         t, repo = self.transport, self._repository
         offset = 0
         buffer = bytearray()
@@ -212,13 +216,20 @@ class RegistryStore:
             while len(buffer) >= chunk_size:
                 chunk = bytes(buffer[:chunk_size])
                 del buffer[:chunk_size]
-                location, _ = await blobs.upload_chunk(t, repo, location, chunk, offset)
+                session.location, _ = await blobs.upload_chunk(t, repo, session.location, chunk, offset)
                 offset += len(chunk)
         # The last (possibly short) chunk rides on the closing PUT: one round trip fewer.
-        await blobs.upload_finish(t, repo, location, desc.digest, bytes(buffer))
+        await blobs.upload_finish(t, repo, session.location, desc.digest, bytes(buffer))
 
     async def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
         await manifests.manifest_put(self.transport, self._repository, tag or str(manifest.digest), manifest)
+
+
+@dataclass(slots=True)
+class _Session:
+    """An open upload session: always the newest Location the registry handed out."""
+
+    location: str
 
 
 class _ShapeRejected(Exception):
