@@ -239,8 +239,7 @@ async def _discover(
     """Every image the plan selects, and the tags each target repository already has."""
     limit = anyio.CapacityLimiter(options.probes)
     catalogs: dict[str, list[str] | BaseException] = {}
-    registries = {Repository.parse(e.source + ("/x" if "/" not in e.source else "")).registry
-                  for e in plan.entries if e.kind != "repository"}
+    registries = {_registry_of(e.source) for e in plan.entries if e.kind != "repository"}
 
     async def load_catalog(registry: str) -> None:
         try:
@@ -303,13 +302,19 @@ def _source_repositories(
     if entry.kind == "repository":
         return [Repository.parse(entry.source)]
     registry, _, prefix = entry.source.partition("/")
-    catalog = catalogs.get(Repository.parse(f"{registry}/x").registry)
+    catalog = catalogs.get(_registry_of(entry.source))
     if isinstance(catalog, BaseException) or catalog is None:
         report.errors.append(f"{entry.name}: cannot list the repositories of {registry}: {catalog}")
         return []
     matcher = compile_repo_filter(entry.repos)
     wanted = [r for r in catalog if (not prefix or r.startswith(prefix.rstrip("/") + "/")) and matcher.matches(r)]
     return [Repository.parse(f"{registry}/{r}") for r in wanted]
+
+
+def _registry_of(source: str) -> str:
+    """The normalised registry of a ``host[:port][/path]`` source (docker.io aliases folded)."""
+    host = source.split("/", 1)[0]
+    return Repository.parse(f"{host}/probe").registry
 
 
 def _dedupe(jobs: list[ImageJob]) -> list[ImageJob]:
