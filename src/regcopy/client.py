@@ -48,6 +48,7 @@ from regcopy.registry.manifests import catalog, manifest_delete, tags_list
 from regcopy.registry.transport import PingResult, Transport
 from regcopy.stores.local import local_identifier, open_local
 from regcopy.stores.registry import RegistryStore, UploadPolicy
+from regcopy.sync.config import host_platform as config_host_platform
 from regcopy.sync.config import load_plan
 from regcopy.sync.model import SyncPlan
 from regcopy.sync.scheduler import SyncOptions, SyncReport, run_sync
@@ -479,12 +480,11 @@ class DeleteResult:
 
 
 def host_platform() -> Platform:
-    """This machine's platform (``linux/amd64`` on x86_64), the default pick from an index."""
-    import platform as _platform_module
+    """This machine's platform (``linux/amd64`` on x86_64), the default pick from an index.
 
-    machine = _platform_module.machine().lower()
-    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
-    return Platform("linux", arch)
+    The same mapping as skopeo sync without ``--all`` (:func:`regcopy.sync.config.host_platform`).
+    """
+    return Platform.parse(config_host_platform())
 
 
 async def _pick_platform(store: RegistryStore, index: Manifest, wanted: Platform) -> Manifest:

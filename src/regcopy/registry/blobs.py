@@ -21,11 +21,11 @@ from urllib.parse import quote, urljoin
 import anyio
 
 from regcopy.digest import Digest
-from regcopy.errors import DigestMismatch, InvalidReference, NotFound, ProtocolViolation, RegistryError, TransportError
+from regcopy.errors import DigestMismatch, NotFound, ProtocolViolation, RegistryError, TransportError
 from regcopy.registry._challenge import Scope
 from regcopy.registry._errors import redact_url
 from regcopy.registry._headers import parse_content_range, parse_upload_range
-from regcopy.registry.manifests import pull_scope, push_scope
+from regcopy.registry.manifests import digest_header, pull_scope, push_scope
 from regcopy.registry.transport import Reply, Transport
 
 __all__ = (
@@ -182,10 +182,7 @@ async def upload_finish(
                             retry=False)
     stored = reply.headers.get("Docker-Content-Digest")
     if stored:
-        try:
-            stored_digest = Digest.parse(stored.strip())
-        except InvalidReference as exc:
-            raise ProtocolViolation(f"bad Docker-Content-Digest {stored[:80]!r}", registry=t.registry) from exc
+        stored_digest = digest_header(t, stored, reply)
         if stored_digest != digest:
             raise DigestMismatch(str(digest), str(stored_digest), what=f"blob stored on {t.registry}/{repo}")
 

@@ -33,6 +33,7 @@ from regcopy.registry.transport import Reply, Transport
 __all__ = (
     "ManifestInfo",
     "catalog",
+    "digest_header",
     "manifest_delete",
     "manifest_get",
     "manifest_head",
@@ -87,7 +88,7 @@ async def manifest_head(t: Transport, repo: str, ref: str, *, scopes: Sequence[S
         else:
             raise ProtocolViolation("HEAD manifest answer has no Docker-Content-Digest", registry=t.registry,
                                     method="HEAD", url=redact_url(reply.url), status=reply.status)
-    digest = _digest_header(t, header, reply)
+    digest = digest_header(t, header, reply)
     size = _content_length(t, reply)
     media_type = reply.headers.get("Content-Type", "").split(";")[0].strip()
     return ManifestInfo(digest, media_type, size)
@@ -107,7 +108,7 @@ async def manifest_get(t: Transport, repo: str, ref: str, *, scopes: Sequence[Sc
         expected = Digest.parse(ref)
     header = reply.headers.get("Docker-Content-Digest")
     if header and expected is None:
-        expected = _digest_header(t, header, reply)
+        expected = digest_header(t, header, reply)
     try:
         return Manifest.parse(reply.body, reply.headers.get("Content-Type"), digest=expected)
     except DigestMismatch as exc:
@@ -127,7 +128,7 @@ async def manifest_put(t: Transport, repo: str, ref: str, manifest: Manifest) ->
     )
     header = reply.headers.get("Docker-Content-Digest")
     if header:
-        stored = _digest_header(t, header, reply)
+        stored = digest_header(t, header, reply)
         if stored != manifest.digest:
             raise DigestMismatch(str(manifest.digest), str(stored), what=f"manifest pushed to {t.registry}/{repo}")
     return manifest.digest
@@ -215,7 +216,11 @@ def _string_list(t: Transport, reply: Reply, key: str) -> list[str]:
     return value
 
 
-def _digest_header(t: Transport, value: str, reply: Reply) -> Digest:
+def digest_header(t: Transport, value: str, reply: Reply) -> Digest:
+    """A ``Docker-Content-Digest`` header's value, validated.
+
+    :raises ProtocolViolation: not a digest (names the registry, URL and status)
+    """
     try:
         return Digest.parse(value.strip())
     except InvalidReference as exc:

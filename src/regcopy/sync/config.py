@@ -48,7 +48,7 @@ from regcopy.sync.model import (
 )
 
 _LEADING_FLAGS: Final = re.compile(r"\(\?([A-Za-z]+)\)")
-__all__ = ("from_skopeo_docker", "from_skopeo_yaml", "load_plan", "parse_plan", "target_repository")
+__all__ = ("from_skopeo_docker", "from_skopeo_yaml", "host_platform", "load_plan", "parse_plan", "target_repository")
 
 _TLS_MODES: Final[Mapping[str, SchemeMode]] = {m: m for m in SCHEME_MODES}
 _KINDS: Final[Mapping[str, SourceKind]] = {"repository": "repository", "namespace": "namespace", "registry": "registry"}
@@ -637,7 +637,7 @@ def _naming(scoped: bool) -> Naming:
     return "scoped" if scoped else "basename"
 
 
-def _host_platform(machine: str | None = None) -> str:
+def host_platform(machine: str | None = None) -> str:
     """This machine's image platform, ``linux/<GOARCH>[/variant]``.
 
     Images are Linux images (macOS and Windows hosts run them in a Linux VM), so the OS is always linux.
@@ -652,7 +652,7 @@ def _host_platform(machine: str | None = None) -> str:
 def _platform_choice(all_platforms: bool) -> tuple[str, ...]:
     # skopeo sync without --all copies, from a multi-platform image, only the image matching the
     # current system (copy.CopySystemImage); --all copies every platform (empty tuple here).
-    return () if all_platforms else (_host_platform(),)
+    return () if all_platforms else (host_platform(),)
 
 
 def _destination(destination: object) -> str:
