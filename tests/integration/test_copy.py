@@ -197,8 +197,12 @@ async def test_cancellation_mid_upload_leaves_no_tag(
     assert manifest_puts(dst) == []
     # The open upload session was DELETEd. 2.8.2 itself kills a session whose PATCH broke mid-body
     # (PROTOCOL §2.1), so the DELETE may find it gone already (404); either way none survives.
+    # A DELETE racing the registry's own cleanup of the broken PATCH can get a 500 and is retried
+    # (docs/registry-quirks.md), so only the last DELETE of each session must have succeeded.
     deletes = [e for e in dst.access_log() if e.method == "DELETE" and "/blobs/uploads/" in e.path]
-    assert deletes and all(e.status in (204, 404) for e in deletes)
+    last = {e.path.split("?")[0]: e for e in deletes}
+    assert last and all(e.status in (204, 404) for e in last.values())
+    assert all(e.status in (204, 404) or e.status >= 500 for e in deletes)
     async with make_client(dst) as client:
         t = client.transport(dst.host)
         for entry in deletes:

@@ -196,13 +196,19 @@ async def upload_status(t: Transport, repo: str, location: str) -> tuple[str, in
 async def upload_cancel(t: Transport, repo: str, location: str) -> bool:
     """Best-effort ``DELETE`` of an upload session (spec@main); needs the ``delete`` action under
     token auth (PROTOCOL §2.1), so failures are expected and ignored. Returns whether it worked."""
-    try:
-        with anyio.move_on_after(10):
-            await t.request("DELETE", location, scopes=(Scope.repository(repo, "pull", "push", "delete"),),
-                            ok=(200, 202, 204), retry=False)
-            return True
-    except RegistryError as exc:
-        log.debug("cancel upload on %s/%s failed: %s", t.registry, repo, exc)
+    scopes = (Scope.repository(repo, "pull", "push", "delete"),)
+    with anyio.move_on_after(10):
+        # A DELETE that lands while 2.8.2 still tears down the PATCH this client just broke
+        # races that cleanup and gets 500 ("directory not empty"): a 5xx is retried briefly.
+        for delay in (0.1, 0.3, 0.6, None):
+            try:
+                await t.request("DELETE", location, scopes=scopes, ok=(200, 202, 204), retry=False)
+                return True
+            except RegistryError as exc:
+                log.debug("cancel upload on %s/%s failed: %s", t.registry, repo, exc)
+                if delay is None or exc.status is None or exc.status < 500:
+                    return False
+            await anyio.sleep(delay)
     return False
 
 
