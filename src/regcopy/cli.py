@@ -437,6 +437,10 @@ def digest(reference: str, authfile: str | None, insecure: tuple[str, ...], verb
 @click.option("--dry-run", "--check", "dry_run", is_flag=True,
               help="Only plan: images to copy, blobs to upload/mount/skip, bytes; exit 1 if out of sync.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the JSON report here.")
+@click.option("--state", "state_path", type=click.Path(dir_okay=False),
+              help="Run journal: a re-run after a crash skips finished images and resumes open uploads "
+                   "[default: beside --report, as REPORT.state].")
+@click.option("--no-state", is_flag=True, help="Keep no run journal.")
 @click.option("--images", type=click.IntRange(1, 256), default=8, show_default=True, help="Images in flight.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=6, show_default=True,
               help="Blobs in flight per image.")
@@ -455,12 +459,13 @@ def digest(reference: str, authfile: str | None, insecure: tuple[str, ...], verb
 def sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, scoped: bool, all_platforms: bool,
          src_tls_verify: bool | None, dest_tls_verify: bool | None, src_cert_dir: str | None,
          dest_cert_dir: str | None, src_creds: str | None, dest_creds: str | None, dry_run: bool,
-         report_path: str | None, images: int, jobs: int, blobs: int, bytes_in_flight: int, progress: str,
+         report_path: str | None, state_path: str | None, no_state: bool, images: int, jobs: int, blobs: int,
+         bytes_in_flight: int, progress: str,
          retry_times: int | None, preserve_digests: bool, authfile: str | None, insecure: tuple[str, ...],
          output: str, verbose: int) -> None:
     """Mirror many repositories: `regcopy sync PLAN.yaml`, or skopeo's form
     `regcopy sync --src docker|yaml --dest docker [--scoped] [--all] SOURCE DESTINATION`."""
-    from regcopy.sync import SyncOptions, SyncReport, from_skopeo_docker, from_skopeo_yaml, load_plan
+    from regcopy.sync import SyncJournal, SyncOptions, SyncReport, from_skopeo_docker, from_skopeo_yaml, load_plan
 
     _setup_logging(verbose)
     try:
@@ -478,17 +483,29 @@ def sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, sco
     options = SyncOptions(images=images, blob_jobs=jobs, blobs=blobs, bytes_in_flight=bytes_in_flight,
                           dry_run=dry_run)
     report = SyncReport()
+    if state_path is None and report_path and not no_state:
+        state_path = f"{report_path}.state"
+    journal = None
+    if state_path and not no_state and not dry_run:
+        try:
+            journal = SyncJournal.open(state_path)
+        except ConfigError as exc:
+            _fail(str(exc), EXIT_USAGE)
+        if journal.resumed:
+            click.echo(f"resuming the interrupted run journalled in {state_path}", err=True)
 
     async def run() -> None:
         async with _client(authfile, insecure) as client:
             _apply_side_flags(client, plan, "src", src_tls_verify, src_cert_dir, src_creds)
             _apply_side_flags(client, plan, "dest", dest_tls_verify, dest_cert_dir, dest_creds)
             with _progress("none" if dry_run else progress) as reporter:
-                await client.sync(plan, options=options, reporter=reporter, report=report)
+                await client.sync(plan, options=options, reporter=reporter, report=report, journal=journal)
 
     try:
         _run(run)
     finally:
+        if journal is not None:
+            journal.close()
         if report_path:
             Path(report_path).write_text(json.dumps(report.to_json(), indent=2))
     _emit(report.to_json(), output, lambda: _sync_summary(report))

@@ -50,6 +50,7 @@ from regcopy.stores.local import local_identifier, open_local
 from regcopy.stores.registry import RegistryStore, UploadPolicy
 from regcopy.sync.config import host_platform as config_host_platform
 from regcopy.sync.config import load_plan
+from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import SyncPlan
 from regcopy.sync.scheduler import SyncOptions, SyncReport, run_sync
 
@@ -384,11 +385,14 @@ class Client:
         options: SyncOptions | None = None,
         reporter: Reporter | None = None,
         report: SyncReport | None = None,
+        journal: SyncJournal | None = None,
     ) -> SyncReport:
         """Mirror everything a plan names (see :mod:`regcopy.sync.scheduler`).
 
         :param plan: a :class:`SyncPlan` or the path of a plan file
         :param report: a report to fill as the run goes (kept by the caller if the run is cancelled)
+        :param journal: a run journal (:class:`~regcopy.sync.SyncJournal`): a re-run after a crash
+            skips what the journal says is finished and resumes open uploads where the registry allows
         :returns: the report; failures are in it, not raised
         :raises ConfigError: the plan is invalid
         """
@@ -396,7 +400,8 @@ class Client:
             plan = load_plan(plan)
         self.apply_plan_registries(plan)
         return await run_sync(_Backend(self), plan, options=options or SyncOptions(),
-                              reporter=reporter or null_reporter, ledger=self.ledger, report=report)
+                              reporter=reporter or null_reporter, ledger=self.ledger, report=report,
+                              journal=journal)
 
 
 class _Backend:

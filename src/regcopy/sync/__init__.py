@@ -3,12 +3,14 @@
 Owns the sync package's public surface: the plan values of :mod:`regcopy.sync.model` and the plan
 builders of :mod:`regcopy.sync.config` (regcopy's plan YAML, skopeo sync's YAML and ``--src docker``),
 plus :func:`target_repository`, the naming rule for where a source repository lands, and the scheduler
-that runs a plan (:func:`run_sync`, :class:`SyncOptions`, :class:`SyncReport`).
+that runs a plan (:func:`run_sync`, :class:`SyncOptions`, :class:`SyncReport`) with its run journal
+(:class:`SyncJournal`).
 """
 
 from __future__ import annotations
 
 from regcopy.sync.config import from_skopeo_docker, from_skopeo_yaml, load_plan, parse_plan, target_repository
+from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import (
     Credentials,
     Naming,
@@ -35,6 +37,7 @@ __all__ = (
     "SourceKind",
     "SyncBackend",
     "SyncEntry",
+    "SyncJournal",
     "SyncOptions",
     "SyncPlan",
     "SyncReport",

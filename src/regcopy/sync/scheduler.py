@@ -51,6 +51,7 @@ from regcopy.reference import Reference, Repository
 from regcopy.stores.base import Destination, Source
 from regcopy.sync.config import target_repository
 from regcopy.sync.filters import compile_repo_filter, compile_tag_filter
+from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import SyncEntry, SyncPlan
 
 __all__ = ("ImageJob", "ImageReport", "SyncBackend", "SyncOptions", "SyncReport", "run_sync")
@@ -141,6 +142,7 @@ class ImageReport:
     attempts: int = 0
     seconds: float = 0.0
     error: str | None = None
+    note: str | None = None
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready dict of every field."""
@@ -199,24 +201,31 @@ async def run_sync(
     reporter: Reporter = null_reporter,
     ledger: BlobLedger | None = None,
     report: SyncReport | None = None,
+    journal: SyncJournal | None = None,
 ) -> SyncReport:
     """Mirror everything ``plan`` names; never raises for a single image (see the report).
 
     :param report: a report to fill (the caller keeps it if the run is cancelled)
+    :param journal: the run journal: images it says an interrupted run finished are skipped, every
+        image finished now is recorded, and a run without failures marks it complete (unused when
+        dry-running)
     :raises RegcopyError: only for plan-level problems (invalid filters)
     """
     started = time.monotonic()
     report = report if report is not None else SyncReport()
     report.dry_run = options.dry_run
     ledger = ledger or BlobLedger()
+    journal = None if options.dry_run else journal
     try:
         jobs, dst_tags = await _discover(backend, plan, options, report, ledger)
-        todo = await _check(backend, jobs, dst_tags, options, report)
+        todo = await _check(backend, jobs, dst_tags, options, report, journal)
         planned = await _plan(backend, todo, options, report)
         if options.dry_run:
             await _simulate(backend, planned, ledger, report, options)
         else:
-            await _copy(backend, planned, options, reporter, ledger, report)
+            await _copy(backend, planned, options, reporter, ledger, report, journal)
+        if journal is not None and report.ok:
+            journal.complete()
     except BaseException:
         report.interrupted = True
         raise
@@ -330,12 +339,21 @@ def _dedupe(jobs: list[ImageJob]) -> list[ImageJob]:
 
 
 async def _check(backend: SyncBackend, jobs: list[ImageJob], dst_tags: dict[Repository, set[str]],
-                 options: SyncOptions, report: SyncReport) -> list[ImageJob]:
-    """Drop jobs whose target already holds the source digest; HEAD only where both sides have it."""
+                 options: SyncOptions, report: SyncReport, journal: SyncJournal | None) -> list[ImageJob]:
+    """Drop jobs whose target already holds the source digest; HEAD only where both sides have it.
+
+    Images the journal says an interrupted run finished are dropped without a request.
+    """
     limit = anyio.CapacityLimiter(options.probes)
     todo: list[ImageJob] = []
 
     async def check(job: ImageJob) -> None:
+        done = journal.finished(str(job.source), str(job.target)) if journal is not None else None
+        if done is not None:
+            report.images.append(ImageReport(job.entry, str(job.source), str(job.target), "up-to-date",
+                                             done.get("source_digest"), done.get("target_digest"),
+                                             note="finished by an earlier, interrupted run (journal)"))
+            return
         on_target = job.target.digest is not None or job.target_tag in dst_tags.get(job.target.repo, set())
         if not on_target or job.platforms:
             todo.append(job)  # platform subsets are compared after planning (the root digest changes)
@@ -355,6 +373,8 @@ async def _check(backend: SyncBackend, jobs: list[ImageJob], dst_tags: dict[Repo
         if found["src"] is not None and found["src"] == found["dst"]:
             report.images.append(ImageReport(job.entry, str(job.source), str(job.target), "up-to-date",
                                              str(found["src"]), str(found["dst"])))
+            if journal is not None:
+                journal.image_done(str(job.source), str(job.target), str(found["src"]), str(found["dst"]))
         else:
             todo.append(job)
 
@@ -457,7 +477,7 @@ def _shared_first(planned: list[_Planned]) -> list[_Planned]:
 
 
 async def _copy(backend: SyncBackend, planned: list[_Planned], options: SyncOptions, reporter: Reporter,
-                ledger: BlobLedger, report: SyncReport) -> None:
+                ledger: BlobLedger, report: SyncReport, journal: SyncJournal | None) -> None:
     limits = Limits(anyio.CapacityLimiter(options.blobs), ByteBudget(options.bytes_in_flight))
     failed: list[_Planned] = []
     prepass = await _seed_shared(planned, limits, reporter, ledger)
@@ -479,6 +499,8 @@ async def _copy(backend: SyncBackend, planned: list[_Planned], options: SyncOpti
                 return
             _credit_prepass(result, prepass.pop(id(p), []))
             report.images.append(_image_report(p.job, result, attempt, time.monotonic() - started))
+            if journal is not None:
+                journal.image_done(str(p.job.source), str(p.job.target), result.source_digest, result.digest)
 
     async with anyio.create_task_group() as tg:
         # Largest image first (longest-processing-time scheduling): a 1 GiB layer that starts last
