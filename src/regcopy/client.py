@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -46,10 +46,12 @@ from regcopy.registry._policy import RegistrySettings
 from regcopy.registry._tokens import TokenCache
 from regcopy.registry.manifests import catalog, manifest_delete, tags_list
 from regcopy.registry.transport import PingResult, Transport
-from regcopy.stores.local import local_identifier, open_local
+from regcopy.stores.base import Destination, Source
+from regcopy.stores.local import LocalStore, RepositoryView, local_identifier, open_local, repositories
 from regcopy.stores.registry import RegistryStore, UploadPolicy
 from regcopy.sync.config import host_platform as config_host_platform
 from regcopy.sync.config import load_plan
+from regcopy.sync.endpoints import AnyRepository, LocalRepository, is_local, parse_repository
 from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import SyncPlan
 from regcopy.sync.scheduler import SyncOptions, SyncReport, run_sync
@@ -399,30 +401,84 @@ class Client:
         if not isinstance(plan, SyncPlan):
             plan = load_plan(plan)
         self.apply_plan_registries(plan)
-        return await run_sync(_Backend(self), plan, options=options or SyncOptions(),
-                              reporter=reporter or null_reporter, ledger=self.ledger, report=report,
-                              journal=journal)
+        options = options or SyncOptions()
+        async with _local_stores(plan) as local:
+            result = await run_sync(_Backend(self, local), plan, options=options,
+                                    reporter=reporter or null_reporter, ledger=self.ledger, report=report,
+                                    journal=journal)
+            if not options.dry_run:
+                # One commit per local target, after every image: an archive is written in one
+                # pass, a layout's index.json replaced once (ISSUE #7 §1, §2).
+                for store in local.targets():
+                    await store.commit()
+        return result
+
+
+class _LocalStores:
+    """The local stores a plan names, each opened once for the whole run (keyed by absolute path)."""
+
+    def __init__(self) -> None:
+        self.stores: dict[str, LocalStore] = {}
+        self.writable: set[str] = set()
+
+    def view(self, repo: LocalRepository) -> RepositoryView:
+        return RepositoryView(self.stores[repo.key], repo.path)
+
+    def targets(self) -> list[LocalStore]:
+        return [self.stores[k] for k in sorted(self.writable)]
+
+
+@asynccontextmanager
+async def _local_stores(plan: SyncPlan) -> AsyncIterator[_LocalStores]:
+    """Open every local store of ``plan``: targets writable (they may also be read), sources read-only."""
+    wanted: dict[str, tuple[LocalRepository, bool]] = {}
+    for entry in plan.entries:
+        for text, writable in ((entry.source, False), (entry.target, True)):
+            if is_local(text):
+                repo = parse_repository(text)
+                assert isinstance(repo, LocalRepository)
+                old = wanted.get(repo.key)
+                wanted[repo.key] = (repo, writable or (old is not None and old[1]))
+    local = _LocalStores()
+    async with AsyncExitStack() as stack:
+        for key, (repo, writable) in sorted(wanted.items()):
+            local.stores[key] = await stack.enter_async_context(open_local(repo.location, writable=writable))
+            if writable:
+                local.writable.add(key)
+        yield local
 
 
 class _Backend:
     """The scheduler's view of a client: listings and stores (sync never sees sessions)."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, local: _LocalStores) -> None:
         self.client = client
+        self.local = local
 
     async def catalog(self, registry: str) -> list[str]:
+        if is_local(registry):
+            repo = parse_repository(registry)
+            assert isinstance(repo, LocalRepository)
+            return await repositories(self.local.stores[repo.key])
         return await catalog(self.client.transport(registry))
 
-    async def list_tags(self, repo: Repository) -> list[str] | None:
+    async def list_tags(self, repo: AnyRepository) -> list[str] | None:
+        if isinstance(repo, LocalRepository):
+            # Never None: blobs live store-wide, so a new repository in a store may find them present.
+            return await self.local.view(repo).list_tags()
         try:
             return await tags_list(self.client.transport(repo.registry, scheme=repo.scheme), repo.path)
         except NotFound:
             return None
 
-    def source(self, repo: Repository) -> RegistryStore:
+    def source(self, repo: AnyRepository) -> Source:
+        if isinstance(repo, LocalRepository):
+            return self.local.view(repo)
         return self.client.registry_store(repo)
 
-    def destination(self, repo: Repository) -> RegistryStore:
+    def destination(self, repo: AnyRepository) -> Destination:
+        if isinstance(repo, LocalRepository):
+            return self.local.view(repo)
         return self.client.registry_store(repo, writable=True)
 
 

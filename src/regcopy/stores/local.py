@@ -4,6 +4,9 @@ Owns the mapping from a :class:`~regcopy.reference.LocalLocation` to its store a
 :func:`open_local` opens (indexes an archive, loads a layout) and always closes, removing temp files
 and spools, so a writable store that was never committed leaves no partial output. Committing is the
 engine's job (:class:`~regcopy.stores.base.Committer`), never implicit on exit.
+
+Also owns how a store's refs name repositories (:func:`split_ref`) and :class:`RepositoryView`, one
+repository of a store that a sync run shares between many images.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from typing import Protocol, runtime_checkable
 
 import anyio
 
+from regcopy.digest import Digest
+from regcopy.manifest import Descriptor, Manifest
 from regcopy.reference import LocalLocation
 from regcopy.stores.archive import DockerArchiveStore, OciArchiveStore
-from regcopy.stores.base import Committer, Destination, Source
+from regcopy.stores.base import BlobOpener, Committer, Destination, Source
 from regcopy.stores.layout import LayoutStore
 
-__all__ = ("LocalStore", "local_identifier", "open_local")
+__all__ = ("LocalStore", "RepositoryView", "local_identifier", "open_local", "repositories")
 
 
 @runtime_checkable
@@ -80,3 +85,80 @@ async def local_identifier(location: LocalLocation, store: LocalStore) -> str:
     :raises StoreError: no ref and the store holds no image or several
     """
     return location.ref if location.ref is not None else await store.default_identifier()
+
+
+class RepositoryView:
+    """One repository inside a shared local store, for a sync run that puts many into one store.
+
+    Tags map to the store's refs (``v1`` → ``ns/app:v1``; see :mod:`regcopy.sync.endpoints`);
+    digests pass through. Not a :class:`Committer`: the run commits the shared store once, at its end.
+
+    :param store: the open store (shared by every view on it)
+    :param path: the repository path inside it ("" for bare refs)
+    """
+
+    def __init__(self, store: LocalStore, path: str) -> None:
+        self.store = store
+        self.path = path
+
+    def _ref(self, ref: str) -> str:
+        if not self.path or ref.startswith("@") or ":" in ref:  # a digest (sha256:…) or an @N index
+            return ref
+        return f"{self.path}:{ref}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.store.name}:{self.path}" if self.path else self.store.name
+
+    @property
+    def origin(self) -> tuple[str, str] | None:
+        return None
+
+    @property
+    def storage_id(self) -> str:
+        return self.store.storage_id
+
+    @property
+    def repository(self) -> str:
+        return self.path
+
+    async def head(self, ref: str) -> Digest | None:
+        return await self.store.head(self._ref(ref))
+
+    async def resolve(self, ref: str) -> Manifest:
+        return await self.store.resolve(self._ref(ref))
+
+    async def get_manifest(self, digest: Digest) -> Manifest:
+        return await self.store.get_manifest(digest)
+
+    def open_blob(self, desc: Descriptor) -> AsyncIterator[bytes]:
+        return self.store.open_blob(desc)
+
+    async def list_tags(self) -> list[str]:
+        """The tags of this repository (refs ``path:tag``; bare refs when the path is empty)."""
+        return sorted(tag for repo, tag in map(split_ref, await self.store.list_tags()) if repo == self.path and tag)
+
+    async def has_blob(self, desc: Descriptor) -> bool:
+        return await self.store.has_blob(desc)
+
+    async def put_blob(self, desc: Descriptor, opener: BlobOpener) -> int:
+        return await self.store.put_blob(desc, opener)
+
+    async def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
+        await self.store.put_manifest(manifest, None if tag is None else self._ref(tag))
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """``(repository path, tag)`` of a store ref: ``ns/app:v1`` → ``("ns/app", "v1")``, a bare ``v1``
+    → ``("", "v1")``, a tagless ``host:5000/app`` → ``("host:5000/app", "")``."""
+    head, colon, tail = ref.rpartition(":")
+    if not colon:
+        return "", ref
+    if "/" in tail:  # the ':' was a port's
+        return ref, ""
+    return head, tail
+
+
+async def repositories(store: LocalStore) -> list[str]:
+    """The repository paths of a local store's tagged refs, sorted ("" for bare refs such as ``v1``)."""
+    return sorted({repo for repo, tag in map(split_ref, await store.list_tags()) if tag})

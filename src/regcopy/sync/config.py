@@ -35,6 +35,14 @@ from regcopy.errors import ConfigError, InvalidReference
 from regcopy.manifest import Platform
 from regcopy.reference import DOCKER_HUB, Reference, Repository
 from regcopy.registry._policy import SCHEME_MODES, SchemeMode
+from regcopy.sync.endpoints import (
+    AnyRepository,
+    LocalRepository,
+    is_local,
+    join_endpoint,
+    parse_repository,
+    split_endpoint,
+)
 from regcopy.sync.filters import unanchored
 from regcopy.sync.model import (
     Credentials,
@@ -314,13 +322,28 @@ def _no_scheme(text: str, at: _At, what: str) -> None:
         )
 
 
+def _local(text: str, at: _At, what: str) -> LocalRepository:
+    try:
+        repo = parse_repository(text)
+    except InvalidReference as exc:
+        raise at.error(f"invalid {what} {_short(text)}: {exc.reason}") from None
+    assert isinstance(repo, LocalRepository)
+    return repo
+
+
 def _location(text: str, at: _At, *, what: str, host_required: bool) -> tuple[str, str]:
     """Parse ``host[:port][/path]`` (a namespace, a registry or a target prefix) into (host, path).
 
     Without ``host_required``, the docker grammar applies: a first component that is not a host
     means Docker Hub (``myorg`` → ``docker.io/myorg``), as in skopeo's destination argument.
-    No ``library/`` is added: a prefix is not a repository.
+    No ``library/`` is added: a prefix is not a repository. A local store (``oci:DIR[:path]``) gives
+    ``("oci:DIR", path)``.
     """
+    if is_local(text):
+        repo = _local(text, at, what)
+        if _has_tag(repo.path):
+            raise at.error(f"{what} {_short(text)} cannot carry a tag")
+        return repo.registry, repo.path
     _no_scheme(text, at, what)
     first, slash, rest = text.partition("/")
     if _is_host(first):
@@ -345,8 +368,14 @@ def _location(text: str, at: _At, *, what: str, host_required: bool) -> tuple[st
     return host, path
 
 
-def _repository(text: str, at: _At, *, what: str, hint: str) -> Repository:
-    """Parse a repository name (docker grammar, normalised); a tag or digest is an error with ``hint``."""
+def _repository(text: str, at: _At, *, what: str, hint: str) -> AnyRepository:
+    """Parse a repository name (docker grammar, normalised) or a local one (``oci:DIR[:path]``);
+    a tag or digest is an error with ``hint``."""
+    if is_local(text):
+        repo = _local(text, at, what)
+        if _has_tag(repo.path):
+            raise at.error(f"{what} {_short(text)} cannot carry a tag: {hint}")
+        return repo
     _no_scheme(text, at, what)
     if "/" not in text and _is_host(text.partition(":")[0]):
         try:
@@ -365,11 +394,6 @@ def _repository(text: str, at: _At, *, what: str, hint: str) -> Repository:
     return ref.repo
 
 
-def _joined(target: str) -> tuple[str, str]:
-    host, _, path = target.partition("/")
-    return host, path
-
-
 def target_repository(entry: SyncEntry, source_repo: str) -> str:
     """Where one source repository of ``entry`` lands: ``host[:port]/path`` (naming rules of SyncEntry).
 
@@ -381,18 +405,21 @@ def target_repository(entry: SyncEntry, source_repo: str) -> str:
     * ``scoped``: target + source registry + ``source_repo`` (``dst/m/quay.io/org/app``).
 
     The result is normalised like any repository (``docker.io/app`` → ``docker.io/library/app``).
+    Local stores take part the same way (:mod:`regcopy.sync.endpoints`): a target ``oci:DIR`` puts
+    ``ns/app`` at ``oci:DIR:ns/app``, and a kind ``repository`` target ``oci:DIR`` holds bare tags.
 
     :param entry: the plan entry the repository was found for
     :param source_repo: the repository's full path on the source registry, without the registry
-        (``library/busybox`` on Docker Hub)
+        (``library/busybox`` on Docker Hub), or its path inside a local source store
     :raises InvalidReference: ``source_repo`` is not a repository of the entry's source, or the
         resulting name is invalid (e.g. scoped under a source registry with a ``:port``)
     """
-    src_host, src_path = _joined(entry.source)
-    Repository(src_host, source_repo)  # validates source_repo (Docker Hub: with its namespace)
+    src_host, src_path = split_endpoint(entry.source)
+    if not is_local(src_host):
+        Repository(src_host, source_repo)  # validates source_repo (Docker Hub: with its namespace)
     if entry.naming == "prefix" and entry.kind == "repository":
         return entry.target
-    dst_host, dst_path = _joined(entry.target)
+    dst_host, dst_path = split_endpoint(entry.target)
     if entry.naming == "basename":
         rest = source_repo.rpartition("/")[2]
     elif entry.naming == "scoped":
@@ -406,9 +433,15 @@ def target_repository(entry: SyncEntry, source_repo: str) -> str:
     else:
         raise InvalidReference(source_repo, f"not a repository under {entry.source}", part="repository")
     path = "/".join(p for p in (dst_path, rest) if p)
+    if is_local(dst_host):
+        return parse_repository(join_endpoint(dst_host, path)).name  # validates the ref grammar
     if not path:
         raise InvalidReference(entry.target, f"no repository path for {source_repo!r}", part="repository")
     return Repository.parse(f"{dst_host}/{path}").name
+
+
+def _has_tag(path: str) -> bool:
+    return ":" in path.rpartition("/")[2]
 
 
 def _check_target(entry: SyncEntry, source_repo: str, at: _At) -> None:
@@ -619,9 +652,9 @@ def _entry(item: object, i: int, defaults: _Defaults, path: str | None) -> SyncE
         host, prefix = _location(
             source_text, at.field("source"), what=f"{kind} source", host_required=kind == "registry"
         )
-        source = f"{host}/{prefix}" if prefix else host
+        source = join_endpoint(host, prefix)
         host, prefix = _location(target_text, at.field("target"), what="target", host_required=False)
-        target = f"{host}/{prefix}" if prefix else host
+        target = join_endpoint(host, prefix)
     tags = _tag_filter(f["tags"], at.field("tags")) if "tags" in f else (defaults.tags or TagFilter())
     platforms = _platforms(f["platforms"], at.field("platforms")) if "platforms" in f else (defaults.platforms or ())
     repos = RepoFilter()

@@ -50,6 +50,14 @@ from regcopy.progress import Reporter, null_reporter
 from regcopy.reference import Reference, Repository
 from regcopy.stores.base import Destination, Source
 from regcopy.sync.config import target_repository
+from regcopy.sync.endpoints import (
+    AnyReference,
+    AnyRepository,
+    is_local,
+    join_endpoint,
+    parse_repository,
+    split_endpoint,
+)
 from regcopy.sync.filters import compile_repo_filter, compile_tag_filter
 from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import SyncEntry, SyncPlan
@@ -66,18 +74,18 @@ class SyncBackend(Protocol):
     """What the scheduler needs from a client: listings and stores."""
 
     async def catalog(self, registry: str) -> list[str]:
-        """Every repository path of a registry (``/v2/_catalog``)."""
+        """Every repository path of a registry (``/v2/_catalog``) or of a local store (``oci:DIR``)."""
         ...
 
-    async def list_tags(self, repo: Repository) -> list[str] | None:
+    async def list_tags(self, repo: AnyRepository) -> list[str] | None:
         """Every tag of a repository, sorted; None when the repository does not exist."""
         ...
 
-    def source(self, repo: Repository) -> Source:
+    def source(self, repo: AnyRepository) -> Source:
         """A store reading ``repo``."""
         ...
 
-    def destination(self, repo: Repository) -> Destination:
+    def destination(self, repo: AnyRepository) -> Destination:
         """A store writing ``repo``."""
         ...
 
@@ -106,11 +114,14 @@ class SyncOptions:
 
 @dataclass(frozen=True, slots=True)
 class ImageJob:
-    """One image to mirror: source reference → target reference (tag, or digest when pinned)."""
+    """One image to mirror: source reference → target reference (tag, or digest when pinned).
+
+    Either side may be a registry :class:`Reference` or a :class:`~regcopy.sync.endpoints.LocalImage`.
+    """
 
     entry: str
-    source: Reference
-    target: Reference
+    source: AnyReference
+    target: AnyReference
     platforms: tuple[Platform, ...] = ()
 
     @property
@@ -244,7 +255,7 @@ async def _bounded(limit: anyio.CapacityLimiter, fn: Callable[[], Awaitable[T]])
 
 async def _discover(
     backend: SyncBackend, plan: SyncPlan, options: SyncOptions, report: SyncReport, ledger: BlobLedger
-) -> tuple[list[ImageJob], dict[Repository, set[str]]]:
+) -> tuple[list[ImageJob], dict[AnyRepository, set[str]]]:
     """Every image the plan selects, and the tags each target repository already has."""
     limit = anyio.CapacityLimiter(options.probes)
     catalogs: dict[str, list[str] | BaseException] = {}
@@ -260,17 +271,17 @@ async def _discover(
         for registry in registries:
             tg.start_soon(load_catalog, registry)
 
-    pairs: list[tuple[SyncEntry, Repository]] = []
+    pairs: list[tuple[SyncEntry, AnyRepository]] = []
     for entry in plan.entries:
         compile_tag_filter(entry.tags, entry=entry.name, path=plan.path)  # invalid filters fail before any work
         pairs.extend((entry, repo) for repo in _source_repositories(entry, catalogs, report))
 
     jobs: list[ImageJob] = []
-    dst_tags: dict[Repository, set[str]] = {}
+    dst_tags: dict[AnyRepository, set[str]] = {}
 
-    async def expand(entry: SyncEntry, repo: Repository) -> None:
+    async def expand(entry: SyncEntry, repo: AnyRepository) -> None:
         matcher = compile_tag_filter(entry.tags, entry=entry.name, path=plan.path)
-        target = Repository.parse(target_repository(entry, repo.path))
+        target = parse_repository(target_repository(entry, repo.path))
         try:
             if entry.tags.needs_listing:
                 listing = await _bounded(limit, lambda: backend.list_tags(repo))
@@ -290,7 +301,7 @@ async def _discover(
             tg.start_soon(expand, entry, repo)
     jobs = _dedupe(jobs)
 
-    async def load_dst(repo: Repository) -> None:
+    async def load_dst(repo: AnyRepository) -> None:
         try:
             found = await _bounded(limit, lambda: backend.list_tags(repo))
             dst_tags[repo] = set(found or ())
@@ -307,23 +318,24 @@ async def _discover(
 
 def _source_repositories(
     entry: SyncEntry, catalogs: dict[str, list[str] | BaseException], report: SyncReport
-) -> list[Repository]:
+) -> list[AnyRepository]:
     if entry.kind == "repository":
-        return [Repository.parse(entry.source)]
-    registry, _, prefix = entry.source.partition("/")
+        return [parse_repository(entry.source)]
+    registry, prefix = split_endpoint(entry.source)
     catalog = catalogs.get(_registry_of(entry.source))
     if isinstance(catalog, BaseException) or catalog is None:
         report.errors.append(f"{entry.name}: cannot list the repositories of {registry}: {catalog}")
         return []
     matcher = compile_repo_filter(entry.repos)
     wanted = [r for r in catalog if (not prefix or r.startswith(prefix.rstrip("/") + "/")) and matcher.matches(r)]
-    return [Repository.parse(f"{registry}/{r}") for r in wanted]
+    return [parse_repository(join_endpoint(registry, r)) for r in wanted]
 
 
 def _registry_of(source: str) -> str:
-    """The normalised registry of a ``host[:port][/path]`` source (docker.io aliases folded)."""
-    host = source.split("/", 1)[0]
-    return Repository.parse(f"{host}/probe").registry
+    """The normalised registry of a ``host[:port][/path]`` source (docker.io aliases folded), or the
+    local store of an ``oci:DIR[:path]`` one."""
+    host = split_endpoint(source)[0]
+    return host if is_local(host) else Repository.parse(f"{host}/probe").registry
 
 
 def _dedupe(jobs: list[ImageJob]) -> list[ImageJob]:
@@ -338,7 +350,7 @@ def _dedupe(jobs: list[ImageJob]) -> list[ImageJob]:
 # ------------------------------------------------------------------------------------------- check
 
 
-async def _check(backend: SyncBackend, jobs: list[ImageJob], dst_tags: dict[Repository, set[str]],
+async def _check(backend: SyncBackend, jobs: list[ImageJob], dst_tags: dict[AnyRepository, set[str]],
                  options: SyncOptions, report: SyncReport, journal: SyncJournal | None) -> list[ImageJob]:
     """Drop jobs whose target already holds the source digest; HEAD only where both sides have it.
 
@@ -373,7 +385,7 @@ async def _check(backend: SyncBackend, jobs: list[ImageJob], dst_tags: dict[Repo
         if found["src"] is not None and found["src"] == found["dst"]:
             report.images.append(ImageReport(job.entry, str(job.source), str(job.target), "up-to-date",
                                              str(found["src"]), str(found["dst"])))
-            if journal is not None:
+            if journal is not None and isinstance(job.target, Reference):
                 journal.image_done(str(job.source), str(job.target), str(found["src"]), str(found["dst"]))
         else:
             todo.append(job)
@@ -499,7 +511,9 @@ async def _copy(backend: SyncBackend, planned: list[_Planned], options: SyncOpti
                 return
             _credit_prepass(result, prepass.pop(id(p), []))
             report.images.append(_image_report(p.job, result, attempt, time.monotonic() - started))
-            if journal is not None:
+            if journal is not None and isinstance(p.job.target, Reference):
+                # Only registry tags are durable at their PUT: a local store becomes durable when
+                # the run commits it, after this point, so a killed run must copy its images again.
                 journal.image_done(str(p.job.source), str(p.job.target), result.source_digest, result.digest)
 
     async with anyio.create_task_group() as tg:
