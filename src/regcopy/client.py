@@ -48,6 +48,7 @@ from regcopy.registry.manifests import catalog, manifest_delete, tags_list
 from regcopy.registry.transport import PingResult, Transport
 from regcopy.stores.base import Destination, Source
 from regcopy.stores.local import LocalStore, RepositoryView, local_identifier, open_local, repositories
+from regcopy.stores.mirrored import MirroredSource
 from regcopy.stores.registry import RegistryStore, UploadPolicy
 from regcopy.sync.config import host_platform as config_host_platform
 from regcopy.sync.config import load_plan
@@ -87,7 +88,7 @@ class Client:
     ) -> None:
         self._session = session
         self._owns_session = session is None
-        # Every transport asks this router; plans (and later mirrors) add per-host routes to it.
+        # Every transport asks this router; plans add per-host routes to it (a mirror is its own host).
         self.credentials = RoutedCredentials({}, credentials or default_credentials(authfile))
         self.settings = dict(settings or {})
         self.default_settings = default_settings or RegistrySettings()
@@ -96,6 +97,8 @@ class Client:
         self._transports: dict[tuple[str, str | None, RegistrySettings], Transport] = {}
         self.tokens = TokenCache()
         self.ledger = BlobLedger()
+        self.mirrors: dict[str, tuple[str, ...]] = {}
+        """Registry → pull-through caches read first by :meth:`sync` (``host[:port][/prefix]``)."""
 
     async def __aenter__(self) -> Self:
         if self._session is None:
@@ -369,6 +372,8 @@ class Client:
                 max_concurrency=cfg.max_concurrency or base.max_concurrency,
                 requests_per_second=cfg.requests_per_second or base.requests_per_second,
             )
+            if cfg.mirrors:
+                self.mirrors[host] = cfg.mirrors
             creds = cfg.credentials
             if creds is None:
                 continue
@@ -454,6 +459,7 @@ class _Backend:
     def __init__(self, client: Client, local: _LocalStores) -> None:
         self.client = client
         self.local = local
+        self.broken_mirrors: set[str] = set()
 
     async def catalog(self, registry: str) -> list[str]:
         if is_local(registry):
@@ -474,7 +480,16 @@ class _Backend:
     def source(self, repo: AnyRepository) -> Source:
         if isinstance(repo, LocalRepository):
             return self.local.view(repo)
-        return self.client.registry_store(repo)
+        upstream = self.client.registry_store(repo)
+        mirrors = self.client.mirrors.get(repo.registry, ())
+        if not mirrors:
+            return upstream
+        candidates: list[tuple[str, Source]] = []
+        for mirror in mirrors:
+            host, _, prefix = mirror.partition("/")
+            path = f"{prefix}/{repo.path}" if prefix else repo.path
+            candidates.append((mirror, self.client.registry_store(Repository.parse(f"{host}/{path}"))))
+        return MirroredSource(upstream, candidates, upstream_label=repo.registry, broken=self.broken_mirrors)
 
     def destination(self, repo: AnyRepository) -> Destination:
         if isinstance(repo, LocalRepository):

@@ -64,6 +64,7 @@ _KINDS: Final[Mapping[str, SourceKind]] = {"repository": "repository", "namespac
 _TOP_KEYS: Final = ("version", "registries", "defaults", "sync")
 _REGISTRY_KEYS: Final = (
     "tls", "ca_file", "client_cert", "client_key", "credentials", "max_concurrency", "requests_per_second",
+    "mirrors",
 )
 _CREDENTIAL_KEYS: Final = ("username", "password", "helper", "authfile", "identity_token")
 _DEFAULT_KEYS: Final = ("tags", "platforms", "repos")
@@ -551,10 +552,25 @@ def _registry(host: str, value: object, at: _At) -> RegistryConfig:
             raise at.field("requests_per_second").error(f"must be a number above 0, not {shown}")
         rps = float(value)
     credentials = _credentials(f["credentials"], at.field("credentials")) if "credentials" in f else None
+    mirrors = _mirrors(f["mirrors"], at.field("mirrors"), host) if "mirrors" in f else ()
     return RegistryConfig(
         host, scheme, files.get("ca_file"), files.get("client_cert"), files.get("client_key"),
-        credentials, max_concurrency, rps,
+        credentials, max_concurrency, rps, mirrors,
     )
+
+
+def _mirrors(value: object, at: _At, host: str) -> tuple[str, ...]:
+    """``host[:port][/prefix]`` strings, in the order they are tried; never the registry itself."""
+    out: list[str] = []
+    for i, item in enumerate(_list(value, at)):
+        iat = at.index(i)
+        mirror_host, prefix = _location(_string(item, iat), iat, what="mirror", host_required=True)
+        if is_local(mirror_host):
+            raise iat.error("a mirror is a registry, not a local store")
+        if mirror_host == host:
+            raise iat.error(f"{host} cannot mirror itself")
+        out.append(join_endpoint(mirror_host, prefix))
+    return _dedupe(out)
 
 
 def _credentials(value: object, at: _At) -> Credentials:

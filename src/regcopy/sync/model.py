@@ -80,6 +80,9 @@ class RegistryConfig:
     credentials: Credentials | None = None
     max_concurrency: int | None = None
     requests_per_second: float | None = None
+    mirrors: tuple[str, ...] = ()
+    """Pull-through caches read before this registry, in order: ``host[:port][/prefix]`` each; a
+    mirror's own settings and credentials are its own ``registries`` entry (never this one's)."""
 
 
 @dataclass(frozen=True, slots=True)

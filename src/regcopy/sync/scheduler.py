@@ -49,6 +49,7 @@ from regcopy.manifest import Descriptor, Platform
 from regcopy.progress import Reporter, null_reporter
 from regcopy.reference import Reference, Repository
 from regcopy.stores.base import Destination, Source
+from regcopy.stores.mirrored import MirroredSource
 from regcopy.sync.config import target_repository
 from regcopy.sync.endpoints import (
     AnyReference,
@@ -154,6 +155,7 @@ class ImageReport:
     seconds: float = 0.0
     error: str | None = None
     note: str | None = None
+    served_by: list[str] | None = None
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready dict of every field."""
@@ -510,7 +512,10 @@ async def _copy(backend: SyncBackend, planned: list[_Planned], options: SyncOpti
                     _fail(report, p.job, exc, attempts=attempt)
                 return
             _credit_prepass(result, prepass.pop(id(p), []))
-            report.images.append(_image_report(p.job, result, attempt, time.monotonic() - started))
+            image = _image_report(p.job, result, attempt, time.monotonic() - started)
+            if isinstance(p.source, MirroredSource):
+                image.served_by = list(p.source.served)  # which mirror (or the upstream) the bytes came from
+            report.images.append(image)
             if journal is not None and isinstance(p.job.target, Reference):
                 # Only registry tags are durable at their PUT: a local store becomes durable when
                 # the run commits it, after this point, so a killed run must copy its images again.
