@@ -402,6 +402,72 @@ def delete_cmd(reference: str, authfile: str | None, insecure: tuple[str, ...], 
     _emit({"repository": result.repository, "digest": result.digest, "tags": result.tags}, output, text)
 
 
+@cli.command(name="prune")
+@click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False))
+@click.option("--dry-run/--no-dry-run", "dry_run", default=None,
+              help="Only show what would be deleted (the default); --no-dry-run (or --yes) deletes.")
+@click.option("--yes", "-y", is_flag=True, help="Delete for real (same as --no-dry-run).")
+@click.option("--cap", type=click.IntRange(0), default=None, help="At most N manifest deletions in this run.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the JSON report here.")
+@click.option("--show-kept", is_flag=True, help="List the kept tags too, with the reason.")
+@authfile_option
+@insecure_option
+@output_option
+@verbose_option
+def prune_cmd(plan_path: str, dry_run: bool | None, yes: bool, cap: int | None, report_path: str | None,
+              show_kept: bool, authfile: str | None, insecure: tuple[str, ...], output: str, verbose: int) -> None:
+    """Delete tags by a retention PLAN (a prune plan, or a sync plan with a prune section): keep the
+    latest N by semver or created time, protected tags and anything newer than an age. A dry run
+    unless --yes or --no-dry-run."""
+    from regcopy.prune import PruneReport, load_prune, run_prune
+
+    _setup_logging(verbose)
+    if dry_run and yes:
+        _fail("--dry-run and --yes contradict each other", EXIT_USAGE)
+    dry = not yes if dry_run is None else dry_run
+    try:
+        plan = load_prune(plan_path)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    report = PruneReport(dry_run=dry)
+
+    async def run() -> None:
+        async with _client(authfile, insecure) as client:
+            await run_prune(client, plan, dry_run=dry, cap=cap, report=report)
+
+    try:
+        _run(run)
+    finally:
+        if report_path:
+            Path(report_path).write_text(json.dumps(report.to_json(), indent=2))
+    _emit(report.to_json(), output, lambda: _prune_table(report, show_kept))
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
+
+
+def _prune_table(report: Any, show_kept: bool) -> str:
+    rows: list[tuple[str, ...]] = []
+    for r in report.repositories:
+        groups = [("deleted", r.deleted), ("would delete", r.would_delete), ("skipped", r.skipped)]
+        if show_kept:
+            groups.append(("kept", r.kept))
+        rows.extend((r.repository, d.tag, d.digest[:19], action, d.reason) for action, ds in groups for d in ds)
+    lines = []
+    if rows:
+        head = ("REPOSITORY", "TAG", "DIGEST", "ACTION", "REASON")
+        widths = [max(len(row[i]) for row in (head, *rows)) for i in range(4)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
+                 for row in (head, *rows)]
+    lines.extend(f"ERROR   {e}" for e in report.errors)
+    lines.extend(f"ERROR   {e}" for r in report.repositories for e in r.errors)
+    t = report.totals()
+    gone = f"{t['would_delete']} would be deleted (dry run: pass --yes to delete)" if report.dry_run \
+        else f"{t['deleted']} deleted ({t['manifests_deleted']} manifests)"
+    lines.append(f"{t['repositories']} repositories: {gone}, {t['kept']} kept, {t['skipped']} skipped, "
+                 f"{t['errors']} errors in {report.seconds:.1f}s")
+    return "\n".join(lines)
+
+
 @cli.command()
 @click.argument("reference")
 @authfile_option
@@ -509,7 +575,7 @@ def sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, sco
         if report_path:
             Path(report_path).write_text(json.dumps(report.to_json(), indent=2))
     _emit(report.to_json(), output, lambda: _sync_summary(report))
-    if not report.ok or (dry_run and report.out_of_sync):
+    if not report.ok or (dry_run and (report.out_of_sync or report.extra_tags)):
         sys.exit(EXIT_FAILED)
 
 
@@ -543,6 +609,13 @@ def _sync_summary(report: Any) -> str:
         elif r.status == "copied":
             lines.append(f"copied  {r.source} -> {r.target} {r.target_digest}")
     lines.extend(f"ERROR   {e}" for e in report.errors)
+    if report.deletions is not None:
+        word = "EXTRA  " if report.dry_run else "deleted"
+        for repo in report.deletions.repositories:
+            gone = repo.would_delete if report.dry_run else repo.deleted
+            lines.extend(f"{word} {repo.repository}:{d.tag} ({d.reason})" for d in gone)
+            lines.extend(f"ERROR   {e}" for e in repo.errors)
+        lines.extend(f"ERROR   {e}" for e in report.deletions.errors)
     verb = "would upload" if report.dry_run else "uploaded"
     lines.append(
         f"{t.get('copied', 0)} copied, {t.get('up-to-date', 0)} up to date, {t.get('planned', 0)} to copy, "

@@ -46,6 +46,7 @@ from regcopy.sync.endpoints import (
 from regcopy.sync.filters import unanchored
 from regcopy.sync.model import (
     Credentials,
+    DeleteExtra,
     Naming,
     RegistryConfig,
     RepoFilter,
@@ -61,14 +62,15 @@ __all__ = ("from_skopeo_docker", "from_skopeo_yaml", "host_platform", "load_plan
 _TLS_MODES: Final[Mapping[str, SchemeMode]] = {m: m for m in SCHEME_MODES}
 _KINDS: Final[Mapping[str, SourceKind]] = {"repository": "repository", "namespace": "namespace", "registry": "registry"}
 
-_TOP_KEYS: Final = ("version", "registries", "defaults", "sync")
+_TOP_KEYS: Final = ("version", "registries", "defaults", "sync", "prune")  # prune: read by regcopy.prune
 _REGISTRY_KEYS: Final = (
     "tls", "ca_file", "client_cert", "client_key", "credentials", "max_concurrency", "requests_per_second",
     "mirrors",
 )
 _CREDENTIAL_KEYS: Final = ("username", "password", "helper", "authfile", "identity_token")
 _DEFAULT_KEYS: Final = ("tags", "platforms", "repos")
-_ENTRY_KEYS: Final = ("name", "source", "target", "type", "tags", "platforms", "repos")
+_ENTRY_KEYS: Final = ("name", "source", "target", "type", "tags", "platforms", "repos", "delete_extra")
+_DELETE_EXTRA_KEYS: Final = ("protect", "cap")
 _TAG_KEYS: Final = ("allow", "deny", "semver", "latest", "exact", "digests")
 _REPO_KEYS: Final = ("allow", "deny")
 
@@ -676,7 +678,24 @@ def _entry(item: object, i: int, defaults: _Defaults, path: str | None) -> SyncE
     repos = RepoFilter()
     if kind != "repository":
         repos = _repo_filter(f["repos"], at.field("repos")) if "repos" in f else (defaults.repos or RepoFilter())
-    return SyncEntry(name, source, target, kind, "prefix", repos, tags, platforms)
+    delete_extra = None
+    if "delete_extra" in f:
+        delete_extra = _delete_extra(f["delete_extra"], at.field("delete_extra"))
+        if delete_extra is not None and is_local(target):
+            raise at.field("delete_extra").error("needs a registry target (a local store is written afresh)")
+    return SyncEntry(name, source, target, kind, "prefix", repos, tags, platforms, delete_extra)
+
+
+def _delete_extra(value: object, at: _At) -> DeleteExtra | None:
+    """``true``/``false``, or ``{protect: [regex…], cap: N}`` (which means true)."""
+    if isinstance(value, bool):
+        return DeleteExtra() if value else None
+    if not isinstance(value, dict):
+        raise at.error(f"must be true, false or a mapping with protect and cap, not {_kind_of(value)}")
+    f = _mapping(value, at, _DELETE_EXTRA_KEYS)
+    protect = _regexes(f["protect"], at.field("protect")) if "protect" in f else ()
+    cap = _positive_int(f["cap"], at.field("cap")) if "cap" in f else None
+    return DeleteExtra(protect, cap)
 
 
 # ----------------------------------------------------------------------------------------- skopeo

@@ -13,7 +13,10 @@ from typing import Literal
 
 from regcopy.registry._policy import SchemeMode
 
-__all__ = ("Credentials", "Naming", "RegistryConfig", "RepoFilter", "SourceKind", "SyncEntry", "SyncPlan", "TagFilter")
+__all__ = (
+    "Credentials", "DeleteExtra", "Naming", "RegistryConfig", "RepoFilter", "SourceKind", "SyncEntry", "SyncPlan",
+    "TagFilter",
+)
 
 SourceKind = Literal["repository", "namespace", "registry"]
 Naming = Literal["prefix", "basename", "scoped"]
@@ -86,6 +89,15 @@ class RegistryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DeleteExtra:
+    """An exact mirror (``delete_extra``): destination tags the entry did not select from the source
+    are deleted, except ``protect`` (anchored regexes), at most ``cap`` manifest deletions per run."""
+
+    protect: tuple[str, ...] = ()
+    cap: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SyncEntry:
     """One line of a plan: a source repository, namespace or registry mirrored to a target.
 
@@ -114,6 +126,7 @@ class SyncEntry:
     repos: RepoFilter = RepoFilter()
     tags: TagFilter = TagFilter()
     platforms: tuple[str, ...] = ()
+    delete_extra: DeleteExtra | None = None
 
 
 @dataclass(frozen=True, slots=True)

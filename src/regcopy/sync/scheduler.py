@@ -15,6 +15,9 @@ Phases (ISSUE #5):
 5. **Copy** the images in parallel under run-wide limits (images, blobs and bytes in flight; the
    per-registry limits live in each host's transport). One failing image does not stop the others;
    failed images are tried once more at the end of the pass.
+6. **Delete extra tags** of entries with ``delete_extra`` (an exact mirror, ISSUE #8 §3): target
+   tags the entry did not select, through :func:`regcopy.prune.delete_tags` (protect patterns, a
+   cap, never a digest a staying tag still uses); skipped for an entry whose discovery failed.
 
 The scheduler reaches registries only through a :class:`SyncBackend` the client provides, so it
 never touches sessions (ARCHITECTURE §8.2).
@@ -27,7 +30,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 import anyio
 
@@ -50,6 +53,7 @@ from regcopy.progress import Reporter, null_reporter
 from regcopy.reference import Reference, Repository
 from regcopy.stores.base import Destination, Source
 from regcopy.stores.mirrored import MirroredSource
+from regcopy.stores.registry import RegistryStore
 from regcopy.sync.config import target_repository
 from regcopy.sync.endpoints import (
     AnyReference,
@@ -61,6 +65,9 @@ from regcopy.sync.endpoints import (
 )
 from regcopy.sync.filters import compile_repo_filter, compile_tag_filter
 from regcopy.sync.journal import SyncJournal
+
+if TYPE_CHECKING:
+    from regcopy.prune import PruneReport
 from regcopy.sync.model import SyncEntry, SyncPlan
 
 __all__ = ("ImageJob", "ImageReport", "SyncBackend", "SyncOptions", "SyncReport", "run_sync")
@@ -171,6 +178,8 @@ class SyncReport:
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
+    deletions: PruneReport | None = None
+    """What ``delete_extra`` deleted (or would delete, in a dry run); None when no entry asks for it."""
 
     @property
     def failed(self) -> list[ImageReport]:
@@ -179,13 +188,22 @@ class SyncReport:
 
     @property
     def ok(self) -> bool:
-        """No failure, no discovery error, not interrupted."""
-        return not self.failed and not self.errors and not self.interrupted
+        """No failure, no discovery or deletion error, not interrupted."""
+        deletions_ok = self.deletions is None or self.deletions.ok
+        return not self.failed and not self.errors and not self.interrupted and deletions_ok
 
     @property
     def out_of_sync(self) -> list[ImageReport]:
         """Images a dry run would copy."""
         return [r for r in self.images if r.status == "planned"]
+
+    @property
+    def extra_tags(self) -> int:
+        """Tags ``delete_extra`` would delete (dry run) or deleted."""
+        if self.deletions is None:
+            return 0
+        totals = self.deletions.totals()
+        return totals["would_delete"] + totals["deleted"]
 
     def totals(self) -> dict[str, int]:
         """Counts per status and summed transfer figures."""
@@ -200,10 +218,13 @@ class SyncReport:
 
     def to_json(self) -> dict[str, object]:
         """The ``--report`` document."""
-        return {
+        out: dict[str, object] = {
             "dry_run": self.dry_run, "interrupted": self.interrupted, "seconds": round(self.seconds, 3),
             "totals": self.totals(), "errors": self.errors, "images": [r.to_json() for r in self.images],
         }
+        if self.deletions is not None:
+            out["deletions"] = self.deletions.to_json()
+        return out
 
 
 async def run_sync(
@@ -230,13 +251,15 @@ async def run_sync(
     ledger = ledger or BlobLedger()
     journal = None if options.dry_run else journal
     try:
-        jobs, dst_tags = await _discover(backend, plan, options, report, ledger)
+        broken: set[str] = set()
+        jobs, dst_tags = await _discover(backend, plan, options, report, ledger, broken)
         todo = await _check(backend, jobs, dst_tags, options, report, journal)
         planned = await _plan(backend, todo, options, report)
         if options.dry_run:
             await _simulate(backend, planned, ledger, report, options)
         else:
             await _copy(backend, planned, options, reporter, ledger, report, journal)
+        await _delete_extra(backend, plan, jobs, dst_tags, broken, options, report)
         if journal is not None and report.ok:
             journal.complete()
     except BaseException:
@@ -256,9 +279,13 @@ async def _bounded(limit: anyio.CapacityLimiter, fn: Callable[[], Awaitable[T]])
 
 
 async def _discover(
-    backend: SyncBackend, plan: SyncPlan, options: SyncOptions, report: SyncReport, ledger: BlobLedger
+    backend: SyncBackend, plan: SyncPlan, options: SyncOptions, report: SyncReport, ledger: BlobLedger,
+    broken: set[str],
 ) -> tuple[list[ImageJob], dict[AnyRepository, set[str]]]:
-    """Every image the plan selects, and the tags each target repository already has."""
+    """Every image the plan selects, and the tags each target repository already has.
+
+    :param broken: filled with the names of entries whose discovery failed in part
+    """
     limit = anyio.CapacityLimiter(options.probes)
     catalogs: dict[str, list[str] | BaseException] = {}
     registries = {_registry_of(e.source) for e in plan.entries if e.kind != "repository"}
@@ -276,7 +303,10 @@ async def _discover(
     pairs: list[tuple[SyncEntry, AnyRepository]] = []
     for entry in plan.entries:
         compile_tag_filter(entry.tags, entry=entry.name, path=plan.path)  # invalid filters fail before any work
-        pairs.extend((entry, repo) for repo in _source_repositories(entry, catalogs, report))
+        repos = _source_repositories(entry, catalogs, report)
+        if repos is None:
+            broken.add(entry.name)
+        pairs.extend((entry, repo) for repo in repos or ())
 
     jobs: list[ImageJob] = []
     dst_tags: dict[AnyRepository, set[str]] = {}
@@ -292,6 +322,7 @@ async def _discover(
                 tags = sorted(entry.tags.exact)
         except RegcopyError as exc:
             report.errors.append(f"{entry.name}: listing {repo}: {exc}")
+            broken.add(entry.name)
             return
         platforms = tuple(Platform.parse(p) for p in entry.platforms)
         jobs.extend(ImageJob(entry.name, repo.with_tag(t), target.with_tag(t), platforms) for t in tags)
@@ -310,7 +341,7 @@ async def _discover(
             ledger.set_empty(backend.destination(repo).storage_id, repo.path, found is None)
         except RegcopyError as exc:
             report.errors.append(f"listing destination {repo}: {exc}")
-            dst_tags[repo] = set()
+            dst_tags[repo] = set()  # so delete_extra finds nothing extra here
 
     async with anyio.create_task_group() as tg:
         for repo in {j.target.repo for j in jobs if j.target_tag}:
@@ -320,14 +351,15 @@ async def _discover(
 
 def _source_repositories(
     entry: SyncEntry, catalogs: dict[str, list[str] | BaseException], report: SyncReport
-) -> list[AnyRepository]:
+) -> list[AnyRepository] | None:
+    """The entry's source repositories; None (and an error in the report) when its catalog failed."""
     if entry.kind == "repository":
         return [parse_repository(entry.source)]
     registry, prefix = split_endpoint(entry.source)
     catalog = catalogs.get(_registry_of(entry.source))
     if isinstance(catalog, BaseException) or catalog is None:
         report.errors.append(f"{entry.name}: cannot list the repositories of {registry}: {catalog}")
-        return []
+        return None
     matcher = compile_repo_filter(entry.repos)
     wanted = [r for r in catalog if (not prefix or r.startswith(prefix.rstrip("/") + "/")) and matcher.matches(r)]
     return [parse_repository(join_endpoint(registry, r)) for r in wanted]
@@ -530,6 +562,38 @@ async def _copy(backend: SyncBackend, planned: list[_Planned], options: SyncOpti
     async with anyio.create_task_group() as tg:
         for p in retry:
             tg.start_soon(one, p, 2, None)  # re-plan: the source may have changed
+
+
+async def _delete_extra(backend: SyncBackend, plan: SyncPlan, jobs: list[ImageJob],
+                        dst_tags: dict[AnyRepository, set[str]], broken: set[str], options: SyncOptions,
+                        report: SyncReport) -> None:
+    """Delete target tags that entries with ``delete_extra`` did not select (dry run: report them)."""
+    # Imported here: regcopy.prune imports regcopy.sync.config, whose package imports this module.
+    from regcopy.prune import DeletionBudget, PruneReport, delete_tags
+
+    entries = [e for e in plan.entries if e.delete_extra is not None]
+    if not entries:
+        return
+    report.deletions = PruneReport(dry_run=options.dry_run)
+    # What any entry selected stays: two entries may fill one target repository.
+    wanted: dict[AnyRepository, set[str]] = defaultdict(set)
+    for job in jobs:
+        if job.target_tag is not None:
+            wanted[job.target.repo].add(job.target_tag)
+    for entry in entries:
+        assert entry.delete_extra is not None
+        if entry.name in broken:
+            # A source that could not be listed in full must not make its mirror lose tags.
+            report.deletions.errors.append(f"{entry.name}: discovery failed; no tag deleted")
+            continue
+        budget = DeletionBudget(entry.delete_extra.cap)
+        for repo in sorted({j.target.repo for j in jobs if j.entry == entry.name and j.target_tag}, key=str):
+            extra = sorted(dst_tags.get(repo, set()) - wanted[repo])
+            destination = backend.destination(repo)
+            if not extra or not isinstance(destination, RegistryStore):
+                continue
+            await delete_tags(destination, extra, protect=entry.delete_extra.protect, cap=budget,
+                              dry_run=options.dry_run, reason="not in the source", report=report.deletions)
 
 
 def _credit_prepass(result: CopyResult, actions: list[tuple[BlobAction, int]]) -> None:
