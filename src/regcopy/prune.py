@@ -63,6 +63,7 @@ from regcopy.sync.config import (
     _Loader,
     _location,
     _mapping,
+    _named_item,
     _positive_int,
     _read_yaml,
     _regexes,
@@ -265,16 +266,7 @@ def parse_prune(data: object, path: str | None = None) -> PrunePlan:
 
 
 def _rule(item: object, i: int, path: str | None) -> PruneRule:
-    base = f"prune[{i}]"
-    at = _At(path, base, base)
-    if not isinstance(item, dict):
-        raise at.error(f"a rule must be a mapping with a repository or namespace, not {_kind_of(item)}")
-    name = base
-    if "name" in item:  # read first, so that every later error names the rule as the user does
-        name = _string(item["name"], at.field("name")).strip()
-        if not name:
-            raise at.field("name").error("must not be blank")
-        at = _At(path, name, base)
+    name, at, item = _named_item(item, "prune", i, path, "a rule must be a mapping with a repository or namespace")
     f = _mapping(item, at, _RULE_KEYS)
     given = [k for k in ("repository", "namespace") if k in f]
     if len(given) != 1:

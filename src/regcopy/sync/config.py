@@ -635,17 +635,26 @@ def _defaults(value: object, at: _At) -> _Defaults:
     )
 
 
-def _entry(item: object, i: int, defaults: _Defaults, path: str | None) -> SyncEntry:
-    base = f"sync[{i}]"
+def _named_item(item: object, section: str, i: int, path: str | None, shape: str) -> tuple[str, _At, dict[str, object]]:
+    """The name (``section[i]`` or its ``name``), a locator naming it and the item as a mapping.
+
+    :param shape: what the item must be, for the error (``a mapping with source and target``)
+    """
+    base = f"{section}[{i}]"
     at = _At(path, base, base)
     if not isinstance(item, dict):
-        raise at.error(f"an entry must be a mapping with source and target, not {_kind_of(item)}")
+        raise at.error(f"{shape}, not {_kind_of(item)}")
     name = base
-    if "name" in item:  # read first, so that every later error names the entry as the user does
+    if "name" in item:  # read first, so that every later error names the item as the user does
         name = _string(item["name"], at.field("name")).strip()
         if not name:
             raise at.field("name").error("must not be blank")
         at = _At(path, name, base)
+    return name, at, item
+
+
+def _entry(item: object, i: int, defaults: _Defaults, path: str | None) -> SyncEntry:
+    name, at, item = _named_item(item, "sync", i, path, "an entry must be a mapping with source and target")
     f = _mapping(item, at, _ENTRY_KEYS)
     kind: SourceKind = "repository"
     if "type" in f:
