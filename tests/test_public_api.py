@@ -37,3 +37,20 @@ def test_errors_derive_from_the_base() -> None:
     assert issubclass(regcopy.NotFound, LookupError)
     assert issubclass(regcopy.RegistryTimeout, TimeoutError)
     assert issubclass(regcopy.InvalidReference, ValueError)
+
+
+def test_prune_is_public() -> None:
+    # `regcopy prune` and sync's delete_extra build on these; the planner and targets live in regcopy.prune.
+    for name in ("PrunePlan", "PruneReport", "PruneRule", "delete_tags", "load_prune", "run_prune"):
+        assert name in regcopy.__all__
+    assert regcopy.run_prune is regcopy.prune.run_prune
+
+
+def test_ecr_provider_is_public_and_boto3_stays_optional() -> None:
+    # boto3 is the optional `regcopy[ecr]` extra: importing regcopy (and its ECR provider) must not need it.
+    import subprocess
+    import sys
+
+    code = "import sys, regcopy; assert regcopy.EcrCredentials; assert 'boto3' not in sys.modules, 'boto3'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    assert regcopy.EcrCredentials is regcopy.ecr.EcrCredentials

@@ -22,6 +22,7 @@ from regcopy.credentials import (
     default_credentials,
 )
 from regcopy.digest import Digest, VerifyingStream
+from regcopy.ecr import EcrCredentials
 from regcopy.engine import BlobLedger, CopyResult, copy_image
 from regcopy.errors import (
     AuthenticationError,
@@ -49,6 +50,7 @@ from regcopy.errors import (
 )
 from regcopy.inspect import ImageInfo
 from regcopy.manifest import Descriptor, Manifest, Platform
+from regcopy.prune import PrunePlan, PruneReport, PruneRule, delete_tags, load_prune, run_prune
 from regcopy.reference import LocalLocation, Reference, Repository, parse_location
 from regcopy.registry import PingResult, RegistrySettings
 from regcopy.stores import UploadPolicy
@@ -71,6 +73,7 @@ __all__ = (
     "Digest",
     "DigestMismatch",
     "DockerConfigCredentials",
+    "EcrCredentials",
     "ImageInfo",
     "InvalidManifest",
     "InvalidReference",
@@ -82,6 +85,9 @@ __all__ = (
     "PingResult",
     "Platform",
     "ProtocolViolation",
+    "PrunePlan",
+    "PruneReport",
+    "PruneRule",
     "RateLimited",
     "Reference",
     "RegcopyError",
@@ -101,5 +107,8 @@ __all__ = (
     "copy",
     "copy_image",
     "default_credentials",
+    "delete_tags",
+    "load_prune",
     "parse_location",
+    "run_prune",
 )

@@ -8,6 +8,12 @@ docker credential helpers (PROTOCOL §6). No HTTP: turning a credential into a t
 (blob GETs are redirected to CDNs, PROTOCOL §7), not for a cross-registry mount, not for a token realm the
 host did not name. Ask the store again for each host instead.
 
+**Answers are cached per host** (:class:`_CredentialCache`): until :meth:`CredentialStore.forget`, which the
+transport calls when a registry or token server rejects a credential, or until a maximum age passes. Credential
+helpers cannot say when their answer expires, so :class:`HelperCredentials` and the helper answers of
+:class:`DockerConfigCredentials` take an optional ``refresh_after``; providers that know the expiry (ECR's
+12-hour token, :mod:`regcopy.ecr`) give it per answer. Lookups are single-flight per host.
+
 Only host keys are used. containers auth.json may also hold repository-namespaced keys (``quay.io/org``,
 PROTOCOL §6.3); they are ignored, because applying one to the whole host would leak a repository-scoped
 secret to the host's other repositories.
@@ -19,10 +25,12 @@ import base64
 import binascii
 import json
 import logging
+import math
 import os
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal, Protocol, runtime_checkable
@@ -103,6 +111,75 @@ class CredentialStore(Protocol):
     def forget(self, registry: str) -> None:
         """Drop anything cached for ``registry`` so the next :meth:`get` looks again (after a 401)."""
         ...
+
+
+@dataclass(slots=True)
+class _Flight:
+    """One lookup in progress; waiters read the outcome after ``done`` is set."""
+
+    done: anyio.Event
+    credential: Credential | None = None
+    error: BaseException | None = None
+
+
+class _CredentialCache:
+    """Per-host credentials, each kept until forgotten or until its maximum age passes; one lookup per host at a
+    time. The one refresh mechanism of every store that looks credentials up (helpers, ECR).
+
+    Like the token cache: concurrent :meth:`get` calls for a host share one ``lookup``; a failed lookup is not
+    cached and its exception reaches every caller that waited on it (a failing helper runs once, not once per
+    waiter); if the looking-up task was cancelled, a waiter looks up on its own behalf.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._entries: dict[str, tuple[Credential, float]] = {}  # host -> (credential, refresh at on clock)
+        self._flights: dict[str, _Flight] = {}
+
+    async def get(self, host: str, lookup: Callable[[], Awaitable[tuple[Credential, float | None]]]) -> Credential:
+        """The cached credential of ``host`` if still fresh, else ``lookup()``'s.
+
+        :param lookup: returns the credential and its maximum age in seconds (None: until forgotten)
+        """
+        while True:
+            entry = self._entries.get(host)
+            if entry is not None and self.clock() < entry[1]:
+                return entry[0]
+            flight = self._flights.get(host)
+            if flight is None:
+                return await self._lookup(host, lookup)
+            await flight.done.wait()
+            if flight.credential is not None:
+                return flight.credential
+            if isinstance(flight.error, Exception):
+                raise flight.error
+            # The looking-up task was cancelled: loop and look up on our own behalf.
+
+    async def _lookup(self, host: str, lookup: Callable[[], Awaitable[tuple[Credential, float | None]]]) -> Credential:
+        flight = _Flight(anyio.Event())
+        self._flights[host] = flight
+        try:
+            credential, max_age = await lookup()
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        else:
+            self._entries[host] = (credential, math.inf if max_age is None else self.clock() + max_age)
+            flight.credential = credential
+            return credential
+        finally:
+            if self._flights.get(host) is flight:
+                del self._flights[host]
+            flight.done.set()
+
+    def forget(self, host: str) -> None:
+        self._entries.pop(host, None)
+
+
+def _max_age(refresh_after: float | None) -> float | None:
+    if refresh_after is not None and not refresh_after > 0:  # also refuses NaN
+        raise ConfigError(f"refresh_after must be a positive number of seconds, not {refresh_after!r}")
+    return refresh_after
 
 
 def _host_of(key: str) -> str | None:
@@ -190,7 +267,8 @@ class DockerConfigCredentials(CredentialStore):
     named ``.dockercfg`` is read as the legacy format (the auth map at the top level); ``credsStore`` is only
     honoured in files named ``config.json``, since containers auth.json does not support it.
 
-    Answers (from files or helpers) are cached per registry until :meth:`forget`.
+    Answers (from files or helpers) are cached per registry until :meth:`forget`; a helper's answer also only
+    for ``refresh_after`` seconds when that is set.
     """
 
     def __init__(
@@ -199,6 +277,8 @@ class DockerConfigCredentials(CredentialStore):
         *,
         env: Mapping[str, str] | None = None,
         helper_timeout: float = 10.0,
+        refresh_after: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """
         :param paths: files to read, in order; None searches the default locations:
@@ -209,57 +289,56 @@ class DockerConfigCredentials(CredentialStore):
         :param env: environment for the search and for helpers (``PATH``); default ``os.environ``. When given,
             every default location derives from it alone (no ``HOME`` in it: no home-based locations)
         :param helper_timeout: seconds a credential helper may run
+        :param refresh_after: run a helper again when its answer is this many seconds old (None: only after
+            :meth:`forget`); file entries are re-read only after :meth:`forget`
+        :param clock: the clock ``refresh_after`` is measured on
+        :raises ConfigError: ``refresh_after`` is not a positive number
         """
         self._env = dict(os.environ if env is None else env)
         self._overlay = self._env.get("DOCKER_AUTH_CONFIG") if paths is None else None
         self.paths = tuple(Path(p) for p in paths) if paths is not None else _default_paths(self._env, env is None)
         self._helper_timeout = helper_timeout
-        self._cache: dict[str, Credential] = {}
-        self._locks: dict[str, anyio.Lock] = {}
+        self._refresh_after = _max_age(refresh_after)
+        self._cache = _CredentialCache(clock)
 
     async def get(self, registry: str) -> Credential:
         host = _registry(registry)
-        lock = self._locks.get(host)
-        if lock is None:
-            lock = self._locks[host] = anyio.Lock()
-        async with lock:  # concurrent first calls run a helper once
-            credential = self._cache.get(host)
-            if credential is None:
-                credential = self._cache[host] = await self._lookup(host)
-            return credential
+        return await self._cache.get(host, lambda: self._lookup(host))
 
     def forget(self, registry: str) -> None:
         host = _host_of(registry)
         if host is not None:
-            self._cache.pop(host, None)
+            self._cache.forget(host)
 
-    async def _lookup(self, host: str) -> Credential:
+    async def _lookup(self, host: str) -> tuple[Credential, float | None]:
+        """The credential and its maximum age (``refresh_after`` when a helper gave it, else None)."""
         if self._overlay:
             # docker/cli DOCKER_AUTH_CONFIG: {"auths": {...}} overlaid on the files (PROTOCOL §6.1).
             overlay = _parse_config(self._overlay.encode(), "DOCKER_AUTH_CONFIG", "containers")
             found = _from_auths(overlay, host)
             if found is not None:
-                return found
+                return found, None
         for path in self.paths:
             config = await _load(path)
             if config is None:
                 continue
-            found = await self._from_config(config, host)
+            found, from_helper = await self._from_config(config, host)
             if found is not None and not found.anonymous:
                 logger.debug("credentials for %s from %s", host, config.where)
-                return found
-        return ANONYMOUS
+                return found, self._refresh_after if from_helper else None
+        return ANONYMOUS, None
 
-    async def _from_config(self, config: _Config, host: str) -> Credential | None:
+    async def _from_config(self, config: _Config, host: str) -> tuple[Credential | None, bool]:
+        """The file's answer for ``host`` (None: nothing) and whether a credential helper gave it."""
         helper = config.helpers.get(host)
         if helper:
-            return await self._run_helper(helper, host)
+            return await self._run_helper(helper, host), True
         found = _from_auths(config, host)
         if found is not None:
-            return found
+            return found, False
         if config.store:
-            return await self._run_helper(config.store, host)
-        return None
+            return await self._run_helper(config.store, host), True
+        return None, False
 
     async def _run_helper(self, suffix: str, host: str) -> Credential:
         return await run_helper(suffix, host, env=self._env, helper_timeout=self._helper_timeout)
@@ -297,29 +376,45 @@ async def run_helper(suffix: str, host: str, *, env: Mapping[str, str], helper_t
 class HelperCredentials(CredentialStore):
     """Credentials from a named docker credential helper per host (a plan's ``credentials: {helper: X}``).
 
-    Answers are cached until :meth:`forget`, so a helper whose credential was rejected is re-run.
+    Answers are cached until :meth:`forget`, so a helper whose credential was rejected is re-run, and at most
+    ``refresh_after`` seconds when that is set: a helper cannot say when its answer expires, so a long run that
+    knows its helper hands out short-lived secrets re-runs it before they do.
     """
 
     def __init__(self, helpers: Mapping[str, str], *, env: Mapping[str, str] | None = None,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, refresh_after: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """
+        :param helpers: host → helper suffix (``docker-credential-<suffix>``)
+        :param env: environment for the helpers (``PATH``); default ``os.environ``
+        :param timeout: seconds a helper may run
+        :param refresh_after: run a helper again when its answer is this many seconds old (None: only after
+            :meth:`forget`)
+        :param clock: the clock ``refresh_after`` is measured on
+        :raises ConfigError: a key is not a registry host, or ``refresh_after`` is not a positive number
+        """
         self._helpers = {_registry(h): suffix for h, suffix in helpers.items()}
         self._env = dict(os.environ if env is None else env)
         self._timeout = timeout
-        self._cache: dict[str, Credential] = {}
+        self._refresh_after = _max_age(refresh_after)
+        self._cache = _CredentialCache(clock)
 
     async def get(self, registry: str) -> Credential:
         host = _registry(registry)
         suffix = self._helpers.get(host)
         if suffix is None:
             return ANONYMOUS
-        if host not in self._cache:
-            self._cache[host] = await run_helper(suffix, host, env=self._env, helper_timeout=self._timeout)
-        return self._cache[host]
+
+        async def lookup() -> tuple[Credential, float | None]:
+            answer = await run_helper(suffix, host, env=self._env, helper_timeout=self._timeout)
+            return answer, self._refresh_after
+
+        return await self._cache.get(host, lookup)
 
     def forget(self, registry: str) -> None:
         host = _host_of(registry)
         if host is not None:
-            self._cache.pop(host, None)
+            self._cache.forget(host)
 
 
 class RoutedCredentials(CredentialStore):
@@ -507,5 +602,13 @@ def _decode_auth(auth: str, where: str, host: str) -> tuple[str | None, str | No
 
 def default_credentials(authfile: str | Path | None = None) -> CredentialStore:
     """The store regcopy uses by default: only ``authfile`` when given (like skopeo ``--authfile``), else
-    the default search of :class:`DockerConfigCredentials` over the process environment."""
-    return DockerConfigCredentials(None if authfile is None else [authfile])
+    the default search of :class:`DockerConfigCredentials` over the process environment; then, for Amazon ECR
+    hosts the files leave anonymous, :class:`regcopy.ecr.EcrCredentials` (GetAuthorizationToken, needs the
+    ``regcopy[ecr]`` extra only when such a host is used).
+
+    Files come first, so ``docker login`` entries and ``credHelpers`` (e.g. ``ecr-login``) keep working as
+    they do for docker; the ECR provider only fills the gap where docker would send nothing.
+    """
+    from regcopy.ecr import EcrCredentials  # here: regcopy.ecr builds on this module
+
+    return ChainCredentials(DockerConfigCredentials(None if authfile is None else [authfile]), EcrCredentials())

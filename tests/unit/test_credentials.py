@@ -17,9 +17,11 @@ from regcopy.credentials import (
     Credential,
     CredentialStore,
     DockerConfigCredentials,
+    HelperCredentials,
     StaticCredentials,
     default_credentials,
 )
+from regcopy.ecr import EcrCredentials
 from regcopy.errors import ConfigError, CredentialError
 
 SECRET = "s3cr3t-pa55"
@@ -273,8 +275,13 @@ async def test_explicit_paths_and_default_credentials(env: Env) -> None:
     assert (await store.get("reg")).username == "explicit"
     assert await store.get("other") == ANONYMOUS  # only the given file
     default = default_credentials(authfile)
-    assert isinstance(default, DockerConfigCredentials)
-    assert default.paths == (authfile,)
+    # Files first, then the ECR provider for ECR hosts the files leave anonymous (tests/unit/test_ecr.py).
+    assert isinstance(default, ChainCredentials)
+    files, ecr = default.stores
+    assert isinstance(files, DockerConfigCredentials) and isinstance(ecr, EcrCredentials)
+    assert files.paths == (authfile,)
+    assert (await default.get("reg")).username == "explicit"
+    assert await default.get("other") == ANONYMOUS  # not an ECR host: boto3 is never touched
 
 
 async def test_docker_auth_config_overlay(env: Env) -> None:
@@ -369,6 +376,121 @@ async def test_helper_cached_until_forget(env: Env) -> None:
     store.forget("never-asked")
     await store.get("reg")
     assert len(env.helper_calls()) == 2
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_helper_credentials_refresh_after_max_age(env: Env) -> None:
+    env.helper("testhelper", ok_helper())
+    clock = FakeClock()
+    store = HelperCredentials({"reg:5000": "testhelper"}, env=env.vars, refresh_after=60, clock=clock)
+    assert await store.get("reg:5000") == Credential("helperuser", SECRET)
+    clock.now += 59.9
+    await store.get("reg:5000")
+    assert len(env.helper_calls()) == 1  # still fresh
+    clock.now += 0.1
+    await store.get("reg:5000")
+    assert len(env.helper_calls()) == 2  # max age reached: the helper ran again
+    store.forget("reg:5000")
+    await store.get("reg:5000")
+    assert len(env.helper_calls()) == 3  # forget (a rejection) still re-runs it at once
+    assert await store.get("elsewhere") == ANONYMOUS
+
+
+async def test_helper_credentials_without_max_age_cache_until_forget(env: Env) -> None:
+    env.helper("testhelper", ok_helper())
+    clock = FakeClock()
+    store = HelperCredentials({"reg": "testhelper"}, env=env.vars, clock=clock)
+    await store.get("reg")
+    clock.now += 86400 * 365
+    await store.get("reg")
+    assert len(env.helper_calls()) == 1
+
+
+async def test_helper_credentials_single_flight(env: Env) -> None:
+    env.helper("testhelper", "sleep 0.2\n" + ok_helper())
+    store = HelperCredentials({"reg": "testhelper"}, env=env.vars)
+    results: list[Credential] = []
+
+    async def get() -> None:
+        results.append(await store.get("reg"))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(8):
+            tg.start_soon(get)
+    assert results == [Credential("helperuser", SECRET)] * 8
+    assert len(env.helper_calls()) == 1
+
+
+async def test_helper_failure_reaches_every_waiter_and_is_not_cached(env: Env) -> None:
+    env.helper("testhelper", "sleep 0.2; echo boom >&2; exit 3")
+    store = HelperCredentials({"reg": "testhelper"}, env=env.vars)
+    errors: list[BaseException] = []
+
+    async def get() -> None:
+        try:
+            await store.get("reg")
+        except CredentialError as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(4):
+            tg.start_soon(get)
+    assert len(errors) == 4 and all("boom" in str(e) for e in errors)
+    assert len(env.helper_calls()) == 1  # one run, its failure shared
+    with pytest.raises(CredentialError):
+        await store.get("reg")
+    assert len(env.helper_calls()) == 2  # a failure is not cached
+
+
+async def test_cancelled_lookup_does_not_poison_waiters(env: Env) -> None:
+    env.helper("testhelper", "sleep 0.3\n" + ok_helper())
+    store = HelperCredentials({"reg": "testhelper"}, env=env.vars)
+    got: list[Credential] = []
+
+    async def waiter() -> None:
+        got.append(await store.get("reg"))
+
+    async with anyio.create_task_group() as tg:
+        with anyio.move_on_after(0.1):  # the first caller gives up mid-lookup
+            async with anyio.create_task_group() as inner:
+                inner.start_soon(store.get, "reg")
+                await anyio.sleep(0.02)
+                tg.start_soon(waiter)
+                await anyio.sleep(1)
+    assert got == [Credential("helperuser", SECRET)]
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan")])
+def test_refresh_after_must_be_positive(env: Env, bad: float) -> None:
+    with pytest.raises(ConfigError, match="refresh_after"):
+        HelperCredentials({"reg": "x"}, refresh_after=bad)
+    with pytest.raises(ConfigError, match="refresh_after"):
+        DockerConfigCredentials(env=env.vars, refresh_after=bad)
+
+
+async def test_docker_config_refresh_after_applies_to_helpers_only(env: Env) -> None:
+    env.helper("testhelper", ok_helper())
+    write_json(env.docker_config, {"credHelpers": {"helped": "testhelper"},
+                                   "auths": {"filed": {"auth": b64("file:pw")}}})
+    clock = FakeClock()
+    store = DockerConfigCredentials(env=env.vars, refresh_after=30, clock=clock)
+    assert (await store.get("helped")).username == "helperuser"
+    assert (await store.get("filed")).username == "file"
+    write_json(env.docker_config, {"credHelpers": {"helped": "testhelper"},
+                                   "auths": {"filed": {"auth": b64("changed:pw")}}})
+    clock.now += 31
+    assert (await store.get("helped")).username == "helperuser"
+    assert len(env.helper_calls()) == 2  # the helper's answer aged out
+    assert (await store.get("filed")).username == "file"  # a file entry waits for forget()
+    store.forget("filed")
+    assert (await store.get("filed")).username == "changed"
 
 
 async def test_forget_rereads_files(env: Env) -> None:

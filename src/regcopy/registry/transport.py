@@ -271,9 +271,38 @@ class Transport:
         if challenge.scheme == "bearer":
             if cred.registry_token:
                 return f"Bearer {cred.registry_token}"
-            token = await self._token(challenge, scopes, cred)
+            try:
+                token = await self._token(challenge, scopes, cred)
+            except AuthenticationError as exc:
+                fresh = await self._after_token_rejection(exc, challenge, cred)
+                if fresh is None:
+                    raise
+                token = await self._token(challenge, scopes, fresh)
             return f"Bearer {token.value}"
         return None
+
+    async def _after_token_rejection(
+        self, exc: AuthenticationError, challenge: Challenge, cred: Credential
+    ) -> Credential | None:
+        """The token server refused ``cred`` (401/403): forget it, so a credential helper or provider whose
+        secret went stale (rotated, expired ECR token) is asked again, and return the fresh credential to
+        retry with once; None when there is nothing new to try (anonymous, or the same answer again).
+
+        The registry's own 401 path (``_grow``) never sees a token-server refusal, so this is where a
+        rejected credential is renewed under Bearer auth.
+        """
+        if exc.status not in (401, 403) or cred.anonymous:
+            return None
+        fresh = await self._credential()
+        if fresh == cred:  # not already replaced by a concurrent request that saw the same refusal
+            self._credentials.forget(self.registry)
+            fresh = await self._credential()
+        # A refresh token the server gave us (OAuth2) was part of what it refused: drop it too.
+        dropped = self._refresh_tokens.pop(challenge.realm or "", None) is not None
+        if fresh == cred and not dropped:
+            return None
+        log.info("%s: token server refused the credentials; retrying once with fresh ones", self.registry)
+        return fresh
 
     async def _token(self, challenge: Challenge, scopes: Sequence[Scope], cred: Credential) -> Token:
         realm = challenge.realm
@@ -375,7 +404,9 @@ class Transport:
 
     def _token_from_reply(self, reply: Reply, realm: str) -> Token:
         try:
-            token = parse_token_response(reply.body, now=time.monotonic(), wall_now=time.time())
+            # The cache's clock, not time.monotonic(): expires_at must be on the clock the cache compares
+            # it with (they differ when a TokenCache is built with its own clock).
+            token = parse_token_response(reply.body, now=self._tokens.clock(), wall_now=time.time())
         except ProtocolViolation as exc:
             raise ProtocolViolation(exc.message, registry=self.registry, method="GET", url=redact_url(realm)) from exc
         if token.refresh_token:
@@ -461,11 +492,17 @@ class Transport:
                     new = None
                     if resp.status == 401:
                         new = self._parse_challenge(resp.headers.getall("WWW-Authenticate", []), url)
+                    sent_basic = auth is not None and auth.startswith("Basic ")
                     if resp.status == 401 and replayable and reauth < 2:
-                        challenge, scopes = self._grow(challenge, new, scopes, reauth)
+                        challenge, scopes = self._grow(challenge, new, scopes, reauth, sent_basic)
                         reauth += 1
                         if challenge is not None:
                             continue
+                    elif resp.status == 401 and not replayable:
+                        # The streamed body is spent, so this request cannot be retried here; still drop
+                        # the refused token (and a rejected credential) so that the caller's restart of
+                        # the operation starts with fresh ones instead of meeting the same 401.
+                        self._grow(challenge, new, scopes, reauth, sent_basic)
                     err = error_from_response(resp.status, resp.headers, body, registry=self.registry,
                                               method=method, url=url, what=what)
                     if new is not None and new.error == "insufficient_scope":
@@ -486,9 +523,13 @@ class Transport:
             await self._sleep_backoff(attempt - 1, err.retry_after if isinstance(err, RateLimited) else None)
 
     def _grow(
-        self, old: Challenge | None, new: Challenge | None, scopes: Sequence[Scope], reauth: int
+        self, old: Challenge | None, new: Challenge | None, scopes: Sequence[Scope], reauth: int,
+        sent_basic: bool = False,
     ) -> tuple[Challenge | None, Sequence[Scope]]:
-        """After a 401: adopt the new challenge and its scopes (new ones first, ggcr bearer.go)."""
+        """After a 401: adopt the new challenge and its scopes (new ones first, ggcr bearer.go).
+
+        :param sent_basic: the refused request carried Basic credentials
+        """
         if new is None:
             return None, scopes
         if new.scheme == "bearer":
@@ -502,7 +543,9 @@ class Transport:
                 # secrets). Forget them so the next attempt re-runs the helper.
                 self._credentials.forget(self.registry)
             return new, grown
-        if reauth >= 1:
+        if reauth >= 1 or sent_basic:
+            # Basic credentials have no scope: a 401 to a request that carried them is their rejection, so
+            # forget them at once (a helper or the ECR provider is asked again) rather than resend the same.
             self._credentials.forget(self.registry)
         return new, scopes
 
