@@ -378,9 +378,10 @@ class Client:
             if creds is None:
                 continue
             if creds.helper:
-                self.credentials.route(host, HelperCredentials({host: creds.helper}))
+                self.credentials.route(host, HelperCredentials({host: creds.helper}, refresh_after=creds.refresh_after))
             elif creds.authfile:
-                self.credentials.route(host, DockerConfigCredentials([creds.authfile]))
+                self.credentials.route(host, DockerConfigCredentials([creds.authfile],
+                                                                     refresh_after=creds.refresh_after))
             else:
                 self.credentials.route(host, StaticCredentials({host: _Credential(
                     username=creds.username, password=creds.password, identity_token=creds.identity_token)}))

@@ -24,7 +24,7 @@ from typing import Literal
 import anyio
 
 from regcopy._singleflight import SingleFlight
-from regcopy.digest import Digest, VerifyingStream
+from regcopy.digest import Digest, Hasher, VerifyingStream
 from regcopy.errors import InvalidManifest, InvalidReference, RegcopyError
 from regcopy.manifest import Descriptor, Manifest, Platform, build_index
 from regcopy.progress import (
@@ -39,7 +39,7 @@ from regcopy.progress import (
     Reporter,
     null_reporter,
 )
-from regcopy.stores.base import Committer, Destination, Mounter, Source
+from regcopy.stores.base import BlobOpener, Committer, Destination, Mounter, RangeReader, Source
 
 __all__ = ("BlobAction", "BlobLedger", "ByteBudget", "CopyResult", "ImagePlan", "Limits", "copy_blob", "copy_image",
            "plan_image")
@@ -423,7 +423,7 @@ async def _copy_blob(
                 reporter(BlobMounted(destination.name, str(blob.digest), blob.size, candidate))
                 return "mounted"
     reporter(BlobStarted(destination.name, str(blob.digest), blob.size))
-    await destination.put_blob(blob, lambda: _verified(source, destination.name, blob, reporter))
+    await destination.put_blob(blob, _opener(source, destination.name, blob, reporter))
     ledger.note(storage, blob.digest, repo)
     reporter(BlobDone(destination.name, str(blob.digest), blob.size))
     return "uploaded"
@@ -439,10 +439,64 @@ def _mount_candidates(source: Source, destination: Destination, blob: Descriptor
     return found[:3]
 
 
-async def _verified(source: Source, dest_name: str, blob: Descriptor, reporter: Reporter) -> AsyncIterator[bytes]:
-    """The source bytes, checked for size and digest as they flow, with progress events."""
-    stream = VerifyingStream(source.open_blob(blob), blob.digest, blob.size, what=f"blob {blob.digest.short}")
+def _opener(source: Source, dest_name: str, blob: Descriptor, reporter: Reporter) -> BlobOpener:
+    """The blob's opener: verified source bytes from any offset, sharing hash checkpoints across calls."""
+    marks: list[Hasher] = []
+
+    def opener(offset: int = 0, /) -> AsyncIterator[bytes]:
+        return _verified(source, dest_name, blob, reporter, offset, marks)
+
+    return opener
+
+
+async def _verified(
+    source: Source, dest_name: str, blob: Descriptor, reporter: Reporter, offset: int, marks: list[Hasher]
+) -> AsyncIterator[bytes]:
+    """The source bytes from ``offset``, checked for size and digest as they flow, with progress events.
+
+    A resumed upload (``offset`` > 0) sends only the rest, but the digest covers the whole blob:
+    hashing restarts from the last checkpoint at or before ``offset`` (``marks``: hasher copies
+    taken every ``_mark_interval`` bytes on earlier passes), reading — not sending — the bytes between
+    it and ``offset``; without one (a resume left by an earlier run) that is the whole prefix. So
+    verification is never lost, and a resume inside one run re-reads at most one interval. The
+    bytes before ``offset`` that the registry holds came from the earlier pass; if the source
+    changed in between, the registry's own check at ``PUT ?digest=`` refuses the blob.
+    """
+    base = next((m for m in reversed(marks) if m.size <= offset), None)
+    start = base.size if base is not None else 0
+    if start and isinstance(source, RangeReader):
+        chunks = source.open_blob_at(blob, start)
+    else:
+        chunks = _skip(source.open_blob(blob), start)  # no Range: read past the checkpointed prefix
+    stream = VerifyingStream(chunks, blob.digest, blob.size, what=f"blob {blob.digest.short}")
+    if base is not None:
+        stream.hasher = base.copy()
+    interval = _mark_interval(blob.size)
+    if not marks:
+        marks.append(stream.hasher.copy())  # offset 0
+    pos = start
     digest = str(blob.digest)
     async for chunk in stream:
-        reporter(BlobProgress(dest_name, digest, len(chunk)))
-        yield chunk
+        end = pos + len(chunk)
+        if end - marks[-1].size >= interval:
+            marks.append(stream.hasher.copy())
+        if end > offset:
+            out = chunk if pos >= offset else chunk[offset - pos:]
+            reporter(BlobProgress(dest_name, digest, len(out)))
+            yield out
+        pos = end
+
+
+def _mark_interval(size: int) -> int:
+    # A sha256 state is ~200 bytes: at most ~1024 checkpoints per blob, at least 1 MiB apart.
+    return max(1 << 20, size // 1024)
+
+
+async def _skip(chunks: AsyncIterator[bytes], count: int) -> AsyncIterator[bytes]:
+    """``chunks`` without their first ``count`` bytes."""
+    async for chunk in chunks:
+        if count >= len(chunk):
+            count -= len(chunk)
+            continue
+        yield chunk[count:] if count else chunk
+        count = 0

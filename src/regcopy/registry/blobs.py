@@ -4,7 +4,8 @@ Upload shapes (distribution-spec §Pushing blobs; PROTOCOL §1.3, §2.1):
 
 * streamed PATCH: ``POST`` → one ``PATCH`` carrying the whole blob → ``PUT ?digest=`` (skopeo, ggcr);
 * chunked PATCH: ``POST`` → ``PATCH`` per chunk with ``Content-Range`` → ``PUT ?digest=``;
-* monolithic: ``POST`` → ``PUT ?digest=`` with the body (small blobs: two round trips, no third).
+* monolithic: ``POST`` → ``PUT ?digest=`` with the body (small blobs: two round trips, no third);
+* resume: ``GET`` the session status for the bytes the registry holds, then any shape from there.
 
 Always the newest ``Location`` is used, query included and never re-encoded (2.8.2 signs the
 session's offset into ``_state``). Choosing and falling back between shapes is the store's job.
@@ -144,12 +145,20 @@ async def upload_start(t: Transport, repo: str) -> tuple[str, int]:
 
 
 async def upload_stream(
-    t: Transport, repo: str, location: str, chunks: AsyncIterable[bytes], size: int | None
+    t: Transport, repo: str, location: str, chunks: AsyncIterable[bytes], size: int | None, *, start: int = 0
 ) -> str:
-    """Send the whole blob in one PATCH (streamed body, Content-Length when the size is known)."""
+    """Send the whole blob in one PATCH (streamed body, Content-Length when the size is known).
+
+    :param start: resume at this offset (what the registry holds, from :func:`upload_status`): the
+        body is the rest of the blob and carries ``Content-Range: start-end``, so a registry holding
+        another offset answers 416 instead of appending in the wrong place (spec §Pushing a blob in
+        chunks)
+    """
     headers = {"Content-Type": OCTET}
     if size is not None:
         headers["Content-Length"] = str(size)
+    if start and size:
+        headers["Content-Range"] = f"{start}-{start + size - 1}"
     reply = await t.request("PATCH", location, scopes=(push_scope(repo),), headers=headers, data=chunks,
                             ok=(202, 204), retry=False)
     return _location(t, reply)
@@ -188,7 +197,10 @@ async def upload_finish(
 
 
 async def upload_status(t: Transport, repo: str, location: str) -> tuple[str, int | None]:
-    """GET the session status: the Location to continue with and the bytes the registry holds."""
+    """GET the session status: the Location to continue with and the bytes the registry holds
+    (``Range: 0-<last>``, None without one; 2.8.2 answers ``0-0`` for an empty session, PROTOCOL §2.1).
+
+    A session that is gone is 404 ``BLOB_UPLOAD_UNKNOWN``/``_INVALID`` (2.8.2 after a broken PATCH)."""
     reply = await t.request("GET", location, scopes=(push_scope(repo),), ok=(204, 200))
     return _location(t, reply), _range(t, reply)
 

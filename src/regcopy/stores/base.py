@@ -7,16 +7,25 @@ protocols; optional abilities such as cross-repository mounts or a final commit 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Protocol, TypeAlias, runtime_checkable
+from collections.abc import AsyncIterator
+from typing import Protocol, runtime_checkable
 
 from regcopy.digest import Digest
 from regcopy.manifest import Descriptor, Manifest
 
-__all__ = ("BlobOpener", "Committer", "Destination", "Mounter", "Source")
+__all__ = ("BlobOpener", "Committer", "Destination", "Mounter", "RangeReader", "Source", "UploadJournal")
 
-BlobOpener: TypeAlias = Callable[[], AsyncIterator[bytes]]
-"""Opens the source bytes of a blob afresh, verified while they flow; called again to restart."""
+
+class BlobOpener(Protocol):
+    """Opens the source bytes of a blob, verified while they flow; called again to restart or resume.
+
+    ``opener()`` yields the whole blob; ``opener(offset)`` yields it from byte ``offset`` on (a
+    resumed upload) and still checks the size and digest of the whole blob when the bytes end.
+    """
+
+    def __call__(self, offset: int = 0, /) -> AsyncIterator[bytes]:
+        """The blob's bytes from ``offset``."""
+        ...
 
 
 @runtime_checkable
@@ -51,6 +60,15 @@ class Source(Protocol):
 
     async def list_tags(self) -> list[str]:
         """Every tag, sorted."""
+        ...
+
+
+@runtime_checkable
+class RangeReader(Protocol):
+    """A source that can start a blob at a byte offset without reading what precedes it (HTTP Range)."""
+
+    def open_blob_at(self, desc: Descriptor, offset: int) -> AsyncIterator[bytes]:
+        """The bytes of a blob from ``offset`` on (unverified)."""
         ...
 
 
@@ -110,4 +128,32 @@ class Committer(Protocol):
 
     async def commit(self) -> None:
         """Make everything written so far durable and visible."""
+        ...
+
+
+class UploadJournal(Protocol):
+    """Where a run records its open upload sessions, so a later run can resume them.
+
+    A process that is killed (SIGKILL, power loss) cannot DELETE its sessions; on a registry that
+    keeps the bytes of a session (distribution-spec; not 2.8.2, PROTOCOL §2.1) the next run asks
+    :meth:`session_for`, GETs the session's status and sends only the rest. Keys are the
+    destination's ``storage_id``, repository and blob digest. Locations are secrets (2.8.2 signs
+    state into them): store them like credentials. Methods are called on the event loop and must
+    not block for long; a failing journal fails the upload.
+    """
+
+    def session_for(self, storage_id: str, repository: str, digest: Digest) -> str | None:
+        """The newest Location an earlier run left open for this blob, or None."""
+        ...
+
+    def session_opened(self, storage_id: str, repository: str, digest: Digest, location: str) -> None:
+        """A new upload session was opened at ``location``."""
+        ...
+
+    def session_moved(self, storage_id: str, repository: str, digest: Digest, location: str) -> None:
+        """The session's newest Location changed (at most once per PATCH or status request)."""
+        ...
+
+    def session_closed(self, storage_id: str, repository: str, digest: Digest) -> None:
+        """The session is over: committed, cancelled, or found gone. Forget it."""
         ...

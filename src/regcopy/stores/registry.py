@@ -2,36 +2,56 @@
 
 Owns the blob upload strategy and its fallbacks (ISSUE #4 §3): a single streamed PATCH by default,
 chunked PATCH with ``Content-Range`` when a registry refuses big bodies, a monolithic POST+PUT for
-small blobs; when a registry rejects a shape (413, 416, 405, 400/500 on PATCH) the next one is tried
-and the choice is remembered per host. A broken upload is restarted with a fresh POST, because
-distribution 2.8.2 cancels a session after an interrupted PATCH (PROTOCOL §2.1). Whatever fails or
-is cancelled, the open session is DELETEd (best effort: it needs the ``delete`` action).
+small blobs; when a registry rejects a shape (400, 405, 411, 413, 415, 416, 501 on the data request)
+the next one is tried and the choice is remembered per host. A broken upload continues from the
+offset the registry says it holds (``GET`` status; spec registries keep the bytes of a cut PATCH)
+and is restarted with a fresh POST where the session is gone, as distribution 2.8.2 cancels a
+session after an interrupted PATCH (PROTOCOL §2.1). Whatever fails or is cancelled, the open
+session is DELETEd (best effort: it needs the ``delete`` action); an optional
+:class:`~regcopy.stores.base.UploadJournal` lets a later run resume what a killed one left open.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 import anyio
 
 from regcopy.digest import Digest
-from regcopy.errors import ContentError, RegistryError, TransportError
+from regcopy.errors import ContentError, RateLimited, RegistryError, TransportError
 from regcopy.manifest import Descriptor, Manifest
 from regcopy.registry import blobs, manifests
 from regcopy.registry._challenge import Scope
 from regcopy.registry.transport import Transport
-from regcopy.stores.base import BlobOpener
+from regcopy.stores.base import BlobOpener, UploadJournal
 
-__all__ = ("RegistryStore", "Strategy", "UploadPolicy")
+__all__ = ("RegistryStore", "Strategy", "UploadPolicy", "UploadStats")
 
 log = logging.getLogger(__name__)
 
 Strategy = Literal["stream", "chunked", "monolithic"]
 REJECTED_SHAPE: Final = frozenset({400, 405, 411, 413, 415, 416, 501})
 MIN_CHUNK: Final = 256 * 1024
+MIN_PROGRESS: Final = 1024 * 1024
+_GONE: Final = frozenset({"BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN"})
+_NOT_SHAPE: Final = frozenset({"DIGEST_INVALID", "BLOB_UPLOAD_INVALID"})
+
+
+@dataclass(slots=True)
+class UploadStats:
+    """What uploads to one host cost, for reports, tests and the resume benchmark."""
+
+    bytes_sent: int = 0
+    """Request-body bytes handed to the connection, re-sent ones included."""
+    sessions: int = 0
+    """Upload sessions opened (POSTs)."""
+    resumed: int = 0
+    """Transfers continued from the offset a registry held (this run's or a journal's session)."""
+    restarted: int = 0
+    """Fresh sessions after a broken one."""
 
 
 @dataclass(slots=True)
@@ -41,7 +61,9 @@ class UploadPolicy:
     :param strategy: ``stream`` (one PATCH), ``chunked`` (PATCH per chunk) or ``monolithic`` (PUT)
     :param chunk_size: bytes per PATCH in chunked mode (also the buffer size: memory is one chunk)
     :param small_blob: blobs up to this size go monolithic (two round trips instead of three)
-    :param restarts: fresh-session restarts of one blob after a broken connection
+    :param restarts: recoveries of one blob after a broken transfer (a resume that gained at least
+        1 MiB is free; a fresh session or a smaller gain counts)
+    :ivar stats: what uploads to the host cost so far (:class:`UploadStats`)
     """
 
     strategy: Strategy = "stream"
@@ -49,20 +71,24 @@ class UploadPolicy:
     small_blob: int = 1024 * 1024
     restarts: int = 3
     learned: bool = False
+    stats: UploadStats = field(default_factory=UploadStats)
 
 
 class RegistryStore:
     """One repository on one registry, through the client's transport for that host."""
 
-    def __init__(self, transport: Transport, repository: str, policy: UploadPolicy, *, writable: bool = False) -> None:
+    def __init__(self, transport: Transport, repository: str, policy: UploadPolicy, *, writable: bool = False,
+                 journal: UploadJournal | None = None) -> None:
         """
         :param writable: a destination: every request asks for pull,push, so one token serves
             HEADs and PUTs alike (2.8.2 needs both for POST/PUT/PATCH)
+        :param journal: records open upload sessions so a later run can resume them (settable later)
         """
         self.transport = transport
         self._repository = repository
         self.policy = policy
         self.writable = writable
+        self.journal = journal
 
     # -- identity
     @property
@@ -92,8 +118,11 @@ class RegistryStore:
     async def get_manifest(self, digest: Digest) -> Manifest:
         return await manifests.manifest_get(self.transport, self._repository, str(digest), scopes=self._scopes())
 
-    def open_blob(self, desc: Descriptor) -> AsyncIterator[bytes]:
-        return blobs.blob_chunks(self.transport, self._repository, desc.digest, desc.size)
+    def open_blob(self, desc: Descriptor, offset: int = 0) -> AsyncIterator[bytes]:
+        return blobs.blob_chunks(self.transport, self._repository, desc.digest, desc.size, offset=offset)
+
+    def open_blob_at(self, desc: Descriptor, offset: int) -> AsyncIterator[bytes]:
+        return self.open_blob(desc, offset)
 
     async def list_tags(self) -> list[str]:
         try:
@@ -127,25 +156,64 @@ class RegistryStore:
         return result.mounted
 
     async def put_blob(self, desc: Descriptor, opener: BlobOpener) -> int:
+        """Upload a blob; returns the request-body bytes sent for it, every attempt included.
+
+        A broken transfer (connection lost or timed out, 5xx, 429) asks the registry how much it
+        holds (``GET`` status, spec §Pushing a blob in chunks) and continues from there with the rest
+        of the source; where the session is gone (2.8.2 after a broken PATCH: 404
+        ``BLOB_UPLOAD_INVALID``, PROTOCOL §2.1) it restarts with a fresh session, as after a failed
+        POST. With a :attr:`journal`, a session an earlier run left open is resumed the same way.
+        """
+        tally = _Tally()
+        session = await self._journaled(desc)
         attempts = 0
-        while True:
-            strategy = self._strategy_for(desc)
-            try:
-                return await self._upload(desc, opener, strategy)
-            except _ShapeRejected as exc:
-                self._learn(strategy, exc)
-            except TransportError as exc:
-                attempts += 1
-                if attempts > self.policy.restarts:
-                    raise
-                log.info("upload of %s broke (%s); restarting with a fresh session", desc.digest.short, exc)
-                await anyio.sleep(min(0.25 * attempts, 2.0))
-            except RegistryError as exc:
-                # BLOB_UPLOAD_INVALID / _UNKNOWN: the session is gone; start over (PROTOCOL §5).
-                if {"BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN"} & set(exc.codes) and attempts < self.policy.restarts:
-                    attempts += 1
+        try:
+            while True:
+                strategy = self._strategy_for(desc)
+                begun = 0
+                try:
+                    if session is None:
+                        session = await self._open(desc)
+                    begun = session.offset
+                    await self._send(desc, opener, strategy, session, tally)
+                except _ShapeRejected as exc:
+                    self._learn(strategy, exc)
+                    if session is not None:
+                        await self._drop(desc, session)
+                    session = None
                     continue
-                raise
+                except ContentError:
+                    raise
+                except RegistryError as exc:
+                    if not _broken(exc) or attempts >= self.policy.restarts:
+                        raise
+                    # A pause lets the registry finish the broken request; a 429's Retry-After is
+                    # honoured by the transport before the next request (the host pause it set).
+                    await anyio.sleep(min(0.25 * (attempts + 1), 2.0))
+                    # No session: the POST itself failed (one that took effect is beyond reach).
+                    session = None if session is None else await self._recover(desc, session, exc)
+                    if session is None:
+                        self.policy.stats.restarted += 1
+                        attempts += 1
+                        log.info("upload of %s broke (%s); restarting with a fresh session", desc.digest.short, exc)
+                    else:
+                        self.policy.stats.resumed += 1
+                        # Progress is free, a resume that gained little is not: ≥ 1 MiB, as c/image's
+                        # body_reader decides whether to reconnect.
+                        if session.offset - begun < MIN_PROGRESS:
+                            attempts += 1
+                        log.info("upload of %s broke (%s); resuming at byte %d of %d", desc.digest.short, exc,
+                                 session.offset, desc.size)
+                    continue
+                self._forget(desc)
+                session = None
+                return tally.sent
+        finally:
+            if session is not None:
+                # Failed or cancelled: close the session with its newest Location (2.8.2 signs the
+                # offset into _state and refuses an older one, PROTOCOL §2.1).
+                with anyio.CancelScope(shield=True):
+                    await self._drop(desc, session)
 
     def _strategy_for(self, desc: Descriptor) -> Strategy:
         if desc.size <= self.policy.small_blob:
@@ -169,57 +237,143 @@ class RegistryStore:
         log.warning("%s rejected %s upload (%s); using %s from now on", self.transport.registry, failed,
                     exc.cause, self.policy.strategy)
 
-    async def _upload(self, desc: Descriptor, opener: BlobOpener, strategy: Strategy) -> int:
-        t, repo = self.transport, self._repository
+    # -- sessions
+    async def _open(self, desc: Descriptor) -> _Session:
         # Shielded: once the registry has opened a session we must learn its Location, or a
         # cancellation here would leave a session nobody can delete (bounded by the timeouts).
         with anyio.CancelScope(shield=True):
-            location, min_chunk = await blobs.upload_start(t, repo)
-        session = _Session(location)
-        done = False
-        try:
-            sent = await self._send(desc, opener, strategy, session, min_chunk)
-            done = True
-            return sent
-        finally:
-            if not done:
-                # The newest Location: 2.8.2 signs the offset into _state, and an older one is
-                # refused (PROTOCOL §2.1), which would leave the session open.
-                with anyio.CancelScope(shield=True):
-                    await blobs.upload_cancel(t, repo, session.location)
+            location, min_chunk = await blobs.upload_start(self.transport, self._repository)
+            self.policy.stats.sessions += 1
+            if self.journal is not None:
+                self.journal.session_opened(self.storage_id, self._repository, desc.digest, location)
+        return _Session(location, 0, min_chunk)
 
-    async def _send(self, desc: Descriptor, opener: BlobOpener, strategy: Strategy, session: _Session,
-                    min_chunk: int) -> int:
+    async def _journaled(self, desc: Descriptor) -> _Session | None:
+        """The session an earlier run left for this blob, at the offset the registry holds, if usable."""
+        if self.journal is None:
+            return None
+        location = self.journal.session_for(self.storage_id, self._repository, desc.digest)
+        if location is None:
+            return None
+        session = await self._status(desc, location, desc.size)
+        if session is not None:
+            self.policy.stats.resumed += 1
+            log.info("resuming the upload of %s an earlier run left at byte %d of %d", desc.digest.short,
+                     session.offset, desc.size)
+        return session
+
+    async def _recover(self, desc: Descriptor, session: _Session, exc: RegistryError) -> _Session | None:
+        """After a broken transfer: the session to continue, at the registry's offset, or None."""
+        if _GONE & set(exc.codes):
+            self._forget(desc)  # the registry says the session is over: nothing to resume or cancel
+            return None
+        return await self._status(desc, session.location, session.reach)
+
+    async def _status(self, desc: Descriptor, location: str, bound: int) -> _Session | None:
+        """GET the session's status (spec: ``204`` with ``Range: 0-<last>`` and ``Location``).
+
+        Resumable when the registry holds more than one byte and no more than ``bound`` (what was
+        sent, or the blob's size): ``0-0`` means both "empty" and "one byte" on 2.8.2 (PROTOCOL
+        §2.1), so it restarts. A gone session (404, ``BLOB_UPLOAD_*``) is forgotten; any other
+        unusable one is cancelled. None means "start a fresh session".
+        """
         t, repo = self.transport, self._repository
         try:
-            if strategy == "monolithic":
-                await blobs.upload_finish(t, repo, session.location, desc.digest, opener(), desc.size)
+            newest, held = await blobs.upload_status(t, repo, location)
+        except RegistryError as exc:
+            log.info("status of the upload of %s: %s", desc.digest.short, exc)
+            if exc.status != 404 and not (_GONE & set(exc.codes)):
+                await self._cancel(location)
+            self._forget(desc)
+            return None
+        if held is None or held <= 1 or held > min(bound, desc.size):
+            await self._cancel(newest)
+            self._forget(desc)
+            return None
+        session = _Session(location, held)
+        self._moved(desc, session, newest, held)
+        return session
+
+    async def _drop(self, desc: Descriptor, session: _Session) -> None:
+        """Cancel a session (best effort) and forget it."""
+        await self._cancel(session.location)
+        self._forget(desc)
+
+    async def _cancel(self, location: str) -> None:
+        with anyio.CancelScope(shield=True):
+            await blobs.upload_cancel(self.transport, self._repository, location)
+
+    def _moved(self, desc: Descriptor, session: _Session, location: str, offset: int) -> None:
+        """The registry answered a request of the session: it holds ``offset`` bytes, next at ``location``."""
+        session.offset = session.reach = offset
+        if location != session.location:
+            session.location = location
+            if self.journal is not None:
+                self.journal.session_moved(self.storage_id, self._repository, desc.digest, location)
+
+    def _forget(self, desc: Descriptor) -> None:
+        if self.journal is not None:
+            self.journal.session_closed(self.storage_id, self._repository, desc.digest)
+
+    # -- sending
+    async def _send(self, desc: Descriptor, opener: BlobOpener, strategy: Strategy, session: _Session,
+                    tally: _Tally) -> None:
+        """Send the blob from ``session.offset`` (0, or where a resumed session stands) and close it."""
+        t, repo = self.transport, self._repository
+        start = session.reach = session.offset
+        try:
+            if start >= desc.size:
+                # The registry holds every byte (a session resumed after its last PATCH): the opener
+                # still verifies the source; then close.
+                async for _ in opener(start):
+                    pass
+                await blobs.upload_finish(t, repo, session.location, desc.digest)
+            elif strategy == "monolithic":
+                await blobs.upload_finish(t, repo, session.location, desc.digest,
+                                          self._counted(opener(start), session, tally), desc.size - start)
             elif strategy == "stream":
-                session.location = await blobs.upload_stream(t, repo, session.location, opener(), desc.size)
+                location = await blobs.upload_stream(t, repo, session.location,
+                                                     self._counted(opener(start), session, tally),
+                                                     desc.size - start, start=start)
+                self._moved(desc, session, location, desc.size)
                 await blobs.upload_finish(t, repo, session.location, desc.digest)
             else:
-                await self._send_chunked(desc, opener, session, max(self.policy.chunk_size, min_chunk))
-        except ContentError:
-            raise
+                await self._send_chunked(desc, opener, session, max(self.policy.chunk_size, session.min_chunk),
+                                         tally)
         except RegistryError as exc:
-            if exc.status in REJECTED_SHAPE and not ({"DIGEST_INVALID", "BLOB_UPLOAD_INVALID"} & set(exc.codes)):
+            # On a resumed session a 416 says the offset is wrong (spec), not that the shape is.
+            resumed_416 = start > 0 and exc.status == 416
+            if exc.status in REJECTED_SHAPE and not (_NOT_SHAPE & set(exc.codes)) and not resumed_416:
                 raise _ShapeRejected(exc) from exc
             raise
-        return desc.size
 
-    async def _send_chunked(self, desc: Descriptor, opener: BlobOpener, session: _Session, chunk_size: int) -> None:
+    async def _send_chunked(self, desc: Descriptor, opener: BlobOpener, session: _Session, chunk_size: int,
+                            tally: _Tally) -> None:
         t, repo = self.transport, self._repository
-        offset = 0
+        offset = session.offset
         buffer = bytearray()
-        async for piece in opener():
+        async for piece in opener(offset):
             buffer += piece
             while len(buffer) >= chunk_size:
                 chunk = bytes(buffer[:chunk_size])
                 del buffer[:chunk_size]
-                session.location, _ = await blobs.upload_chunk(t, repo, session.location, chunk, offset)
+                self._offered(session, tally, len(chunk))
+                location, _ = await blobs.upload_chunk(t, repo, session.location, chunk, offset)
                 offset += len(chunk)
+                self._moved(desc, session, location, offset)
         # The last (possibly short) chunk rides on the closing PUT: one round trip fewer.
+        self._offered(session, tally, len(buffer))
         await blobs.upload_finish(t, repo, session.location, desc.digest, bytes(buffer))
+
+    async def _counted(self, chunks: AsyncIterator[bytes], session: _Session, tally: _Tally) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            self._offered(session, tally, len(chunk))
+            yield chunk
+
+    def _offered(self, session: _Session, tally: _Tally, n: int) -> None:
+        session.reach += n
+        tally.sent += n
+        self.policy.stats.bytes_sent += n
 
     async def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
         await manifests.manifest_put(self.transport, self._repository, tag or str(manifest.digest), manifest)
@@ -227,9 +381,27 @@ class RegistryStore:
 
 @dataclass(slots=True)
 class _Session:
-    """An open upload session: always the newest Location the registry handed out."""
+    """An open upload session: the newest Location the registry handed out and what it holds."""
 
     location: str
+    offset: int = 0
+    """Bytes the registry confirmed (a PATCH answer or a status): where the next attempt starts."""
+    min_chunk: int = 0
+    reach: int = 0
+    """``offset`` plus what the current attempt offered: more than this the registry cannot hold."""
+
+
+@dataclass(slots=True)
+class _Tally:
+    sent: int = 0
+
+
+def _broken(exc: RegistryError) -> bool:
+    """A request that broke rather than was refused: the connection or the registry failed (5xx), it
+    asked to slow down (429), the session is gone (``BLOB_UPLOAD_INVALID``/``_UNKNOWN``: start over,
+    PROTOCOL §5), or a resumed request met a 416 (the registry holds another offset than it said)."""
+    return (isinstance(exc, TransportError | RateLimited) or (exc.status or 0) >= 500 or exc.status == 416
+            or bool(_GONE & set(exc.codes)))
 
 
 class _ShapeRejected(Exception):

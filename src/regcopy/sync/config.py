@@ -67,7 +67,7 @@ _REGISTRY_KEYS: Final = (
     "tls", "ca_file", "client_cert", "client_key", "credentials", "max_concurrency", "requests_per_second",
     "mirrors",
 )
-_CREDENTIAL_KEYS: Final = ("username", "password", "helper", "authfile", "identity_token")
+_CREDENTIAL_KEYS: Final = ("username", "password", "helper", "authfile", "identity_token", "refresh_after")
 _DEFAULT_KEYS: Final = ("tags", "platforms", "repos")
 _ENTRY_KEYS: Final = ("name", "source", "target", "type", "tags", "platforms", "repos", "delete_extra")
 _DELETE_EXTRA_KEYS: Final = ("protect", "cap")
@@ -590,12 +590,32 @@ def _credentials(value: object, at: _At) -> Credentials:
         raise at.field("username").error("password needs a username")
     if form in ("helper", "authfile") and "username" in f:
         raise at.field("username").error(f"username goes with password or identity_token, not {form}")
+    refresh_after = None
+    if "refresh_after" in f:
+        if form not in ("helper", "authfile"):
+            raise at.field("refresh_after").error("re-running applies to a helper or an authfile's helpers only")
+        refresh_after = parse_seconds(f.pop("refresh_after"), at.field("refresh_after"))
     # secret=True: type errors must not hint at (or show) the value.
     values = {k: _string(f[k], at.field(k), secret=k in ("password", "identity_token")) for k in f}
     return Credentials(
         username=values.get("username"), password=values.get("password"),
         identity_token=values.get("identity_token"), helper=values.get("helper"), authfile=values.get("authfile"),
+        refresh_after=refresh_after,
     )
+
+
+def parse_seconds(value: object, at: _At) -> float:
+    """A positive duration: a number of seconds, or text such as ``90s``, ``15m``, ``12h``, ``1d``."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)):
+        seconds = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    else:
+        shown = _short(value) if isinstance(value, str) else _kind_of(value)
+        raise at.error(f"must be a duration such as 900, '15m' or '12h', not {shown}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise at.error("must be a duration above 0")
+    return seconds
 
 
 def _tag_filter(value: object, at: _At) -> TagFilter:

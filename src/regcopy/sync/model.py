@@ -69,6 +69,8 @@ class Credentials:
     identity_token: str | None = field(default=None, repr=False)
     helper: str | None = None
     authfile: str | None = None
+    refresh_after: float | None = None
+    """Seconds after which a helper's answer is fetched again (besides on rejection)."""
 
 
 @dataclass(frozen=True, slots=True)
