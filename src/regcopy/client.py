@@ -46,7 +46,7 @@ from regcopy.registry._policy import RegistrySettings
 from regcopy.registry._tokens import TokenCache
 from regcopy.registry.manifests import catalog, manifest_delete, tags_list
 from regcopy.registry.transport import PingResult, Transport
-from regcopy.stores.base import Destination, Source
+from regcopy.stores.base import Destination, Source, UploadJournal
 from regcopy.stores.local import LocalStore, RepositoryView, local_identifier, open_local, repositories
 from regcopy.stores.mirrored import MirroredSource
 from regcopy.stores.registry import RegistryStore, UploadPolicy
@@ -97,6 +97,8 @@ class Client:
         self._transports: dict[tuple[str, str | None, RegistrySettings], Transport] = {}
         self.tokens = TokenCache()
         self.ledger = BlobLedger()
+        self.upload_journal: UploadJournal | None = None
+        """Where destination stores record open upload sessions (set by :meth:`sync` from its journal)."""
         self.mirrors: dict[str, tuple[str, ...]] = {}
         """Registry → pull-through caches read first by :meth:`sync` (``host[:port][/prefix]``)."""
 
@@ -162,7 +164,8 @@ class Client:
         """A store for one registry repository."""
         path = repo.path if isinstance(repo, Repository) else repo.repository
         return RegistryStore(self.transport(repo.registry, scheme=repo.scheme, settings=settings), path,
-                             self.upload_policy(repo.registry), writable=writable)
+                             self.upload_policy(repo.registry), writable=writable,
+                             journal=self.upload_journal if writable else None)
 
     def retries(self) -> int:
         """Request retries so far, over every host."""
@@ -408,6 +411,14 @@ class Client:
             plan = load_plan(plan)
         self.apply_plan_registries(plan)
         options = options or SyncOptions()
+        previous, self.upload_journal = self.upload_journal, journal or self.upload_journal
+        try:
+            return await self._sync(plan, options, reporter, report, journal)
+        finally:
+            self.upload_journal = previous
+
+    async def _sync(self, plan: SyncPlan, options: SyncOptions, reporter: Reporter | None,
+                    report: SyncReport | None, journal: SyncJournal | None) -> SyncReport:
         async with _local_stores(plan) as local:
             result = await run_sync(_Backend(self, local), plan, options=options,
                                     reporter=reporter or null_reporter, ledger=self.ledger, report=report,

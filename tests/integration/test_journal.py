@@ -88,3 +88,49 @@ def test_sigkill_then_rerun_skips_journalled_images_and_finishes(
         assert not [e for e in later if e.path.startswith(f"/v2/{repo}/manifests/")], repo
     for _, target in sorted(finished | {("", f"{dst.host}/m/multi:v1")}):
         skopeo.verify(dst, target.split("/", 1)[1])
+
+
+def test_sigkill_mid_upload_then_rerun_resumes_the_open_session(
+    http_registry: RegistryServer, seed: Any, tmp_path: Path, empty_authfile: Path
+) -> None:
+    """On a registry that keeps a cut PATCH's bytes (the spec; not 2.8.2, PROTOCOL §2.1), the journal
+    hands the killed run's session back and the re-run sends only the rest of the blob."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from servers.spec_registry import SpecRegistry
+
+    seed(http_registry, "big", "apps/big", "v1")
+    state = tmp_path / "run.state"
+    with SpecRegistry() as spec, FaultyProxy(http_registry.url) as source:
+        # The 3 MiB layer's download stalls after 2 MB: the upload it feeds is mid-PATCH when killed.
+        stall = source.add(Fault(method="GET", path=r"/v2/apps/big/blobs/", stall_after_bytes=(2_000_000, 120),
+                                 times=-1))
+        plan = tmp_path / "plan.yaml"
+        plan.write_text(yaml.safe_dump({"registries": {spec.host: {"tls": "http"}, source.host: {"tls": "http"}},
+                                        "sync": [{"source": f"{source.host}/apps/big", "target": f"{spec.host}/big"}]}))
+        proc = subprocess.Popen(_sync(plan, "--state", str(state), "--authfile", str(empty_authfile)),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and max(spec.open_sessions().values(), default=0) < 1_500_000:
+                time.sleep(0.05)
+            held = max(spec.open_sessions().values(), default=0)
+            assert held >= 1_500_000, proc.stderr.read() if proc.poll() is not None else "timeout"
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=30)
+        assert '"session"' in state.read_text()  # the open session is journalled with its Location
+
+        source.remove(stall)
+        rerun = subprocess.run(_sync(plan, "--state", str(state), "--authfile", str(empty_authfile)),
+                               capture_output=True, text=True, timeout=120, check=False)
+        assert rerun.returncode == 0, rerun.stderr
+        committed = {parse_qs(urlsplit(r.path).query)["digest"][0] for r in spec.requests
+                     if r.method == "PUT" and "digest=" in r.path}
+        layer = max(committed, key=spec.blob_bytes)
+        size = len(spec.blob(layer))
+        assert size > 3_000_000
+        # The layer crossed once: the bytes the killed run delivered were not sent again.
+        assert spec.blob_bytes(layer) < 1.15 * size, (spec.blob_bytes(layer), size)
+        assert held < spec.blob_bytes(layer)
+        skopeo.verify(spec, "big:v1")

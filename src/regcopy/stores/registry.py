@@ -399,9 +399,12 @@ class _Tally:
 def _broken(exc: RegistryError) -> bool:
     """A request that broke rather than was refused: the connection or the registry failed (5xx), it
     asked to slow down (429), the session is gone (``BLOB_UPLOAD_INVALID``/``_UNKNOWN``: start over,
-    PROTOCOL §5), or a resumed request met a 416 (the registry holds another offset than it said)."""
-    return (isinstance(exc, TransportError | RateLimited) or (exc.status or 0) >= 500 or exc.status == 416
-            or bool(_GONE & set(exc.codes)))
+    PROTOCOL §5), a resumed request met a 416 (the registry holds another offset than it said), or a
+    token expired under a streamed body the transport could not replay (401: it dropped the refused
+    token, so the next request fetches a fresh one; a credential that stays wrong ends after the
+    bounded restarts)."""
+    return (isinstance(exc, TransportError | RateLimited) or (exc.status or 0) >= 500
+            or exc.status in (401, 416) or bool(_GONE & set(exc.codes)))
 
 
 class _ShapeRejected(Exception):
