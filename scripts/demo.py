@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -137,12 +138,41 @@ def main() -> int:
                       "--progress", "none")
         print(_indent(out.stdout))
 
+        step("exporting the mirror into one OCI layout (an air-gapped transfer), as a second plan")
+        export = work / "export.yaml"
+        export_dir = work / "usb" / "layout"
+        export.write_text(
+            "registries:\n"
+            f"  {dst.host}: {{tls: https, ca_file: {dst.ca_pem_path}, credentials: {{authfile: {auth}}}}}\n"
+            "sync:\n"
+            f"  - {{source: {dst.host}/mirror, type: namespace, target: 'oci:{export_dir}'}}\n"
+        )
+        print(export.read_text())
+        print(_indent(regcopy("sync", str(export), "--progress", "none").stdout))
+        index = json.loads((export_dir / "index.json").read_text())
+        for m in index["manifests"]:
+            print(f"  oci:{export_dir}:{m['annotations']['org.opencontainers.image.ref.name']}  {m['digest']}")
+        print("  (the other side imports it with the same plan, source and target swapped)")
+
         step("verifying every copied image with skopeo")
         for tag, target in IMAGES.items():
             skopeo.verify(dst, f"mirror/{target}", digests[tag])
             print(f"  ok {dst.host}/mirror/{target} {digests[tag]}")
         skopeo.verify(dst, "arm64/multi:v1")
         print(f"  ok {dst.host}/arm64/multi:v1 (the linux/arm64/v8 image of the index)")
+        by_ref = {m["annotations"]["org.opencontainers.image.ref.name"]: m for m in index["manifests"]}
+        for tag, target in IMAGES.items():
+            ref, entry = f"oci:{export_dir}:{target}", by_ref[target]
+            blob = (export_dir / "blobs" / "sha256" / entry["digest"].removeprefix("sha256:")).read_bytes()
+            assert entry["digest"] == digests[tag] == "sha256:" + hashlib.sha256(blob).hexdigest(), ref
+            if "vnd.docker" in entry["mediaType"]:
+                # c/image's oci: transport only looks at OCI-typed index entries; regcopy keeps the
+                # Docker bytes (and digest) as they were, so this one is checked from the files.
+                print(f"  ok {ref} (Docker media type: same digest, checked from index.json and the blob)")
+                continue
+            raw = skopeo.run_skopeo("inspect", "--raw", ref).stdout
+            assert "sha256:" + hashlib.sha256(raw).hexdigest() == digests[tag], ref
+            print(f"  ok {ref} (skopeo reads the export; same digest)")
         step("done")
         return 0
     finally:
