@@ -981,6 +981,9 @@ _LEAVES = (
         "quay.io/org/app", "reg.example:5000", "reg.io/m:v1", "https", "http", "linux/amd64", "linux", "v1", "(",
         D0, "sha256:x", "namespace", "registry", "repository", "docker.io", "busybox", ">=1.2", "[::1]:5000/a",
         "/nonexistent", ".", "", "true", "yes", "(?i)a", "a{99999999999}",
+        # local stores (ISSUE #7 §4), durations, mirrors
+        "oci:/tmp/l", "oci:/tmp/l:ns/app", "oci:/tmp/l:a:b", "oci-archive:/x.tar", "docker-archive:/x.tar:@0",
+        "oci:", "oci::x", "docker-archive:/d.tar:repo:tag", "15m", "12h", "0s", "-1", "cache.local:5000/hub",
     ])
 )
 _KEYS = st.sampled_from([
@@ -988,7 +991,8 @@ _KEYS = st.sampled_from([
     "allow", "deny", "semver", "latest", "exact", "digests", "tls", "ca_file", "client_cert", "client_key",
     "credentials", "username", "password", "helper", "authfile", "identity_token", "max_concurrency",
     "requests_per_second", "images", "images-by-tag-regex", "images-by-semver", "tls-verify", "cert-dir",
-    "identitytoken", "quay.io", "reg.example:5000", "a/b", "busybox",
+    "identitytoken", "quay.io", "reg.example:5000", "a/b", "busybox", "mirrors", "delete_extra", "protect",
+    "cap", "refresh_after", "prune",
 ]) | st.text(max_size=6)
 _DATA = st.recursive(
     _LEAVES,
@@ -1003,9 +1007,11 @@ def _near_plan() -> st.SearchStrategy[dict[str, Any]]:
     """Plans shaped like real ones with arbitrary leaves: reaches the deep validation paths."""
     filters = st.dictionaries(st.sampled_from(["allow", "deny", "semver", "latest", "exact", "digests", "x"]),
                               _LEAVES | st.lists(_LEAVES, max_size=3), max_size=4)
+    extra = st.dictionaries(st.sampled_from(["protect", "cap", "x"]), _LEAVES | st.lists(_LEAVES, max_size=3),
+                            max_size=3)
     item = st.dictionaries(
-        st.sampled_from(["name", "source", "target", "type", "tags", "platforms", "repos"]),
-        _LEAVES | filters | st.lists(_LEAVES, max_size=3), max_size=7,
+        st.sampled_from([*config._ENTRY_KEYS, "x"]),
+        _LEAVES | filters | extra | st.lists(_LEAVES, max_size=3), max_size=7,
     )
     settings_ = st.dictionaries(
         st.sampled_from([*config._REGISTRY_KEYS, "x"]),

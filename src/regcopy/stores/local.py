@@ -150,12 +150,12 @@ class RepositoryView:
 
 def split_ref(ref: str) -> tuple[str, str]:
     """``(repository path, tag)`` of a store ref: ``ns/app:v1`` → ``("ns/app", "v1")``, a bare ``v1``
-    → ``("", "v1")``, a tagless ``host:5000/app`` → ``("host:5000/app", "")``."""
+    → ``("", "v1")``, a tagless ``ns/app`` or ``host:5000/app`` → ``("ns/app", "")``."""
     head, colon, tail = ref.rpartition(":")
+    if "/" in tail:  # no tag: a bare name (``ns/app``), or the ':' was a port's
+        return ref, ""
     if not colon:
         return "", ref
-    if "/" in tail:  # the ':' was a port's
-        return ref, ""
     return head, tail
 
 

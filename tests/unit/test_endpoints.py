@@ -1,0 +1,66 @@
+"""Addressing of plan repositories in registries and local stores (sync/endpoints.py, stores/local.split_ref)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from regcopy.errors import InvalidReference
+from regcopy.reference import LocalLocation, Repository
+from regcopy.stores.local import split_ref
+from regcopy.sync.endpoints import LocalRepository, join_endpoint, parse_repository, split_endpoint
+
+
+@pytest.mark.parametrize("text, endpoint, path", [
+    ("oci:/x", "oci:/x", ""),
+    ("oci:/x:ns/app", "oci:/x", "ns/app"),
+    ("oci-archive:rel/a.tar:ns", "oci-archive:rel/a.tar", "ns"),
+    ("docker-archive:/d.tar:team/app", "docker-archive:/d.tar", "team/app"),
+    ("reg.example:5000/ns/app", "reg.example:5000", "ns/app"),
+    ("reg.example:5000", "reg.example:5000", ""),
+])
+def test_split_and_join_endpoints(text: str, endpoint: str, path: str) -> None:
+    assert split_endpoint(text) == (endpoint, path)
+    assert join_endpoint(endpoint, path) == text
+
+
+def test_local_repository_refs_and_names() -> None:
+    repo = parse_repository("oci:/x:ns/app")
+    assert isinstance(repo, LocalRepository) and repo.registry == "oci:/x" and repo.path == "ns/app"
+    assert repo.ref_name("v1") == "ns/app:v1"
+    assert repo.ref_name("sha256:" + "a" * 64) == "sha256:" + "a" * 64
+    assert str(repo.with_tag("v1")) == "oci:/x:ns/app:v1" and repo.with_tag("v1").identifier == "v1"
+    bare = parse_repository("oci:/x")
+    assert isinstance(bare, LocalRepository) and bare.ref_name("v1") == "v1" and str(bare.with_tag("v1")) == "oci:/x:v1"
+    assert parse_repository("oci:./x").key == parse_repository(f"oci:{__import__('os').path.abspath('x')}").key
+    assert parse_repository("reg.example:5000/ns/app") == Repository.parse("reg.example:5000/ns/app")
+    with pytest.raises(InvalidReference, match="source index"):
+        parse_repository("docker-archive:/d.tar:@1")
+
+
+@pytest.mark.parametrize("ref, expected", [
+    ("ns/app:v1", ("ns/app", "v1")), ("v1", ("", "v1")), ("app:latest", ("app", "latest")),
+    ("localhost:5000/app", ("localhost:5000/app", "")), ("localhost:5000/app:v2", ("localhost:5000/app", "v2")),
+])
+def test_split_ref(ref: str, expected: tuple[str, str]) -> None:
+    assert split_ref(ref) == expected
+
+
+@given(st.text(max_size=60))
+def test_parse_repository_only_raises_invalid_reference(text: str) -> None:
+    for prefix in ("", "oci:", "oci-archive:", "docker-archive:"):
+        try:
+            repo = parse_repository(prefix + text)
+        except InvalidReference:
+            continue
+        if isinstance(repo, LocalRepository):  # what parses, prints back to the same repository
+            assert parse_repository(repo.name) == repo
+            assert LocalLocation.parse(str(repo.location)).ref is None
+
+
+@given(st.text(max_size=40))
+def test_split_ref_round_trips(ref: str) -> None:
+    repo, tag = split_ref(ref)
+    assert ref in {f"{repo}:{tag}", repo, tag}
+    assert "/" not in tag  # a port's ':' never makes a tag
