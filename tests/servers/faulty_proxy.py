@@ -2,7 +2,8 @@
 
 This module owns :class:`FaultyProxy` (an aiohttp server on its own event loop in a daemon thread, so
 sync fixtures and tests on any event loop can use it), the :class:`Fault` script entries it applies,
-and the :class:`ProxiedRequest` log tests assert on.
+and the :class:`ProxiedRequest` log tests assert on (each entry stamped with its ``time.monotonic()``
+arrival time, ``at``, so tests can measure the gap between two attempts, e.g. a ``Retry-After`` wait).
 
 Forwarding is as transparent as aiohttp allows: the method and the request target are sent exactly as
 received (``request.raw_path`` through ``yarl.URL(..., encoded=True)``, so ``_state`` upload tokens
@@ -71,6 +72,7 @@ import ssl
 import struct
 import termios
 import threading
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -218,6 +220,8 @@ class ProxiedRequest:
     response_bytes: int = 0  # response-body bytes sent to the client so far
     # The proxy finished handling it; may flip just after the client got the last byte, so poll.
     done: bool = False
+    # time.monotonic() when the request arrived (before any fault's stall): to measure gaps between attempts.
+    at: float = field(default_factory=time.monotonic)
 
 
 class FaultyProxy:
