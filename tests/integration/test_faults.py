@@ -71,7 +71,8 @@ async def test_429_retry_after_is_honoured(
 ) -> None:
     seed(http_registry, "oci", "src/app")
     fault = src_proxy.add(Fault(method="GET", path=r"/tags/list", status=429, headers={"Retry-After": "1"}))
-    async with client() as c:
+    # Retry-After is honoured up to 4 x backoff_max (120 s by default; 2 s here, the first backoff 0.05 s).
+    async with client(backoff_max=0.5) as c:
         started = time.monotonic()
         assert await c.tags(f"{src_proxy.host}/src/app") == ["oci"]
         waited = time.monotonic() - started

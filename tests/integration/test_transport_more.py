@@ -72,7 +72,8 @@ async def test_a_429_slows_every_request_to_that_host(http_registry: RegistrySer
     seed(http_registry, "oci", "src/app")
     with FaultyProxy(http_registry.url) as proxy:
         proxy.add(Fault(method="GET", path=r"/tags/list", status=429, headers={"Retry-After": "1"}))
-        settings = regcopy.RegistrySettings(scheme="http", backoff=0.01, backoff_max=0.05)
+        # Retry-After is honoured up to 4 x backoff_max: 2 s here, while the backoff alone stays tiny.
+        settings = regcopy.RegistrySettings(scheme="http", backoff=0.01, backoff_max=0.5)
         async with regcopy.Client(default_settings=settings, credentials=regcopy.StaticCredentials({})) as client:
             await client.ping(proxy.host)
             done: dict[str, float] = {}

@@ -151,7 +151,7 @@ class Fault:
         body_edits = [
             n
             for n in ("reset_after_bytes", "truncate", "stall_after_bytes", "corrupt")
-            if getattr(self, n) not in (None, False)
+            if getattr(self, n) is not None and getattr(self, n) is not False  # `0 in (None, False)` is True
         ]
         header_edits = bool(self.drop_header or self.set_headers)
         response = bool(body_edits) or self.garbage is not None or header_edits

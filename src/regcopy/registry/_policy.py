@@ -66,7 +66,9 @@ class RegistrySettings:
     :param connect_timeout: seconds to establish a connection
     :param read_timeout: seconds between two reads of a response (no total timeout: blobs are big)
     :param retries: attempts after the first for idempotent requests
-    :param backoff: first backoff delay in seconds (doubles, with jitter, capped at ``backoff_max``)
+    :param backoff: first backoff delay in seconds (doubles, with jitter, capped at ``backoff_max``);
+        a 429's ``Retry-After`` is honoured up to ``4 * backoff_max`` (2 minutes by default), for the
+        request and, as a pause, for every request to the host
     """
 
     scheme: SchemeMode = "auto"

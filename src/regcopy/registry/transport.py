@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import aiohttp
@@ -33,17 +33,17 @@ from yarl import URL
 from regcopy.credentials import Credential, CredentialStore
 from regcopy.errors import (
     AuthenticationError,
-    ContentError,
     PermissionDenied,
     ProtocolViolation,
     RateLimited,
+    RegcopyError,
     RegistryError,
     RegistryTimeout,
     TransportError,
 )
 from regcopy.reference import api_host
 from regcopy.registry._challenge import Challenge, Scope, merge_scopes, parse_www_authenticate, pick_challenge
-from regcopy.registry._errors import error_from_response, redact_url
+from regcopy.registry._errors import error_from_response, parse_retry_after, redact_url
 from regcopy.registry._policy import RegistrySettings, is_local_host
 from regcopy.registry._tokens import Token, TokenCache, parse_token_response
 
@@ -132,6 +132,8 @@ class Transport:
         self._forced = forced_scheme
         self._ping: PingResult | None = None
         self._ping_lock = anyio.Lock()
+        self._ping_generation = 0
+        self._ping_failure: TransportError | None = None
         self._limiter = anyio.CapacityLimiter(settings.max_concurrency)
         self._state = _HostState()
         self._refresh_tokens: dict[str, str] = {}
@@ -149,9 +151,29 @@ class Transport:
         """
         if self._ping is not None:
             return self._ping
+        generation = self._ping_generation
         async with self._ping_lock:
-            if self._ping is None:
-                self._ping = await self._race(self._schemes())
+            if self._ping is None and self._ping_generation != generation and self._ping_failure is not None:
+                # The probe this caller waited for failed after its own retries: share that outcome
+                # (concurrent requests must not each probe a dead registry retries+1 times again).
+                raise self._ping_failure
+            attempt = 0
+            while self._ping is None:
+                try:
+                    self._ping = await self._race(self._schemes())
+                except _NoEndpoint as exc:
+                    # A reset, 5xx, 429 or stall on /v2/ is as transient as on any other request;
+                    # only definite answers (404, 400 from http on a TLS port, ...) end it at once.
+                    if not exc.transient or attempt >= self.settings.retries:
+                        self._ping_generation += 1
+                        self._ping_failure = exc
+                        raise
+                    self._note_failure(exc)
+                    self._state.stats["retries"] += 1
+                    log.info("%s: %s; probing again (%d/%d)", self.registry, exc, attempt + 1, self.settings.retries)
+                    await self._sleep_backoff(attempt, exc.retry_after)
+                    attempt += 1
+                    continue
                 log.info("%s: using %s (%s)", self.registry, self._ping.scheme, self._ping.reason)
         return self._ping
 
@@ -191,6 +213,7 @@ class Transport:
         ](len(schemes))
         outcomes: dict[str, ProbeOutcome] = {}
         good: dict[str, CIMultiDictProxy[str] | None] = {}
+        headers_of: dict[str, CIMultiDictProxy[str]] = {}
         deadline = float("inf")
         async with anyio.create_task_group() as tg, receive:
             for scheme in schemes:
@@ -205,6 +228,8 @@ class Transport:
                 if timer.cancelled_caught:
                     break  # https used up its grace window: http wins
                 outcomes[outcome.scheme] = outcome
+                if headers is not None:
+                    headers_of[outcome.scheme] = headers
                 if outcome.status in (200, 401):
                     good[outcome.scheme] = headers
                     if outcome.scheme == "https":
@@ -216,8 +241,11 @@ class Transport:
             if scheme in good:
                 return self._ping_result(scheme, probes, good[scheme])
         detail = "; ".join(f"{p.scheme}: {p.error or f'HTTP {p.status}'}" for p in probes)
-        raise TransportError(f"no usable /v2/ endpoint ({detail})", registry=self.registry, method="GET",
-                             url=f"{schemes[0]}://{self.host}/v2/")
+        transient = any(p.status is None or p.status in _PROBE_TRANSIENT for p in probes if "lost the race" not in
+                        (p.error or ""))
+        retry_after = max((_retry_after(h) for h in headers_of.values()), default=0.0) or None
+        raise _NoEndpoint(f"no usable /v2/ endpoint ({detail})", registry=self.registry, method="GET",
+                          url=f"{schemes[0]}://{self.host}/v2/", transient=transient, retry_after=retry_after)
 
     async def _probe_into(
         self, scheme: str, send: anyio.abc.ObjectSendStream[tuple[ProbeOutcome, CIMultiDictProxy[str] | None]]
@@ -379,13 +407,13 @@ class Transport:
                         method, URL(url, encoded=True), headers=headers, data=data, ssl=ssl_ctx,
                         allow_redirects=False,
                     ) as resp:
-                        body = await resp.content.read(1024 * 1024)
+                        body = await read_body(resp, 1024 * 1024, registry=self.registry, method=method)
                         reply = Reply(resp.status, resp.headers, body, url)
-            except (TransportError, RegistryTimeout) as exc:
+            except (TransportError, RegistryTimeout) as exc:  # unreachable, or an answer cut short
                 if attempt < self.settings.retries:
                     await self._sleep_backoff(attempt, None)
                     continue
-                raise AuthenticationError(f"token endpoint {realm_host} unreachable: {exc}",
+                raise AuthenticationError(f"token endpoint {realm_host} unreachable or its answer cut short: {exc}",
                                           registry=self.registry) from exc
             if reply.status in accept:
                 return reply
@@ -440,14 +468,31 @@ class Transport:
         :param retry: override the idempotency rule (default: retry idempotent methods only)
         :raises RegistryError: mapped from the status, OCI codes or the connection failure
         """
-        async with self.stream(method, target, scopes=scopes, headers=headers, data=data, ok=ok, what=what,
-                               retry=retry) as resp:
-            with self._map_errors(method, str(resp.url)):
-                body = await resp.content.read(max_body + 1)
-            if len(body) > max_body:
-                raise ProtocolViolation(f"response body larger than {max_body} bytes", registry=self.registry,
-                                        method=method, url=redact_url(str(resp.url)), status=resp.status)
-            return Reply(resp.status, resp.headers, body, str(resp.url))
+        # The body is read here, inside the retry loop: a body cut short (reset, early close, stall)
+        # is a failed attempt like any other, never a short answer (StreamReader.read(n) returns
+        # what has arrived so far, not n bytes). ``stream`` does one attempt per call for this.
+        may_retry = (method in IDEMPOTENT if retry is None else retry) and not isinstance(data, AsyncIterable)
+        attempts = self.settings.retries + 1 if may_retry else 1
+        attempt = 0
+        while True:
+            reading = False
+            try:
+                async with self.stream(method, target, scopes=scopes, headers=headers, data=data, ok=ok,
+                                       what=what, retry=False) as resp:
+                    reading = True
+                    with self._map_errors(method, str(resp.url)):
+                        body = await read_body(resp, max_body, registry=self.registry, method=method)
+                    return Reply(resp.status, resp.headers, body, str(resp.url))
+            except RegistryError as err:
+                attempt += 1
+                if reading:
+                    self._note_failure(err)  # ``stream`` noted the failures it saw itself
+                # A failed probe has had its own retries (ping): retrying it here would square them.
+                if not (err.retryable and attempt < attempts) or isinstance(err, _NoEndpoint):
+                    raise
+                self._state.stats["retries"] += 1
+                log.info("%s %s: %s; retry %d/%d", method, redact_url(target), err, attempt, attempts - 1)
+                await self._sleep_backoff(attempt - 1, err.retry_after if isinstance(err, RateLimited) else None)
 
     @asynccontextmanager
     async def stream(
@@ -601,12 +646,13 @@ class Transport:
         except aiohttp.InvalidURL as exc:
             raise ProtocolViolation(f"invalid URL: {exc}", registry=self.registry, method=method, url=where) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            # aiohttp wraps an exception raised by a streamed request body (a DigestMismatch from the
-            # VerifyingStream feeding an upload) in ClientOSError: that is bad content, not a
-            # connection problem, and must not be retried as one.
-            content = _content_cause(exc)
-            if content is not None:
-                raise content from exc
+            # aiohttp wraps an exception raised by a streamed request body in ClientOSError: a
+            # DigestMismatch from the VerifyingStream feeding an upload, or the *source's* failure
+            # (its GET broke for good). Neither is this host's connection failing: re-raise the
+            # original, so it is not retried as one and the error names the right registry.
+            cause = _body_cause(exc)
+            if cause is not None:
+                raise cause from exc
             raise TransportError(_describe(exc), registry=self.registry, method=method, url=where) from exc
 
     # ------------------------------------------------------------------ backoff
@@ -615,6 +661,9 @@ class Transport:
         if isinstance(err, RateLimited):
             # One 429 slows every request to this host (regclient's shared per-host backoff).
             delay = err.retry_after if err.retry_after is not None else self._delay(self._state.consecutive_failures)
+            # The same cap as a single request's wait (_sleep_backoff): a "Retry-After: 3600" must not
+            # park every request to the host for an hour; the request gives up with RateLimited instead.
+            delay = min(delay, self._max_wait())
             self._state.pause_until = max(self._state.pause_until, time.monotonic() + delay)
 
     async def _respect_pause(self) -> None:
@@ -633,17 +682,60 @@ class Transport:
         jitter: float = random.random()
         return float(base) * (0.5 + jitter / 2)
 
+    def _max_wait(self) -> float:
+        return float(self.settings.backoff_max * 4)
+
     async def _sleep_backoff(self, attempt: int, retry_after: float | None) -> None:
         delay = self._delay(attempt)
         if retry_after is not None:
-            delay = max(delay, min(retry_after, self.settings.backoff_max * 4))
+            delay = max(delay, min(retry_after, self._max_wait()))
         await anyio.sleep(delay)
+
+
+_PROBE_TRANSIENT: Final = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class _NoEndpoint(TransportError):
+    """No probe answered; ``transient`` when a retry may help (a failure, not a definite answer)."""
+
+    def __init__(self, message: str, *, transient: bool, retry_after: float | None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.transient = transient
+        self.retry_after = retry_after
+
+
+def _retry_after(headers: CIMultiDictProxy[str]) -> float:
+    return parse_retry_after(headers.get("Retry-After")) or 0.0
 
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return parts.scheme, parts.hostname, port
+
+
+async def read_body(resp: aiohttp.ClientResponse, cap: int, *, registry: str, method: str) -> bytes:
+    """The whole body, at most ``cap`` bytes; a body shorter than its ``Content-Length`` (a connection
+    closed early) is a :class:`TransportError`, never a short answer.
+
+    :raises ProtocolViolation: the body exceeds ``cap``
+    """
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await resp.content.read(min(cap + 1 - size, 256 * 1024)):
+        parts.append(chunk)
+        size += len(chunk)
+        if size > cap:
+            raise ProtocolViolation(f"response body larger than {cap} bytes", registry=registry, method=method,
+                                    url=redact_url(str(resp.url)), status=resp.status)
+    body = b"".join(parts)
+    expected = resp.content_length
+    # A decoded (gzip) body differs from its Content-Length by design; aiohttp checks those itself.
+    encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+    if expected is not None and method != "HEAD" and not encoded and len(body) != expected:
+        raise TransportError(f"response body ended after {len(body)} of {expected} bytes", registry=registry,
+                             method=method, url=redact_url(str(resp.url)), status=resp.status)
+    return body
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int = 64 * 1024) -> bytes:
@@ -653,11 +745,12 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int = 64 * 1024) -> by
         return b""
 
 
-def _content_cause(exc: BaseException) -> ContentError | None:
+def _body_cause(exc: BaseException) -> RegcopyError | None:
+    """A regcopy error in ``exc``'s chain: raised by our own code (a request body), not by aiohttp."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, ContentError):
+        if isinstance(current, RegcopyError):
             return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__

@@ -21,7 +21,7 @@ from typing import Final, Literal
 import anyio
 
 from regcopy.digest import Digest
-from regcopy.errors import ContentError, RateLimited, RegistryError, TransportError
+from regcopy.errors import ContentError, RateLimited, RegcopyError, RegistryError, TransportError
 from regcopy.manifest import Descriptor, Manifest
 from regcopy.registry import blobs, manifests
 from regcopy.registry._challenge import Scope
@@ -185,6 +185,10 @@ class RegistryStore:
                 except ContentError:
                     raise
                 except RegistryError as exc:
+                    if exc is tally.source_error:
+                        # The source failed for good (its GET already retried and resumed with
+                        # Range): not a broken upload, so no restart; the error names the source.
+                        raise
                     if not _broken(exc) or attempts >= self.policy.restarts:
                         raise
                     # A pause lets the registry finish the broken request; a 429's Retry-After is
@@ -321,6 +325,7 @@ class RegistryStore:
         """Send the blob from ``session.offset`` (0, or where a resumed session stands) and close it."""
         t, repo = self.transport, self._repository
         start = session.reach = session.offset
+        opener = _watched(opener, tally)
         try:
             if start >= desc.size:
                 # The registry holds every byte (a session resumed after its last PATCH): the opener
@@ -394,6 +399,22 @@ class _Session:
 @dataclass(slots=True)
 class _Tally:
     sent: int = 0
+    source_error: RegcopyError | None = None
+    """The error the source's stream raised, if any (it reaches put_blob through aiohttp unchanged)."""
+
+
+def _watched(opener: BlobOpener, tally: _Tally) -> BlobOpener:
+    """``opener`` with the source's own failure recorded in ``tally``."""
+
+    async def chunks(offset: int = 0, /) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in opener(offset):
+                yield chunk
+        except RegcopyError as exc:
+            tally.source_error = exc
+            raise
+
+    return chunks
 
 
 def _broken(exc: RegistryError) -> bool:
