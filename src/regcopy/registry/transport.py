@@ -164,7 +164,10 @@ class Transport:
                 except _NoEndpoint as exc:
                     # A reset, 5xx, 429 or stall on /v2/ is as transient as on any other request;
                     # only definite answers (404, 400 from http on a TLS port, ...) end it at once.
-                    if not exc.transient or attempt >= self.settings.retries:
+                    # A probe that timed out is tried once more, not ``retries`` times: each costs a
+                    # whole probe_timeout, and a black-holed host is the hang the race exists to avoid.
+                    limit = min(1, self.settings.retries) if exc.timed_out else self.settings.retries
+                    if not exc.transient or attempt >= limit:
                         self._ping_generation += 1
                         self._ping_failure = exc
                         raise
@@ -200,7 +203,12 @@ class Transport:
                     return outcome, resp.headers
         except TimeoutError:
             return ProbeOutcome(scheme, None, time.monotonic() - start, "timed out"), None
-        except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
+        except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
+            # Definite, like a 404: no TLS there (an http port) or a certificate we refuse.
+            return ProbeOutcome(scheme, None, time.monotonic() - start, f"TLS failure: {_describe(exc)}"), None
+        except (aiohttp.ClientError, OSError) as exc:
+            if _tls_failure(exc):  # an alert after the handshake (a refused client certificate) comes as OSError
+                return ProbeOutcome(scheme, None, time.monotonic() - start, f"TLS failure: {_describe(exc)}"), None
             return ProbeOutcome(scheme, None, time.monotonic() - start, _describe(exc)), None
 
     async def _race(self, schemes: tuple[str, ...]) -> PingResult:
@@ -241,11 +249,15 @@ class Transport:
             if scheme in good:
                 return self._ping_result(scheme, probes, good[scheme])
         detail = "; ".join(f"{p.scheme}: {p.error or f'HTTP {p.status}'}" for p in probes)
-        transient = any(p.status is None or p.status in _PROBE_TRANSIENT for p in probes if "lost the race" not in
-                        (p.error or ""))
+        tried = [p for p in probes if "lost the race" not in (p.error or "")]
+        transient = any((p.status is None and not (p.error or "").startswith("TLS failure"))
+                        or p.status in _PROBE_TRANSIENT for p in tried)
+        timed_out = all(p.error == "timed out" for p in tried if p.status is None) and any(
+            p.status is None for p in tried) and not any(p.status in _PROBE_TRANSIENT for p in tried)
         retry_after = max((_retry_after(h) for h in headers_of.values()), default=0.0) or None
         raise _NoEndpoint(f"no usable /v2/ endpoint ({detail})", registry=self.registry, method="GET",
-                          url=f"{schemes[0]}://{self.host}/v2/", transient=transient, retry_after=retry_after)
+                          url=f"{schemes[0]}://{self.host}/v2/", transient=transient, retry_after=retry_after,
+                          timed_out=timed_out)
 
     async def _probe_into(
         self, scheme: str, send: anyio.abc.ObjectSendStream[tuple[ProbeOutcome, CIMultiDictProxy[str] | None]]
@@ -698,10 +710,13 @@ _PROBE_TRANSIENT: Final = frozenset({408, 429, 500, 502, 503, 504})
 class _NoEndpoint(TransportError):
     """No probe answered; ``transient`` when a retry may help (a failure, not a definite answer)."""
 
-    def __init__(self, message: str, *, transient: bool, retry_after: float | None, **kwargs: Any) -> None:
+    def __init__(self, message: str, *, transient: bool, retry_after: float | None, timed_out: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.transient = transient
         self.retry_after = retry_after
+        self.timed_out = timed_out
+        """Every probe that failed without an answer timed out (and none answered 5xx/429)."""
 
 
 def _retry_after(headers: CIMultiDictProxy[str]) -> float:
@@ -755,6 +770,17 @@ def _body_cause(exc: BaseException) -> RegcopyError | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def _tls_failure(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError) or "[SSL:" in str(current):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _describe(exc: BaseException) -> str:
