@@ -255,8 +255,10 @@ async def test_cancellation_at_many_points_leaves_nothing_behind(
             outcomes.append("cancelled" if scope.cancelled_caught else "done")
             tags = await client.tags(f"{dst.host}/{repo}") if not scope.cancelled_caught else None
         if scope.cancelled_caught:
-            # Never a tag on a partial image: the manifest PUT is the last step.
-            assert not [p for p in manifest_puts(dst) if f"/{repo}/manifests/v1" in p]
+            # Never a tag on a partial image: the manifest PUT is the last request, so a tag exists
+            # only if the cancellation came after it (then the image is complete).
+            if [p for p in manifest_puts(dst) if f"/{repo}/manifests/v1" in p]:
+                skopeo.verify(dst, f"{repo}:v1", digest)
         else:
             assert tags == ["v1"]
             skopeo.verify(dst, f"{repo}:v1", digest)
