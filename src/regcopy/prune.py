@@ -59,7 +59,6 @@ from regcopy.stores.registry import RegistryStore
 from regcopy.sync.config import (
     _At,
     _kind_of,
-    _list,
     _Loader,
     _location,
     _mapping,
@@ -72,6 +71,8 @@ from regcopy.sync.config import (
     _repository,
     _short,
     _string,
+    check_version,
+    required_list,
 )
 from regcopy.sync.filters import RepoMatcher, _parse_version, _tie_break, compile_repo_filter
 from regcopy.sync.model import RegistryConfig, RepoFilter, SyncPlan
@@ -238,16 +239,9 @@ def parse_prune(data: object, path: str | None = None) -> PrunePlan:
     if data is None:
         raise top.error("the plan is empty: it needs a 'prune' list of rules")
     doc = _mapping(data, top, (*_TOP_KEYS, *_SYNC_KEYS))
-    if "version" in doc:
-        version = doc["version"]
-        if not isinstance(version, int) or isinstance(version, bool) or version != 1:
-            raise top.field("version").error(f"unsupported plan version {_short(repr(version))}; only 1 exists")
+    check_version(doc, top)
     registries = _registries(doc.get("registries"), path)
-    if "prune" not in doc:
-        raise top.field("prune").error("missing required key 'prune' (the list of rules)")
-    items = _list(doc["prune"], top.field("prune"))
-    if not items:
-        raise top.field("prune").error("must list at least one rule")
+    items = required_list(doc, "prune", top, "rule", "rules")
     rules: list[PruneRule] = []
     names: dict[str, int] = {}
     scopes: dict[tuple[str, str], str] = {}

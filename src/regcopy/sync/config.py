@@ -495,17 +495,10 @@ def parse_plan(data: object, *, path: str | None = None) -> SyncPlan:
     if not isinstance(data, dict):
         raise top.error(f"a plan must be a mapping with a 'sync' list, not {_kind_of(data)}")
     doc = _mapping(data, top, _TOP_KEYS)
-    if "version" in doc:
-        version = doc["version"]
-        if not isinstance(version, int) or isinstance(version, bool) or version != 1:
-            raise top.field("version").error(f"unsupported plan version {_short(repr(version))}; only 1 exists")
+    check_version(doc, top)
     registries = _registries(doc.get("registries"), path)
     defaults = _defaults(doc.get("defaults"), _At(path, "defaults", "defaults"))
-    if "sync" not in doc:
-        raise top.field("sync").error("missing required key 'sync' (the list of entries)")
-    items = _list(doc["sync"], top.field("sync"))
-    if not items:
-        raise top.field("sync").error("must list at least one entry")
+    items = required_list(doc, "sync", top, "entry", "entries")
     entries: list[SyncEntry] = []
     first_use: dict[str, int] = {}
     for i, item in enumerate(items):
@@ -516,6 +509,24 @@ def parse_plan(data: object, *, path: str | None = None) -> SyncPlan:
         first_use[entry.name] = i
         entries.append(entry)
     return SyncPlan(tuple(entries), MappingProxyType(registries), path)
+
+
+def check_version(doc: dict[str, object], top: _At) -> None:
+    """A plan's optional ``version``: only 1 exists."""
+    if "version" in doc:
+        version = doc["version"]
+        if not isinstance(version, int) or isinstance(version, bool) or version != 1:
+            raise top.field("version").error(f"unsupported plan version {_short(repr(version))}; only 1 exists")
+
+
+def required_list(doc: dict[str, object], key: str, top: _At, one: str, many: str) -> list[object]:
+    """The non-empty list under ``key`` (``sync``, ``prune``), or an error naming what it lists."""
+    if key not in doc:
+        raise top.field(key).error(f"missing required key {key!r} (the list of {many})")
+    items = _list(doc[key], top.field(key))
+    if not items:
+        raise top.field(key).error(f"must list at least one {one}")
+    return items
 
 
 def _registries(value: object, path: str | None) -> dict[str, RegistryConfig]:
