@@ -24,7 +24,7 @@ from regcopy.stores.archive import DockerArchiveStore, OciArchiveStore
 from regcopy.stores.base import BlobOpener, Committer, Destination, Source
 from regcopy.stores.layout import LayoutStore
 
-__all__ = ("LocalStore", "RepositoryView", "local_identifier", "open_local", "repositories")
+__all__ = ("LocalStore", "RepositoryView", "join_ref", "local_identifier", "open_local", "repositories", "split_ref")
 
 
 @runtime_checkable
@@ -102,9 +102,7 @@ class RepositoryView:
         self.path = path
 
     def _ref(self, ref: str) -> str:
-        if not self.path or ref.startswith("@") or ":" in ref:  # a digest (sha256:…) or an @N index
-            return ref
-        return f"{self.path}:{ref}"
+        return join_ref(self.path, ref)
 
     @property
     def name(self) -> str:
@@ -146,6 +144,16 @@ class RepositoryView:
 
     async def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
         await self.store.put_manifest(manifest, None if tag is None else self._ref(tag))
+
+
+def join_ref(path: str, ref: str) -> str:
+    """The store ref for tag ``ref`` of repository ``path`` (``ns/app`` + ``v1`` → ``ns/app:v1``); a
+    digest, an ``@N`` index or an unnamed repository's tag pass unchanged. The inverse of :func:`split_ref`."""
+    algorithm, colon, rest = ref.partition(":")
+    digest = bool(colon) and algorithm in ("sha256", "sha512") and bool(rest) and "/" not in rest
+    if not path or ref.startswith("@") or digest:
+        return ref
+    return f"{path}:{ref}"
 
 
 def split_ref(ref: str) -> tuple[str, str]:

@@ -20,6 +20,7 @@ from typing import TypeAlias
 from regcopy.digest import Digest
 from regcopy.errors import InvalidReference
 from regcopy.reference import LocalLocation, Reference, Repository
+from regcopy.stores.local import join_ref
 
 __all__ = (
     "AnyReference",
@@ -63,9 +64,7 @@ class LocalRepository:
 
     def ref_name(self, tag: str) -> str:
         """The store's ref for ``tag`` of this repository (a digest or ``@N`` passes unchanged)."""
-        if not self.path or tag.startswith("@") or _is_digest(tag):
-            return tag
-        return f"{self.path}:{tag}"
+        return join_ref(self.path, tag)
 
     def with_tag(self, tag: str) -> LocalImage:
         return LocalImage(self, tag=tag)
@@ -98,11 +97,6 @@ class LocalImage:
 
 AnyRepository: TypeAlias = Repository | LocalRepository
 AnyReference: TypeAlias = Reference | LocalImage
-
-
-def _is_digest(text: str) -> bool:
-    algorithm, colon, hexpart = text.partition(":")
-    return bool(colon) and algorithm in ("sha256", "sha512") and bool(hexpart) and "/" not in hexpart
 
 
 def split_endpoint(text: str) -> tuple[str, str]:
