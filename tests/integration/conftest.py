@@ -4,7 +4,7 @@ configured for the test registries (CA, credentials), and a credential-free auth
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import pytest
 
 import regcopy
 from servers import skopeo
+from servers.faulty_proxy import FaultyProxy
 from servers.images import ImageSpec, IndexSpec, LayerSpec, write_layout
 from servers.registry import RegistryServer
 
@@ -146,3 +147,16 @@ def free_loopback_address() -> str:
             continue
         return addr
     pytest.skip("no free loopback address with ports 80 and 443")
+
+
+@pytest.fixture
+def dst(registry_factory: Any) -> RegistryServer:
+    """A fresh plain-http destination registry."""
+    return registry_factory("http")
+
+
+@pytest.fixture
+def dst_proxy(dst: RegistryServer) -> Iterator[FaultyProxy]:
+    """A fault-injecting proxy in front of :func:`dst`."""
+    with FaultyProxy(dst.url) as proxy:
+        yield proxy

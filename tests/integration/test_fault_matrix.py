@@ -253,17 +253,6 @@ def src_proxy(source: tuple[RegistryServer, str]) -> Iterator[FaultyProxy]:
 
 
 @pytest.fixture
-def dst(registry_factory: RegistryFactory) -> RegistryServer:
-    return registry_factory("http")
-
-
-@pytest.fixture
-def dst_proxy(dst: RegistryServer) -> Iterator[FaultyProxy]:
-    with FaultyProxy(dst.url) as proxy:
-        yield proxy
-
-
-@pytest.fixture
 def base_layer(sample_layout: tuple[Path, dict[str, str]]) -> str:
     """Digest of the 200 KB layer of ``oci`` (big enough to cut mid-body)."""
     blobs = layout_contents(sample_layout[0], "oci").blobs

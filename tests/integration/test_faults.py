@@ -30,17 +30,6 @@ def src_proxy(http_registry: RegistryServer) -> Iterator[FaultyProxy]:
         yield proxy
 
 
-@pytest.fixture
-def dst(registry_factory: Any) -> RegistryServer:
-    return registry_factory("http")
-
-
-@pytest.fixture
-def dst_proxy(dst: RegistryServer) -> Iterator[FaultyProxy]:
-    with FaultyProxy(dst.url) as proxy:
-        yield proxy
-
-
 def client(**kwargs: Any) -> regcopy.Client:
     settings = regcopy.RegistrySettings(scheme="http", **{**FAST, **kwargs})
     return regcopy.Client(default_settings=settings, credentials=regcopy.StaticCredentials({}))
