@@ -99,29 +99,20 @@ class MirroredSource:
     async def open_blob(self, desc: Descriptor) -> AsyncIterator[bytes]:
         """The blob from the first candidate whose stream starts; a stream that breaks later fails
         this attempt (the engine restarts the blob, and then this mirror may be skipped)."""
-        for label, store in [*self._candidates(), (self.upstream_label, self.upstream)]:
+
+        async def start(store: Source) -> tuple[AsyncIterator[bytes], bytes | None]:
             stream = store.open_blob(desc)
             try:
-                first = await anext(stream, None)
-            except TransportError as exc:
+                return stream, await anext(stream, None)
+            except BaseException:
                 await _close(stream)
-                if label == self.upstream_label:
-                    raise
-                log.warning("mirror %s unreachable (%s); not used again in this run", label, exc)
-                self.broken.add(label)
-                continue
-            except RegcopyError as exc:
-                await _close(stream)
-                if label == self.upstream_label:
-                    raise
-                log.info("mirror %s could not serve blob %s (%s); trying the next", label, desc.digest.short, exc)
-                continue
-            self._note(label)
-            if first is not None:
-                yield first
-            async for chunk in stream:
-                yield chunk
-            return
+                raise
+
+        stream, first = await self._first(f"blob {desc.digest.short}", start)
+        if first is not None:
+            yield first
+        async for chunk in stream:
+            yield chunk
 
 
 class _Absent(RegcopyError):
