@@ -40,7 +40,7 @@ RULES = {
     "regcopy.credentials": ("aiohttp", "regcopy.registry", "regcopy.client"),
     "regcopy.ecr": ("aiohttp", "regcopy.registry", "regcopy.client", "boto3", "botocore"),  # boto3: lazily
     "regcopy.sync.journal": ("aiohttp", "regcopy.registry", "regcopy.client", "regcopy.engine"),
-    "regcopy.sync.endpoints": ("aiohttp", "regcopy.registry", "regcopy.client", "regcopy.engine"),
+    "regcopy.locations": ("aiohttp", "regcopy.registry", "regcopy.client", "regcopy.engine"),
     "regcopy.stores.mirrored": ("aiohttp", "regcopy.registry", "regcopy.client"),
     "regcopy.progress": ("aiohttp", "regcopy.registry", "regcopy.client", "regcopy.engine"),
     "regcopy._singleflight": ("aiohttp", "regcopy."),

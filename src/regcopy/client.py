@@ -39,6 +39,7 @@ from regcopy.errors import (
     RegcopyError,
 )
 from regcopy.inspect import ImageInfo, image_info
+from regcopy.locations import AnyRepository, LocalRepository, is_local, parse_repository
 from regcopy.manifest import Manifest, Platform
 from regcopy.progress import Reporter, null_reporter
 from regcopy.reference import LocalLocation, Reference, Repository, parse_location
@@ -52,7 +53,6 @@ from regcopy.stores.mirrored import MirroredSource
 from regcopy.stores.registry import RegistryStore, UploadPolicy
 from regcopy.sync.config import host_platform as config_host_platform
 from regcopy.sync.config import load_plan
-from regcopy.sync.endpoints import AnyRepository, LocalRepository, is_local, parse_repository
 from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import SyncPlan
 from regcopy.sync.scheduler import SyncOptions, SyncReport, run_sync

@@ -52,6 +52,7 @@ import anyio
 
 from regcopy.digest import Digest, verify_chunks
 from regcopy.errors import InvalidReference, ManifestNotFound, RegcopyError, Unsupported
+from regcopy.filters import RepoFilter, RepoMatcher, _parse_version, _tie_break, compile_repo_filter
 from regcopy.manifest import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Manifest
 from regcopy.reference import Repository
 from regcopy.registry.manifests import ManifestInfo, manifest_delete, manifest_head
@@ -74,8 +75,7 @@ from regcopy.sync.config import (
     check_version,
     required_list,
 )
-from regcopy.sync.filters import RepoMatcher, _parse_version, _tie_break, compile_repo_filter
-from regcopy.sync.model import RegistryConfig, RepoFilter, SyncPlan
+from regcopy.sync.model import RegistryConfig, SyncPlan
 
 if TYPE_CHECKING:  # the client imports sync, which may import this module: no runtime cycle
     from regcopy.client import Client

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from regcopy import prune
 from regcopy.digest import Digest
 from regcopy.errors import ConfigError, ManifestNotFound, RegistryError, Unsupported
+from regcopy.filters import RepoFilter
 from regcopy.manifest import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Descriptor, Manifest
 from regcopy.prune import (
     DeletionBudget,
@@ -38,7 +39,7 @@ from regcopy.prune import (
     plan_repository,
 )
 from regcopy.registry.manifests import ManifestInfo
-from regcopy.sync.model import RegistryConfig, RepoFilter
+from regcopy.sync.model import RegistryConfig
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 REPO = "reg.example:5000/team/app"

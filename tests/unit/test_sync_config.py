@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from regcopy.errors import ConfigError, InvalidReference
+from regcopy.filters import RepoFilter, TagFilter, unanchored
 from regcopy.registry._policy import SCHEME_MODES
 from regcopy.sync import config
 from regcopy.sync.config import from_skopeo_docker, from_skopeo_yaml, load_plan, parse_plan, target_repository
-from regcopy.sync.filters import unanchored
-from regcopy.sync.model import Credentials, RegistryConfig, RepoFilter, SyncEntry, SyncPlan, TagFilter
+from regcopy.sync.model import Credentials, RegistryConfig, SyncEntry, SyncPlan
 
 D0 = "sha256:" + "0" * 64
 D1 = "sha256:" + "0" * 32 + "1" * 32  # the digest of skopeo-sync(1)'s example

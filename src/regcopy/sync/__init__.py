@@ -9,18 +9,10 @@ that runs a plan (:func:`run_sync`, :class:`SyncOptions`, :class:`SyncReport`) w
 
 from __future__ import annotations
 
+from regcopy.filters import RepoFilter, TagFilter
 from regcopy.sync.config import from_skopeo_docker, from_skopeo_yaml, load_plan, parse_plan, target_repository
 from regcopy.sync.journal import SyncJournal
-from regcopy.sync.model import (
-    Credentials,
-    Naming,
-    RegistryConfig,
-    RepoFilter,
-    SourceKind,
-    SyncEntry,
-    SyncPlan,
-    TagFilter,
-)
+from regcopy.sync.model import Credentials, Naming, RegistryConfig, SourceKind, SyncEntry, SyncPlan
 from regcopy.sync.scheduler import ImageJob, ImageReport, SyncBackend, SyncOptions, SyncReport, run_sync
 
 __all__ = (

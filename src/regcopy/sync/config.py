@@ -9,7 +9,7 @@ Owns the three plan front ends and the target naming rule the scheduler applies 
 * :func:`from_skopeo_docker` — ``skopeo sync --src docker SOURCE DESTINATION``.
 * :func:`target_repository` — where a discovered source repository lands (``SyncEntry`` naming rules).
 
-Semver constraints are stored as written; :mod:`regcopy.sync.filters` validates and applies them.
+Semver constraints are stored as written; :mod:`regcopy.filters` validates and applies them.
 Secrets (passwords, identity tokens) never appear in error messages. Only :func:`from_skopeo_yaml`
 touches the file system beyond reading the plan: it lists ``cert-dir`` directories.
 """
@@ -32,10 +32,8 @@ import yaml
 
 from regcopy.digest import Digest
 from regcopy.errors import ConfigError, InvalidReference
-from regcopy.manifest import Platform
-from regcopy.reference import DOCKER_HUB, Reference, Repository
-from regcopy.registry._policy import SCHEME_MODES, SchemeMode
-from regcopy.sync.endpoints import (
+from regcopy.filters import RepoFilter, TagFilter, unanchored
+from regcopy.locations import (
     AnyRepository,
     LocalRepository,
     is_local,
@@ -43,17 +41,17 @@ from regcopy.sync.endpoints import (
     parse_repository,
     split_endpoint,
 )
-from regcopy.sync.filters import unanchored
+from regcopy.manifest import Platform
+from regcopy.reference import DOCKER_HUB, Reference, Repository
+from regcopy.registry._policy import SCHEME_MODES, SchemeMode
 from regcopy.sync.model import (
     Credentials,
     DeleteExtra,
     Naming,
     RegistryConfig,
-    RepoFilter,
     SourceKind,
     SyncEntry,
     SyncPlan,
-    TagFilter,
 )
 
 _LEADING_FLAGS: Final = re.compile(r"\(\?([A-Za-z]+)\)")
@@ -408,7 +406,7 @@ def target_repository(entry: SyncEntry, source_repo: str) -> str:
     * ``scoped``: target + source registry + ``source_repo`` (``dst/m/quay.io/org/app``).
 
     The result is normalised like any repository (``docker.io/app`` → ``docker.io/library/app``).
-    Local stores take part the same way (:mod:`regcopy.sync.endpoints`): a target ``oci:DIR`` puts
+    Local stores take part the same way (:mod:`regcopy.locations`): a target ``oci:DIR`` puts
     ``ns/app`` at ``oci:DIR:ns/app``, and a kind ``repository`` target ``oci:DIR`` holds bare tags.
 
     :param entry: the plan entry the repository was found for
@@ -907,7 +905,7 @@ def _skopeo_tags(section: str, value: object, at: _At) -> TagFilter:
 
 def _unanchored(pattern: str, at: _At) -> str:
     """skopeo matches tags with Go's ``regexp.MatchString`` (unanchored search); regcopy's TagFilter
-    regexes are full matches, so :func:`regcopy.sync.filters.unanchored` rewrites them to search again."""
+    regexes are full matches, so :func:`regcopy.filters.unanchored` rewrites them to search again."""
     flags, body = "", pattern
     while (m := _LEADING_FLAGS.match(body)) is not None:
         flags, body = flags + m.group(1), body[m.end() :]

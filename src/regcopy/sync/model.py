@@ -11,50 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from regcopy.filters import RepoFilter, TagFilter
 from regcopy.registry._policy import SchemeMode
 
-__all__ = (
-    "Credentials", "DeleteExtra", "Naming", "RegistryConfig", "RepoFilter", "SourceKind", "SyncEntry", "SyncPlan",
-    "TagFilter",
-)
+__all__ = ("Credentials", "DeleteExtra", "Naming", "RegistryConfig", "SourceKind", "SyncEntry", "SyncPlan")
 
 SourceKind = Literal["repository", "namespace", "registry"]
 Naming = Literal["prefix", "basename", "scoped"]
 """How a target repository name is made from a source repository (see :class:`SyncEntry`)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TagFilter:
-    """Which tags of a repository to mirror. Every regex is anchored (full match) unless it came
-    from skopeo's ``images-by-tag-regex``, which the parser rewrites to keep skopeo's unanchored meaning.
-
-    Order of application: ``exact`` tags and ``digests`` are always taken (no listing needed when
-    they are all there is); listed tags must match an ``allow`` regex (if any), no ``deny`` regex,
-    and the ``semver`` constraint (if any; non-semver tags then drop out); finally ``latest`` keeps
-    the N highest semver versions of what is left.
-    """
-
-    allow: tuple[str, ...] = ()
-    deny: tuple[str, ...] = ()
-    semver: str | None = None
-    latest: int | None = None
-    exact: tuple[str, ...] = ()
-    digests: tuple[str, ...] = ()
-
-    @property
-    def needs_listing(self) -> bool:
-        """Whether the source's tags must be listed (anything beyond exact tags and digests)."""
-        return bool(self.allow or self.deny or self.semver or self.latest is not None) or not (
-            self.exact or self.digests
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class RepoFilter:
-    """Which repositories of a namespace or registry to mirror (anchored regexes)."""
-
-    allow: tuple[str, ...] = ()
-    deny: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

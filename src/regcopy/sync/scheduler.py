@@ -48,14 +48,8 @@ from regcopy.engine import (
     plan_image,
 )
 from regcopy.errors import RegcopyError
-from regcopy.manifest import Descriptor, Platform
-from regcopy.progress import Reporter, null_reporter
-from regcopy.reference import Reference, Repository
-from regcopy.stores.base import Destination, Source
-from regcopy.stores.mirrored import MirroredSource
-from regcopy.stores.registry import RegistryStore
-from regcopy.sync.config import target_repository
-from regcopy.sync.endpoints import (
+from regcopy.filters import compile_repo_filter, compile_tag_filter
+from regcopy.locations import (
     AnyReference,
     AnyRepository,
     is_local,
@@ -63,7 +57,13 @@ from regcopy.sync.endpoints import (
     parse_repository,
     split_endpoint,
 )
-from regcopy.sync.filters import compile_repo_filter, compile_tag_filter
+from regcopy.manifest import Descriptor, Platform
+from regcopy.progress import Reporter, null_reporter
+from regcopy.reference import Reference, Repository
+from regcopy.stores.base import Destination, Source
+from regcopy.stores.mirrored import MirroredSource
+from regcopy.stores.registry import RegistryStore
+from regcopy.sync.config import target_repository
 from regcopy.sync.journal import SyncJournal
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ class SyncOptions:
 class ImageJob:
     """One image to mirror: source reference → target reference (tag, or digest when pinned).
 
-    Either side may be a registry :class:`Reference` or a :class:`~regcopy.sync.endpoints.LocalImage`.
+    Either side may be a registry :class:`Reference` or a :class:`~regcopy.locations.LocalImage`.
     """
 
     entry: str

@@ -48,9 +48,10 @@ from typing import Final
 
 from regcopy.digest import Digest
 from regcopy.errors import ConfigError, InvalidReference
-from regcopy.sync.model import RepoFilter, TagFilter
 
-__all__ = ("RepoMatcher", "TagMatcher", "compile_repo_filter", "compile_tag_filter", "unanchored")
+__all__ = (
+    "RepoFilter", "RepoMatcher", "TagFilter", "TagMatcher", "compile_repo_filter", "compile_tag_filter", "unanchored",
+)
 
 _U64_MAX: Final = 2**64 - 1
 _DIGITS: Final = re.compile(r"[0-9]+")  # not \d: Python's \d also takes non-ASCII digits
@@ -71,6 +72,44 @@ _LEADING_FLAGS: Final = re.compile(r"\(\?[aiLmsux]+\)")
 
 _PreKey = tuple[tuple[int, int, str], ...]
 _VersionKey = tuple[int, int, int, int, _PreKey]
+
+
+# --- filter values ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TagFilter:
+    """Which tags of a repository to mirror. Every regex is anchored (full match) unless it came
+    from skopeo's ``images-by-tag-regex``, which the parser rewrites to keep skopeo's unanchored meaning.
+
+    Order of application: ``exact`` tags and ``digests`` are always taken (no listing needed when
+    they are all there is); listed tags must match an ``allow`` regex (if any), no ``deny`` regex,
+    and the ``semver`` constraint (if any; non-semver tags then drop out); finally ``latest`` keeps
+    the N highest semver versions of what is left.
+    """
+
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    semver: str | None = None
+    latest: int | None = None
+    exact: tuple[str, ...] = ()
+    digests: tuple[str, ...] = ()
+
+    @property
+    def needs_listing(self) -> bool:
+        """Whether the source's tags must be listed (anything beyond exact tags and digests)."""
+        return bool(self.allow or self.deny or self.semver or self.latest is not None) or not (
+            self.exact or self.digests
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RepoFilter:
+    """Which repositories of a namespace or registry to mirror (anchored regexes)."""
+
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
 
 
 # --- versions --------------------------------------------------------------------------------
