@@ -51,11 +51,11 @@ from regcopy.stores.base import Destination, Source, UploadJournal
 from regcopy.stores.local import LocalStore, RepositoryView, local_identifier, open_local, repositories
 from regcopy.stores.mirrored import MirroredSource
 from regcopy.stores.registry import RegistryStore, UploadPolicy
-from regcopy.sync.config import host_platform as config_host_platform
-from regcopy.sync.config import load_plan
 from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import SyncPlan
+from regcopy.sync.plan import load_plan
 from regcopy.sync.scheduler import SyncOptions, SyncReport, run_sync
+from regcopy.sync.skopeo import host_platform as skopeo_host_platform
 
 __all__ = ("Client", "DeleteResult", "copy", "host_platform")
 
@@ -570,9 +570,9 @@ class DeleteResult:
 def host_platform() -> Platform:
     """This machine's platform (``linux/amd64`` on x86_64), the default pick from an index.
 
-    The same mapping as skopeo sync without ``--all`` (:func:`regcopy.sync.config.host_platform`).
+    The same mapping as skopeo sync without ``--all`` (:func:`regcopy.sync.skopeo.host_platform`).
     """
-    return Platform.parse(config_host_platform())
+    return Platform.parse(skopeo_host_platform())
 
 
 async def _pick_platform(store: RegistryStore, index: Manifest, wanted: Platform) -> Manifest:

@@ -54,28 +54,27 @@ from regcopy.digest import Digest, verify_chunks
 from regcopy.errors import InvalidReference, ManifestNotFound, RegcopyError, Unsupported
 from regcopy.filters import RepoFilter, RepoMatcher, _parse_version, _tie_break, compile_repo_filter
 from regcopy.manifest import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Manifest
+from regcopy.planaddress import as_location, as_repository
+from regcopy.planfile import (
+    At,
+    StrictLoader,
+    as_mapping,
+    as_positive_int,
+    as_regexes,
+    as_repo_filter,
+    as_string,
+    check_version,
+    kind_of,
+    named_item,
+    read_yaml,
+    required_list,
+    short,
+)
+from regcopy.plansettings import RegistryConfig, parse_registries
 from regcopy.reference import Repository
 from regcopy.registry.manifests import ManifestInfo, manifest_delete, manifest_head
 from regcopy.stores.registry import RegistryStore
-from regcopy.sync.config import (
-    _At,
-    _kind_of,
-    _Loader,
-    _location,
-    _mapping,
-    _named_item,
-    _positive_int,
-    _read_yaml,
-    _regexes,
-    _registries,
-    _repo_filter,
-    _repository,
-    _short,
-    _string,
-    check_version,
-    required_list,
-)
-from regcopy.sync.model import RegistryConfig, SyncPlan
+from regcopy.sync.model import SyncPlan
 
 if TYPE_CHECKING:  # the client imports sync, which may import this module: no runtime cycle
     from regcopy.client import Client
@@ -218,7 +217,7 @@ def load_prune(path: str | Path) -> PrunePlan:
 
     :raises ConfigError: unreadable file, YAML syntax error, invalid plan
     """
-    return parse_prune(_read_yaml(path, _Loader), str(path))
+    return parse_prune(read_yaml(path, StrictLoader), str(path))
 
 
 def parse_prune(data: object, path: str | None = None) -> PrunePlan:
@@ -235,19 +234,19 @@ def parse_prune(data: object, path: str | None = None) -> PrunePlan:
 
     :raises ConfigError: naming the file, the rule and the dotted key
     """
-    top = _At(path, None, None)
+    top = At(path, None, None)
     if data is None:
         raise top.error("the plan is empty: it needs a 'prune' list of rules")
-    doc = _mapping(data, top, (*_TOP_KEYS, *_SYNC_KEYS))
+    doc = as_mapping(data, top, (*_TOP_KEYS, *_SYNC_KEYS))
     check_version(doc, top)
-    registries = _registries(doc.get("registries"), path)
+    registries = parse_registries(doc.get("registries"), path)
     items = required_list(doc, "prune", top, "rule", "rules")
     rules: list[PruneRule] = []
     names: dict[str, int] = {}
     scopes: dict[tuple[str, str], str] = {}
     for i, item in enumerate(items):
         rule = _rule(item, i, path)
-        at = _At(path, rule.name, f"prune[{i}]")
+        at = At(path, rule.name, f"prune[{i}]")
         if rule.name in names:
             raise at.field("name").error(f"duplicate rule name {rule.name!r} (also prune[{names[rule.name]}])")
         names[rule.name] = i
@@ -260,36 +259,36 @@ def parse_prune(data: object, path: str | None = None) -> PrunePlan:
 
 
 def _rule(item: object, i: int, path: str | None) -> PruneRule:
-    name, at, item = _named_item(item, "prune", i, path, "a rule must be a mapping with a repository or namespace")
-    f = _mapping(item, at, _RULE_KEYS)
+    name, at, item = named_item(item, "prune", i, path, "a rule must be a mapping with a repository or namespace")
+    f = as_mapping(item, at, _RULE_KEYS)
     given = [k for k in ("repository", "namespace") if k in f]
     if len(given) != 1:
         raise at.error("give exactly one of 'repository' or 'namespace'")
     kind: ScopeKind = "repository" if given[0] == "repository" else "namespace"
-    text = _string(f[kind], at.field(kind))
+    text = as_string(f[kind], at.field(kind))
     if kind == "repository":
         hint = "a rule covers all tags of a repository; to cover many repositories use namespace"
-        repo = _repository(text, at.field(kind), what="repository", hint=hint)
+        repo = as_repository(text, at.field(kind), what="repository", hint=hint)
         if not isinstance(repo, Repository):  # sync plans also name local stores (oci:DIR)
-            raise at.field(kind).error(f"{_short(text)} is not on a registry: prune deletes from registries only")
+            raise at.field(kind).error(f"{short(text)} is not on a registry: prune deletes from registries only")
         scope = repo.name
         if "repos" in f:
             raise at.field("repos").error("repos filters need a namespace (this rule is one repository)")
     else:
-        host, prefix = _location(text.rstrip("/"), at.field(kind), what="namespace", host_required=True)
+        host, prefix = as_location(text.rstrip("/"), at.field(kind), what="namespace", host_required=True)
         if not _is_registry(host):
-            raise at.field(kind).error(f"{_short(text)} is not on a registry: prune deletes from registries only")
+            raise at.field(kind).error(f"{short(text)} is not on a registry: prune deletes from registries only")
         scope = f"{host}/{prefix}" if prefix else host
     repos = RepoFilter()
     if "repos" in f:
-        repos = _repo_filter(f["repos"], at.field("repos"))
+        repos = as_repo_filter(f["repos"], at.field("repos"))
         compile_repo_filter(repos, entry=name, path=path)
-    keep_latest = _positive_int(f["keep_latest"], at.field("keep_latest")) if "keep_latest" in f else None
+    keep_latest = as_positive_int(f["keep_latest"], at.field("keep_latest")) if "keep_latest" in f else None
     order: Order = "semver"
     if "order" in f:
         value = f["order"]
         if not isinstance(value, str) or value not in _ORDERS:
-            shown = _short(value) if isinstance(value, str) else _kind_of(value)
+            shown = short(value) if isinstance(value, str) else kind_of(value)
             raise at.field("order").error(f"must be semver or created, not {shown}")
         if keep_latest is None:
             raise at.field("order").error("order ranks keep_latest: give keep_latest too")
@@ -298,7 +297,7 @@ def _rule(item: object, i: int, path: str | None) -> PruneRule:
     if "older_than" in f:
         value = f["older_than"]
         if not isinstance(value, str):
-            raise at.field("older_than").error(f"must be a duration such as '30d', not {_kind_of(value)}")
+            raise at.field("older_than").error(f"must be a duration such as '30d', not {kind_of(value)}")
         try:
             older_than = parse_duration(value)
         except ValueError as exc:
@@ -307,8 +306,8 @@ def _rule(item: object, i: int, path: str | None) -> PruneRule:
         raise at.error("give keep_latest or older_than (a rule without either would delete every unprotected tag)")
     protect: tuple[re.Pattern[str], ...] = ()
     if "protect" in f:
-        protect = tuple(re.compile(p, re.ASCII) for p in _regexes(f["protect"], at.field("protect")))
-    cap = _positive_int(f["cap"], at.field("cap")) if "cap" in f else None
+        protect = tuple(re.compile(p, re.ASCII) for p in as_regexes(f["protect"], at.field("protect")))
+    cap = as_positive_int(f["cap"], at.field("cap")) if "cap" in f else None
     return PruneRule(name, scope, kind, keep_latest, order, protect, older_than, cap, repos)
 
 

@@ -25,6 +25,7 @@ from regcopy.digest import Digest
 from regcopy.errors import ConfigError, ManifestNotFound, RegistryError, Unsupported
 from regcopy.filters import RepoFilter
 from regcopy.manifest import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Descriptor, Manifest
+from regcopy.plansettings import RegistryConfig
 from regcopy.prune import (
     DeletionBudget,
     PrunePlan,
@@ -39,7 +40,6 @@ from regcopy.prune import (
     plan_repository,
 )
 from regcopy.registry.manifests import ManifestInfo
-from regcopy.sync.model import RegistryConfig
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 REPO = "reg.example:5000/team/app"

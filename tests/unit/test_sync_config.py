@@ -19,12 +19,16 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from regcopy import planfile, plansettings
 from regcopy.errors import ConfigError, InvalidReference
 from regcopy.filters import RepoFilter, TagFilter, unanchored
+from regcopy.plansettings import Credentials, RegistryConfig
 from regcopy.registry._policy import SCHEME_MODES
-from regcopy.sync import config
-from regcopy.sync.config import from_skopeo_docker, from_skopeo_yaml, load_plan, parse_plan, target_repository
-from regcopy.sync.model import Credentials, RegistryConfig, SyncEntry, SyncPlan
+from regcopy.sync import plan as sync_plan
+from regcopy.sync import skopeo as sync_skopeo
+from regcopy.sync.model import SyncEntry, SyncPlan
+from regcopy.sync.plan import load_plan, parse_plan, target_repository
+from regcopy.sync.skopeo import from_skopeo_docker, from_skopeo_yaml
 
 D0 = "sha256:" + "0" * 64
 D1 = "sha256:" + "0" * 32 + "1" * 32  # the digest of skopeo-sync(1)'s example
@@ -783,11 +787,11 @@ def test_tag_regexes_keep_skopeos_unanchored_meaning(
     tags=st.lists(st.text(alphabet="ab.-", max_size=6), max_size=5),
 )
 def test_wrapped_fullmatch_equals_search(regex: str, tags: list[str]) -> None:
-    at = config._At("f", "e", "k")
+    at = planfile.At("f", "e", "k")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # "[[": valid today, re only warns
         try:
-            wrapped = config._unanchored(regex, at)
+            wrapped = sync_skopeo._unanchored(regex, at)
         except ConfigError:
             with pytest.raises((re.error, ValueError, OverflowError)):
                 re.compile(regex, re.ASCII)
@@ -1010,12 +1014,12 @@ def _near_plan() -> st.SearchStrategy[dict[str, Any]]:
     extra = st.dictionaries(st.sampled_from(["protect", "cap", "x"]), _LEAVES | st.lists(_LEAVES, max_size=3),
                             max_size=3)
     item = st.dictionaries(
-        st.sampled_from([*config._ENTRY_KEYS, "x"]),
+        st.sampled_from([*sync_plan._ENTRY_KEYS, "x"]),
         _LEAVES | filters | extra | st.lists(_LEAVES, max_size=3), max_size=7,
     )
     settings_ = st.dictionaries(
-        st.sampled_from([*config._REGISTRY_KEYS, "x"]),
-        _LEAVES | st.dictionaries(st.sampled_from([*config._CREDENTIAL_KEYS, "x"]), _LEAVES, max_size=3),
+        st.sampled_from([*plansettings._REGISTRY_KEYS, "x"]),
+        _LEAVES | st.dictionaries(st.sampled_from([*plansettings._CREDENTIAL_KEYS, "x"]), _LEAVES, max_size=3),
         max_size=4,
     )
     return st.fixed_dictionaries(
@@ -1057,7 +1061,7 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def _near_skopeo() -> st.SearchStrategy[dict[Any, Any]]:
     images = st.dictionaries(_KEYS, _LEAVES | st.lists(_LEAVES, max_size=3), max_size=3)
     block = st.dictionaries(
-        st.sampled_from([*config._SKOPEO_KEYS, "x"]),
+        st.sampled_from([*sync_skopeo._SKOPEO_KEYS, "x"]),
         images | _LEAVES | st.dictionaries(st.sampled_from(["username", "password", "identitytoken"]), _LEAVES),
         max_size=4,
     )
@@ -1079,7 +1083,7 @@ def test_from_skopeo_docker_only_raises_config_errors(source: Any, destination: 
 
 
 @settings(max_examples=60, deadline=None)
-@given(creds=st.dictionaries(st.sampled_from([*config._CREDENTIAL_KEYS, "pass"]),
+@given(creds=st.dictionaries(st.sampled_from([*plansettings._CREDENTIAL_KEYS, "pass"]),
                              st.just(SECRET) | _LEAVES | st.lists(st.just(SECRET), max_size=2), max_size=4))
 def test_credentials_errors_never_show_values(creds: dict[str, Any]) -> None:
     try:

@@ -1,8 +1,9 @@
 """The values of a sync plan: what to mirror where, with which filters and per-registry settings.
 
-Plans are built by :mod:`regcopy.sync.config` (regcopy's YAML, skopeo sync's YAML and skopeo's
-``--src docker`` arguments all become the same :class:`SyncPlan`) and run by
-:mod:`regcopy.sync.scheduler`. Frozen values only; no I/O here.
+Plans are built by :mod:`regcopy.sync.plan` (regcopy's YAML) and :mod:`regcopy.sync.skopeo`
+(skopeo sync's YAML and ``--src docker`` arguments); all become the same :class:`SyncPlan`, run by
+:mod:`regcopy.sync.scheduler`. The filter values are :mod:`regcopy.filters`'s, the per-registry
+settings :mod:`regcopy.plansettings`'s. Frozen values only; no I/O here.
 """
 
 from __future__ import annotations
@@ -12,46 +13,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from regcopy.filters import RepoFilter, TagFilter
-from regcopy.registry._policy import SchemeMode
+from regcopy.plansettings import RegistryConfig
 
-__all__ = ("Credentials", "DeleteExtra", "Naming", "RegistryConfig", "SourceKind", "SyncEntry", "SyncPlan")
+__all__ = ("DeleteExtra", "Naming", "SourceKind", "SyncEntry", "SyncPlan")
 
 SourceKind = Literal["repository", "namespace", "registry"]
 Naming = Literal["prefix", "basename", "scoped"]
 """How a target repository name is made from a source repository (see :class:`SyncEntry`)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """Where one registry's credentials come from: inline, a credential helper, or an auth file.
-
-    Inline secrets are never shown in ``repr`` or errors.
-    """
-
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    identity_token: str | None = field(default=None, repr=False)
-    helper: str | None = None
-    authfile: str | None = None
-    refresh_after: float | None = None
-    """Seconds after which a helper's answer is fetched again (besides on rejection)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RegistryConfig:
-    """Per-registry settings of a plan (regclient's ``config.Host`` in spirit)."""
-
-    host: str
-    scheme: SchemeMode = "auto"
-    ca_file: str | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
-    credentials: Credentials | None = None
-    max_concurrency: int | None = None
-    requests_per_second: float | None = None
-    mirrors: tuple[str, ...] = ()
-    """Pull-through caches read before this registry, in order: ``host[:port][/prefix]`` each; a
-    mirror's own settings and credentials are its own ``registries`` entry (never this one's)."""
 
 
 @dataclass(frozen=True, slots=True)

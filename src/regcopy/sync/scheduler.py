@@ -63,12 +63,12 @@ from regcopy.reference import Reference, Repository
 from regcopy.stores.base import Destination, Source
 from regcopy.stores.mirrored import MirroredSource
 from regcopy.stores.registry import RegistryStore
-from regcopy.sync.config import target_repository
 from regcopy.sync.journal import SyncJournal
 
 if TYPE_CHECKING:
     from regcopy.prune import PruneReport
 from regcopy.sync.model import SyncEntry, SyncPlan
+from regcopy.sync.plan import target_repository
 
 __all__ = ("ImageJob", "ImageReport", "SyncBackend", "SyncOptions", "SyncReport", "run_sync")
 
