@@ -19,8 +19,8 @@ import yaml
 
 import regcopy
 from conftest import make_client  # type: ignore[import-not-found]
-from regcopy.prune import delete_tags, parse_prune, run_prune
 from regcopy.reference import Repository
+from regcopy.retention import delete_tags, parse_prune, run_prune
 from servers import skopeo
 from servers.images import ImageSpec, IndexSpec, LayerSpec, Spec, write_layout
 from servers.registry import RegistryServer

@@ -20,13 +20,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from regcopy import prune
 from regcopy.digest import Digest
 from regcopy.errors import ConfigError, ManifestNotFound, RegistryError, Unsupported
 from regcopy.filters import RepoFilter
 from regcopy.manifest import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Descriptor, Manifest
 from regcopy.plansettings import RegistryConfig
-from regcopy.prune import (
+from regcopy.registry.manifests import ManifestInfo
+from regcopy.retention import (
     DeletionBudget,
     PrunePlan,
     PruneRule,
@@ -38,8 +38,11 @@ from regcopy.prune import (
     parse_prune,
     plan_deletions,
     plan_repository,
+    planner,
+    run_prune,
 )
-from regcopy.registry.manifests import ManifestInfo
+from regcopy.retention import delete as retention_delete
+from regcopy.retention import parse as retention_parse
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 REPO = "reg.example:5000/team/app"
@@ -217,8 +220,9 @@ def test_file_errors(tmp_path: Path) -> None:
 
 _LEAVES = st.none() | st.booleans() | st.integers(-3, 12) | st.floats(allow_nan=True) | st.text(max_size=8) | \
     st.sampled_from(["30d", "2w", "0d", "semver", "created", REPO, "reg.example:5000", "latest", "v.*", "(", "oci:/x"])
-_KEYS = st.sampled_from([*prune._TOP_KEYS, *prune._RULE_KEYS, "sync", "tls", "allow", "deny", "x"]) | \
-    st.text(max_size=5)
+_KEYS = st.sampled_from(
+    [*retention_parse._TOP_KEYS, *retention_parse._RULE_KEYS, "sync", "tls", "allow", "deny", "x"]
+) | st.text(max_size=5)
 _DATA = st.recursive(
     _LEAVES,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS | st.integers(0, 3) | st.none(), inner,
@@ -230,7 +234,7 @@ _DATA = st.recursive(
 def _near_rule() -> st.SearchStrategy[dict[str, Any]]:
     values = _LEAVES | st.lists(_LEAVES, max_size=3) | st.dictionaries(st.sampled_from(["allow", "deny", "x"]),
                                                                           st.lists(_LEAVES, max_size=2), max_size=2)
-    return st.dictionaries(st.sampled_from([*prune._RULE_KEYS, "x"]), values, max_size=7)
+    return st.dictionaries(st.sampled_from([*retention_parse._RULE_KEYS, "x"]), values, max_size=7)
 
 
 def _only_config_errors(fn: Callable[[], object]) -> None:
@@ -407,7 +411,7 @@ def _check_invariants(plan: RepositoryPlan, tags: dict[str, str], children: dict
     going = set(plan.digests)
     assert not going & staying, "a deleted digest still carries a staying tag"
     assert {d.digest for d in plan.delete} == going
-    held = set().union(*(prune._descendants(d, children) for d in staying)) if staying else set()
+    held = set().union(*(planner._descendants(d, children) for d in staying)) if staying else set()
     assert not going & held, "a deleted digest is referenced by a staying index"
     kept_tags = {d.tag for d in (*plan.keep, *plan.capped)}
     assert {t for t in tags if any(p.fullmatch(t) for p in protect)} <= kept_tags
@@ -415,7 +419,7 @@ def _check_invariants(plan: RepositoryPlan, tags: dict[str, str], children: dict
         assert len(plan.digests) <= cap
     for i, digest in enumerate(plan.digests):  # parents first
         assert all(plan.digests.index(a) < i for a in plan.ancestors[digest])
-        assert set(plan.ancestors[digest]) == {p for p in going if digest in prune._descendants(p, children)}
+        assert set(plan.ancestors[digest]) == {p for p in going if digest in planner._descendants(p, children)}
 
 
 @settings(max_examples=200, deadline=None)
@@ -602,12 +606,12 @@ async def test_configs_are_read_only_when_a_rule_needs_them(fake: FakeRepo) -> N
             return ["team/app"]
 
     semver_only = PrunePlan((rule(scope="reg.example:5000/team/app", keep_latest=1),))
-    await prune.run_prune(Backend(), semver_only, now=NOW)  # type: ignore[arg-type]
+    await run_prune(Backend(), semver_only, now=NOW)  # type: ignore[arg-type]
     assert not [c for c in fake.calls if c.startswith("BLOB")]
     fake.calls.clear()
     by_age = PrunePlan((rule(name="ns", scope="reg.example:5000", kind="namespace", older_than=timedelta(days=30),
                              protect=["keep-me", "shared-old"]),))
-    report = await prune.run_prune(Backend(), by_age, now=NOW, dry_run=True)  # type: ignore[arg-type]
+    report = await run_prune(Backend(), by_age, now=NOW, dry_run=True)  # type: ignore[arg-type]
     blobs = [c for c in fake.calls if c.startswith("BLOB")]
     assert len(set(blobs)) == 3 and len(blobs) <= 4  # old, child (also the index's time), fresh: never keep-me
     out = report.repositories[0]
@@ -620,8 +624,8 @@ async def test_an_index_created_annotation_wins() -> None:
     repo = FakeRepo()
     c = repo.image(None, "2020-01-01T00:00:00Z", "c")
     idx = repo.index("idx", [c], {"org.opencontainers.image.created": "2024-05-31T00:00:00Z"})
-    inv = prune._Inventory()
-    assert await prune._created(repo, inv, idx) == datetime(2024, 5, 31, tzinfo=UTC)
+    inv = retention_delete._Inventory()
+    assert await retention_delete._created(repo, inv, idx) == datetime(2024, 5, 31, tzinfo=UTC)
     assert not [x for x in repo.calls if x.startswith("BLOB")]
 
 

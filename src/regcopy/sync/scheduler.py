@@ -16,7 +16,7 @@ Phases (ISSUE #5):
    per-registry limits live in each host's transport). One failing image does not stop the others;
    failed images are tried once more at the end of the pass.
 6. **Delete extra tags** of entries with ``delete_extra`` (an exact mirror, ISSUE #8 §3): target
-   tags the entry did not select, through :func:`regcopy.prune.delete_tags` (protect patterns, a
+   tags the entry did not select, through :func:`regcopy.retention.delete_tags` (protect patterns, a
    cap, never a digest a staying tag still uses); skipped for an entry whose discovery failed.
 
 The scheduler reaches registries only through a :class:`SyncBackend` the client provides, so it
@@ -66,7 +66,7 @@ from regcopy.stores.registry import RegistryStore
 from regcopy.sync.journal import SyncJournal
 
 if TYPE_CHECKING:
-    from regcopy.prune import PruneReport
+    from regcopy.retention import PruneReport
 from regcopy.sync.model import SyncEntry, SyncPlan
 from regcopy.sync.plan import target_repository
 
@@ -568,8 +568,8 @@ async def _delete_extra(backend: SyncBackend, plan: SyncPlan, jobs: list[ImageJo
                         dst_tags: dict[AnyRepository, set[str]], broken: set[str], options: SyncOptions,
                         report: SyncReport) -> None:
     """Delete target tags that entries with ``delete_extra`` did not select (dry run: report them)."""
-    # Imported here: regcopy.prune imports regcopy.sync.config, whose package imports this module.
-    from regcopy.prune import DeletionBudget, PruneReport, delete_tags
+    # Imported here: regcopy.retention.run imports regcopy.sync.model, whose package imports this module.
+    from regcopy.retention import DeletionBudget, PruneReport, delete_tags
 
     entries = [e for e in plan.entries if e.delete_extra is not None]
     if not entries:
