@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -45,8 +46,9 @@ from regcopy.progress import Reporter, null_reporter
 from regcopy.reference import LocalLocation, Reference, Repository, parse_location
 from regcopy.registry._policy import RegistrySettings
 from regcopy.registry._tokens import TokenCache
-from regcopy.registry.manifests import catalog, manifest_delete, tags_list
+from regcopy.registry.manifests import catalog, tags_list
 from regcopy.registry.transport import PingResult, Transport
+from regcopy.retention import PrunePlan, PruneReport, load_prune, run_prune
 from regcopy.stores.base import Destination, Source, UploadJournal
 from regcopy.stores.local import LocalStore, RepositoryView, local_identifier, open_local, repositories
 from regcopy.stores.mirrored import MirroredSource
@@ -347,7 +349,7 @@ class Client:
         if digest is None:
             raise ManifestNotFound(f"{r} not found", registry=r.registry)
         tags = await self._tags_pointing_at(store, digest)
-        await manifest_delete(store.transport, r.repository, digest)
+        await store.delete_manifest(digest)
         return DeleteResult(f"{r.registry}/{r.repository}", str(digest), tags)
 
     async def _tags_pointing_at(self, store: RegistryStore, digest: Digest) -> list[str]:
@@ -365,7 +367,7 @@ class Client:
         return sorted(found)
 
     # ------------------------------------------------------------------ sync
-    def apply_plan_registries(self, plan: SyncPlan) -> None:
+    def apply_plan_registries(self, plan: SyncPlan | PrunePlan) -> None:
         """Adopt a plan's per-registry settings and credential sources for its hosts."""
         for host, cfg in plan.registries.items():
             base = self.settings_for(host)
@@ -416,6 +418,30 @@ class Client:
             return await self._sync(plan, options, reporter, report, journal)
         finally:
             self.upload_journal = previous
+
+    async def prune(
+        self,
+        plan: PrunePlan | str | Path,
+        *,
+        dry_run: bool = True,
+        cap: int | None = None,
+        now: datetime | None = None,
+        report: PruneReport | None = None,
+    ) -> PruneReport:
+        """Apply a retention plan (see :mod:`regcopy.retention`): a dry run unless ``dry_run=False``.
+
+        :param plan: a :class:`~regcopy.retention.PrunePlan` or the path of a plan file (a prune
+            plan, or a sync plan with a ``prune:`` section); its ``registries:`` are adopted first
+        :param cap: at most this many manifest deletions over the run
+        :param now: the reference time for ``older_than`` (default: now)
+        :param report: a report to fill as the run goes (kept by the caller if the run is cancelled)
+        :returns: the report; failures are in it, not raised
+        :raises ConfigError: the plan is invalid
+        """
+        if not isinstance(plan, PrunePlan):
+            plan = load_prune(plan)
+        self.apply_plan_registries(plan)
+        return await run_prune(self, plan, dry_run=dry_run, cap=cap, now=now, report=report)
 
     async def _sync(self, plan: SyncPlan, options: SyncOptions, reporter: Reporter | None,
                     report: SyncReport | None, journal: SyncJournal | None) -> SyncReport:

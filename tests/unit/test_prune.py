@@ -624,7 +624,7 @@ async def test_an_index_created_annotation_wins() -> None:
     repo = FakeRepo()
     c = repo.image(None, "2020-01-01T00:00:00Z", "c")
     idx = repo.index("idx", [c], {"org.opencontainers.image.created": "2024-05-31T00:00:00Z"})
-    inv = retention_delete._Inventory()
+    inv = retention_delete.Inventory()
     assert await retention_delete._created(repo, inv, idx) == datetime(2024, 5, 31, tzinfo=UTC)
     assert not [x for x in repo.calls if x.startswith("BLOB")]
 

@@ -12,8 +12,12 @@ This package owns ``regcopy prune`` and the deletion core that sync's ``delete_e
   :func:`plan_deletions`) from tag → digest, digest → created time and index → children to a
   :class:`RepositoryPlan`;
 * the deletion core (:mod:`~regcopy.retention.delete`) — :func:`delete_tags` (given tags of one
-  repository);
-* the run (:mod:`~regcopy.retention.run`) — :func:`run_prune`, a whole plan.
+  repository), over a :class:`PruneStore`: a store of the contract (:mod:`regcopy.stores.base`)
+  that HEADs manifests with their media type and deletes them (a registry repository);
+* the run (:mod:`~regcopy.retention.run`) — :func:`run_prune`, a whole plan, over a
+  :class:`PruneBackend` (catalogs and stores: a :class:`regcopy.Client` is one).
+
+Retention sits below sync (whose ``delete_extra`` imports it) and never sees a client or HTTP.
 
 Distribution deletes a *manifest* by digest, which takes every tag on it along (and 2.8.2 refuses a
 DELETE by tag), so the unit of deletion is a digest: a digest is deleted only if every tag on it is
@@ -38,7 +42,7 @@ reproducible builds write) are *unknown*: such images are never deleted by age n
 
 from __future__ import annotations
 
-from regcopy.retention.delete import PruneTarget, RegistryTarget, delete_tags
+from regcopy.retention.delete import PruneStore, delete_tags
 from regcopy.retention.model import (
     Decision,
     DeletionBudget,
@@ -50,16 +54,16 @@ from regcopy.retention.model import (
 )
 from regcopy.retention.parse import load_prune, parse_duration, parse_prune
 from regcopy.retention.planner import parse_created, plan_deletions, plan_repository
-from regcopy.retention.run import run_prune
+from regcopy.retention.run import PruneBackend, run_prune
 
 __all__ = (
     "Decision",
     "DeletionBudget",
+    "PruneBackend",
     "PrunePlan",
     "PruneReport",
     "PruneRule",
-    "PruneTarget",
-    "RegistryTarget",
+    "PruneStore",
     "RepositoryPlan",
     "RepositoryReport",
     "delete_tags",

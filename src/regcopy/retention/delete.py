@@ -13,22 +13,21 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 import anyio
 
 from regcopy.digest import Digest, verify_chunks
 from regcopy.errors import ManifestNotFound, RegcopyError, Unsupported
-from regcopy.manifest import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Manifest
-from regcopy.registry.manifests import ManifestInfo, manifest_delete, manifest_head
+from regcopy.manifest import INDEX_TYPES, MANIFEST_TYPES, Manifest
 from regcopy.retention.model import DeletionBudget, PruneReport, RepositoryPlan, RepositoryReport
 from regcopy.retention.planner import parse_created, plan_deletions
-from regcopy.stores.registry import RegistryStore
+from regcopy.stores.base import Deleter, ManifestHead, Source
 
-__all__ = ("PruneTarget", "RegistryTarget", "delete_tags")
+__all__ = ("Inventory", "PruneStore", "delete_tags", "execute", "for_each", "inventory", "load_created")
 
 log = logging.getLogger(__name__)
 
@@ -38,73 +37,15 @@ _LOOKUPS: Final = 16  # HEADs and GETs in flight per repository
 _DELETES: Final = 8  # DELETEs in flight per repository
 
 
-class PruneTarget(Protocol):
-    """One repository as the executor sees it (:class:`RegistryTarget` for a registry)."""
-
-    @property
-    def name(self) -> str:
-        """``host/path``."""
-        ...
-
-    async def list_tags(self) -> list[str]:
-        """Every tag, sorted (empty when the repository does not exist)."""
-        ...
-
-    async def head_manifest(self, ref: str) -> ManifestInfo | None:
-        """Digest and media type of a tag or digest, None when absent."""
-        ...
-
-    async def get_manifest(self, digest: Digest) -> Manifest:
-        """A manifest by digest, verified."""
-        ...
-
-    def open_blob(self, desc: Descriptor) -> AsyncIterator[bytes]:
-        """A blob's bytes (the caller verifies)."""
-        ...
-
-    async def delete_manifest(self, digest: Digest) -> None:
-        """DELETE a manifest by digest (every tag on it goes)."""
-        ...
-
-
-class RegistryTarget:
-    """A :class:`~regcopy.stores.registry.RegistryStore` as a :class:`PruneTarget`."""
-
-    def __init__(self, store: RegistryStore) -> None:
-        self.store = store
-
-    @property
-    def name(self) -> str:
-        """``host/path``."""
-        return self.store.name
-
-    async def list_tags(self) -> list[str]:
-        """Every tag, sorted."""
-        return await self.store.list_tags()
-
-    async def head_manifest(self, ref: str) -> ManifestInfo | None:
-        """HEAD by tag or digest."""
-        return await manifest_head(self.store.transport, self.store.repository, ref)
-
-    async def get_manifest(self, digest: Digest) -> Manifest:
-        """GET by digest."""
-        return await self.store.get_manifest(digest)
-
-    def open_blob(self, desc: Descriptor) -> AsyncIterator[bytes]:
-        """GET a blob."""
-        return self.store.open_blob(desc)
-
-    async def delete_manifest(self, digest: Digest) -> None:
-        """DELETE by digest (never by tag: 2.8.2 answers 400 to that)."""
-        await manifest_delete(self.store.transport, self.store.repository, digest)
-
-
-def _target(target: RegistryStore | PruneTarget) -> PruneTarget:
-    return RegistryTarget(target) if isinstance(target, RegistryStore) else target
+@runtime_checkable
+class PruneStore(Source, ManifestHead, Deleter, Protocol):
+    """A repository retention can inventory and delete from: a :class:`~regcopy.stores.base.Source`
+    that HEADs manifests with their media type and deletes them by digest (a registry repository,
+    :class:`~regcopy.stores.registry.RegistryStore`)."""
 
 
 @dataclass(slots=True)
-class _Inventory:
+class Inventory:
     """What the executor learned about one repository."""
 
     tags: dict[str, str] = field(default_factory=dict)
@@ -114,7 +55,8 @@ class _Inventory:
     created: dict[str, datetime | None] = field(default_factory=dict)
 
 
-async def _each(items: Iterable[Any], fn: Callable[[Any], Any], limit: int) -> None:
+async def for_each(items: Iterable[Any], fn: Callable[[Any], Any], limit: int) -> None:
+    """``await fn(item)`` for every item, at most ``limit`` at once; the first failure cancels the rest."""
     limiter = anyio.CapacityLimiter(limit)
 
     async def one(item: Any) -> None:
@@ -126,9 +68,9 @@ async def _each(items: Iterable[Any], fn: Callable[[Any], Any], limit: int) -> N
             tg.start_soon(one, item)
 
 
-async def _inventory(target: PruneTarget) -> _Inventory:
+async def inventory(target: PruneStore) -> Inventory:
     """Every tag's digest (HEAD), and the manifests under every tagged index (GET)."""
-    inv = _Inventory()
+    inv = Inventory()
 
     async def head(tag: str) -> None:
         info = await target.head_manifest(tag)
@@ -138,11 +80,11 @@ async def _inventory(target: PruneTarget) -> _Inventory:
         inv.tags[tag] = str(info.digest)
         inv.media[str(info.digest)] = info.media_type
 
-    await _each(await target.list_tags(), head, _LOOKUPS)
+    await for_each(await target.list_tags(), head, _LOOKUPS)
     # Walk indexes level by level: a child's media type comes from its descriptor.
     level = {d for d, mt in inv.media.items() if mt in INDEX_TYPES or mt not in MANIFEST_TYPES}
     while level:
-        await _each(sorted(level), lambda d: _fetch(target, inv, d), _LOOKUPS)
+        await for_each(sorted(level), lambda d: _fetch(target, inv, d), _LOOKUPS)
         nxt: set[str] = set()
         for digest in level:
             manifest = inv.manifests[digest]
@@ -155,7 +97,7 @@ async def _inventory(target: PruneTarget) -> _Inventory:
     return inv
 
 
-async def _fetch(target: PruneTarget, inv: _Inventory, digest: str) -> Manifest:
+async def _fetch(target: PruneStore, inv: Inventory, digest: str) -> Manifest:
     manifest = inv.manifests.get(digest)
     if manifest is None:
         manifest = await target.get_manifest(Digest.parse(digest))
@@ -164,7 +106,7 @@ async def _fetch(target: PruneTarget, inv: _Inventory, digest: str) -> Manifest:
     return manifest
 
 
-async def _created(target: PruneTarget, inv: _Inventory, digest: str, depth: int = 0) -> datetime | None:
+async def _created(target: PruneStore, inv: Inventory, digest: str, depth: int = 0) -> datetime | None:
     """An image's config ``created``; an index's annotation, else its first image's (module doc)."""
     if digest in inv.created:
         return inv.created[digest]
@@ -172,7 +114,7 @@ async def _created(target: PruneTarget, inv: _Inventory, digest: str, depth: int
     return inv.created[digest]
 
 
-async def _read_created(target: PruneTarget, inv: _Inventory, digest: str, depth: int) -> datetime | None:
+async def _read_created(target: PruneStore, inv: Inventory, digest: str, depth: int) -> datetime | None:
     manifest = await _fetch(target, inv, digest)
     if manifest.is_index:
         try:
@@ -195,65 +137,68 @@ async def _read_created(target: PruneTarget, inv: _Inventory, digest: str, depth
     return parse_created(obj.get("created")) if isinstance(obj, dict) else None
 
 
-async def _load_created(target: PruneTarget, inv: _Inventory, digests: Iterable[str]) -> None:
-    await _each(sorted(set(digests)), lambda digest: _created(target, inv, digest), _LOOKUPS)
+async def load_created(target: PruneStore, inv: Inventory, digests: Iterable[str]) -> None:
+    """Fill ``inv.created`` for ``digests`` (image configs read only for these)."""
+    await for_each(sorted(set(digests)), lambda digest: _created(target, inv, digest), _LOOKUPS)
 
 
-async def _execute(target: PruneTarget, plan: RepositoryPlan, out: RepositoryReport, *, dry_run: bool) -> None:
+async def execute(target: PruneStore, plan: RepositoryPlan, out: RepositoryReport, *, dry_run: bool) -> None:
     """Fill ``out`` from ``plan``; unless ``dry_run``, DELETE its digests parents first, a level at a time."""
     out.kept.extend(plan.keep)
     out.skipped.extend(plan.capped)
     if dry_run:
         out.would_delete.extend(plan.delete)
         return
-    failed: dict[str, str] = {}
-    done: set[str] = set()
     level_of: dict[str, int] = {}
     for digest in plan.digests:  # parents come first, so their levels are known
         level_of[digest] = 1 + max((level_of[a] for a in plan.ancestors.get(digest, ())), default=-1)
-    stop: list[str] = []
-
-    async def delete(digest: str) -> None:
-        blocker = next((a for a in sorted(plan.ancestors.get(digest, ())) if a in failed), None)
-        if stop:
-            failed[digest] = f"not deleted: {stop[0]}"
-            return
-        if blocker is not None:
-            failed[digest] = f"not deleted: its index {blocker} was not deleted"
-            return
-        try:
-            await target.delete_manifest(Digest.parse(digest))
-        except ManifestNotFound:
-            log.info("%s@%s was already gone", target.name, digest)
-        except Unsupported as exc:
-            failed[digest] = f"delete failed: {exc}"
-            stop.append("deletes are not supported here")
-            out.errors.append(f"{target.name}@{digest}: {exc}")
-            return
-        except RegcopyError as exc:
-            failed[digest] = f"delete failed: {exc}"
-            out.errors.append(f"{target.name}@{digest}: {exc}")
-            return
-        done.add(digest)
-
+    deletions = _Deletions(target, plan, out)
     for level in sorted(set(level_of.values())):
-        await _each([d for d in plan.digests if level_of[d] == level], delete, _DELETES)
-    out.manifests_deleted.extend(d for d in plan.digests if d in done)
+        await for_each([d for d in plan.digests if level_of[d] == level], deletions.delete, _DELETES)
+    out.manifests_deleted.extend(d for d in plan.digests if d in deletions.done)
     for d in plan.delete:
-        if d.digest in done:
+        if d.digest in deletions.done:
             out.deleted.append(d)
         else:
-            out.skipped.append(replace(d, reason=f"{d.reason}; {failed.get(d.digest, 'not deleted')}"))
+            out.skipped.append(replace(d, reason=f"{d.reason}; {deletions.failed.get(d.digest, 'not deleted')}"))
+
+
+@dataclass(slots=True)
+class _Deletions:
+    """One repository's DELETEs under way: what went, what failed and why, and whether to stop."""
+
+    target: PruneStore
+    plan: RepositoryPlan
+    out: RepositoryReport
+    failed: dict[str, str] = field(default_factory=dict)
+    done: set[str] = field(default_factory=set)
+    stop: str | None = None
+
+    async def delete(self, digest: str) -> None:
+        """DELETE one digest, unless the run stopped or an index above it was not deleted."""
+        blocker = next((a for a in sorted(self.plan.ancestors.get(digest, ())) if a in self.failed), None)
+        if self.stop is not None:
+            self.failed[digest] = f"not deleted: {self.stop}"
+            return
+        if blocker is not None:
+            self.failed[digest] = f"not deleted: its index {blocker} was not deleted"
+            return
+        try:
+            await self.target.delete_manifest(Digest.parse(digest))
+        except ManifestNotFound:
+            log.info("%s@%s was already gone", self.target.name, digest)
+        except RegcopyError as exc:
+            self.failed[digest] = f"delete failed: {exc}"
+            if isinstance(exc, Unsupported):
+                self.stop = "deletes are not supported here"
+            self.out.errors.append(f"{self.target.name}@{digest}: {exc}")
+            return
+        self.done.add(digest)
 
 
 async def delete_tags(
-    target: RegistryStore | PruneTarget,
-    tags: Iterable[str],
-    *,
-    protect: Sequence[str | re.Pattern[str]] = (),
-    cap: int | DeletionBudget | None = None,
-    dry_run: bool = True,
-    reason: str = "requested",
+    target: PruneStore, tags: Iterable[str], *, protect: Sequence[str | re.Pattern[str]] = (),
+    cap: int | DeletionBudget | None = None, dry_run: bool = True, reason: str = "requested",
     report: PruneReport | None = None,
 ) -> PruneReport:
     """Delete ``tags`` of one repository by digest, never taking a staying tag along.
@@ -263,7 +208,7 @@ async def delete_tags(
     others are reported as kept with the reason. This is what sync's ``delete_extra`` calls with
     the destination tags missing from the source.
 
-    :param target: the repository (a writable :class:`RegistryStore`, e.g. sync's destination store)
+    :param target: the repository (e.g. sync's destination store, a writable registry repository)
     :param protect: anchored regexes (strings are compiled) of tags never deleted
     :param cap: at most this many manifest deletions; pass one :class:`DeletionBudget` to every
         call of a run to cap the run as a whole
@@ -274,17 +219,16 @@ async def delete_tags(
     """
     started = time.monotonic()
     report = report if report is not None else PruneReport(dry_run=dry_run)
-    t = _target(target)
-    out = RepositoryReport(t.name)
+    out = RepositoryReport(target.name)
     report.repositories.append(out)
     patterns = tuple(p if isinstance(p, re.Pattern) else re.compile(p, re.ASCII) for p in protect)
     budget = cap if isinstance(cap, DeletionBudget) else DeletionBudget(cap)
     try:
-        inv = await _inventory(t)
-        plan = plan_deletions(t.name, inv.tags, tags, protect=patterns, children=inv.children, reason=reason)
+        inv = await inventory(target)
+        plan = plan_deletions(target.name, inv.tags, tags, protect=patterns, children=inv.children, reason=reason)
         plan = plan.limit(budget.take(len(plan.digests)), "the cap on deletions was reached")
-        await _execute(t, plan, out, dry_run=dry_run)
+        await execute(target, plan, out, dry_run=dry_run)
     except RegcopyError as exc:
-        out.errors.append(f"{t.name}: {exc}")
+        out.errors.append(f"{target.name}: {exc}")
     report.seconds += time.monotonic() - started
     return report

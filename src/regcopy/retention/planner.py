@@ -20,9 +20,9 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from types import MappingProxyType
 from typing import Final
 
-from regcopy.filters import _parse_version, _tie_break
 from regcopy.retention.model import Decision, PruneRule, RepositoryPlan, protected_by
 from regcopy.retention.parse import duration_text
+from regcopy.semver import rank_versions
 
 __all__ = ("needs_created", "parse_created", "plan_deletions", "plan_repository")
 
@@ -86,20 +86,6 @@ def plan_deletions(
     return _settle(repository, tags, intents, list(wanted), children or {}, cap)
 
 
-def _versions_high_first(tags: Iterable[str]) -> tuple[list[str], list[str]]:
-    """(version tags, highest first with sync's tie-breaks; tags that are not versions)."""
-    versioned, others = [], []
-    for tag in tags:
-        version = _parse_version(tag)
-        if version is None:
-            others.append(tag)
-        else:
-            versioned.append((tag, version))
-    versioned.sort(key=_tie_break)
-    versioned.sort(key=lambda item: item[1].key, reverse=True)
-    return [t for t, _ in versioned], others
-
-
 def needs_created(rule: PruneRule, tags: Mapping[str, str]) -> set[str]:
     """The tags whose creation time :func:`plan_repository` reads (configs are fetched only for them)."""
     candidates = [t for t in tags if rule.protected_by(t) is None]
@@ -109,7 +95,7 @@ def needs_created(rule: PruneRule, tags: Mapping[str, str]) -> set[str]:
         return set()
     if rule.keep_latest is None:
         return set(candidates)
-    versions, others = _versions_high_first(candidates)
+    versions, others = rank_versions(candidates)
     _, ranked_out = _top_images(versions, tags, rule.keep_latest)
     return set(ranked_out) | set(others)
 
@@ -154,7 +140,7 @@ def _select(
     if n is None:
         ranked_out = candidates
     elif rule.order == "semver":
-        versions, others = _versions_high_first(candidates)
+        versions, others = rank_versions(candidates)
         top, ranked_out = _top_images(versions, tags, n)
         for tag, place in top.items():
             intents[tag] = (False, f"latest {n} by semver (#{place})")

@@ -11,9 +11,12 @@ from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
 
 from regcopy.digest import Digest
-from regcopy.manifest import Descriptor, Manifest
+from regcopy.manifest import Descriptor, Manifest, ManifestInfo
 
-__all__ = ("BlobOpener", "Committer", "Destination", "Mounter", "RangeReader", "Source", "UploadJournal")
+__all__ = (
+    "BlobOpener", "Committer", "Deleter", "Destination", "ManifestHead", "Mounter", "RangeReader", "Source",
+    "UploadJournal",
+)
 
 
 class BlobOpener(Protocol):
@@ -73,6 +76,16 @@ class RangeReader(Protocol):
 
 
 @runtime_checkable
+class ManifestHead(Protocol):
+    """A source that answers a manifest HEAD with the media type and size, not only the digest
+    (a registry: distribution-spec, "Checking if content exists in the registry")."""
+
+    async def head_manifest(self, ref: str) -> ManifestInfo | None:
+        """Digest, media type and size of what a tag or digest points to, or None when absent."""
+        ...
+
+
+@runtime_checkable
 class Destination(Protocol):
     """Where an image is written to."""
 
@@ -119,6 +132,15 @@ class Mounter(Protocol):
 
     async def mount_blob(self, desc: Descriptor, from_repository: str) -> bool:
         """Try to mount; True when the blob is now present."""
+        ...
+
+
+@runtime_checkable
+class Deleter(Protocol):
+    """A store that can delete manifests (a registry repository; local stores cannot)."""
+
+    async def delete_manifest(self, digest: Digest) -> None:
+        """Delete a manifest by digest; every tag pointing at it goes with it."""
         ...
 
 

@@ -22,7 +22,7 @@ import anyio
 
 from regcopy.digest import Digest
 from regcopy.errors import ContentError, RateLimited, RegcopyError, RegistryError, TransportError
-from regcopy.manifest import Descriptor, Manifest
+from regcopy.manifest import Descriptor, Manifest, ManifestInfo
 from regcopy.registry import blobs, manifests
 from regcopy.registry._challenge import Scope
 from regcopy.registry.transport import Transport
@@ -109,8 +109,11 @@ class RegistryStore:
 
     # -- source
     async def head(self, ref: str) -> Digest | None:
-        info = await manifests.manifest_head(self.transport, self._repository, ref, scopes=self._scopes())
+        info = await self.head_manifest(ref)
         return None if info is None else info.digest
+
+    async def head_manifest(self, ref: str) -> ManifestInfo | None:
+        return await manifests.manifest_head(self.transport, self._repository, ref, scopes=self._scopes())
 
     async def resolve(self, ref: str) -> Manifest:
         return await manifests.manifest_get(self.transport, self._repository, ref, scopes=self._scopes())
@@ -140,6 +143,10 @@ class RegistryStore:
     async def has_blob(self, desc: Descriptor) -> bool:
         size = await blobs.blob_head(self.transport, self._repository, desc.digest, scopes=self._scopes())
         return size is not None
+
+    async def delete_manifest(self, digest: Digest) -> None:
+        """DELETE by digest (never by tag: 2.8.2 answers 400 to that)."""
+        await manifests.manifest_delete(self.transport, self._repository, digest)
 
     async def mount_blob(self, desc: Descriptor, from_repository: str) -> bool:
         try:

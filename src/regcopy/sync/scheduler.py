@@ -30,7 +30,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 import anyio
 
@@ -60,13 +60,10 @@ from regcopy.locations import (
 from regcopy.manifest import Descriptor, Platform
 from regcopy.progress import Reporter, null_reporter
 from regcopy.reference import Reference, Repository
+from regcopy.retention import DeletionBudget, PruneReport, PruneStore, delete_tags
 from regcopy.stores.base import Destination, Source
 from regcopy.stores.mirrored import MirroredSource
-from regcopy.stores.registry import RegistryStore
 from regcopy.sync.journal import SyncJournal
-
-if TYPE_CHECKING:
-    from regcopy.retention import PruneReport
 from regcopy.sync.model import SyncEntry, SyncPlan
 from regcopy.sync.plan import target_repository
 
@@ -568,9 +565,6 @@ async def _delete_extra(backend: SyncBackend, plan: SyncPlan, jobs: list[ImageJo
                         dst_tags: dict[AnyRepository, set[str]], broken: set[str], options: SyncOptions,
                         report: SyncReport) -> None:
     """Delete target tags that entries with ``delete_extra`` did not select (dry run: report them)."""
-    # Imported here: regcopy.retention.run imports regcopy.sync.model, whose package imports this module.
-    from regcopy.retention import DeletionBudget, PruneReport, delete_tags
-
     entries = [e for e in plan.entries if e.delete_extra is not None]
     if not entries:
         return
@@ -590,8 +584,8 @@ async def _delete_extra(backend: SyncBackend, plan: SyncPlan, jobs: list[ImageJo
         for repo in sorted({j.target.repo for j in jobs if j.entry == entry.name and j.target_tag}, key=str):
             extra = sorted(dst_tags.get(repo, set()) - wanted[repo])
             destination = backend.destination(repo)
-            if not extra or not isinstance(destination, RegistryStore):
-                continue
+            if not extra or not isinstance(destination, PruneStore):
+                continue  # a local store keeps its extra tags: it cannot delete
             await delete_tags(destination, extra, protect=entry.delete_extra.protect, cap=budget,
                               dry_run=options.dry_run, reason="not in the source", report=report.deletions)
 
