@@ -281,14 +281,17 @@ def as_positive_int(value: object, at: At) -> int:
     return value
 
 
-def as_seconds(value: object, at: At) -> float:
-    """A positive duration: a number of seconds, or text such as ``90s``, ``15m``, ``12h``, ``1d``."""
+def as_seconds(value: object, at: At, *, secret: bool = False) -> float:
+    """A positive duration: a number of seconds, or text such as ``90s``, ``15m``, ``12h``, ``1d``.
+
+    With ``secret`` (a value inside a credentials block), an error never quotes the text.
+    """
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
     elif isinstance(value, str) and (m := re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)):
         seconds = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
     else:
-        shown = short(value) if isinstance(value, str) else kind_of(value)
+        shown = short(value) if isinstance(value, str) and not secret else kind_of(value)
         raise at.error(f"must be a duration such as 900, '15m' or '12h', not {shown}")
     if not math.isfinite(seconds) or seconds <= 0:
         raise at.error("must be a duration above 0")

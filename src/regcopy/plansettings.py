@@ -153,7 +153,8 @@ def _credentials(value: object, at: At) -> Credentials:
     if "refresh_after" in f:
         if form not in ("helper", "authfile"):
             raise at.field("refresh_after").error("re-running applies to a helper or an authfile's helpers only")
-        refresh_after = as_seconds(f.pop("refresh_after"), at.field("refresh_after"))
+        # secret: a password pasted into the wrong key must not be echoed.
+        refresh_after = as_seconds(f.pop("refresh_after"), at.field("refresh_after"), secret=True)
     # secret=True: type errors must not hint at (or show) the value.
     values = {k: as_string(f[k], at.field(k), secret=k in ("password", "identity_token")) for k in f}
     return Credentials(

@@ -1090,3 +1090,12 @@ def test_credentials_errors_never_show_values(creds: dict[str, Any]) -> None:
         parse_plan(plan_of(registries={"reg.io": {"credentials": creds}}))
     except ConfigError as exc:
         assert SECRET not in str(exc)
+
+
+def test_a_bad_refresh_after_is_not_echoed() -> None:
+    # Found by the property test above: a password pasted into refresh_after was quoted back.
+    with pytest.raises(ConfigError) as info:
+        parse_plan(plan_of(registries={"reg.io": {"credentials": {"helper": "h", "refresh_after": SECRET}}}))
+    assert SECRET not in str(info.value)
+    assert info.value.key == "registries[reg.io].credentials.refresh_after"
+    assert "must be a duration" in str(info.value)
