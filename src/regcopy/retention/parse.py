@@ -124,47 +124,14 @@ def parse_prune(data: object, path: str | None = None) -> PrunePlan:
 def _rule(item: object, i: int, path: str | None) -> PruneRule:
     name, at, item = named_item(item, "prune", i, path, "a rule must be a mapping with a repository or namespace")
     f = as_mapping(item, at, _RULE_KEYS)
-    given = [k for k in ("repository", "namespace") if k in f]
-    if len(given) != 1:
-        raise at.error("give exactly one of 'repository' or 'namespace'")
-    kind: ScopeKind = "repository" if given[0] == "repository" else "namespace"
-    text = as_string(f[kind], at.field(kind))
-    if kind == "repository":
-        hint = "a rule covers all tags of a repository; to cover many repositories use namespace"
-        repo = as_repository(text, at.field(kind), what="repository", hint=hint)
-        if not isinstance(repo, Repository):  # sync plans also name local stores (oci:DIR)
-            raise at.field(kind).error(f"{short(text)} is not on a registry: prune deletes from registries only")
-        scope = repo.name
-        if "repos" in f:
-            raise at.field("repos").error("repos filters need a namespace (this rule is one repository)")
-    else:
-        host, prefix = as_location(text.rstrip("/"), at.field(kind), what="namespace", host_required=True)
-        if not _is_registry(host):
-            raise at.field(kind).error(f"{short(text)} is not on a registry: prune deletes from registries only")
-        scope = f"{host}/{prefix}" if prefix else host
+    kind, scope = _scope(f, at)
     repos = RepoFilter()
     if "repos" in f:
         repos = as_repo_filter(f["repos"], at.field("repos"))
         compile_repo_filter(repos, entry=name, path=path)
     keep_latest = as_positive_int(f["keep_latest"], at.field("keep_latest")) if "keep_latest" in f else None
-    order: Order = "semver"
-    if "order" in f:
-        value = f["order"]
-        if not isinstance(value, str) or value not in _ORDERS:
-            shown = short(value) if isinstance(value, str) else kind_of(value)
-            raise at.field("order").error(f"must be semver or created, not {shown}")
-        if keep_latest is None:
-            raise at.field("order").error("order ranks keep_latest: give keep_latest too")
-        order = _ORDERS[value]
-    older_than = None
-    if "older_than" in f:
-        value = f["older_than"]
-        if not isinstance(value, str):
-            raise at.field("older_than").error(f"must be a duration such as '30d', not {kind_of(value)}")
-        try:
-            older_than = parse_duration(value)
-        except ValueError as exc:
-            raise at.field("older_than").error(str(exc)) from None
+    order = _order(f["order"], at.field("order"), keep_latest) if "order" in f else "semver"
+    older_than = _older_than(f["older_than"], at.field("older_than")) if "older_than" in f else None
     if keep_latest is None and older_than is None:
         raise at.error("give keep_latest or older_than (a rule without either would delete every unprotected tag)")
     protect: tuple[re.Pattern[str], ...] = ()
@@ -172,6 +139,45 @@ def _rule(item: object, i: int, path: str | None) -> PruneRule:
         protect = tuple(re.compile(p, re.ASCII) for p in as_regexes(f["protect"], at.field("protect")))
     cap = as_positive_int(f["cap"], at.field("cap")) if "cap" in f else None
     return PruneRule(name, scope, kind, keep_latest, order, protect, older_than, cap, repos)
+
+
+def _scope(f: dict[str, object], at: At) -> tuple[ScopeKind, str]:
+    """A rule's ``repository`` (``host/path``) or ``namespace`` (``host[/prefix]``), on a registry."""
+    given = [k for k in ("repository", "namespace") if k in f]
+    if len(given) != 1:
+        raise at.error("give exactly one of 'repository' or 'namespace'")
+    kind: ScopeKind = "repository" if given[0] == "repository" else "namespace"
+    text = as_string(f[kind], at.field(kind))
+    if kind == "namespace":
+        host, prefix = as_location(text.rstrip("/"), at.field(kind), what="namespace", host_required=True)
+        if not _is_registry(host):
+            raise at.field(kind).error(f"{short(text)} is not on a registry: prune deletes from registries only")
+        return kind, f"{host}/{prefix}" if prefix else host
+    hint = "a rule covers all tags of a repository; to cover many repositories use namespace"
+    repo = as_repository(text, at.field(kind), what="repository", hint=hint)
+    if not isinstance(repo, Repository):  # sync plans also name local stores (oci:DIR)
+        raise at.field(kind).error(f"{short(text)} is not on a registry: prune deletes from registries only")
+    if "repos" in f:
+        raise at.field("repos").error("repos filters need a namespace (this rule is one repository)")
+    return kind, repo.name
+
+
+def _order(value: object, at: At, keep_latest: int | None) -> Order:
+    if not isinstance(value, str) or value not in _ORDERS:
+        shown = short(value) if isinstance(value, str) else kind_of(value)
+        raise at.error(f"must be semver or created, not {shown}")
+    if keep_latest is None:
+        raise at.error("order ranks keep_latest: give keep_latest too")
+    return _ORDERS[value]
+
+
+def _older_than(value: object, at: At) -> timedelta:
+    if not isinstance(value, str):
+        raise at.error(f"must be a duration such as '30d', not {kind_of(value)}")
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise at.error(str(exc)) from None
 
 
 def _is_registry(host: str) -> bool:

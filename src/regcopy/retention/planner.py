@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from types import MappingProxyType
 from typing import Final
@@ -135,34 +135,51 @@ def _select(
     def when(tag: str) -> datetime | None:
         return _meaningful(created.get(tags[tag]))
 
+    ranked_out = _keep_latest(rule, tags, candidates, when, intents, now)
+    if rule.older_than is None:
+        for tag in ranked_out:
+            intents[tag] = (True, f"not among the latest {rule.keep_latest} by {rule.order}")
+        return intents, ranked_out
+    return intents, _older_than(rule, ranked_out, when, intents, now)
+
+
+def _keep_latest(
+    rule: PruneRule, tags: Mapping[str, str], candidates: list[str], when: Callable[[str], datetime | None],
+    intents: dict[str, _Intent], now: datetime,
+) -> list[str]:
+    """Record what ``keep_latest`` keeps in ``intents``; return the candidates beyond it, lowest rank first."""
     n = rule.keep_latest
-    ranked_out: list[str]  # beyond keep_latest, lowest rank first
     if n is None:
-        ranked_out = candidates
-    elif rule.order == "semver":
+        return candidates
+    if rule.order == "semver":
         versions, others = rank_versions(candidates)
         top, ranked_out = _top_images(versions, tags, n)
         for tag, place in top.items():
             intents[tag] = (False, f"latest {n} by semver (#{place})")
-        if rule.older_than is None:
-            for tag in others:
-                intents[tag] = (False, "not a version (keep_latest ranks versions)")
-        else:
-            ranked_out += others
-    else:
-        dated = [(c, tag) for tag in candidates if (c := when(tag)) is not None]
-        for tag in candidates:
-            if when(tag) is None:
-                intents[tag] = (False, "no creation time (keep_latest ranks by created)")
-        dated.sort(reverse=True)
-        top, ranked_out = _top_images([tag for _, tag in dated], tags, n)
-        for tag, place in top.items():
-            intents[tag] = (False, f"latest {n} by created (#{place}, created {_iso(when(tag) or now)})")
+        if rule.older_than is not None:
+            return ranked_out + others
+        for tag in others:
+            intents[tag] = (False, "not a version (keep_latest ranks versions)")
+        return ranked_out
+    dated = [(c, tag) for tag in candidates if (c := when(tag)) is not None]
+    for tag in candidates:
+        if when(tag) is None:
+            intents[tag] = (False, "no creation time (keep_latest ranks by created)")
+    dated.sort(reverse=True)
+    top, ranked_out = _top_images([tag for _, tag in dated], tags, n)
+    for tag, place in top.items():
+        intents[tag] = (False, f"latest {n} by created (#{place}, created {_iso(when(tag) or now)})")
+    return ranked_out
+
+
+def _older_than(
+    rule: PruneRule, ranked_out: list[str], when: Callable[[str], datetime | None], intents: dict[str, _Intent],
+    now: datetime,
+) -> list[str]:
+    """Record which of ``ranked_out`` ``older_than`` lets go in ``intents``; return those, oldest first."""
+    assert rule.older_than is not None
+    n = rule.keep_latest
     outside = f" and not among the latest {n} by {rule.order}" if n is not None else ""
-    if rule.older_than is None:
-        for tag in ranked_out:
-            intents[tag] = (True, f"not among the latest {n} by {rule.order}")
-        return intents, ranked_out
     cutoff, age = now - rule.older_than, duration_text(rule.older_than)
     going: list[tuple[datetime, str]] = []
     for tag in ranked_out:
@@ -175,7 +192,7 @@ def _select(
             intents[tag] = (True, f"created {_iso(c)}, older than {age}{outside}")
             going.append((c, tag))
     going.sort()
-    return intents, [tag for _, tag in going]
+    return [tag for _, tag in going]
 
 
 def _descendants(root: str, children: Mapping[str, Sequence[str]]) -> set[str]:
@@ -199,6 +216,28 @@ def _settle(
     cap: int | None,
 ) -> RepositoryPlan:
     """Turn per-tag intents into manifest deletions that never take a staying tag or index child along."""
+    keep, doomed = _sort_out(tags, intents, children)
+    going = {d.digest for d in doomed.values()}
+    rank: dict[str, int] = {}
+    for i, tag in enumerate([*priority, *sorted(doomed)]):
+        if tag in doomed:
+            rank.setdefault(doomed[tag].digest, i)
+    ancestors: dict[str, set[str]] = {d: set() for d in going}
+    for parent in going:
+        for child in _descendants(parent, children) & going:
+            ancestors[child].add(parent)
+    order = _parents_first(going, ancestors, rank)
+    position = {digest: i for i, digest in enumerate(order)}
+    delete = tuple(sorted(doomed.values(), key=lambda d: (position[d.digest], d.tag)))
+    plan = RepositoryPlan(repository, tuple(keep), delete, (), tuple(order),
+                          MappingProxyType({d: frozenset(a) for d, a in ancestors.items()}))
+    return plan if cap is None else plan.limit(cap, f"the cap of {cap} deletions was reached")
+
+
+def _sort_out(
+    tags: Mapping[str, str], intents: Mapping[str, _Intent], children: Mapping[str, Sequence[str]]
+) -> tuple[list[Decision], dict[str, Decision]]:
+    """The tags that stay (by intent, or because a staying tag or index needs their digest) and the doomed ones."""
     staying = sorted(t for t in tags if not intents.get(t, (False, ""))[0])
     kept_on: dict[str, str] = {}
     for tag in staying:
@@ -220,21 +259,7 @@ def _settle(
             keep.append(Decision(tag, digest, f"{reason}; kept: child of kept index {held_by[digest]}"))
         else:
             doomed[tag] = Decision(tag, digest, reason)
-    going = {d.digest for d in doomed.values()}
-    rank: dict[str, int] = {}
-    for i, tag in enumerate([*priority, *sorted(doomed)]):
-        if tag in doomed:
-            rank.setdefault(doomed[tag].digest, i)
-    ancestors: dict[str, set[str]] = {d: set() for d in going}
-    for parent in going:
-        for child in _descendants(parent, children) & going:
-            ancestors[child].add(parent)
-    order = _parents_first(going, ancestors, rank)
-    position = {digest: i for i, digest in enumerate(order)}
-    delete = tuple(sorted(doomed.values(), key=lambda d: (position[d.digest], d.tag)))
-    plan = RepositoryPlan(repository, tuple(keep), delete, (), tuple(order),
-                          MappingProxyType({d: frozenset(a) for d, a in ancestors.items()}))
-    return plan if cap is None else plan.limit(cap, f"the cap of {cap} deletions was reached")
+    return keep, doomed
 
 
 def _parents_first(nodes: set[str], ancestors: Mapping[str, set[str]], rank: Mapping[str, int]) -> list[str]:

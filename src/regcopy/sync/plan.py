@@ -84,24 +84,27 @@ def target_repository(entry: SyncEntry, source_repo: str) -> str:
     if entry.naming == "prefix" and entry.kind == "repository":
         return entry.target
     dst_host, dst_path = split_endpoint(entry.target)
-    if entry.naming == "basename":
-        rest = source_repo.rpartition("/")[2]
-    elif entry.naming == "scoped":
-        rest = f"{src_host}/{source_repo}"
-    elif not src_path:
-        rest = source_repo
-    elif source_repo == src_path:
-        rest = ""
-    elif source_repo.startswith(src_path + "/"):
-        rest = source_repo[len(src_path) + 1 :]
-    else:
-        raise InvalidReference(source_repo, f"not a repository under {entry.source}", part="repository")
-    path = "/".join(p for p in (dst_path, rest) if p)
+    path = "/".join(p for p in (dst_path, _below_target(entry, src_host, src_path, source_repo)) if p)
     if is_local(dst_host):
         return parse_repository(join_endpoint(dst_host, path)).name  # validates the ref grammar
     if not path:
         raise InvalidReference(entry.target, f"no repository path for {source_repo!r}", part="repository")
     return Repository.parse(f"{dst_host}/{path}").name
+
+
+def _below_target(entry: SyncEntry, src_host: str, src_path: str, source_repo: str) -> str:
+    """What :func:`target_repository` puts under the target path, by the entry's naming rule."""
+    if entry.naming == "basename":
+        return source_repo.rpartition("/")[2]
+    if entry.naming == "scoped":
+        return f"{src_host}/{source_repo}"
+    if not src_path:
+        return source_repo
+    if source_repo == src_path:
+        return ""
+    if source_repo.startswith(src_path + "/"):
+        return source_repo[len(src_path) + 1 :]
+    raise InvalidReference(source_repo, f"not a repository under {entry.source}", part="repository")
 
 
 # ----------------------------------------------------------------------------------------- plan

@@ -6,6 +6,20 @@ Owns skopeo-sync(1) semantics: :func:`from_skopeo_yaml` (registry keys, ``images
 :func:`host_platform` (skopeo without ``--all`` copies this machine's platform). Only
 :func:`from_skopeo_yaml` touches the file system beyond reading the file: it lists ``cert-dir``
 directories. Secrets never appear in error messages.
+
+What a skopeo YAML file's sections and settings become:
+
+* ``images``: ``[]`` (or null) → all tags; tags → ``TagFilter.exact``; ``algo:hex`` → ``digests``.
+* ``images-by-tag-regex``: skopeo uses Go's ``regexp.MatchString``, which is *unanchored*; the
+  regex is stored as ``.*(?:REGEX).*`` (leading ``(?flags)`` hoisted) so regcopy's full match
+  keeps skopeo's meaning.
+* ``images-by-semver``: the constraint, stored as written.
+* ``credentials`` (``username``/``password`` or ``identitytoken``), ``tls-verify`` (true →
+  ``https``, false → ``insecure``: unverified https or http, like c/image's skip-verify; absent →
+  ``auto``, i.e. verified https except for local hosts — skopeo would keep its command-line
+  setting, whose default verifies) and ``cert-dir`` (containers-certs.d(5): the first ``*.crt``
+  → ``ca_file``, the first ``*.cert`` with its ``*.key`` → client pair; the directory is listed
+  now) become :class:`~regcopy.plansettings.RegistryConfig` values.
 """
 
 from __future__ import annotations
@@ -14,6 +28,7 @@ import os
 import platform
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Final, TypeVar
@@ -151,20 +166,8 @@ def from_skopeo_yaml(path: str | Path, destination: str, *, scoped: bool, all_pl
     Sources are ``ParseNormalizedNamed(KEY + "/" + IMAGE)`` (``docker.io`` + ``busybox`` →
     ``docker.io/library/busybox``); targets are ``DESTINATION`` with ``basename`` or ``scoped`` naming.
 
-    * ``images``: ``[]`` (or null) → all tags; tags → ``TagFilter.exact``; ``algo:hex`` → ``digests``.
-    * ``images-by-tag-regex``: skopeo uses Go's ``regexp.MatchString``, which is *unanchored*; the
-      regex is stored as ``.*(?:REGEX).*`` (leading ``(?flags)`` hoisted) so regcopy's full match
-      keeps skopeo's meaning.
-    * ``images-by-semver``: the constraint, stored as written.
-    * ``credentials`` (``username``/``password`` or ``identitytoken``), ``tls-verify`` (true →
-      ``https``, false → ``insecure``: unverified https or http, like c/image's skip-verify; absent →
-      ``auto``, i.e. verified https except for local hosts — skopeo would keep its command-line
-      setting, whose default verifies) and ``cert-dir`` (containers-certs.d(5): the first ``*.crt``
-      → ``ca_file``, the first ``*.cert`` with its ``*.key`` → client pair; the directory is listed
-      now) become :class:`RegistryConfig` values.
-
-    Stricter than skopeo, which logs and skips: unknown keys, unparsable images, tags, digests and
-    regexes are errors, and so is a file naming no images at all.
+    Sections and settings as the module doc says; stricter than skopeo, which logs and skips: unknown
+    keys, unparsable images, tags, digests and regexes are errors, and so is a file naming no images.
 
     :param scoped: skopeo ``--scoped``
     :param all_platforms: skopeo ``--all``; otherwise only this machine's platform is copied
@@ -185,22 +188,30 @@ def from_skopeo_yaml(path: str | Path, destination: str, *, scoped: bool, all_pl
         host, _ = as_location(key, at, what="registry key", host_required=True)
         f = as_mapping({} if block is None else block, at, _SKOPEO_KEYS)
         _merge_registry(registries, _skopeo_registry(host, f, at), at)
-        for section in _SKOPEO_SECTIONS:
-            images = f.get(section)
-            for image, value in ({} if images is None else as_mapping(images, at.field(section))).items():
-                iat = at.field(section).member(image)
-                hint = "list tags and digests as the image's values" if section == "images" else "drop the tag"
-                repo = as_repository(f"{key}/{image}", iat, what="image", hint=hint)
-                entry_name = _unique(f"{key}/{image}", section, names)
-                entry = SyncEntry(
-                    entry_name, repo.name, target, "repository", naming,
-                    tags=_skopeo_tags(section, value, iat), platforms=platforms,
-                )
-                _check_target(entry, repo.path, iat)
-                entries.append(entry)
+        entries += _image_entries(key, f, at, SyncEntry(name, "", target, "repository", naming, platforms=platforms),
+                                  names)
     if not entries:
         raise top.error("no images to sync: no registry lists images, images-by-tag-regex or images-by-semver")
     return SyncPlan(tuple(entries), MappingProxyType(registries), name)
+
+
+def _image_entries(key: str, f: dict[str, object], at: At, like: SyncEntry, names: set[str]) -> list[SyncEntry]:
+    """The entries of one registry key: one per image of each section, in section order.
+
+    :param like: the target, naming and platforms every entry shares
+    """
+    out: list[SyncEntry] = []
+    for section in _SKOPEO_SECTIONS:
+        images = f.get(section)
+        for image, value in ({} if images is None else as_mapping(images, at.field(section))).items():
+            iat = at.field(section).member(image)
+            hint = "list tags and digests as the image's values" if section == "images" else "drop the tag"
+            repo = as_repository(f"{key}/{image}", iat, what="image", hint=hint)
+            entry = replace(like, name=_unique(f"{key}/{image}", section, names), source=repo.name,
+                            tags=_skopeo_tags(section, value, iat))
+            _check_target(entry, repo.path, iat)
+            out.append(entry)
+    return out
 
 
 def _unique(base: str, section: str, names: set[str]) -> str:
