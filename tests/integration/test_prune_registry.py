@@ -191,6 +191,28 @@ async def test_deletes_disabled_is_an_error_in_the_report(http_registry: Registr
         assert await client.tags(repo) == ["0.9.0", "2.0.0"]
 
 
+async def test_client_prune_adopts_the_plans_registries(registry_factory: Any, history: Any, tmp_path: Path) -> None:
+    # A TLS registry with basic auth that the client knows nothing about: only the plan's registries:
+    # section (CA and credentials) lets it in. run_prune uses its backend as it is, so it cannot.
+    server = registry_factory("basic", delete=True)
+    assert server.ca_pem_path is not None and server.username and server.password
+    repo = f"{server.host}/lib/app"
+    push(server, history, "lib/app", {"0.9.0": "0.9.0", "2.0.0": "2.0.0"})
+    plan = tmp_path / "prune.yaml"
+    plan.write_text(yaml.safe_dump({
+        "registries": {server.host: {"tls": "https", "ca_file": str(server.ca_pem_path), "credentials": {
+            "username": server.username, "password": server.password}}},
+        "prune": [{"repository": repo, "keep_latest": 1}],
+    }))
+    async with regcopy.Client(credentials=regcopy.StaticCredentials({})) as client:
+        unadopted = await run_prune(client, parse_prune(yaml.safe_load(plan.read_text())), dry_run=False)
+        assert not unadopted.ok and not unadopted.repositories[0].deleted
+        report = await client.prune(plan, dry_run=False, now=NOW)
+        assert report.ok, report.to_json()
+        assert [d.tag for d in report.repositories[0].deleted] == ["0.9.0"]
+        assert await client.tags(repo) == ["2.0.0"]
+
+
 def cli(*args: str, authfile: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "regcopy", *args, "--authfile", str(authfile)],
                           capture_output=True, text=True, timeout=120, check=False)
