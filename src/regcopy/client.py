@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -20,13 +20,9 @@ from typing import Any, Self
 import aiohttp
 import anyio
 
-from regcopy.credentials import Credential as _Credential
 from regcopy.credentials import (
     CredentialStore,
-    DockerConfigCredentials,
-    HelperCredentials,
     RoutedCredentials,
-    StaticCredentials,
     default_credentials,
 )
 from regcopy.digest import Digest, verify_chunks
@@ -289,7 +285,6 @@ class Client:
             raise ManifestNotFound(f"{r} not found", registry=r.registry)
         return digest
 
-
     # ------------------------------------------------------------------ housekeeping
     async def catalog(self, registry: str) -> list[str]:
         """Every repository of a registry (``/v2/_catalog``), sorted.
@@ -370,26 +365,11 @@ class Client:
     def apply_plan_registries(self, plan: SyncPlan | PrunePlan) -> None:
         """Adopt a plan's per-registry settings and credential sources for its hosts."""
         for host, cfg in plan.registries.items():
-            base = self.settings_for(host)
-            self.settings[host] = replace(
-                base, scheme=cfg.scheme, ca_file=cfg.ca_file or base.ca_file,
-                client_cert=cfg.client_cert or base.client_cert, client_key=cfg.client_key or base.client_key,
-                max_concurrency=cfg.max_concurrency or base.max_concurrency,
-                requests_per_second=cfg.requests_per_second or base.requests_per_second,
-            )
+            self.settings[host] = cfg.over(self.settings_for(host))
             if cfg.mirrors:
                 self.mirrors[host] = cfg.mirrors
-            creds = cfg.credentials
-            if creds is None:
-                continue
-            if creds.helper:
-                self.credentials.route(host, HelperCredentials({host: creds.helper}, refresh_after=creds.refresh_after))
-            elif creds.authfile:
-                self.credentials.route(host, DockerConfigCredentials([creds.authfile],
-                                                                     refresh_after=creds.refresh_after))
-            else:
-                self.credentials.route(host, StaticCredentials({host: _Credential(
-                    username=creds.username, password=creds.password, identity_token=creds.identity_token)}))
+            if cfg.credentials is not None:
+                self.credentials.route(host, cfg.credentials.store(host))
 
     async def sync(
         self,
@@ -419,24 +399,16 @@ class Client:
         finally:
             self.upload_journal = previous
 
-    async def prune(
-        self,
-        plan: PrunePlan | str | Path,
-        *,
-        dry_run: bool = True,
-        cap: int | None = None,
-        now: datetime | None = None,
-        report: PruneReport | None = None,
-    ) -> PruneReport:
-        """Apply a retention plan (see :mod:`regcopy.retention`): a dry run unless ``dry_run=False``.
+    async def prune(self, plan: PrunePlan | str | Path, *, dry_run: bool = True, cap: int | None = None,
+                    now: datetime | None = None, report: PruneReport | None = None) -> PruneReport:
+        """Apply a retention plan (:mod:`regcopy.retention`); a dry run unless ``dry_run=False``.
 
-        :param plan: a :class:`~regcopy.retention.PrunePlan` or the path of a plan file (a prune
-            plan, or a sync plan with a ``prune:`` section); its ``registries:`` are adopted first
+        :param plan: a :class:`~regcopy.retention.PrunePlan` or the path of a plan file (a prune plan,
+            or a sync plan with a ``prune:`` section); its ``registries:`` are adopted first
         :param cap: at most this many manifest deletions over the run
         :param now: the reference time for ``older_than`` (default: now)
         :param report: a report to fill as the run goes (kept by the caller if the run is cancelled)
-        :returns: the report; failures are in it, not raised
-        :raises ConfigError: the plan is invalid
+        :raises ConfigError: the plan is invalid; other failures are in the report, not raised
         """
         if not isinstance(plan, PrunePlan):
             plan = load_prune(plan)

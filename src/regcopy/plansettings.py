@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
+from regcopy.credentials import (
+    Credential,
+    CredentialStore,
+    DockerConfigCredentials,
+    HelperCredentials,
+    StaticCredentials,
+)
 from regcopy.locations import is_local, join_endpoint
 from regcopy.planaddress import as_host, as_location
 from regcopy.planfile import (
@@ -26,7 +33,7 @@ from regcopy.planfile import (
     kind_of,
     short,
 )
-from regcopy.registry import SCHEME_MODES, SchemeMode
+from regcopy.registry import SCHEME_MODES, RegistrySettings, SchemeMode
 
 __all__ = ("Credentials", "RegistryConfig", "parse_registries")
 
@@ -56,6 +63,15 @@ class Credentials:
     refresh_after: float | None = None
     """Seconds after which a helper's answer is fetched again (besides on rejection)."""
 
+    def store(self, host: str) -> CredentialStore:
+        """The credential store these settings name for ``host``: a helper, an auth file, or the inline secret."""
+        if self.helper:
+            return HelperCredentials({host: self.helper}, refresh_after=self.refresh_after)
+        if self.authfile:
+            return DockerConfigCredentials([self.authfile], refresh_after=self.refresh_after)
+        return StaticCredentials({host: Credential(
+            username=self.username, password=self.password, identity_token=self.identity_token)})
+
 
 @dataclass(frozen=True, slots=True)
 class RegistryConfig:
@@ -72,6 +88,15 @@ class RegistryConfig:
     mirrors: tuple[str, ...] = ()
     """Pull-through caches read before this registry, in order: ``host[:port][/prefix]`` each; a
     mirror's own settings and credentials are its own ``registries`` entry (never this one's)."""
+
+    def over(self, base: RegistrySettings) -> RegistrySettings:
+        """``base`` with what this entry sets: its scheme mode always, files and limits where it gives them."""
+        return replace(
+            base, scheme=self.scheme, ca_file=self.ca_file or base.ca_file,
+            client_cert=self.client_cert or base.client_cert, client_key=self.client_key or base.client_key,
+            max_concurrency=self.max_concurrency or base.max_concurrency,
+            requests_per_second=self.requests_per_second or base.requests_per_second,
+        )
 
 
 # --------------------------------------------------------------------------------------- parser
