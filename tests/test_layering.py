@@ -43,7 +43,7 @@ RULES = {
     "regcopy.sync.endpoints": ("aiohttp", "regcopy.registry", "regcopy.client", "regcopy.engine"),
     "regcopy.stores.mirrored": ("aiohttp", "regcopy.registry", "regcopy.client"),
     "regcopy.progress": ("aiohttp", "regcopy.registry", "regcopy.client", "regcopy.engine"),
-    "regcopy._singleflight": ("aiohttp", "regcopy."),
+    "regcopy.singleflight": ("aiohttp", "regcopy."),
 }
 
 

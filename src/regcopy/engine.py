@@ -23,7 +23,6 @@ from typing import Literal
 
 import anyio
 
-from regcopy._singleflight import SingleFlight
 from regcopy.digest import Digest, Hasher, VerifyingStream
 from regcopy.errors import InvalidManifest, InvalidReference, RegcopyError
 from regcopy.manifest import Descriptor, Manifest, Platform, build_index
@@ -39,6 +38,7 @@ from regcopy.progress import (
     Reporter,
     null_reporter,
 )
+from regcopy.singleflight import SingleFlight
 from regcopy.stores.base import BlobOpener, Committer, Destination, Mounter, RangeReader, Source
 
 __all__ = ("BlobAction", "BlobLedger", "ByteBudget", "CopyResult", "ImagePlan", "Limits", "copy_blob", "copy_image",
