@@ -44,6 +44,8 @@ RULES = {
     "regcopy.stores.mirrored": ("aiohttp", "regcopy.registry", "regcopy.client"),
     "regcopy.progress": ("aiohttp", "regcopy.registry", "regcopy.client", "regcopy.engine"),
     "regcopy.singleflight": ("aiohttp", "regcopy."),
+    "regcopy.ledger": ("aiohttp", "regcopy.registry", "regcopy.stores.registry", "regcopy.engine", "regcopy.sync",
+                       "regcopy.client"),
 }
 
 

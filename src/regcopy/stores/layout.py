@@ -347,7 +347,15 @@ class LayoutStore:
         return self.reader.name
 
     @property
-    def origin(self) -> tuple[str, str] | None:
+    def origin(self) -> None:
+        return None
+
+    @property
+    def synthesized(self) -> bool:
+        return False
+
+    @property
+    def served_by(self) -> None:
         return None
 
     @property

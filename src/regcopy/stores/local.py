@@ -109,7 +109,15 @@ class RepositoryView:
         return f"{self.store.name}:{self.path}" if self.path else self.store.name
 
     @property
-    def origin(self) -> tuple[str, str] | None:
+    def origin(self) -> None:
+        return None
+
+    @property
+    def synthesized(self) -> bool:
+        return self.store.synthesized
+
+    @property
+    def served_by(self) -> None:
         return None
 
     @property
