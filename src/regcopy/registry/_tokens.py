@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Final, TypeAlias
 
 from regcopy.errors import ProtocolViolation
-from regcopy.registry._challenge import Scope, covers, merge_scopes
+from regcopy.registry._challenge import Scope, merge_scopes
 from regcopy.singleflight import SingleFlight
 
 __all__ = ("Token", "TokenCache", "TokenKey", "parse_token_response", "token_key")
@@ -158,16 +158,6 @@ def token_key(registry: str, realm: str, service: str | None, scopes: Iterable[S
     return (registry, realm, service, frozenset(str(s) for s in merge_scopes(parsed)))
 
 
-def _parsed(scopes: frozenset[str]) -> list[Scope]:
-    out: list[Scope] = []
-    for text in scopes:
-        try:
-            out.append(Scope.parse(text))
-        except ProtocolViolation:
-            continue
-    return out
-
-
 @dataclass(slots=True)
 class _Entry:
     token: Token
@@ -244,22 +234,3 @@ class TokenCache:
         entry = self._entries.get(key)
         if entry is not None and (token is None or entry.token == token):
             del self._entries[key]
-
-    def best_for(self, registry: str, needed: Iterable[Scope]) -> tuple[TokenKey, Token] | None:
-        """A fresh cached token of ``registry`` whose key's scopes cover every scope in ``needed``.
-
-        The latest-expiring match wins. Keys hold *requested* scopes and a token server grants the
-        intersection (PROTOCOL §3.2), so a reused token may still be refused: on 401/403 invalidate the
-        returned key and fetch with the exact key.
-
-        :returns: the key (to :meth:`invalidate` it later) and the token, or None
-        """
-        wanted = tuple(needed)
-        best: tuple[TokenKey, Token] | None = None
-        for key in list(self._entries):
-            if key[0] != registry or not all(covers(_parsed(key[3]), scope) for scope in wanted):
-                continue
-            token = self.peek(key)
-            if token is not None and (best is None or token.expires_at > best[1].expires_at):
-                best = (key, token)
-        return best
