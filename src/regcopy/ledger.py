@@ -71,15 +71,16 @@ class BlobLedger:
         else:
             self.empty.discard((storage, repository))
 
-    def known(self, storage: str, digest: Digest, repository: str) -> bool | None:
+    def known(self, storage: str, digest: Digest, repository: str, *, shared: bool = False) -> bool | None:
         """Whether ``digest`` is in ``repository``, when the ledger knows for sure (else None).
 
         It knows for a repository this run found empty: everything in it was put there by this run,
         so a HEAD (a certain 404, or a certain 200 for a blob just moved there) is skipped. A
-        simulation also knows every blob it noted.
+        simulation also knows every blob it noted: in ``repository``, or anywhere in a storage whose
+        repositories share their blobs (``shared``, :attr:`Destination.shares_blobs`).
         """
         holders = self.holders.get((storage, digest), ())
-        if self._simulated and repository in holders:
+        if self._simulated and (repository in holders or (shared and holders)):
             return True
         if (storage, repository) not in self.empty:
             return None
@@ -101,7 +102,7 @@ class BlobLedger:
         ledger knows hold the blob; else uploaded.
         """
         storage, repository = destination.storage_id, destination.repository
-        present = self.known(storage, blob.digest, repository)
+        present = self.known(storage, blob.digest, repository, shared=destination.shares_blobs)
         if present is None:
             present = await destination.has_blob(blob)
         if present:

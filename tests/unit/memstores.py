@@ -93,6 +93,7 @@ class MemDestination:
         self.repository = repository
         self.storage_id = storage_id
         self.name = f"mem/{repository}"
+        self.shares_blobs = False  # a registry: each repository holds its own blobs
         self.fail_blob = fail_blob
         for table in (storage.blobs, storage.manifests, storage.tags):
             table.setdefault(repository, {})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from memstores import MemDestination, MemMountingDestination, MemSource, MemStorage, add_image
@@ -11,8 +12,10 @@ from regcopy.digest import Digest
 from regcopy.ledger import BlobDecision, BlobLedger
 from regcopy.manifest import Descriptor
 from regcopy.progress import BlobDone, BlobMounted, BlobSkipped, Event
-from regcopy.reference import Repository
+from regcopy.reference import LocalLocation, Repository
 from regcopy.stores.base import Destination, Origin, Source
+from regcopy.stores.local import LocalStore, RepositoryView, open_local
+from regcopy.sync.endpoints import AnyRepository, LocalRepository
 from regcopy.sync.model import SyncEntry, SyncPlan, TagFilter
 from regcopy.sync.scheduler import SyncOptions, SyncReport, run_sync
 
@@ -103,16 +106,19 @@ class MemBackend:
     async def catalog(self, registry: str) -> list[str]:
         raise AssertionError("the plan names repositories only")
 
-    async def list_tags(self, repo: Repository) -> list[str] | None:
+    async def list_tags(self, repo: AnyRepository) -> list[str] | None:
+        assert isinstance(repo, Repository)
         storage = self.storages[repo.registry]
         if not storage.tags.get(repo.path) and not storage.blobs.get(repo.path):
             return None  # the repository does not exist
         return sorted(storage.tags.get(repo.path, {}))
 
-    def source(self, repo: Repository) -> Source:
+    def source(self, repo: AnyRepository) -> Source:
+        assert isinstance(repo, Repository)
         return self.sources[f"{repo.registry}/{repo.path}"]
 
-    def destination(self, repo: Repository) -> Destination:
+    def destination(self, repo: AnyRepository) -> Destination:
+        assert isinstance(repo, Repository)
         kind = MemMountingDestination if repo.registry == "mount.test" else MemDestination
         return kind(self.storages[repo.registry], repo.path, storage_id=f"registry:{repo.registry}")
 
@@ -187,3 +193,54 @@ async def test_dry_run_predicts_every_blob_of_the_run(monkeypatch: pytest.Monkey
     assert done[("mem/mirror/app", app_layer)] == "mounted"
     assert done[("mem/mirror/x", str(x_layer))] == "uploaded"
     assert json.loads(json.dumps(dry.to_json()))["totals"]["planned"] == 5
+
+
+class LayoutBackend(MemBackend):
+    """MemBackend whose ``oci:`` targets are repositories of one real OCI layout (blobs shared store-wide)."""
+
+    def __init__(self, store: LocalStore) -> None:
+        super().__init__()
+        self.store = store
+
+    async def list_tags(self, repo: AnyRepository) -> list[str] | None:
+        if isinstance(repo, LocalRepository):
+            return await RepositoryView(self.store, repo.path).list_tags()
+        return await super().list_tags(repo)
+
+    def destination(self, repo: AnyRepository) -> Destination:
+        if isinstance(repo, LocalRepository):
+            return RepositoryView(self.store, repo.path)
+        return super().destination(repo)
+
+
+async def test_dry_run_predicts_a_local_store_whose_repositories_share_blobs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    layout = tmp_path / "layout"
+    plan = SyncPlan(tuple(SyncEntry(f"sync[{i}]", src, f"oci:{layout}:copy/{name}", tags=TagFilter(exact=("v1",)))
+                          for i, (src, name) in enumerate([("far.test/lib/x", "x"), ("far.test/lib/y", "y"),
+                                                           ("mount.test/lib/app", "app")])))
+    predicted: dict[tuple[str, str], str] = {}
+    decide = BlobLedger.decide
+
+    async def spy(self: BlobLedger, destination: Destination, blob: Descriptor, origin: Origin | None
+                  ) -> BlobDecision:
+        decision = await decide(self, destination, blob, origin)
+        predicted[(destination.name, str(blob.digest))] = decision.action
+        return decision
+
+    async with open_local(LocalLocation.parse(f"oci:{layout}"), writable=True) as store:
+        backend = LayoutBackend(store)
+        ledger = BlobLedger()
+        monkeypatch.setattr(BlobLedger, "decide", spy)
+        dry = await run_sync(backend, plan, options=SyncOptions(dry_run=True), ledger=ledger)
+        monkeypatch.setattr(BlobLedger, "decide", decide)
+        events: list[Event] = []
+        real = await run_sync(backend, plan, reporter=events.append, ledger=ledger)
+    assert dry.ok and real.ok and [r.status for r in real.images] == ["copied"] * 3
+    done = _outcomes(events)
+    assert len(done) == 9 and predicted == done
+    assert _counts(dry) == _counts(real)
+    # One blob store for the layout: the shared layer is written once, then found present (not a Mounter).
+    shared = str(Digest.of(SHARED))
+    actions = sorted(action for (dst, digest), action in done.items() if digest == shared)
+    assert actions == ["skipped", "skipped", "uploaded"]

@@ -283,6 +283,10 @@ class _Archive:
     def repository(self) -> str:
         return self.ref or ""
 
+    @property
+    def shares_blobs(self) -> bool:
+        return True  # one spool layout for every image written
+
     def _writer(self) -> LayoutStore:
         if self._spool is None:
             raise StoreError(f"{self.name} was opened read-only")

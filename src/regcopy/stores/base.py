@@ -2,7 +2,8 @@
 
 Every store (a registry repository, an OCI layout, an archive, a mirror set) implements these small
 protocols. What a caller needs to know about a store is a member of the contract (:attr:`Source.origin`,
-:attr:`Source.synthesized`, :attr:`Source.served_by`, :attr:`Destination.storage_id`), never a check on a
+:attr:`Source.synthesized`, :attr:`Source.served_by`, :attr:`Destination.storage_id`,
+:attr:`Destination.shares_blobs`), never a check on a
 concrete class; optional abilities (cross-repository mounts, a final commit, ranged reads, deletes) are
 separate ``runtime_checkable`` protocols probed with ``isinstance`` (docs/architecture.md, "Layers").
 """
@@ -120,6 +121,12 @@ class Destination(Protocol):
     @property
     def repository(self) -> str:
         """The repository (or image name) inside the storage."""
+        ...
+
+    @property
+    def shares_blobs(self) -> bool:
+        """Whether a blob put into one repository of the storage is present in every other (a local
+        store keeps one blob store for all its images; a registry repository needs a mount)."""
         ...
 
     async def has_blob(self, desc: Descriptor) -> bool:

@@ -363,6 +363,10 @@ class LayoutStore:
         return f"layout:{self.root}"
 
     @property
+    def shares_blobs(self) -> bool:
+        return True
+
+    @property
     def repository(self) -> str:
         return self.image or ""
 

@@ -125,6 +125,10 @@ class RepositoryView:
         return self.store.storage_id
 
     @property
+    def shares_blobs(self) -> bool:
+        return self.store.shares_blobs
+
+    @property
     def repository(self) -> str:
         return self.path
 

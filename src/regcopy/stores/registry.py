@@ -112,6 +112,10 @@ class RegistryStore:
         return f"registry:{self.transport.registry}"
 
     @property
+    def shares_blobs(self) -> bool:
+        return False
+
+    @property
     def repository(self) -> str:
         return self._repository
 
