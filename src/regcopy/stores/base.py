@@ -1,11 +1,11 @@
 """The store contract: :class:`Source`, :class:`Destination` and the optional abilities.
 
 Every store (a registry repository, an OCI layout, an archive, a mirror set) implements these small
-protocols. What a caller needs to know about a store is a member of the contract (:attr:`Source.origin`,
-:attr:`Source.synthesized`, :attr:`Source.served_by`, :attr:`Destination.storage_id`,
-:attr:`Destination.shares_blobs`), never a check on a
-concrete class; optional abilities (cross-repository mounts, a final commit, ranged reads, deletes) are
-separate ``runtime_checkable`` protocols probed with ``isinstance`` (docs/architecture.md, "Layers").
+protocols. What a caller needs to know about a store is a member of the contract
+(:attr:`Source.origin`, :attr:`Source.synthesized`, :attr:`Source.served_by`,
+:attr:`Destination.storage_id`, :attr:`Destination.shares_blobs`), never a check on a concrete class;
+optional abilities (cross-repository mounts, a final commit, ranged reads, deletes) are separate
+``runtime_checkable`` protocols probed with ``isinstance`` (docs/architecture.md, "The store contract").
 """
 
 from __future__ import annotations
