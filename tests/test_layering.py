@@ -43,7 +43,9 @@ RULES = {
     "regcopy.sync.endpoints": ("aiohttp", "regcopy.registry", "regcopy.client", "regcopy.engine"),
     "regcopy.stores.mirrored": ("aiohttp", "regcopy.registry", "regcopy.client"),
     "regcopy.progress": ("aiohttp", "regcopy.registry", "regcopy.client", "regcopy.engine"),
-    "regcopy._singleflight": ("aiohttp", "regcopy."),
+    "regcopy.singleflight": ("aiohttp", "regcopy."),
+    "regcopy.ledger": ("aiohttp", "regcopy.registry", "regcopy.stores.registry", "regcopy.engine", "regcopy.sync",
+                       "regcopy.client"),
 }
 
 

@@ -29,7 +29,7 @@ from regcopy.credentials import (
     default_credentials,
 )
 from regcopy.digest import Digest, verify_chunks
-from regcopy.engine import BlobLedger, CopyResult, copy_image
+from regcopy.engine import CopyResult, copy_image
 from regcopy.errors import (
     CopyFailed,
     InvalidManifest,
@@ -39,12 +39,13 @@ from regcopy.errors import (
     RegcopyError,
 )
 from regcopy.inspect import ImageInfo, image_info
+from regcopy.ledger import BlobLedger
 from regcopy.manifest import Manifest, Platform
 from regcopy.progress import Reporter, null_reporter
 from regcopy.reference import LocalLocation, Reference, Repository, parse_location
 from regcopy.registry._policy import RegistrySettings
 from regcopy.registry._tokens import TokenCache
-from regcopy.registry.manifests import catalog, manifest_delete, tags_list
+from regcopy.registry.manifests import catalog, tags_list
 from regcopy.registry.transport import PingResult, Transport
 from regcopy.stores.base import Destination, Source, UploadJournal
 from regcopy.stores.local import LocalStore, RepositoryView, local_identifier, open_local, repositories
@@ -216,13 +217,13 @@ class Client:
         if isinstance(dst_loc, Reference) and dst_loc.digest and str(dst_loc.digest) != result.digest:
             raise RegcopyError(f"destination digest {dst_loc.digest} differs from the copied {result.digest}")
         # A docker-archive's classic layout has no registry manifest: one was built, so digests are new.
-        result.new_digest = result.new_digest or bool(getattr(source, "synthesized", False))
+        result.new_digest = result.new_digest or source.synthesized
         result.retries = self.retries() - retries_before
         return result
 
     @asynccontextmanager
     async def _open(self, location: Reference | LocalLocation, *, writable: bool,
-                    settings: RegistrySettings | None) -> AsyncIterator[Any]:
+                    settings: RegistrySettings | None) -> AsyncIterator[LocalStore | RegistryStore]:
         if isinstance(location, LocalLocation):
             async with open_local(location, writable=writable) as store:
                 yield store
@@ -347,7 +348,7 @@ class Client:
         if digest is None:
             raise ManifestNotFound(f"{r} not found", registry=r.registry)
         tags = await self._tags_pointing_at(store, digest)
-        await manifest_delete(store.transport, r.repository, digest)
+        await store.delete_manifest(digest)
         return DeleteResult(f"{r.registry}/{r.repository}", str(digest), tags)
 
     async def _tags_pointing_at(self, store: RegistryStore, digest: Digest) -> list[str]:
@@ -519,10 +520,11 @@ def _location(value: str | Reference | LocalLocation) -> Reference | LocalLocati
     return parse_location(value, default_tag=None)
 
 
-async def _identifier(location: Reference | LocalLocation, store: Any) -> str:
-    if isinstance(location, LocalLocation):
-        return await local_identifier(location, store)
-    return location.identifier if location.tag or location.digest else "latest"
+async def _identifier(location: Reference | LocalLocation, store: LocalStore | RegistryStore) -> str:
+    if not isinstance(location, LocalLocation):
+        return location.identifier if location.tag or location.digest else "latest"
+    assert isinstance(store, LocalStore), "a local location opens a local store"
+    return await local_identifier(location, store)
 
 
 def _target_tag(location: Reference | LocalLocation, source_ident: str) -> str | None:

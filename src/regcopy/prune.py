@@ -46,15 +46,16 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
 
 import anyio
 
 from regcopy.digest import Digest, verify_chunks
-from regcopy.errors import InvalidReference, ManifestNotFound, RegcopyError, Unsupported
+from regcopy.errors import InvalidReference, ManifestNotFound, RegcopyError, StoreError, Unsupported
 from regcopy.manifest import INDEX_TYPES, MANIFEST_TYPES, Descriptor, Manifest
 from regcopy.reference import Repository
-from regcopy.registry.manifests import ManifestInfo, manifest_delete, manifest_head
+from regcopy.registry.manifests import ManifestInfo, manifest_head
+from regcopy.stores.base import Deleter
 from regcopy.stores.registry import RegistryStore
 from regcopy.sync.config import (
     _At,
@@ -732,7 +733,8 @@ class DeletionBudget:
 # ================================================================================================ execution
 
 
-class PruneTarget(Protocol):
+@runtime_checkable
+class PruneTarget(Deleter, Protocol):
     """One repository as the executor sees it (:class:`RegistryTarget` for a registry)."""
 
     @property
@@ -790,11 +792,15 @@ class RegistryTarget:
 
     async def delete_manifest(self, digest: Digest) -> None:
         """DELETE by digest (never by tag: 2.8.2 answers 400 to that)."""
-        await manifest_delete(self.store.transport, self.store.repository, digest)
+        await self.store.delete_manifest(digest)
 
 
-def _target(target: RegistryStore | PruneTarget) -> PruneTarget:
-    return RegistryTarget(target) if isinstance(target, RegistryStore) else target
+def _target(target: Deleter) -> PruneTarget:
+    if isinstance(target, RegistryStore):
+        return RegistryTarget(target)
+    if isinstance(target, PruneTarget):
+        return target
+    raise StoreError(f"{target!r} deletes manifests but cannot list and read them for a prune")
 
 
 @dataclass(slots=True)
@@ -941,7 +947,7 @@ async def _execute(target: PruneTarget, plan: RepositoryPlan, out: RepositoryRep
 
 
 async def delete_tags(
-    target: RegistryStore | PruneTarget,
+    target: Deleter,
     tags: Iterable[str],
     *,
     protect: Sequence[str | re.Pattern[str]] = (),

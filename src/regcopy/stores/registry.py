@@ -26,7 +26,7 @@ from regcopy.manifest import Descriptor, Manifest
 from regcopy.registry import blobs, manifests
 from regcopy.registry._challenge import Scope
 from regcopy.registry.transport import Transport
-from regcopy.stores.base import BlobOpener, UploadJournal
+from regcopy.stores.base import BlobOpener, Origin, UploadJournal
 
 __all__ = ("RegistryStore", "Strategy", "UploadPolicy", "UploadStats")
 
@@ -96,12 +96,24 @@ class RegistryStore:
         return f"{self.transport.registry}/{self._repository}"
 
     @property
-    def origin(self) -> tuple[str, str] | None:
-        return self.transport.registry, self._repository
+    def origin(self) -> Origin:
+        return Origin(self.storage_id, self._repository)
+
+    @property
+    def synthesized(self) -> bool:
+        return False
+
+    @property
+    def served_by(self) -> None:
+        return None
 
     @property
     def storage_id(self) -> str:
         return f"registry:{self.transport.registry}"
+
+    @property
+    def shares_blobs(self) -> bool:
+        return False
 
     @property
     def repository(self) -> str:
@@ -140,6 +152,10 @@ class RegistryStore:
     async def has_blob(self, desc: Descriptor) -> bool:
         size = await blobs.blob_head(self.transport, self._repository, desc.digest, scopes=self._scopes())
         return size is not None
+
+    async def delete_manifest(self, digest: Digest) -> None:
+        """DELETE by digest (never by tag: 2.8.2 answers 400 to that)."""
+        await manifests.manifest_delete(self.transport, self._repository, digest)
 
     async def mount_blob(self, desc: Descriptor, from_repository: str) -> bool:
         try:
