@@ -43,7 +43,9 @@ RULES = {
     "regcopy.locations": ("aiohttp", "regcopy.registry", "regcopy.client", "regcopy.engine"),
     "regcopy.stores.mirrored": ("aiohttp", "regcopy.registry", "regcopy.client"),
     "regcopy.progress": ("aiohttp", "regcopy.registry", "regcopy.client", "regcopy.engine"),
-    "regcopy._singleflight": ("aiohttp", "regcopy."),
+    "regcopy.singleflight": ("aiohttp", "regcopy."),
+    "regcopy.ledger": ("aiohttp", "regcopy.registry", "regcopy.stores.registry", "regcopy.engine", "regcopy.sync",
+                       "regcopy.client"),
 }
 # Retention sits below sync and above the store contract: never a client, sync or HTTP (docs/architecture.md).
 _RETENTION_BAD = ("aiohttp", "regcopy.registry", "regcopy.stores.registry", "regcopy.client", "regcopy.sync")

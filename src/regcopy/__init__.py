@@ -23,7 +23,7 @@ from regcopy.credentials import (
 )
 from regcopy.digest import Digest, VerifyingStream
 from regcopy.ecr import EcrCredentials
-from regcopy.engine import BlobLedger, CopyResult, copy_image
+from regcopy.engine import CopyResult, copy_image
 from regcopy.errors import (
     AuthenticationError,
     BlobNotFound,
@@ -49,6 +49,7 @@ from regcopy.errors import (
     UnsupportedMediaType,
 )
 from regcopy.inspect import ImageInfo
+from regcopy.ledger import BlobLedger
 from regcopy.manifest import Descriptor, Manifest, Platform
 from regcopy.reference import LocalLocation, Reference, Repository, parse_location
 from regcopy.registry import PingResult, RegistrySettings

@@ -26,7 +26,7 @@ from regcopy.credentials import (
     default_credentials,
 )
 from regcopy.digest import Digest, verify_chunks
-from regcopy.engine import BlobLedger, CopyResult, copy_image
+from regcopy.engine import CopyResult, copy_image
 from regcopy.errors import (
     CopyFailed,
     InvalidManifest,
@@ -36,6 +36,7 @@ from regcopy.errors import (
     RegcopyError,
 )
 from regcopy.inspect import ImageInfo, image_info
+from regcopy.ledger import BlobLedger
 from regcopy.locations import AnyRepository, LocalRepository, is_local, parse_repository
 from regcopy.manifest import Manifest, Platform
 from regcopy.progress import Reporter, null_reporter
@@ -214,13 +215,13 @@ class Client:
         if isinstance(dst_loc, Reference) and dst_loc.digest and str(dst_loc.digest) != result.digest:
             raise RegcopyError(f"destination digest {dst_loc.digest} differs from the copied {result.digest}")
         # A docker-archive's classic layout has no registry manifest: one was built, so digests are new.
-        result.new_digest = result.new_digest or bool(getattr(source, "synthesized", False))
+        result.new_digest = result.new_digest or source.synthesized
         result.retries = self.retries() - retries_before
         return result
 
     @asynccontextmanager
     async def _open(self, location: Reference | LocalLocation, *, writable: bool,
-                    settings: RegistrySettings | None) -> AsyncIterator[Any]:
+                    settings: RegistrySettings | None) -> AsyncIterator[LocalStore | RegistryStore]:
         if isinstance(location, LocalLocation):
             async with open_local(location, writable=writable) as store:
                 yield store
@@ -517,10 +518,11 @@ def _location(value: str | Reference | LocalLocation) -> Reference | LocalLocati
     return parse_location(value, default_tag=None)
 
 
-async def _identifier(location: Reference | LocalLocation, store: Any) -> str:
-    if isinstance(location, LocalLocation):
-        return await local_identifier(location, store)
-    return location.identifier if location.tag or location.digest else "latest"
+async def _identifier(location: Reference | LocalLocation, store: LocalStore | RegistryStore) -> str:
+    if not isinstance(location, LocalLocation):
+        return location.identifier if location.tag or location.digest else "latest"
+    assert isinstance(store, LocalStore), "a local location opens a local store"
+    return await local_identifier(location, store)
 
 
 def _target_tag(location: Reference | LocalLocation, source_ident: str) -> str | None:

@@ -38,6 +38,7 @@ from typing import Final, Literal, Protocol, runtime_checkable
 import anyio
 
 from regcopy.errors import ConfigError, CredentialError
+from regcopy.singleflight import SingleFlight
 
 __all__ = (
     "ANONYMOUS",
@@ -113,64 +114,44 @@ class CredentialStore(Protocol):
         ...
 
 
-@dataclass(slots=True)
-class _Flight:
-    """One lookup in progress; waiters read the outcome after ``done`` is set."""
-
-    done: anyio.Event
-    credential: Credential | None = None
-    error: BaseException | None = None
-
-
 class _CredentialCache:
     """Per-host credentials, each kept until forgotten or until its maximum age passes; one lookup per host at a
     time. The one refresh mechanism of every store that looks credentials up (helpers, ECR).
 
-    Like the token cache: concurrent :meth:`get` calls for a host share one ``lookup``; a failed lookup is not
-    cached and its exception reaches every caller that waited on it (a failing helper runs once, not once per
-    waiter); if the looking-up task was cancelled, a waiter looks up on its own behalf.
+    Like the token cache: concurrent :meth:`get` calls for a host share one ``lookup``
+    (:class:`~regcopy.singleflight.SingleFlight`); a failed lookup is not cached and its exception reaches every
+    caller that waited on it (a failing helper runs once, not once per waiter); if the looking-up task was
+    cancelled, a waiter looks up on its own behalf.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._entries: dict[str, tuple[Credential, float]] = {}  # host -> (credential, refresh at on clock)
-        self._flights: dict[str, _Flight] = {}
+        self._flights: SingleFlight[str, Credential] = SingleFlight(share_errors=True)
 
     async def get(self, host: str, lookup: Callable[[], Awaitable[tuple[Credential, float | None]]]) -> Credential:
         """The cached credential of ``host`` if still fresh, else ``lookup()``'s.
 
         :param lookup: returns the credential and its maximum age in seconds (None: until forgotten)
         """
-        while True:
-            entry = self._entries.get(host)
-            if entry is not None and self.clock() < entry[1]:
-                return entry[0]
-            flight = self._flights.get(host)
-            if flight is None:
-                return await self._lookup(host, lookup)
-            await flight.done.wait()
-            if flight.credential is not None:
-                return flight.credential
-            if isinstance(flight.error, Exception):
-                raise flight.error
-            # The looking-up task was cancelled: loop and look up on our own behalf.
+        fresh = self._fresh(host)
+        if fresh is not None:
+            return fresh
+        credential, _ = await self._flights.do(host, lambda: self._lookup(host, lookup))
+        return credential
+
+    def _fresh(self, host: str) -> Credential | None:
+        entry = self._entries.get(host)
+        return entry[0] if entry is not None and self.clock() < entry[1] else None
 
     async def _lookup(self, host: str, lookup: Callable[[], Awaitable[tuple[Credential, float | None]]]) -> Credential:
-        flight = _Flight(anyio.Event())
-        self._flights[host] = flight
-        try:
-            credential, max_age = await lookup()
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        else:
-            self._entries[host] = (credential, math.inf if max_age is None else self.clock() + max_age)
-            flight.credential = credential
-            return credential
-        finally:
-            if self._flights.get(host) is flight:
-                del self._flights[host]
-            flight.done.set()
+        # A caller that took over from a cancelled lookup may find the answer another lookup stored meanwhile.
+        fresh = self._fresh(host)
+        if fresh is not None:
+            return fresh
+        credential, max_age = await lookup()
+        self._entries[host] = (credential, math.inf if max_age is None else self.clock() + max_age)
+        return credential
 
     def forget(self, host: str) -> None:
         self._entries.pop(host, None)

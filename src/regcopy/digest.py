@@ -14,7 +14,7 @@ from typing import Final, Self
 
 from regcopy.errors import DigestMismatch, InvalidReference, SizeMismatch
 
-__all__ = ("Digest", "Hasher", "VerifyingStream", "digest_bytes", "verify_chunks")
+__all__ = ("Digest", "Hasher", "VerifyingStream", "verify_chunks")
 
 _LENGTHS: Final = {"sha256": 64, "sha512": 128}
 _HEX = re.compile(r"[a-f0-9]+")
@@ -95,11 +95,6 @@ class Hasher:
         return other
 
 
-def digest_bytes(data: bytes) -> Digest:
-    """The sha256 digest of ``data``."""
-    return Digest.of(data)
-
-
 def _check(hasher: Hasher, expected: Digest, size: int | None, what: str) -> None:
     if size is not None and hasher.size != size:
         raise SizeMismatch(size, hasher.size, what=what)
@@ -142,11 +137,6 @@ class VerifyingStream:
                 raise SizeMismatch(self.size, self.hasher.size, what=self.what)
             yield chunk
         _check(self.hasher, self.expected, self.size, self.what)
-
-    @property
-    def bytes_seen(self) -> int:
-        """Bytes that passed through so far."""
-        return self.hasher.size
 
 
 def verify_chunks(chunks: Iterable[bytes], expected: Digest, size: int | None = None, what: str = "blob") -> None:

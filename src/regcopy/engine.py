@@ -1,15 +1,16 @@
 """The copy engine: one image or index from a :class:`Source` to a :class:`Destination`.
 
-Order (ISSUE #4 §1): resolve the root → walk index → child manifests (nested too) → config and
-layers; copy blobs first (concurrently, ``blob_jobs`` at a time), then child manifests leaves
-first, then the root under its tag. A manifest is never pushed before everything it references
-exists on the destination, so a failure leaves no tag pointing at a partial image. Bytes are copied
-exactly (destination digest == source digest), except a ``platforms`` subset of several entries,
-which is a new index and says so in the result.
+Order (docs/architecture.md, "Copy engine"): resolve the root → walk index → child manifests (nested
+too) → config and layers; copy blobs first (concurrently, ``blob_jobs`` at a time), then child
+manifests leaves first, then the root under its tag. A manifest is never pushed before everything it
+references exists on the destination, so a failure leaves no tag pointing at a partial image. Bytes are
+copied exactly (destination digest == source digest), except a ``platforms`` subset of several
+entries, which is a new index and says so in the result.
 
-Blobs go through the :class:`BlobLedger`: one upload per (storage, digest) at a time, mounts from any
-repository known to hold the blob, and skips when it is already present. The engine never imports
-aiohttp; it sees stores only through :mod:`regcopy.stores.base`.
+Blobs go through the :class:`~regcopy.ledger.BlobLedger`: one upload per (storage, digest) at a time,
+and its one decision (:meth:`~regcopy.ledger.BlobLedger.decide`) to skip a present blob, mount it from a
+repository known to hold it, or upload it. The engine never imports aiohttp; it sees stores only
+through :mod:`regcopy.stores.base`.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Literal
 
 import anyio
 
-from regcopy._singleflight import SingleFlight
 from regcopy.digest import Digest, Hasher, VerifyingStream
 from regcopy.errors import InvalidManifest, InvalidReference, RegcopyError
+from regcopy.ledger import BlobAction, BlobLedger
 from regcopy.manifest import Descriptor, Manifest, Platform, build_index
 from regcopy.progress import (
     BlobDone,
@@ -41,64 +41,13 @@ from regcopy.progress import (
 )
 from regcopy.stores.base import BlobOpener, Committer, Destination, Mounter, RangeReader, Source
 
-__all__ = ("BlobAction", "BlobLedger", "ByteBudget", "CopyResult", "ImagePlan", "Limits", "copy_blob", "copy_image",
-           "plan_image")
+__all__ = ("ByteBudget", "CopyResult", "ImagePlan", "Limits", "copy_blob", "copy_image", "plan_image")
 
 log = logging.getLogger(__name__)
 MAX_DEPTH = 8
 
-BlobAction = Literal["uploaded", "mounted", "skipped"]
-
-
-class BlobLedger:
-    """What a run knows about blobs on each destination storage.
-
-    ``holders[(storage, digest)]`` is the set of repositories known to hold the blob (mount
-    candidates); ``flights`` makes sure one blob is uploaded once per storage at a time: a second
-    copy of the same blob waits, then mounts or skips (ISSUE #4 §4, ISSUE #5 §5).
-    """
-
-    def __init__(self) -> None:
-        self.holders: dict[tuple[str, Digest], set[str]] = {}
-        self.flights: SingleFlight[tuple[str, Digest], BlobAction] = SingleFlight()
-        self.empty: set[tuple[str, str]] = set()
-
-    def set_empty(self, storage: str, repository: str, empty: bool) -> None:
-        """Record whether a destination repository was found not to exist (a sync's tag listing).
-
-        Blobs the ledger has not seen go there cannot be present, so their HEAD (a certain 404) is
-        skipped; blobs moved there during the run are in :attr:`holders`.
-        """
-        if empty:
-            self.empty.add((storage, repository))
-        else:
-            self.empty.discard((storage, repository))
-
-    def known(self, storage: str, digest: Digest, repository: str) -> bool | None:
-        """Whether ``digest`` is in ``repository``, when the ledger knows for sure (else None).
-
-        It knows for a repository this run found empty: everything in it was put there by this run,
-        so a HEAD (a certain 404, or a certain 200 for a blob just moved there) is skipped.
-        """
-        if (storage, repository) not in self.empty:
-            return None
-        return repository in self.holders.get((storage, digest), ())
-
-    def absent(self, storage: str, digest: Digest, repository: str) -> bool:
-        """Whether ``digest`` is known not to be in ``repository`` (so no HEAD is needed)."""
-        return self.known(storage, digest, repository) is False
-
-    def note(self, storage: str, digest: Digest, repository: str) -> None:
-        """Record that ``repository`` of ``storage`` holds ``digest``."""
-        self.holders.setdefault((storage, digest), set()).add(repository)
-
-    def candidates(self, storage: str, digest: Digest, exclude: str) -> list[str]:
-        """Repositories of ``storage`` known to hold ``digest``, other than ``exclude``."""
-        return sorted(r for r in self.holders.get((storage, digest), ()) if r != exclude)
-
-
 class ByteBudget:
-    """Bounds the bytes of blobs in flight across a run (ISSUE #5 §6: bytes in flight).
+    """Bounds the bytes of blobs in flight across a run (docs/architecture.md, "Bulk sync").
 
     A blob larger than the whole budget still runs, alone, so nothing deadlocks.
     """
@@ -325,7 +274,7 @@ async def fail_fast() -> AsyncIterator[None]:
     """Unwrap a fail-fast task group's exception group into its first real error.
 
     Siblings cancelled by the first failure add nothing, so callers get the cause itself and
-    ``except regcopy.NotFound`` works (ARCHITECTURE §8.3).
+    ``except regcopy.NotFound`` works (docs/architecture.md, "Copy engine").
     """
     try:
         yield
@@ -408,35 +357,30 @@ async def copy_blob(
 async def _copy_blob(
     source: Source, destination: Destination, blob: Descriptor, reporter: Reporter, ledger: BlobLedger
 ) -> BlobAction:
-    storage, repo = destination.storage_id, destination.repository
-    present = ledger.known(storage, blob.digest, repo)
-    if present is None:
-        present = await destination.has_blob(blob)
-    if present:
-        ledger.note(storage, blob.digest, repo)
+    decision = await ledger.decide(destination, blob, source.origin)
+    action: BlobAction = "uploaded"
+    if decision.action == "skipped":
         reporter(BlobSkipped(destination.name, str(blob.digest), blob.size))
-        return "skipped"
-    if isinstance(destination, Mounter):
-        for candidate in _mount_candidates(source, destination, blob, ledger):
-            if await destination.mount_blob(blob, candidate):
-                ledger.note(storage, blob.digest, repo)
-                reporter(BlobMounted(destination.name, str(blob.digest), blob.size, candidate))
-                return "mounted"
-    reporter(BlobStarted(destination.name, str(blob.digest), blob.size))
-    await destination.put_blob(blob, _opener(source, destination.name, blob, reporter))
-    ledger.note(storage, blob.digest, repo)
-    reporter(BlobDone(destination.name, str(blob.digest), blob.size))
-    return "uploaded"
+        action = "skipped"
+    elif await _mount(destination, blob, decision.candidates, reporter):
+        action = "mounted"
+    else:  # nothing to mount from, or every candidate refused
+        reporter(BlobStarted(destination.name, str(blob.digest), blob.size))
+        await destination.put_blob(blob, _opener(source, destination.name, blob, reporter))
+        reporter(BlobDone(destination.name, str(blob.digest), blob.size))
+    ledger.note(destination.storage_id, blob.digest, destination.repository)
+    return action
 
 
-def _mount_candidates(source: Source, destination: Destination, blob: Descriptor, ledger: BlobLedger) -> list[str]:
-    storage = destination.storage_id
-    found = ledger.candidates(storage, blob.digest, exclude=destination.repository)
-    origin = source.origin
-    if origin is not None and f"registry:{origin[0]}" == storage and origin[1] != destination.repository:
-        # Same registry: the source repository holds the blob by definition.
-        found = [origin[1], *(r for r in found if r != origin[1])]
-    return found[:3]
+async def _mount(destination: Destination, blob: Descriptor, candidates: Sequence[str], reporter: Reporter) -> bool:
+    """Mount ``blob`` from the first candidate the destination accepts; False when none does."""
+    if not isinstance(destination, Mounter):
+        return False
+    for candidate in candidates:
+        if await destination.mount_blob(blob, candidate):
+            reporter(BlobMounted(destination.name, str(blob.digest), blob.size, candidate))
+            return True
+    return False
 
 
 def _opener(source: Source, dest_name: str, blob: Descriptor, reporter: Reporter) -> BlobOpener:

@@ -20,7 +20,6 @@ from typing import TypeAlias
 from regcopy.digest import Digest
 from regcopy.errors import InvalidReference
 from regcopy.reference import LocalLocation, Reference, Repository
-from regcopy.stores.local import join_ref
 
 __all__ = (
     "AnyReference",
@@ -61,10 +60,6 @@ class LocalRepository:
     @property
     def name(self) -> str:
         return join_endpoint(self.registry, self.path)
-
-    def ref_name(self, tag: str) -> str:
-        """The store's ref for ``tag`` of this repository (a digest or ``@N`` passes unchanged)."""
-        return join_ref(self.path, tag)
 
     def with_tag(self, tag: str) -> LocalImage:
         return LocalImage(self, tag=tag)

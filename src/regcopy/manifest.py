@@ -8,7 +8,7 @@ building a *new* filtered index (``--platform`` subsets) serialises JSON, and th
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Self
 
@@ -289,9 +289,3 @@ def build_index(source: Manifest, entries: Iterable[Descriptor]) -> Manifest:
     obj["manifests"] = [dict(d.raw) for d in entries]
     data = json.dumps(obj, indent=3).encode()
     return Manifest.parse(data, source.media_type)
-
-
-def iter_descriptors(manifest: Manifest) -> Iterator[Descriptor]:
-    """Every descriptor a manifest references: children, config, layers (not the subject)."""
-    yield from manifest.manifests
-    yield from manifest.blobs()

@@ -332,20 +332,11 @@ class Reference:
         return replace(self, tag=tag, digest=None)
 
     def with_digest(self, digest: str | Digest) -> Self:
-        """A copy pinned to ``digest``, keeping the tag (``name:tag@digest``; see :meth:`pinned`).
+        """A copy pinned to ``digest``, keeping the tag (``name:tag@digest``).
 
         :raises InvalidReference: ``digest`` is invalid
         """
         return replace(self, digest=_as_digest(digest))
-
-    def pinned(self) -> Self:
-        """A copy with the digest only, the tag dropped.
-
-        :raises InvalidReference: there is no digest
-        """
-        if self.digest is None:
-            raise InvalidReference(str(self), "reference has no digest to pin", part="digest")
-        return replace(self, tag=None)
 
     def __str__(self) -> str:
         prefix = f"{self.scheme}://" if self.scheme else ""

@@ -14,7 +14,6 @@ from regcopy.registry._challenge import (
     CATALOG_SCOPE,
     Challenge,
     Scope,
-    covers,
     merge_scopes,
     parse_www_authenticate,
     pick_challenge,
@@ -258,14 +257,3 @@ def test_merge_scopes_unions_and_keeps_first_appearance() -> None:
     )
     assert merged == (Scope.repository("dst", "pull", "push"), Scope.repository("src", "pull"), CATALOG_SCOPE)
     assert merge_scopes([]) == ()
-
-
-def test_covers() -> None:
-    granted = [Scope.repository("a", "pull"), Scope.repository("a", "push"), CATALOG_SCOPE]
-    assert covers(granted, Scope.repository("a", "pull", "push"))
-    assert not covers(granted, Scope.repository("a", "delete"))
-    assert not covers(granted, Scope.repository("b", "pull"))
-    assert covers(granted, Scope("registry", "catalog", frozenset({"*"})))
-    assert covers([Scope.repository("a", "*")], Scope.repository("a", "pull", "delete"))
-    assert not covers([Scope.repository("a", "pull")], Scope.repository("a", "*"))
-    assert covers([], Scope.repository("a"))

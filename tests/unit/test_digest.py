@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from regcopy.digest import Digest, Hasher, VerifyingStream, digest_bytes, verify_chunks
+from regcopy.digest import Digest, Hasher, VerifyingStream, verify_chunks
 from regcopy.errors import ContentError, DigestMismatch, InvalidReference, SizeMismatch
 
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -87,13 +87,13 @@ def test_parse_arbitrary_text_value_or_invalid_reference(text: str) -> None:
     assert str(d) == text
 
 
-# --- Digest.of / digest_bytes / ordering ---------------------------------------------------
+# --- Digest.of / ordering ---------------------------------------------------
 
 
 def test_of_known_values() -> None:
     assert str(Digest.of(b"")) == f"sha256:{EMPTY_SHA256}"
     assert Digest.of(b"", "sha512") == Digest("sha512", EMPTY_SHA512)
-    assert digest_bytes(b"hello") == Digest("sha256", hashlib.sha256(b"hello").hexdigest())
+    assert Digest.of(b"hello") == Digest("sha256", hashlib.sha256(b"hello").hexdigest())
     assert Digest.of(b"a") != Digest.of(b"b")
 
 
@@ -165,7 +165,7 @@ async def test_stream_passes_all_bytes() -> None:
     stream = VerifyingStream(agen(chunks), Digest.of(data), len(data))
     out = await collect(stream)
     assert out == chunks
-    assert stream.bytes_seen == len(data)
+    assert stream.hasher.size == len(data)
 
 
 async def test_stream_without_size_checks_digest_only() -> None:
@@ -237,7 +237,7 @@ async def test_stream_ignores_empty_chunks() -> None:
     assert await collect(stream) == [b"he", b"llo"]
     empty = VerifyingStream(agen([b"", b""]), Digest.of(b""), 0)
     assert await collect(empty) == []
-    assert empty.bytes_seen == 0
+    assert empty.hasher.size == 0
 
 
 async def test_stream_sha512() -> None:
@@ -261,7 +261,7 @@ async def test_stream_any_chunking_verifies(data: bytes, cuts: list[int], emptie
     chunks = [b""] * empties + chunks  # empty chunks anywhere are ignored
     stream = VerifyingStream(agen(chunks), Digest.of(data), len(data))
     assert b"".join(await collect(stream)) == data
-    assert stream.bytes_seen == len(data)
+    assert stream.hasher.size == len(data)
 
 
 @given(data=st.binary(min_size=1, max_size=512), cuts=st.lists(st.integers(0, 1024), max_size=10),

@@ -14,8 +14,9 @@ import anyio.lowlevel
 import pytest
 
 from regcopy.digest import Digest
-from regcopy.engine import BlobLedger, copy_image
+from regcopy.engine import copy_image
 from regcopy.errors import DigestMismatch, SizeMismatch, StoreError
+from regcopy.ledger import BlobLedger
 from regcopy.manifest import OCI_LAYER, Descriptor
 from regcopy.reference import LocalLocation
 from regcopy.stores import layout as layout_mod

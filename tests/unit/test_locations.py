@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from regcopy.errors import InvalidReference
 from regcopy.locations import LocalRepository, join_endpoint, parse_repository, split_endpoint
 from regcopy.reference import LocalLocation, Repository
-from regcopy.stores.local import split_ref
+from regcopy.stores.local import join_ref, split_ref
 
 
 @pytest.mark.parametrize("text, endpoint, path", [
@@ -28,11 +28,12 @@ def test_split_and_join_endpoints(text: str, endpoint: str, path: str) -> None:
 def test_local_repository_refs_and_names() -> None:
     repo = parse_repository("oci:/x:ns/app")
     assert isinstance(repo, LocalRepository) and repo.registry == "oci:/x" and repo.path == "ns/app"
-    assert repo.ref_name("v1") == "ns/app:v1"
-    assert repo.ref_name("sha256:" + "a" * 64) == "sha256:" + "a" * 64
+    assert join_ref(repo.path, "v1") == "ns/app:v1"
+    assert join_ref(repo.path, "sha256:" + "a" * 64) == "sha256:" + "a" * 64
     assert str(repo.with_tag("v1")) == "oci:/x:ns/app:v1" and repo.with_tag("v1").identifier == "v1"
     bare = parse_repository("oci:/x")
-    assert isinstance(bare, LocalRepository) and bare.ref_name("v1") == "v1" and str(bare.with_tag("v1")) == "oci:/x:v1"
+    assert isinstance(bare, LocalRepository) and join_ref(bare.path, "v1") == "v1"
+    assert str(bare.with_tag("v1")) == "oci:/x:v1"
     assert parse_repository("oci:./x").key == parse_repository(f"oci:{__import__('os').path.abspath('x')}").key
     assert parse_repository("reg.example:5000/ns/app") == Repository.parse("reg.example:5000/ns/app")
     with pytest.raises(InvalidReference, match="source index"):

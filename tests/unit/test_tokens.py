@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from regcopy.errors import ProtocolViolation
-from regcopy.registry._challenge import CATALOG_SCOPE, Scope
+from regcopy.registry._challenge import Scope
 from regcopy.registry._tokens import Token, TokenCache, TokenKey, parse_token_response, token_key
 
 NOW = 1000.0  # monotonic
@@ -318,27 +318,3 @@ async def test_invalidate() -> None:
     cache.invalidate(KEY, new)
     assert cache.peek(KEY) is None
     cache.invalidate(KEY)  # absent: no error
-
-
-async def test_best_for() -> None:
-    clock = FakeClock()
-    cache = TokenCache(clock=clock)
-    wide = token_key("reg", "r", "s", [Scope.repository("a", "pull", "push"), Scope.repository("b", "pull")])
-    narrow = token_key("reg", "r", "s", [Scope.repository("a", "pull")])
-
-    async def fetch_wide() -> Token:
-        return Token("wide", clock() + 300)
-
-    async def fetch_narrow() -> Token:
-        return Token("narrow", clock() + 600)
-
-    await cache.get(wide, fetch_wide)
-    await cache.get(narrow, fetch_narrow)
-    found = cache.best_for("reg", [Scope.repository("a", "pull")])
-    assert found is not None and found[1].value == "narrow"  # latest expiry wins
-    found = cache.best_for("reg", [Scope.repository("a", "push"), Scope.repository("b", "pull")])
-    assert found == (wide, Token("wide", 300.0))
-    assert cache.best_for("reg", [CATALOG_SCOPE]) is None
-    assert cache.best_for("other", [Scope.repository("a", "pull")]) is None
-    clock.now = 1000
-    assert cache.best_for("reg", [Scope.repository("a", "pull")]) is None

@@ -20,7 +20,6 @@ __all__ = (
     "CATALOG_SCOPE",
     "Challenge",
     "Scope",
-    "covers",
     "merge_scopes",
     "parse_www_authenticate",
     "pick_challenge",
@@ -304,12 +303,3 @@ def merge_scopes(scopes: Iterable[Scope]) -> tuple[Scope, ...]:
     for scope in scopes:
         merged.setdefault((scope.type, scope.name), set()).update(scope.actions)
     return tuple(Scope(kind, name, frozenset(actions)) for (kind, name), actions in merged.items())
-
-
-def covers(granted: Iterable[Scope], needed: Scope) -> bool:
-    """Whether ``granted`` allows every action of ``needed``; ``*`` grants all (``util.go`` actionSet)."""
-    actions: set[str] = set()
-    for scope in granted:
-        if scope.type == needed.type and scope.name == needed.name:
-            actions.update(scope.actions)
-    return "*" in actions or needed.actions <= actions

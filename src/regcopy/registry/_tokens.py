@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Final, TypeAlias
 
-import anyio
-
 from regcopy.errors import ProtocolViolation
-from regcopy.registry._challenge import Scope, covers, merge_scopes
+from regcopy.registry._challenge import Scope, merge_scopes
+from regcopy.singleflight import SingleFlight
 
 __all__ = ("Token", "TokenCache", "TokenKey", "parse_token_response", "token_key")
 
@@ -159,29 +158,10 @@ def token_key(registry: str, realm: str, service: str | None, scopes: Iterable[S
     return (registry, realm, service, frozenset(str(s) for s in merge_scopes(parsed)))
 
 
-def _parsed(scopes: frozenset[str]) -> list[Scope]:
-    out: list[Scope] = []
-    for text in scopes:
-        try:
-            out.append(Scope.parse(text))
-        except ProtocolViolation:
-            continue
-    return out
-
-
 @dataclass(slots=True)
 class _Entry:
     token: Token
     refresh_at: float
-
-
-@dataclass(slots=True)
-class _Flight:
-    """One fetch in progress; waiters read the outcome after ``done`` is set."""
-
-    done: anyio.Event
-    token: Token | None = None
-    error: BaseException | None = None
 
 
 class TokenCache:
@@ -190,9 +170,10 @@ class TokenCache:
     A token is reused until ``expires_at - margin``, where the margin is ``refresh_margin`` or 10 % of the
     token's lifetime, whichever is smaller (a 60 s token is refreshed after 54 s, a 300 s one after 270 s).
 
-    Fetches are single-flight (ARCHITECTURE rule 6): concurrent :meth:`get` calls for one key share one
-    ``fetch``. A failed fetch is not cached; its exception reaches every caller that waited on it. If the
-    fetching caller is cancelled, a waiter starts a new fetch rather than inheriting the cancellation.
+    Fetches are single-flight (:class:`~regcopy.singleflight.SingleFlight`): concurrent :meth:`get` calls for
+    one key share one ``fetch``. A failed fetch is not cached; its exception reaches every caller that waited
+    on it. If the fetching caller is cancelled, a waiter starts a new fetch rather than inheriting the
+    cancellation.
     """
 
     def __init__(self, *, refresh_margin: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
@@ -204,7 +185,7 @@ class TokenCache:
         self.clock = clock
         self._margin = refresh_margin
         self._entries: dict[TokenKey, _Entry] = {}
-        self._flights: dict[TokenKey, _Flight] = {}
+        self._flights: SingleFlight[TokenKey, Token] = SingleFlight(share_errors=True)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -214,36 +195,20 @@ class TokenCache:
 
         :raises Exception: whatever ``fetch`` raised, unchanged
         """
-        while True:
-            fresh = self.peek(key)
-            if fresh is not None:
-                return fresh
-            flight = self._flights.get(key)
-            if flight is None:
-                return await self._fetch(key, fetch)
-            await flight.done.wait()
-            if flight.token is not None:
-                return flight.token
-            if isinstance(flight.error, Exception):
-                raise flight.error
-            # The fetching task was cancelled (or interrupted): loop and fetch on our own behalf.
+        fresh = self.peek(key)
+        if fresh is not None:
+            return fresh
+        token, _ = await self._flights.do(key, lambda: self._fetch(key, fetch))
+        return token
 
     async def _fetch(self, key: TokenKey, fetch: Callable[[], Awaitable[Token]]) -> Token:
-        flight = _Flight(anyio.Event())
-        self._flights[key] = flight
-        try:
-            token = await fetch()
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        else:
-            self._store(key, token)
-            flight.token = token
-            return token
-        finally:
-            if self._flights.get(key) is flight:
-                del self._flights[key]
-            flight.done.set()
+        # A caller that took over from a cancelled fetch may find the token another fetch stored meanwhile.
+        fresh = self.peek(key)
+        if fresh is not None:
+            return fresh
+        token = await fetch()
+        self._store(key, token)
+        return token
 
     def _store(self, key: TokenKey, token: Token) -> None:
         lifetime = max(0.0, token.expires_at - self.clock())
@@ -269,22 +234,3 @@ class TokenCache:
         entry = self._entries.get(key)
         if entry is not None and (token is None or entry.token == token):
             del self._entries[key]
-
-    def best_for(self, registry: str, needed: Iterable[Scope]) -> tuple[TokenKey, Token] | None:
-        """A fresh cached token of ``registry`` whose key's scopes cover every scope in ``needed``.
-
-        The latest-expiring match wins. Keys hold *requested* scopes and a token server grants the
-        intersection (PROTOCOL §3.2), so a reused token may still be refused: on 401/403 invalidate the
-        returned key and fetch with the exact key.
-
-        :returns: the key (to :meth:`invalidate` it later) and the token, or None
-        """
-        wanted = tuple(needed)
-        best: tuple[TokenKey, Token] | None = None
-        for key in list(self._entries):
-            if key[0] != registry or not all(covers(_parsed(key[3]), scope) for scope in wanted):
-                continue
-            token = self.peek(key)
-            if token is not None and (best is None or token.expires_at > best[1].expires_at):
-                best = (key, token)
-        return best

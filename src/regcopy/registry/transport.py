@@ -45,7 +45,7 @@ from regcopy.reference import api_host
 from regcopy.registry._challenge import Challenge, Scope, merge_scopes, parse_www_authenticate, pick_challenge
 from regcopy.registry._errors import error_from_response, parse_retry_after, redact_url
 from regcopy.registry._policy import RegistrySettings, is_local_host
-from regcopy.registry._tokens import Token, TokenCache, parse_token_response
+from regcopy.registry._tokens import Token, TokenCache, parse_token_response, token_key
 
 __all__ = ("PingResult", "ProbeOutcome", "Reply", "Transport")
 
@@ -351,7 +351,7 @@ class Transport:
         self._check_realm(realm, cred)
         service = challenge.service or ""
         merged = merge_scopes(scopes)
-        key = (self.registry, realm, service, frozenset(str(s) for s in merged))
+        key = token_key(self.registry, realm, service, merged)
         return await self._tokens.get(key, lambda: self._fetch_token(realm, service, merged, cred))
 
     def _check_realm(self, realm: str, cred: Credential) -> None:
@@ -592,9 +592,8 @@ class Transport:
         if new.scheme == "bearer":
             wanted = [Scope.parse(s) for s in new.scopes]
             grown = tuple(merge_scopes([*wanted, *scopes]))
-            key_scopes = frozenset(str(s) for s in merge_scopes(scopes))
             if new.realm:
-                self._tokens.invalidate((self.registry, new.realm, new.service or "", key_scopes))
+                self._tokens.invalidate(token_key(self.registry, new.realm, new.service or "", scopes))
             if reauth >= 1 or new.error == "invalid_token" or (old is not None and old == new and not wanted):
                 # A fresh token was refused: maybe the helper's credentials went stale (ECR, rotated
                 # secrets). Forget them so the next attempt re-runs the helper.

@@ -230,6 +230,8 @@ class _Archive:
     """What both archive stores share: identity, and a blob spool when writing."""
 
     transport: str = ""
+    synthesized: bool = False
+    """True when the manifest last resolved was built by regcopy (a classic docker-archive): new digests."""
 
     def __init__(self, path: str | os.PathLike[str], ref: str | None, *, writable: bool) -> None:
         self._display = os.fspath(path)
@@ -263,7 +265,11 @@ class _Archive:
         return f"{self.transport}:{self._display}"
 
     @property
-    def origin(self) -> tuple[str, str] | None:
+    def origin(self) -> None:
+        return None
+
+    @property
+    def served_by(self) -> None:
         return None
 
     @property
@@ -276,6 +282,10 @@ class _Archive:
     @property
     def repository(self) -> str:
         return self.ref or ""
+
+    @property
+    def shares_blobs(self) -> bool:
+        return True  # one spool layout for every image written
 
     def _writer(self) -> LayoutStore:
         if self._spool is None:
@@ -478,8 +488,6 @@ class DockerArchiveStore(_Archive):
         self._lock = anyio.Lock()
         self._written: dict[Digest, _Written] = {}
         self._last_untagged: Digest | None = None
-        self.synthesized = False
-        """True when the manifest last resolved was built by regcopy (a classic archive): new digests."""
 
     async def open(self) -> None:
         """Index the archive (reading) or create the spool (writing). :raises StoreError: unreadable"""

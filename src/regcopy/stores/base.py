@@ -1,22 +1,39 @@
-"""The protocols the engine speaks: :class:`Source`, :class:`Destination` and optional abilities.
+"""The store contract: :class:`Source`, :class:`Destination` and the optional abilities.
 
-Backends (registry repositories now; OCI layouts and archives later) implement these small
-protocols; optional abilities such as cross-repository mounts or a final commit are separate
-``runtime_checkable`` protocols the engine probes with ``isinstance`` (ARCHITECTURE §0 rule 1).
+Every store (a registry repository, an OCI layout, an archive, a mirror set) implements these small
+protocols. What a caller needs to know about a store is a member of the contract
+(:attr:`Source.origin`, :attr:`Source.synthesized`, :attr:`Source.served_by`,
+:attr:`Destination.storage_id`, :attr:`Destination.shares_blobs`), never a check on a concrete class;
+optional abilities (cross-repository mounts, a final commit, ranged reads, deletes) are separate
+``runtime_checkable`` protocols probed with ``isinstance`` (docs/architecture.md, "The store contract").
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from regcopy.digest import Digest
 from regcopy.manifest import Descriptor, Manifest, ManifestInfo
 
 __all__ = (
-    "BlobOpener", "Committer", "Deleter", "Destination", "ManifestHead", "Mounter", "RangeReader", "Source",
+    "BlobOpener", "Committer", "Deleter", "Destination", "ManifestHead", "Mounter", "Origin", "RangeReader", "Source",
     "UploadJournal",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a source's blobs live: a repository of a blob storage, so a destination in the same
+    storage can mount them from there instead of uploading.
+
+    :ivar storage_id: the storage, as :attr:`Destination.storage_id` names it (``registry:host``)
+    :ivar repository: the repository inside it
+    """
+
+    storage_id: str
+    repository: str
 
 
 class BlobOpener(Protocol):
@@ -41,8 +58,20 @@ class Source(Protocol):
         ...
 
     @property
-    def origin(self) -> tuple[str, str] | None:
-        """``(registry, repository)`` when the source is a registry (a mount candidate), else None."""
+    def origin(self) -> Origin | None:
+        """Where the source's blobs live when a destination could mount them (a registry), else None."""
+        ...
+
+    @property
+    def synthesized(self) -> bool:
+        """Whether the manifest last resolved was built by the store rather than read (a classic
+        docker-archive has no registry manifest): its digests exist nowhere else."""
+        ...
+
+    @property
+    def served_by(self) -> list[str] | None:
+        """Which stores served the reads so far, in the order first used (pull-through mirrors, then
+        the upstream), or None for a source that reads from one place only."""
         ...
 
     async def head(self, ref: str) -> Digest | None:
@@ -103,6 +132,12 @@ class Destination(Protocol):
     @property
     def repository(self) -> str:
         """The repository (or image name) inside the storage."""
+        ...
+
+    @property
+    def shares_blobs(self) -> bool:
+        """Whether a blob put into one repository of the storage is present in every other (a local
+        store keeps one blob store for all its images; a registry repository needs a mount)."""
         ...
 
     async def has_blob(self, desc: Descriptor) -> bool:

@@ -347,12 +347,24 @@ class LayoutStore:
         return self.reader.name
 
     @property
-    def origin(self) -> tuple[str, str] | None:
+    def origin(self) -> None:
+        return None
+
+    @property
+    def synthesized(self) -> bool:
+        return False
+
+    @property
+    def served_by(self) -> None:
         return None
 
     @property
     def storage_id(self) -> str:
         return f"layout:{self.root}"
+
+    @property
+    def shares_blobs(self) -> bool:
+        return True
 
     @property
     def repository(self) -> str:

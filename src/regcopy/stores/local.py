@@ -109,12 +109,24 @@ class RepositoryView:
         return f"{self.store.name}:{self.path}" if self.path else self.store.name
 
     @property
-    def origin(self) -> tuple[str, str] | None:
+    def origin(self) -> None:
+        return None
+
+    @property
+    def synthesized(self) -> bool:
+        return self.store.synthesized
+
+    @property
+    def served_by(self) -> None:
         return None
 
     @property
     def storage_id(self) -> str:
         return self.store.storage_id
+
+    @property
+    def shares_blobs(self) -> bool:
+        return self.store.shares_blobs
 
     @property
     def repository(self) -> str:

@@ -19,7 +19,7 @@ from typing import TypeVar
 from regcopy.digest import Digest
 from regcopy.errors import ContentError, RegcopyError, TransportError
 from regcopy.manifest import Descriptor, Manifest
-from regcopy.stores.base import Source
+from regcopy.stores.base import Origin, Source
 
 __all__ = ("MirroredSource",)
 
@@ -41,12 +41,11 @@ class MirroredSource:
         self.upstream_label = upstream_label
         self.mirrors = list(mirrors)
         self.broken = broken if broken is not None else set()
-        self.served: list[str] = []
-        """Which candidates served reads, in the order first used (for the report)."""
+        self._served: list[str] = []
 
     def _note(self, label: str) -> None:
-        if label not in self.served:
-            self.served.append(label)
+        if label not in self._served:
+            self._served.append(label)
 
     def _candidates(self) -> list[tuple[str, Source]]:
         return [(label, s) for label, s in self.mirrors if label not in self.broken]
@@ -77,8 +76,17 @@ class MirroredSource:
         return self.upstream.name
 
     @property
-    def origin(self) -> tuple[str, str] | None:
+    def origin(self) -> Origin | None:
         return self.upstream.origin
+
+    @property
+    def synthesized(self) -> bool:
+        return self.upstream.synthesized
+
+    @property
+    def served_by(self) -> list[str]:
+        """Which candidates served reads, in the order first used (for the report)."""
+        return list(self._served)
 
     # -- reads
     async def head(self, ref: str) -> Digest | None:

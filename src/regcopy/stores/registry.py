@@ -26,7 +26,7 @@ from regcopy.manifest import Descriptor, Manifest, ManifestInfo
 from regcopy.registry import blobs, manifests
 from regcopy.registry._challenge import Scope
 from regcopy.registry.transport import Transport
-from regcopy.stores.base import BlobOpener, UploadJournal
+from regcopy.stores.base import BlobOpener, Origin, UploadJournal
 
 __all__ = ("RegistryStore", "Strategy", "UploadPolicy", "UploadStats")
 
@@ -96,12 +96,24 @@ class RegistryStore:
         return f"{self.transport.registry}/{self._repository}"
 
     @property
-    def origin(self) -> tuple[str, str] | None:
-        return self.transport.registry, self._repository
+    def origin(self) -> Origin:
+        return Origin(self.storage_id, self._repository)
+
+    @property
+    def synthesized(self) -> bool:
+        return False
+
+    @property
+    def served_by(self) -> None:
+        return None
 
     @property
     def storage_id(self) -> str:
         return f"registry:{self.transport.registry}"
+
+    @property
+    def shares_blobs(self) -> bool:
+        return False
 
     @property
     def repository(self) -> str:

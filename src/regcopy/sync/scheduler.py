@@ -36,8 +36,6 @@ import anyio
 
 from regcopy.digest import Digest
 from regcopy.engine import (
-    BlobAction,
-    BlobLedger,
     ByteBudget,
     CopyResult,
     ImagePlan,
@@ -49,6 +47,7 @@ from regcopy.engine import (
 )
 from regcopy.errors import RegcopyError
 from regcopy.filters import compile_repo_filter, compile_tag_filter
+from regcopy.ledger import BlobAction, BlobDecision, BlobLedger
 from regcopy.locations import (
     AnyReference,
     AnyRepository,
@@ -62,7 +61,6 @@ from regcopy.progress import Reporter, null_reporter
 from regcopy.reference import Reference, Repository
 from regcopy.retention import DeletionBudget, PruneReport, PruneStore, delete_tags
 from regcopy.stores.base import Destination, Source
-from regcopy.stores.mirrored import MirroredSource
 from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import SyncEntry, SyncPlan
 from regcopy.sync.plan import target_repository
@@ -253,7 +251,7 @@ async def run_sync(
         todo = await _check(backend, jobs, dst_tags, options, report, journal)
         planned = await _plan(backend, todo, options, report)
         if options.dry_run:
-            await _simulate(backend, planned, ledger, report, options)
+            await _simulate(planned, ledger, report, options)
         else:
             await _copy(backend, planned, options, reporter, ledger, report, journal)
         await _delete_extra(backend, plan, jobs, dst_tags, broken, options, report)
@@ -470,37 +468,37 @@ async def _plan(backend: SyncBackend, jobs: list[ImageJob], options: SyncOptions
     return sorted(out, key=lambda p: (str(p.job.target), str(p.job.source)))
 
 
-async def _simulate(backend: SyncBackend, planned: list[_Planned], ledger: BlobLedger, report: SyncReport,
-                    options: SyncOptions) -> None:
-    """A dry run: replay the blob ledger without writing (HEADs on the destination only)."""
+async def _simulate(planned: list[_Planned], ledger: BlobLedger, report: SyncReport, options: SyncOptions) -> None:
+    """A dry run: each blob gets the run's own decision (:meth:`BlobLedger.decide`, HEADs on the
+    destination only), on a simulation of the ledger that takes every decided blob as moved."""
     limit = anyio.CapacityLimiter(options.probes)
+    sim = ledger.simulation()
+    # The order of the shared-layer pass: the first image needing a shared blob moves it, the others mount it.
     for p in _shared_first(planned):
         entry = ImageReport(p.job.entry, str(p.job.source), str(p.job.target), "planned",
                             str(p.plan.source_digest), str(p.plan.root.digest))
-        storage, repo = p.destination.storage_id, p.destination.repository
-        heads: dict[Digest, bool] = {}
+        decisions: dict[Digest, BlobDecision] = {}
 
-        async def head(blob: Descriptor, dst: Destination = p.destination,
-                       found: dict[Digest, bool] = heads) -> None:
-            found[blob.digest] = await _bounded(limit, lambda: dst.has_blob(blob))
+        async def decide(blob: Descriptor, p: _Planned = p, out: dict[Digest, BlobDecision] = decisions) -> None:
+            out[blob.digest] = await _bounded(limit, lambda: sim.decide(p.destination, blob, p.source.origin))
 
         async with anyio.create_task_group() as tg:
-            for blob in p.plan.blobs:
-                if not ledger.absent(storage, blob.digest, repo) and repo not in ledger.holders.get(
-                        (storage, blob.digest), set()):
-                    tg.start_soon(head, blob)
-        origin = p.source.origin
+            for blob in p.plan.blobs:  # unique digests: one blob's decision never depends on another's
+                tg.start_soon(decide, blob)
         for blob in p.plan.blobs:
-            holders = ledger.holders.get((storage, blob.digest), set())
-            if repo in holders or heads.get(blob.digest):
-                entry.blobs_skipped += 1
-            elif holders - {repo} or (origin is not None and f"registry:{origin[0]}" == storage):
-                entry.blobs_mounted += 1
-            else:
-                entry.blobs_uploaded += 1
-                entry.bytes_uploaded += blob.size
-            ledger.note(storage, blob.digest, repo)
+            _count(entry, decisions[blob.digest].action, blob.size)
+            sim.note(p.destination.storage_id, blob.digest, p.destination.repository)
         report.images.append(entry)
+
+
+def _count(entry: ImageReport, action: BlobAction, size: int) -> None:
+    if action == "skipped":
+        entry.blobs_skipped += 1
+    elif action == "mounted":
+        entry.blobs_mounted += 1
+    else:
+        entry.blobs_uploaded += 1
+        entry.bytes_uploaded += size
 
 
 # -------------------------------------------------------------------------------------------- copy
@@ -542,8 +540,7 @@ async def _copy(backend: SyncBackend, planned: list[_Planned], options: SyncOpti
                 return
             _credit_prepass(result, prepass.pop(id(p), []))
             image = _image_report(p.job, result, attempt, time.monotonic() - started)
-            if isinstance(p.source, MirroredSource):
-                image.served_by = list(p.source.served)  # which mirror (or the upstream) the bytes came from
+            image.served_by = p.source.served_by  # which mirror (or the upstream) the bytes came from
             report.images.append(image)
             if journal is not None and isinstance(p.job.target, Reference):
                 # Only registry tags are durable at their PUT: a local store becomes durable when
