@@ -65,7 +65,7 @@ async def test_round_trip_keeps_digests_and_bytes(source: tuple[Path, dict[str, 
     index = json.loads((dst / "index.json").read_text())
     # Children of the index are reachable from it: only the three roots are top-level entries.
     assert sorted(e["annotations"][REF_NAME] for e in index["manifests"]) == ["a", "b", "multi"]
-    assert not list(dst.glob(".regcopy-tmp-*"))
+    assert not list(dst.glob(".regcopy-*"))
 
 
 async def test_shared_blobs_are_stored_once(source: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
@@ -160,7 +160,7 @@ async def test_failed_put_blob_leaves_nothing(tmp_path: Path) -> None:
         await store.put_blob(desc, lambda: _chunks(data[:MB]))
     assert not await store.has_blob(desc)
     assert _blob_files(tmp_path / "dst") == []
-    assert not list((tmp_path / "dst").glob(".regcopy-tmp-*"))
+    assert not list((tmp_path / "dst").glob(".regcopy-*"))
     assert await store.put_blob(desc, lambda: _chunks(data[:MB], data[MB:])) == len(data)
     assert await store.has_blob(desc)
     await store.aclose()
@@ -198,7 +198,7 @@ async def test_index_json_is_replaced_atomically(
     with pytest.raises(OSError, match="disk full"):
         await _copy(f"oci:{src}:b", f"oci:{dst}:b", "b")
     assert (dst / "index.json").read_bytes() == old  # the old index, whole
-    assert not list(dst.glob(".regcopy-tmp-*"))  # its temp file was removed
+    assert not list(dst.glob(".regcopy-*"))  # its temp file was removed
     monkeypatch.undo()
     await _copy(f"oci:{src}:b", f"oci:{dst}:b", "b")
     assert len(json.loads((dst / "index.json").read_text())["manifests"]) == 2
