@@ -101,18 +101,17 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
 async def _supervised(fn: Callable[[], Awaitable[T]]) -> T:
     previous = {s: signal.getsignal(s) for s in SIGNALS}  # None: not set from Python; left to the receiver
     scope = anyio.CancelScope()
+    result: list[T] = []
+    failure: list[BaseException] = []
     try:
         with anyio.open_signal_receiver(*SIGNALS) as signals:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_watch, signals, scope)
                 try:
                     with scope:
-                        return await fn()
-                except BaseException as exc:
-                    if not _first:
-                        raise
-                    # The signal decides the outcome; what the unwinding raised is only a detail.
-                    log.info("while stopping on %s: %r", signal.Signals(_first[0]).name, exc)
+                        result.append(await fn())
+                except BaseException as exc:  # re-raised below as itself, not wrapped in a group
+                    failure.append(exc)
                 finally:
                     tg.cancel_scope.cancel()
     finally:
@@ -120,7 +119,13 @@ async def _supervised(fn: Callable[[], Awaitable[T]]) -> T:
         for s, handler in previous.items():
             if handler is not None:
                 signal.signal(s, handler)
-    raise Interrupted(_first[0])
+    if result:
+        return result[0]  # finished before a signal could stop it
+    if _first:
+        if failure:  # the signal decides the outcome; what the unwinding raised is only a detail
+            log.info("while stopping on %s: %r", signal.Signals(_first[0]).name, failure[0])
+        raise Interrupted(_first[0])
+    raise failure[0]
 
 
 async def _watch(signals: AsyncIterator[signal.Signals], scope: anyio.CancelScope) -> None:
