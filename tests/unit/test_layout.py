@@ -303,3 +303,36 @@ async def test_big_layer_streams_in_bounded_memory(tmp_path: Path, image_cache_d
         tracemalloc.stop()
     assert peak < 8 * MB, f"peak {peak / MB:.1f} MiB while copying a {size // MB} MiB layer"
     assert layout_contents(tmp_path / "copy", "big").all_digests == layout_contents(tmp_path / "big", "big").all_digests
+
+
+async def test_index_json_waits_for_another_process_committing_to_the_same_layout(tmp_path: Path) -> None:
+    """Two processes merging index.json at once would lose one's entries: a commit takes a flock on the
+    layout directory, so it waits while another process (a real child here) holds it."""
+    import sys
+
+    src = tmp_path / "src"  # its own blobs: tests above corrupt blobs hard-linked from the shared cache
+    write_layout(src, {t: ImageSpec(layers=[LayerSpec(4 * KB, f"lock-{t}")]) for t in ("a", "b")})
+    dst = tmp_path / "dst"
+    await _copy(f"oci:{src}:a", f"oci:{dst}:a", "a")
+    hold = ("import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); "
+            "print('held', flush=True); sys.stdin.read()")
+    async with await anyio.open_process([sys.executable, "-c", hold, str(dst)]) as holder:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert (await holder.stdout.receive()).startswith(b"held")
+        done = anyio.Event()
+
+        async def commit_b() -> None:
+            await _copy(f"oci:{src}:b", f"oci:{dst}:b", "b")
+            done.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(commit_b)
+            with anyio.move_on_after(1.5):
+                await done.wait()
+            assert not done.is_set()  # blocked on the other process's lock
+            entries = json.loads((dst / "index.json").read_text())["manifests"]
+            assert [e["annotations"][REF_NAME] for e in entries] == ["a"]
+            await holder.stdin.aclose()  # the other process exits, releasing its lock
+            await holder.wait()
+    names = sorted(e["annotations"][REF_NAME] for e in json.loads((dst / "index.json").read_text())["manifests"])
+    assert names == ["a", "b"]
