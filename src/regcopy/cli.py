@@ -1,7 +1,9 @@
 """The ``regcopy`` command line: flags → one library call → rendering. No logic of its own.
 
 Exit codes: 0 success, 1 failure (or out of sync with ``--check``), 2 usage or configuration
-error, 130 interrupted. Logs go to stderr (``-v`` INFO, ``-vv`` DEBUG); machine output to stdout.
+error, 130 interrupted (SIGINT), 143 terminated (SIGTERM): both signals cancel the run, which cleans
+up and writes its report first (:mod:`regcopy._interrupt`). Logs go to stderr (``-v`` INFO, ``-vv``
+DEBUG); machine output to stdout.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import anyio
 import click
 
 from regcopy import __version__
+from regcopy._interrupt import Interrupted, handle_signals
+from regcopy._interrupt import run as run_interruptible
 from regcopy._render import make_renderer
 from regcopy.client import Client
 from regcopy.errors import ConfigError, CredentialError, InvalidReference, RegcopyError
@@ -38,8 +42,10 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def _run(fn: Callable[[], Awaitable[T]]) -> T:
     try:
-        return anyio.run(fn)
-    except KeyboardInterrupt:
+        return run_interruptible(fn)
+    except Interrupted as exc:
+        _fail(f"interrupted ({exc})", exc.code)
+    except KeyboardInterrupt:  # a SIGINT whose handler is Python's own (the CLI used as a library)
         _fail("interrupted", EXIT_INTERRUPTED)
     except (InvalidReference, ConfigError) as exc:
         _fail(str(exc), EXIT_USAGE)
@@ -433,7 +439,11 @@ def prune_cmd(plan_path: str, dry_run: bool | None, yes: bool, cap: int | None, 
 
     async def run() -> None:
         async with _client(authfile, insecure) as client:
-            await client.prune(plan, dry_run=dry, cap=cap, report=report)
+            try:
+                await client.prune(plan, dry_run=dry, cap=cap, report=report)
+            except anyio.get_cancelled_exc_class():
+                report.interrupted = True
+                raise
 
     try:
         _run(run)
@@ -628,4 +638,8 @@ def _sync_summary(report: Any) -> str:
 
 def main() -> None:
     """Console-script entry point."""
-    cli(prog_name="regcopy")
+    with handle_signals():
+        try:
+            cli(prog_name="regcopy")
+        except Interrupted as exc:  # outside a run: while parsing arguments or printing the result
+            _fail(f"interrupted ({exc})", exc.code)

@@ -39,7 +39,7 @@ from regcopy.progress import (
     Reporter,
     null_reporter,
 )
-from regcopy.stores.base import BlobOpener, Committer, Destination, Mounter, RangeReader, Source
+from regcopy.stores.base import BlobOpener, Committer, Destination, Mounter, RangeReader, Source, close_stream
 
 __all__ = ("ByteBudget", "CopyResult", "ImagePlan", "Limits", "copy_blob", "copy_image", "plan_image")
 
@@ -409,9 +409,10 @@ async def _verified(
     base = next((m for m in reversed(marks) if m.size <= offset), None)
     start = base.size if base is not None else 0
     if start and isinstance(source, RangeReader):
-        chunks = source.open_blob_at(blob, start)
+        raw = chunks = source.open_blob_at(blob, start)
     else:
-        chunks = _skip(source.open_blob(blob), start)  # no Range: read past the checkpointed prefix
+        raw = source.open_blob(blob)
+        chunks = _skip(raw, start)  # no Range: read past the checkpointed prefix
     stream = VerifyingStream(chunks, blob.digest, blob.size, what=f"blob {blob.digest.short}")
     if base is not None:
         stream.hasher = base.copy()
@@ -420,15 +421,18 @@ async def _verified(
         marks.append(stream.hasher.copy())  # offset 0
     pos = start
     digest = str(blob.digest)
-    async for chunk in stream:
-        end = pos + len(chunk)
-        if end - marks[-1].size >= interval:
-            marks.append(stream.hasher.copy())
-        if end > offset:
-            out = chunk if pos >= offset else chunk[offset - pos:]
-            reporter(BlobProgress(dest_name, digest, len(out)))
-            yield out
-        pos = end
+    try:
+        async for chunk in stream:
+            end = pos + len(chunk)
+            if end - marks[-1].size >= interval:
+                marks.append(stream.hasher.copy())
+            if end > offset:
+                out = chunk if pos >= offset else chunk[offset - pos:]
+                reporter(BlobProgress(dest_name, digest, len(out)))
+                yield out
+            pos = end
+    finally:
+        await close_stream(raw)  # the source's request slot is released in this task, not by the GC
 
 
 def _mark_interval(size: int) -> int:

@@ -66,7 +66,7 @@ async def test_round_trip_keeps_digests_and_bytes(source: tuple[Path, dict[str, 
     index = json.loads((dst / "index.json").read_text())
     # Children of the index are reachable from it: only the three roots are top-level entries.
     assert sorted(e["annotations"][REF_NAME] for e in index["manifests"]) == ["a", "b", "multi"]
-    assert not list(dst.glob(".regcopy-tmp-*"))
+    assert not list(dst.glob(".regcopy-*"))
 
 
 async def test_shared_blobs_are_stored_once(source: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
@@ -161,7 +161,7 @@ async def test_failed_put_blob_leaves_nothing(tmp_path: Path) -> None:
         await store.put_blob(desc, lambda: _chunks(data[:MB]))
     assert not await store.has_blob(desc)
     assert _blob_files(tmp_path / "dst") == []
-    assert not list((tmp_path / "dst").glob(".regcopy-tmp-*"))
+    assert not list((tmp_path / "dst").glob(".regcopy-*"))
     assert await store.put_blob(desc, lambda: _chunks(data[:MB], data[MB:])) == len(data)
     assert await store.has_blob(desc)
     await store.aclose()
@@ -199,7 +199,7 @@ async def test_index_json_is_replaced_atomically(
     with pytest.raises(OSError, match="disk full"):
         await _copy(f"oci:{src}:b", f"oci:{dst}:b", "b")
     assert (dst / "index.json").read_bytes() == old  # the old index, whole
-    assert not list(dst.glob(".regcopy-tmp-*"))  # its temp file was removed
+    assert not list(dst.glob(".regcopy-*"))  # its temp file was removed
     monkeypatch.undo()
     await _copy(f"oci:{src}:b", f"oci:{dst}:b", "b")
     assert len(json.loads((dst / "index.json").read_text())["manifests"]) == 2
@@ -304,3 +304,36 @@ async def test_big_layer_streams_in_bounded_memory(tmp_path: Path, image_cache_d
         tracemalloc.stop()
     assert peak < 8 * MB, f"peak {peak / MB:.1f} MiB while copying a {size // MB} MiB layer"
     assert layout_contents(tmp_path / "copy", "big").all_digests == layout_contents(tmp_path / "big", "big").all_digests
+
+
+async def test_index_json_waits_for_another_process_committing_to_the_same_layout(tmp_path: Path) -> None:
+    """Two processes merging index.json at once would lose one's entries: a commit takes a flock on the
+    layout directory, so it waits while another process (a real child here) holds it."""
+    import sys
+
+    src = tmp_path / "src"  # its own blobs: tests above corrupt blobs hard-linked from the shared cache
+    write_layout(src, {t: ImageSpec(layers=[LayerSpec(4 * KB, f"lock-{t}")]) for t in ("a", "b")})
+    dst = tmp_path / "dst"
+    await _copy(f"oci:{src}:a", f"oci:{dst}:a", "a")
+    hold = ("import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); "
+            "print('held', flush=True); sys.stdin.read()")
+    async with await anyio.open_process([sys.executable, "-c", hold, str(dst)]) as holder:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert (await holder.stdout.receive()).startswith(b"held")
+        done = anyio.Event()
+
+        async def commit_b() -> None:
+            await _copy(f"oci:{src}:b", f"oci:{dst}:b", "b")
+            done.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(commit_b)
+            with anyio.move_on_after(1.5):
+                await done.wait()
+            assert not done.is_set()  # blocked on the other process's lock
+            entries = json.loads((dst / "index.json").read_text())["manifests"]
+            assert [e["annotations"][REF_NAME] for e in entries] == ["a"]
+            await holder.stdin.aclose()  # the other process exits, releasing its lock
+            await holder.wait()
+    names = sorted(e["annotations"][REF_NAME] for e in json.loads((dst / "index.json").read_text())["manifests"])
+    assert names == ["a", "b"]

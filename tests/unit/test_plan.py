@@ -29,6 +29,17 @@ from regcopy.sync import plan as sync_plan
 from regcopy.sync.model import SyncEntry, SyncPlan
 from regcopy.sync.plan import load_plan, parse_plan, target_repository
 
+
+@pytest.fixture
+def write(tmp_path: Path) -> Callable[[str, str], Path]:
+    def _write(text: str, name: str = "plan.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return _write
+
+
 # ------------------------------------------------------------------------------ regcopy plans: valid
 
 

@@ -62,6 +62,22 @@ def test_skopeo_secrets_never_appear(write: Callable[[str, str], Path]) -> None:
         assert SECRET not in str(exc)
 
 
+@pytest.fixture
+def amd64(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pretend to run on x86_64, so the host platform is linux/amd64."""
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+
+
+@pytest.fixture
+def write(tmp_path: Path) -> Callable[[str, str], Path]:
+    def _write(text: str, name: str = "plan.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return _write
+
+
 # ------------------------------------------------------------------------------------ skopeo: YAML
 
 

@@ -183,11 +183,13 @@ class PruneReport:
     repositories: list[RepositoryReport] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    interrupted: bool = False
+    """The run was cancelled (a signal) before it finished: the lists say how far it got."""
 
     @property
     def ok(self) -> bool:
-        """No error anywhere."""
-        return not self.errors and not any(r.errors for r in self.repositories)
+        """No error anywhere, not interrupted."""
+        return not self.errors and not any(r.errors for r in self.repositories) and not self.interrupted
 
     def totals(self) -> dict[str, int]:
         """Counts over every repository."""
@@ -203,7 +205,8 @@ class PruneReport:
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (``json.dumps`` works on it as is)."""
         return {
-            "dry_run": self.dry_run, "ok": self.ok, "seconds": round(self.seconds, 3), "totals": self.totals(),
+            "dry_run": self.dry_run, "ok": self.ok, "interrupted": self.interrupted,
+            "seconds": round(self.seconds, 3), "totals": self.totals(),
             "errors": list(self.errors), "repositories": [r.to_json() for r in self.repositories],
         }
 

@@ -5,7 +5,10 @@ worker thread (member → data offset and size, symlinks and hard links resolved
 file as a byte range of the uncompressed tar, so reading one image never unpacks the archive.
 Writing spools blobs into a :class:`LayoutStore` in a temp directory beside the target (bounded
 memory) and on :meth:`commit` writes the whole tar sequentially to a temp file renamed into place,
-so a reader never sees a half-written archive; the target is replaced, as skopeo does.
+so a reader never sees a half-written archive; the target is replaced, as skopeo does. The spool and
+the partial tar are locked by their writer while they exist, and a writer's ``open`` first removes
+this archive's leftovers that no live process holds (:mod:`regcopy.stores.scratch`). A cancelled
+commit stops between 1 MiB pieces and removes its partial tar: the old archive stays as it was.
 
 A docker-archive is read through its OCI layout when it has one (docker ≥ 25 writes ``index.json``
 and ``blobs/`` besides ``manifest.json``; digests preserved). A classic archive has no manifest, so
@@ -23,7 +26,7 @@ import posixpath
 import shutil
 import tarfile
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
@@ -34,8 +37,9 @@ from regcopy.digest import Digest, Hasher
 from regcopy.errors import InvalidReference, StoreError
 from regcopy.manifest import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, Descriptor, Manifest
 from regcopy.reference import Reference
-from regcopy.stores.base import BlobOpener
+from regcopy.stores.base import BlobOpener, close_stream
 from regcopy.stores.layout import CHUNK, LayoutReader, LayoutStore, blob_name, fsync_dir
+from regcopy.stores.scratch import Claim, ScratchArea
 
 __all__ = ("DockerArchiveStore", "OciArchiveStore", "TarFiles", "TarMember", "index_tar", "write_tar")
 
@@ -180,28 +184,33 @@ TarEntry = tuple[str, Path | bytes | None]
 """An archive entry to write: name and a file to copy, literal bytes, or None for a directory."""
 
 
-def write_tar(target: Path, entries: Sequence[TarEntry]) -> None:
+def write_tar(target: Path, entries: Sequence[TarEntry], checkpoint: Callable[[], None] = lambda: None) -> None:
     """Write ``entries`` as an uncompressed tar to a temp file beside ``target``, then rename (blocking).
 
     Headers are pinned (mtime 0, root owner, 0644/0755) so equal content gives equal archives.
+
+    :param checkpoint: called before every 1 MiB piece; what it raises (a cancellation) stops the
+        write and removes the temp file, leaving ``target`` untouched
     """
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    claim = ScratchArea.beside(target).new_file()
     try:
-        with os.fdopen(fd, "wb") as out:
+        with os.fdopen(os.dup(claim.fd), "wb") as out:
             with tarfile.TarFile(fileobj=out, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK) as tar:
                 for name, content in entries:
-                    _add(tar, name, content)
+                    checkpoint()
+                    _add(tar, name, content, checkpoint)
             out.flush()
             os.fchmod(out.fileno(), 0o644)
             os.fsync(out.fileno())
-        os.replace(tmp, target)
+        os.replace(claim.path, target)
         fsync_dir(target.parent)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        claim.discard()
         raise
+    claim.close()
 
 
-def _add(tar: tarfile.TarFile, name: str, content: Path | bytes | None) -> None:
+def _add(tar: tarfile.TarFile, name: str, content: Path | bytes | None, checkpoint: Callable[[], None]) -> None:
     info = tarfile.TarInfo(name)
     info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
     if content is None:
@@ -213,7 +222,19 @@ def _add(tar: tarfile.TarFile, name: str, content: Path | bytes | None) -> None:
     else:
         info.size, info.mode = content.stat().st_size, 0o644
         with open(content, "rb") as f:
-            tar.addfile(info, f)
+            tar.addfile(info, _Checked(f, checkpoint))
+
+
+class _Checked:
+    """A file object whose every read first calls ``checkpoint`` (tarfile copies in CHUNK reads)."""
+
+    def __init__(self, f: IO[bytes], checkpoint: Callable[[], None]) -> None:
+        self._f = f
+        self._checkpoint = checkpoint
+
+    def read(self, n: int = -1) -> bytes:
+        self._checkpoint()
+        return self._f.read(n)
 
 
 class _BytesReader:
@@ -239,26 +260,34 @@ class _Archive:
         self.ref = ref
         self.writable = writable
         self._spool: LayoutStore | None = None
+        self._spool_claim: Claim | None = None
 
     async def _open_spool(self) -> LayoutStore:
-        def make() -> str:
+        """Remove this archive's leftovers no live process holds, then make (and lock) a spool."""
+        scratch = ScratchArea.beside(self.path)
+
+        def make() -> Claim:
             try:
-                return tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.spool-")
+                scratch.sweep()
+                return scratch.new_dir()
             except OSError as exc:
                 raise StoreError(f"{self.path.parent}: cannot write beside the archive ({exc.strerror})") from exc
 
-        spool = LayoutStore(await anyio.to_thread.run_sync(make), writable=True)
-        await spool.open()
+        self._spool_claim = await anyio.to_thread.run_sync(make)
+        spool = LayoutStore(self._spool_claim.path, writable=True, exclusive=True)
         self._spool = spool
+        await spool.open()
         return spool
 
     async def aclose(self) -> None:
         """Remove the spool and temp files; an archive that was never committed leaves nothing behind."""
         spool, self._spool = self._spool, None
-        if spool is not None:
-            with anyio.CancelScope(shield=True):
+        claim, self._spool_claim = self._spool_claim, None
+        with anyio.CancelScope(shield=True):
+            if spool is not None:
                 await spool.aclose()
-                await anyio.to_thread.run_sync(lambda: shutil.rmtree(spool.root, ignore_errors=True))
+            if claim is not None:
+                await anyio.to_thread.run_sync(claim.discard)
 
     @property
     def name(self) -> str:
@@ -353,7 +382,7 @@ class OciArchiveStore(_Archive):
         spool = self._writer()
         await spool.commit()
         entries = await anyio.to_thread.run_sync(_layout_entries, spool.root)
-        await anyio.to_thread.run_sync(write_tar, self.path, entries)
+        await anyio.to_thread.run_sync(write_tar, self.path, entries, anyio.from_thread.check_cancelled)
 
 
 def _layout_entries(root: Path) -> list[TarEntry]:
@@ -432,31 +461,42 @@ class _HashingFile:
         self.out.flush()
 
 
-def _layer_blob(archive: Path, member: TarMember, tmpdir: Path) -> tuple[Digest, int, _LayerSource]:
+def _layer_blob(archive: Path, member: TarMember, tmpdir: Path,
+                checkpoint: Callable[[], None] = lambda: None) -> tuple[Digest, int, _LayerSource]:
     """A layer as a registry blob: gzip tars keep their bytes, others are compressed into ``tmpdir``.
 
     Blocking (a worker thread); memory stays at one :data:`CHUNK` whatever the layer size.
+    ``checkpoint`` is called before every piece, so a cancellation stops a long layer.
     """
     with open(archive, "rb") as f:
         f.seek(member.offset)
         compressed = f.read(2) == GZIP_MAGIC
         f.seek(member.offset)
         if compressed:
-            hasher, left = Hasher(), member.size
-            while left and (chunk := f.read(min(CHUNK, left))):
+            hasher = Hasher()
+            for chunk in _pieces(f, member.size, checkpoint):
                 hasher.update(chunk)
-                left -= len(chunk)
             return hasher.digest(), hasher.size, member
         fd, tmp = tempfile.mkstemp(dir=tmpdir, suffix=".tar.gz")
         with os.fdopen(fd, "wb") as out:
             hashing = _HashingFile(out)
             with gzip.GzipFile(filename="", mode="wb", fileobj=hashing,
                                compresslevel=GZIP_LEVEL, mtime=0) as gz:
-                left = member.size
-                while left and (chunk := f.read(min(CHUNK, left))):
+                for chunk in _pieces(f, member.size, checkpoint):
                     gz.write(chunk)
-                    left -= len(chunk)
         return hashing.hasher.digest(), hashing.hasher.size, Path(tmp)
+
+
+def _pieces(f: IO[bytes], size: int, checkpoint: Callable[[], None]) -> Iterator[bytes]:
+    """``size`` bytes of ``f`` in :data:`CHUNK` pieces (fewer if it ends early), each after a checkpoint."""
+    left = size
+    while left:
+        checkpoint()
+        chunk = f.read(min(CHUNK, left))
+        if not chunk:
+            return
+        left -= len(chunk)
+        yield chunk
 
 
 @dataclass(slots=True)
@@ -568,8 +608,11 @@ class DockerArchiveStore(_Archive):
 
     async def open_blob(self, desc: Descriptor) -> AsyncIterator[bytes]:
         chunks = self._spool.open_blob(desc) if self._spool is not None else self._blob_chunks(desc)
-        async for chunk in chunks:
-            yield chunk
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await close_stream(chunks)  # its open file is closed in this task
 
     def _blob_chunks(self, desc: Descriptor) -> AsyncIterator[bytes]:
         source = self._blobs.get(desc.digest)
@@ -662,7 +705,7 @@ class DockerArchiveStore(_Archive):
         if key not in self._layers:
             member = self._files.member(name)
             self._layers[key] = await anyio.to_thread.run_sync(
-                _layer_blob, self.path, member, self._tmpdir, limiter=limiter)
+                _layer_blob, self.path, member, self._tmpdir, anyio.from_thread.check_cancelled, limiter=limiter)
 
     # -- destination
     def _images(self) -> list[tuple[Manifest, list[str]]]:
@@ -734,7 +777,7 @@ class DockerArchiveStore(_Archive):
             ("repositories", json.dumps(repositories, separators=(",", ":")).encode()),
             *sorted(files.items()),
         ]
-        await anyio.to_thread.run_sync(write_tar, self.path, entries)
+        await anyio.to_thread.run_sync(write_tar, self.path, entries, anyio.from_thread.check_cancelled)
 
 
 def _as_digest(ref: str) -> Digest | None:

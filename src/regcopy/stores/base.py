@@ -10,16 +10,18 @@ optional abilities (cross-repository mounts, a final commit, ranged reads, delet
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+import anyio
 
 from regcopy.digest import Digest
 from regcopy.manifest import Descriptor, Manifest, ManifestInfo
 
 __all__ = (
     "BlobOpener", "Committer", "Deleter", "Destination", "ManifestHead", "Mounter", "Origin", "RangeReader", "Source",
-    "UploadJournal",
+    "UploadJournal", "close_stream",
 )
 
 
@@ -34,6 +36,19 @@ class Origin:
 
     storage_id: str
     repository: str
+
+
+async def close_stream(stream: AsyncIterator[bytes]) -> None:
+    """Close a blob stream now, in this task, even while the task is being cancelled.
+
+    A blob stream is a chain of async generators holding ``async with`` blocks (a request slot, a
+    response, an open file). One left suspended is closed later by the event loop in another task, or
+    at its shutdown, where those blocks exit in the wrong task: anyio refuses to release a
+    CapacityLimiter token from a task that did not take it, and prints the error as a traceback.
+    """
+    if isinstance(stream, AsyncGenerator):
+        with anyio.CancelScope(shield=True):
+            await stream.aclose()
 
 
 class BlobOpener(Protocol):

@@ -6,16 +6,18 @@ Owns the layout format: the ``oci-layout`` marker, ``index.json`` (top-level des
 ``blobs/<alg>/<hex>``. :class:`LayoutReader` resolves tags and digests over a :class:`LayoutFiles` (a
 directory here, a tar in :mod:`regcopy.stores.archive`). Writing never shows a partial file: blobs go
 to a temp file in the layout, are fsynced, size-checked and renamed into place; ``index.json`` is
-merged with what is on disk and replaced the same way on :meth:`LayoutStore.commit`.
+merged with what is on disk (under a lock on the layout directory, so concurrent writers merge) and
+replaced the same way on :meth:`LayoutStore.commit`. Temp files are locked by their writer and a
+writer's ``open`` removes the ones no live process holds (:mod:`regcopy.stores.scratch`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import stat
-import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
@@ -26,7 +28,8 @@ import anyio
 from regcopy.digest import Digest
 from regcopy.errors import InvalidReference, RegcopyError, SizeMismatch, StoreError
 from regcopy.manifest import MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor, Manifest
-from regcopy.stores.base import BlobOpener
+from regcopy.stores.base import BlobOpener, close_stream
+from regcopy.stores.scratch import Claim, ScratchArea
 
 __all__ = (
     "CHUNK", "REF_NAME", "DirFiles", "LayoutFiles", "LayoutReader", "LayoutStore", "atomic_write", "blob_name",
@@ -42,7 +45,6 @@ LAYOUT_FILE: Final = "oci-layout"
 INDEX_FILE: Final = "index.json"
 LAYOUT_VERSION: Final = b'{"imageLayoutVersion":"1.0.0"}'
 MAX_INDEX_SIZE: Final = 16 * 1024 * 1024
-TEMP_PREFIX: Final = ".regcopy-tmp-"
 
 
 def blob_name(digest: Digest) -> str:
@@ -206,8 +208,12 @@ class LayoutReader:
             raise StoreError(f"{self.files.where(name)}: blob missing")
         if size != desc.size:
             raise StoreError(f"{self.files.where(name)}: {size} bytes, the descriptor says {desc.size}")
-        async for chunk in self.files.chunks(name):
-            yield chunk
+        chunks = self.files.chunks(name)
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await close_stream(chunks)  # its open file is closed in this task
 
     def tags(self) -> list[str]:
         """Every ref name in ``index.json``, sorted."""
@@ -246,19 +252,23 @@ def parse_index(data: bytes, where: str) -> dict[str, Any]:
     return obj
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``path`` via a fsynced temp file and a rename (blocking: call in a worker thread)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX)
+def atomic_write(path: Path, data: bytes, scratch: ScratchArea | None = None) -> None:
+    """Write ``path`` via a fsynced temp file and a rename (blocking: call in a worker thread).
+
+    :param scratch: where the temp file goes (locked while it exists); default: beside ``path``
+    """
+    claim = (scratch or ScratchArea.beside(path)).new_file()
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(os.dup(claim.fd), "wb") as f:
             f.write(data)
             f.flush()
             os.fchmod(f.fileno(), 0o644)
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(claim.path, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        claim.discard()
         raise
+    claim.close()
 
 
 def fsync_dir(path: Path) -> None:
@@ -270,8 +280,9 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-# One writer of index.json per layout in this process: commits of several stores on the same layout
-# (several images copied at once) merge instead of overwriting each other.
+# One writer of index.json per layout: commits of several stores on the same layout (several images
+# copied at once) merge instead of overwriting each other. The thread lock orders this process's
+# commits; the flock on the layout directory orders them with other processes'.
 _commit_locks: dict[str, threading.Lock] = {}
 _commit_locks_guard = threading.Lock()
 
@@ -279,6 +290,28 @@ _commit_locks_guard = threading.Lock()
 def _commit_lock(path: str) -> threading.Lock:
     with _commit_locks_guard:
         return _commit_locks.setdefault(path, threading.Lock())
+
+
+class _DirLock:
+    """``flock`` on a directory for the duration of a block (no lock file to leave behind)."""
+
+    def __init__(self, path: Path, *, enabled: bool = True) -> None:
+        self.path = path
+        self.enabled = enabled
+        self.fd = -1
+
+    def __enter__(self) -> None:
+        if not self.enabled:
+            return
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except OSError as exc:  # a filesystem without locks: this process's thread lock still holds
+            log.debug("no lock on %s: %s", self.path, exc)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
 
 
 class _Change:
@@ -308,9 +341,12 @@ class LayoutStore:
     :param root: the layout directory (created on the first write when writable)
     :param image: the image name of the location, used as the default identifier
     :param writable: allow writes; a read-only store refuses them with :class:`StoreError`
+    :param exclusive: the directory is this store's alone and already locked by its owner (an
+        archive's spool): no sweep for leftovers and no lock around ``index.json``
     """
 
-    def __init__(self, root: str | os.PathLike[str], image: str | None = None, *, writable: bool = False) -> None:
+    def __init__(self, root: str | os.PathLike[str], image: str | None = None, *, writable: bool = False,
+                 exclusive: bool = False) -> None:
         self._display = os.fspath(root)
         self.root = Path(os.path.abspath(root))
         self.image = image
@@ -318,14 +354,19 @@ class LayoutStore:
         self.reader = LayoutReader(DirFiles(self.root), f"oci:{self._display}")
         self._changes: list[_Change] = []
         self._children: set[str] = set()
-        self._temps: set[Path] = set()
+        self._temps: dict[Path, Claim] = {}
         self._dirs: set[Path] = set()
+        self.scratch = ScratchArea.for_layout(self.root)
+        self._exclusive = exclusive
 
     async def open(self) -> None:
-        """Load the layout; a writable store may start from a missing or empty directory.
+        """Load the layout; a writable store may start from a missing or empty directory, and first
+        removes the temp files of earlier runs that no live process holds.
 
         :raises StoreError: not a layout (read-only), or a corrupt ``oci-layout``/``index.json``
         """
+        if self.writable and not self._exclusive:
+            await anyio.to_thread.run_sync(self.scratch.sweep)
         marker = await self.reader.files.size(LAYOUT_FILE)
         index = await self.reader.files.size(INDEX_FILE)
         if self.writable and index is None:
@@ -336,10 +377,10 @@ class LayoutStore:
 
     async def aclose(self) -> None:
         """Remove temp files left by failed or cancelled writes (committed data stays)."""
-        temps, self._temps = list(self._temps), set()
+        temps, self._temps = list(self._temps.values()), {}
         with anyio.CancelScope(shield=True):
-            for tmp in temps:
-                await anyio.to_thread.run_sync(_unlink, tmp)
+            for claim in temps:
+                await anyio.to_thread.run_sync(claim.discard)
 
     # -- identity
     @property
@@ -396,25 +437,25 @@ class LayoutStore:
 
     async def put_blob(self, desc: Descriptor, opener: BlobOpener) -> int:
         final = await self._blob_dir(desc.digest)
-        tmp = Path(await anyio.to_thread.run_sync(self._mkstemp))
-        self._temps.add(tmp)
+        # In the layout root, so the rename into blobs/ stays on one filesystem.
+        claim = await anyio.to_thread.run_sync(self.scratch.new_file)
+        self._temps[claim.path] = claim
         try:
-            written = await _write_stream(tmp, opener())
+            written = await _write_stream(claim.path, opener())
             if written != desc.size:  # the opener verified the digest; a short file must still never land
                 raise SizeMismatch(desc.size, written, what=f"blob {desc.digest.short}")
-            await anyio.to_thread.run_sync(os.replace, tmp, final)
-            self._temps.discard(tmp)
+            await anyio.to_thread.run_sync(os.replace, claim.path, final)
+            claim.close()
         finally:
-            if tmp in self._temps:
-                self._temps.discard(tmp)
+            if self._temps.pop(claim.path, None) is not None and claim.fd >= 0:
                 with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(_unlink, tmp)
+                    await anyio.to_thread.run_sync(claim.discard)
         return written
 
     async def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
         final = await self._blob_dir(manifest.digest)
         if await self.reader.files.size(blob_name(manifest.digest)) != len(manifest.data):
-            await anyio.to_thread.run_sync(atomic_write, final, manifest.data)
+            await anyio.to_thread.run_sync(atomic_write, final, manifest.data, self.scratch)
         # Children are reachable from their index; only roots get top-level entries (as c/image does).
         self._children.update(str(d.digest) for d in manifest.children())
         entry: dict[str, Any] = {"mediaType": manifest.media_type, "digest": str(manifest.digest),
@@ -442,16 +483,16 @@ class LayoutStore:
         self.root.mkdir(parents=True, exist_ok=True)
         for d in dirs:
             fsync_dir(d)
-        with _commit_lock(str(self.root)):
+        with _commit_lock(str(self.root)), _DirLock(self.root, enabled=not self._exclusive):
             if not (self.root / LAYOUT_FILE).exists():
-                atomic_write(self.root / LAYOUT_FILE, LAYOUT_VERSION)
+                atomic_write(self.root / LAYOUT_FILE, LAYOUT_VERSION, self.scratch)
             path = self.root / INDEX_FILE
             index = parse_index(path.read_bytes(), str(path)) if path.exists() else _empty_index()
             entries: list[dict[str, Any]] = index["manifests"]
             for change in changes:
                 entries = change.apply(entries)
             index["manifests"] = entries
-            atomic_write(path, json.dumps(index, separators=(",", ":")).encode())
+            atomic_write(path, json.dumps(index, separators=(",", ":")).encode(), self.scratch)
             fsync_dir(self.root)
         return index
 
@@ -468,32 +509,30 @@ class LayoutStore:
             self._dirs.update((final.parent, final.parent.parent))
         return final
 
-    def _mkstemp(self) -> str:
-        # In the layout root, so the rename into blobs/ stays on one filesystem.
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=TEMP_PREFIX)
-        os.close(fd)
-        return tmp
-
 
 async def _write_stream(path: Path, chunks: AsyncIterator[bytes]) -> int:
     """Write ``chunks`` to ``path`` and fsync it; returns the byte count.
 
     Small network chunks are gathered up to :data:`CHUNK` so a worker thread is not woken per 16 KiB.
+    ``chunks`` is closed here, whatever happens (:func:`~regcopy.stores.base.close_stream`).
     """
     written = 0
     pending = bytearray()
-    async with await anyio.open_file(path, "wb") as f:
-        async for chunk in chunks:
-            pending += chunk
-            if len(pending) >= CHUNK:
+    try:
+        async with await anyio.open_file(path, "wb") as f:
+            async for chunk in chunks:
+                pending += chunk
+                if len(pending) >= CHUNK:
+                    await f.write(bytes(pending))
+                    written += len(pending)
+                    pending.clear()
+            if pending:
                 await f.write(bytes(pending))
                 written += len(pending)
-                pending.clear()
-        if pending:
-            await f.write(bytes(pending))
-            written += len(pending)
-        await f.flush()
-        await anyio.to_thread.run_sync(_fsync_0644, f.wrapped.fileno())
+            await f.flush()
+            await anyio.to_thread.run_sync(_fsync_0644, f.wrapped.fileno())
+    finally:
+        await close_stream(chunks)
     return written
 
 
@@ -502,6 +541,3 @@ def _fsync_0644(fd: int) -> None:
     os.fchmod(fd, 0o644)
     os.fsync(fd)
 
-
-def _unlink(path: Path) -> None:
-    path.unlink(missing_ok=True)
