@@ -171,10 +171,10 @@ class _Loader(yaml.SafeLoader):
                 continue  # '<<' merges may legitimately be overridden by explicit keys
             key = self.construct_object(key_node, deep=True)
             try:
-                duplicate = key in seen
+                hash(key)  # not 'key in seen': a set finds a set key (as a frozenset) but cannot hold it
             except TypeError:
                 continue  # unhashable: SafeConstructor reports it with its position
-            if duplicate:
+            if key in seen:
                 raise yaml.constructor.ConstructorError(
                     "while constructing a mapping", node.start_mark, f"found duplicate key {_short(key)}",
                     key_node.start_mark,
@@ -229,6 +229,8 @@ def _read_yaml(path: str | Path, loader: type[_Loader]) -> object:
         raise ConfigError(f"cannot read YAML: {_clip(str(exc))}", path=name) from None
     except RecursionError:
         raise ConfigError("YAML nested too deeply", path=name) from None
+    except _VALUE_ERRORS:  # the loader maps these with a position; this is the net for any path it missed
+        raise ConfigError("cannot read YAML: a value cannot be built", path=name) from None
 
 
 def _clip(text: str, limit: int = 200) -> str:
@@ -661,10 +663,10 @@ def _registry(host: str, value: object, at: _At) -> RegistryConfig:
     rps = None
     if "requests_per_second" in f:
         value = f["requests_per_second"]
-        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
-            shown = _short(value) if isinstance(value, int | float) else _kind_of(value)
-            raise at.field("requests_per_second").error(f"must be a number above 0, not {shown}")
-        rps = float(value)
+        rps = _number(value)
+        if rps is None or not math.isfinite(rps) or not rps > 0:
+            shown = _kind_of(value) if rps is None else _short(value)
+            raise at.field("requests_per_second").error(f"must be a finite number above 0, not {shown}")
     credentials = _credentials(f["credentials"], at.field("credentials")) if "credentials" in f else None
     mirrors = _mirrors(f["mirrors"], at.field("mirrors"), host) if "mirrors" in f else ()
     return RegistryConfig(
@@ -718,16 +720,28 @@ def _credentials(value: object, at: _At) -> Credentials:
 
 def parse_seconds(value: object, at: _At) -> float:
     """A positive duration: a number of seconds, or text such as ``90s``, ``15m``, ``12h``, ``1d``."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
+    if (number := _number(value)) is not None:
+        seconds = number
     elif isinstance(value, str) and (m := re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", value)):
         seconds = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
     else:
         shown = _short(value) if isinstance(value, str) else _kind_of(value)
         raise at.error(f"must be a duration such as 900, '15m' or '12h', not {shown}")
-    if not math.isfinite(seconds) or seconds <= 0:
+    if math.isinf(seconds):
+        raise at.error("is too long a duration")
+    if not seconds > 0:  # also NaN
         raise at.error("must be a duration above 0")
     return seconds
+
+
+def _number(value: object) -> float | None:
+    """An int or float as a float (an int too large for one is infinite); None for anything else, bools too."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
 def _tag_filter(value: object, at: _At) -> TagFilter:
