@@ -10,8 +10,9 @@ Owns the three plan front ends and the target naming rule the scheduler applies 
 * :func:`target_repository` — where a discovered source repository lands (``SyncEntry`` naming rules).
 
 Semver constraints are stored as written; :mod:`regcopy.sync.filters` validates and applies them.
-Secrets (passwords, identity tokens) never appear in error messages. Only :func:`from_skopeo_yaml`
-touches the file system beyond reading the plan: it lists ``cert-dir`` directories.
+Every plan file (prune plans too) is read by one bounded YAML loader: size, nodes with aliases expanded,
+number length (docs/security-plans.md). Secrets (passwords, identity tokens) never appear in error messages.
+Only :func:`from_skopeo_yaml` touches the file system beyond reading the plan: it lists ``cert-dir`` directories.
 """
 
 from __future__ import annotations
