@@ -42,6 +42,7 @@ differently).
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -71,6 +72,16 @@ _LEADING_FLAGS: Final = re.compile(r"\(\?[aiLmsux]+\)")
 
 _PreKey = tuple[tuple[int, int, str], ...]
 _VersionKey = tuple[int, int, int, int, _PreKey]
+
+_REPR: Final = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+
+
+def _shown(value: object) -> str:
+    """A repr for messages, bounded: a plan's constraint or pattern may be megabytes long."""
+    if isinstance(value, int) and value.bit_length() > 200:
+        return "a huge integer"  # repr() of a huge int costs quadratic time, past 4300 digits it fails
+    return _REPR.repr(value)
 
 
 # --- versions --------------------------------------------------------------------------------
@@ -250,7 +261,7 @@ class _Comparison:
 def _comparison(op: str, text: str) -> _Comparison:
     split = _split(text)
     if split is None or not all(_COMPONENT.fullmatch(c) for c in split[0]):
-        raise _Invalid(f"{text!r} is not a version")
+        raise _Invalid(f"{_shown(text)} is not a version")
     components, pre = split
     # The first wildcard or missing component decides the range; components after a wildcard
     # are ignored, as Masterminds does (1.x.3 is 1.x).
@@ -259,7 +270,7 @@ def _comparison(op: str, text: str) -> _Comparison:
     for component in components[:wild]:
         number = _number(component)
         if number is None:
-            raise _Invalid(f"{text!r}: {component} is too large")
+            raise _Invalid(f"{_shown(text)}: {_shown(component)} is too large")
         numbers.append(number)
     numbers.extend([0] * (3 - len(numbers)))
     bound = _Version(numbers[0], numbers[1], numbers[2], pre, len(components))
@@ -318,13 +329,13 @@ def _alternative(text: str) -> tuple[_Comparison, ...]:
         op, bare = "=", kind != "op"
         if kind == "op":
             if word not in _OPERATORS:
-                raise _Invalid(f"unknown operator {word!r}")
+                raise _Invalid(f"unknown operator {_shown(word)}")
             op, i = word, i + 1
             if i == len(tokens):
-                raise _Invalid(f"{word!r} needs a version")
+                raise _Invalid(f"{_shown(word)} needs a version")
             kind, word, _ = tokens[i]
         if kind != "version" or word == "-":
-            raise _Invalid(f"expected a version, found {word!r}")
+            raise _Invalid(f"expected a version, found {_shown(word)}")
         i += 1
         if i < len(tokens) and tokens[i][:2] == ("version", "-"):
             # A hyphen range: Masterminds only recognises it with spaces around the '-' and bare
@@ -345,7 +356,7 @@ def _alternative(text: str) -> tuple[_Comparison, ...]:
             if i == len(tokens):
                 raise _Invalid("trailing comma")
         elif not tokens[i][2]:
-            raise _Invalid(f"missing space or comma before {tokens[i][1]!r}")
+            raise _Invalid(f"missing space or comma before {_shown(tokens[i][1])}")
 
 
 def _parse_constraint(text: str) -> _Constraint:
@@ -394,12 +405,12 @@ def _patterns(
     for i, pattern in enumerate(patterns):
         where = f"{key}[{i}]"
         if not isinstance(pattern, str):
-            raise ConfigError(f"a regular expression must be a string, not {pattern!r}", path=path, entry=entry,
+            raise ConfigError(f"a regular expression must be a string, not {_shown(pattern)}", path=path, entry=entry,
                               key=where)
         try:
             compiled.append(re.compile(pattern, re.ASCII))
         except (re.error, ValueError, OverflowError, RecursionError) as exc:
-            raise ConfigError(f"invalid regular expression {pattern!r}: {exc}", path=path, entry=entry,
+            raise ConfigError(f"invalid regular expression {_shown(pattern)}: {exc}", path=path, entry=entry,
                               key=where) from None
     return tuple(compiled)
 
@@ -507,14 +518,14 @@ def compile_tag_filter(f: TagFilter, *, entry: str | None = None, path: str | No
                 raise _Invalid("must be a string")
             constraint = _parse_constraint(f.semver)
         except _Invalid as exc:
-            raise ConfigError(f"invalid semver constraint {f.semver!r}: {exc}", path=path, entry=entry,
+            raise ConfigError(f"invalid semver constraint {_shown(f.semver)}: {exc}", path=path, entry=entry,
                               key="tags.semver") from None
     if f.latest is not None and (isinstance(f.latest, bool) or not isinstance(f.latest, int) or f.latest < 1):
-        raise ConfigError(f"latest must be a positive integer, not {f.latest!r}", path=path, entry=entry,
+        raise ConfigError(f"latest must be a positive integer, not {_shown(f.latest)}", path=path, entry=entry,
                           key="tags.latest")
     for i, tag in enumerate(f.exact):
         if not isinstance(tag, str) or not _TAG.fullmatch(tag):
-            raise ConfigError(f"invalid tag {tag!r}", path=path, entry=entry, key=f"tags.exact[{i}]")
+            raise ConfigError(f"invalid tag {_shown(tag)}", path=path, entry=entry, key=f"tags.exact[{i}]")
     digests: dict[Digest, None] = {}
     for i, text in enumerate(f.digests):
         try:
