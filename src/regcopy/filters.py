@@ -22,7 +22,14 @@ from typing import Final
 
 from regcopy.digest import Digest
 from regcopy.errors import ConfigError, InvalidReference
-from regcopy.semver import Constraint, ConstraintError, highest_first, parse_constraint, parse_version
+from regcopy.semver import (
+    Constraint,
+    ConstraintError,
+    bounded_repr,
+    highest_first,
+    parse_constraint,
+    parse_version,
+)
 
 __all__ = (
     "RepoFilter",
@@ -113,12 +120,12 @@ def _patterns(
     for i, pattern in enumerate(patterns):
         where = f"{key}[{i}]"
         if not isinstance(pattern, str):
-            raise ConfigError(f"a regular expression must be a string, not {pattern!r}", path=path, entry=entry,
-                              key=where)
+            raise ConfigError(f"a regular expression must be a string, not {bounded_repr(pattern)}", path=path,
+                              entry=entry, key=where)
         try:
             compiled.append(re.compile(pattern, re.ASCII))
         except (re.error, ValueError, OverflowError, RecursionError) as exc:
-            raise ConfigError(f"invalid regular expression {pattern!r}: {exc}", path=path, entry=entry,
+            raise ConfigError(f"invalid regular expression {bounded_repr(pattern)}: {exc}", path=path, entry=entry,
                               key=where) from None
     return tuple(compiled)
 
@@ -219,14 +226,14 @@ def compile_tag_filter(f: TagFilter, *, entry: str | None = None, path: str | No
                 raise ConstraintError("must be a string")
             constraint = parse_constraint(f.semver)
         except ConstraintError as exc:
-            raise ConfigError(f"invalid semver constraint {f.semver!r}: {exc}", path=path, entry=entry,
+            raise ConfigError(f"invalid semver constraint {bounded_repr(f.semver)}: {exc}", path=path, entry=entry,
                               key="tags.semver") from None
     if f.latest is not None and (isinstance(f.latest, bool) or not isinstance(f.latest, int) or f.latest < 1):
-        raise ConfigError(f"latest must be a positive integer, not {f.latest!r}", path=path, entry=entry,
+        raise ConfigError(f"latest must be a positive integer, not {bounded_repr(f.latest)}", path=path, entry=entry,
                           key="tags.latest")
     for i, tag in enumerate(f.exact):
         if not isinstance(tag, str) or not _TAG.fullmatch(tag):
-            raise ConfigError(f"invalid tag {tag!r}", path=path, entry=entry, key=f"tags.exact[{i}]")
+            raise ConfigError(f"invalid tag {bounded_repr(tag)}", path=path, entry=entry, key=f"tags.exact[{i}]")
     digests: dict[Digest, None] = {}
     for i, text in enumerate(f.digests):
         try:

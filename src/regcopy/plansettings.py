@@ -30,6 +30,7 @@ from regcopy.planfile import (
     as_seconds,
     as_string,
     dedupe,
+    float_of,
     kind_of,
     short,
 )
@@ -133,10 +134,10 @@ def _registry(host: str, value: object, at: At) -> RegistryConfig:
     rps = None
     if "requests_per_second" in f:
         value = f["requests_per_second"]
-        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
-            shown = repr(value) if isinstance(value, int | float) else kind_of(value)
-            raise at.field("requests_per_second").error(f"must be a number above 0, not {shown}")
-        rps = float(value)
+        rps = float_of(value)
+        if rps is None or not math.isfinite(rps) or not rps > 0:
+            shown = kind_of(value) if rps is None else short(value)
+            raise at.field("requests_per_second").error(f"must be a finite number above 0, not {shown}")
     credentials = _credentials(f["credentials"], at.field("credentials")) if "credentials" in f else None
     mirrors = _mirrors(f["mirrors"], at.field("mirrors"), host) if "mirrors" in f else ()
     return RegistryConfig(

@@ -36,6 +36,7 @@ Pure functions, no I/O.
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
@@ -44,6 +45,7 @@ __all__ = (
     "Constraint",
     "ConstraintError",
     "Version",
+    "bounded_repr",
     "highest_first",
     "parse_constraint",
     "parse_version",
@@ -65,6 +67,19 @@ _VERSION_CHARS: Final = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHI
 _SPACE: Final = frozenset(" \t\n\f\r")  # Go's \s, which Masterminds' grammar is written in
 _PreKey = tuple[tuple[int, int, str], ...]
 _VersionKey = tuple[int, int, int, int, _PreKey]
+
+_REPR: Final = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+
+
+def bounded_repr(value: object) -> str:
+    """A repr for messages, bounded: a plan's constraint or pattern may be megabytes long.
+
+    The plan toolkit's lowest module holds it, so the filters' messages use the same one.
+    """
+    if isinstance(value, int) and value.bit_length() > 200:
+        return "a huge integer"  # repr() of a huge int costs quadratic time, past 4300 digits it fails
+    return _REPR.repr(value)
 
 
 # --- versions --------------------------------------------------------------------------------
@@ -244,7 +259,7 @@ class _Comparison:
 def _comparison(op: str, text: str) -> _Comparison:
     split = _split(text)
     if split is None or not all(_COMPONENT.fullmatch(c) for c in split[0]):
-        raise ConstraintError(f"{text!r} is not a version")
+        raise ConstraintError(f"{bounded_repr(text)} is not a version")
     components, pre = split
     # The first wildcard or missing component decides the range; components after a wildcard
     # are ignored, as Masterminds does (1.x.3 is 1.x).
@@ -253,7 +268,7 @@ def _comparison(op: str, text: str) -> _Comparison:
     for component in components[:wild]:
         number = _number(component)
         if number is None:
-            raise ConstraintError(f"{text!r}: {component} is too large")
+            raise ConstraintError(f"{bounded_repr(text)}: {bounded_repr(component)} is too large")
         numbers.append(number)
     numbers.extend([0] * (3 - len(numbers)))
     bound = Version(numbers[0], numbers[1], numbers[2], pre, len(components))
@@ -312,13 +327,13 @@ def _alternative(text: str) -> tuple[_Comparison, ...]:
         op, bare = "=", kind != "op"
         if kind == "op":
             if word not in _OPERATORS:
-                raise ConstraintError(f"unknown operator {word!r}")
+                raise ConstraintError(f"unknown operator {bounded_repr(word)}")
             op, i = word, i + 1
             if i == len(tokens):
-                raise ConstraintError(f"{word!r} needs a version")
+                raise ConstraintError(f"{bounded_repr(word)} needs a version")
             kind, word, _ = tokens[i]
         if kind != "version" or word == "-":
-            raise ConstraintError(f"expected a version, found {word!r}")
+            raise ConstraintError(f"expected a version, found {bounded_repr(word)}")
         i += 1
         if i < len(tokens) and tokens[i][:2] == ("version", "-"):
             # A hyphen range: Masterminds only recognises it with spaces around the '-' and bare
@@ -339,7 +354,7 @@ def _alternative(text: str) -> tuple[_Comparison, ...]:
             if i == len(tokens):
                 raise ConstraintError("trailing comma")
         elif not tokens[i][2]:
-            raise ConstraintError(f"missing space or comma before {tokens[i][1]!r}")
+            raise ConstraintError(f"missing space or comma before {bounded_repr(tokens[i][1])}")
 
 
 def parse_constraint(text: str) -> Constraint:

@@ -57,14 +57,14 @@ def parse_duration(text: str) -> timedelta:
     :raises ValueError: anything else, or zero
     """
     if not isinstance(text, str) or not _DURATION.fullmatch(text):
-        raise ValueError(f"{text!r} is not a duration such as 30d, 12h or 2w (units s, m, h, d, w)")
+        raise ValueError(f"{short(text)} is not a duration such as 30d, 12h or 2w (units s, m, h, d, w)")
     seconds = sum(int(n) * _UNITS[unit] for n, unit in _DURATION_PART.findall(text))
     if seconds == 0:
-        raise ValueError(f"{text!r} is zero")
+        raise ValueError(f"{short(text)} is zero")
     try:
         return timedelta(seconds=seconds)
     except OverflowError:
-        raise ValueError(f"{text!r} is too long") from None
+        raise ValueError(f"{short(text)} is too long") from None
 
 
 def duration_text(delta: timedelta) -> str:
@@ -111,7 +111,7 @@ def parse_prune(data: object, path: str | None = None) -> PrunePlan:
         rule = _rule(item, i, path)
         at = At(path, rule.name, f"prune[{i}]")
         if rule.name in names:
-            raise at.field("name").error(f"duplicate rule name {rule.name!r} (also prune[{names[rule.name]}])")
+            raise at.field("name").error(f"duplicate rule name {short(rule.name)} (also prune[{names[rule.name]}])")
         names[rule.name] = i
         if (rule.kind, rule.scope) in scopes:
             other = scopes[rule.kind, rule.scope]

@@ -30,6 +30,7 @@ from typing import IO, Any, Final
 
 from regcopy.digest import Digest
 from regcopy.errors import ConfigError
+from regcopy.planfile import short
 
 __all__ = ("SyncJournal",)
 
@@ -157,12 +158,13 @@ def _load(path: Path, text: str, images: dict[tuple[str, str], dict[str, Any]],
     lines = text.split("\n")
     try:
         header = json.loads(lines[0])
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # ValueError: bad JSON, or an integer past Python's 4300 digits
         header = None
     if not isinstance(header, dict) or header.get("journal") != MAGIC:
         raise ConfigError(f"{path}: not a regcopy sync journal (refusing to overwrite it)")
     if header.get("version") != VERSION:
-        raise ConfigError(f"{path}: sync journal version {header.get('version')!r}; this regcopy reads {VERSION}")
+        shown = short(header.get("version"))
+        raise ConfigError(f"{path}: sync journal version {shown}; this regcopy reads {VERSION}")
     unfinished = True
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
@@ -170,7 +172,7 @@ def _load(path: Path, text: str, images: dict[tuple[str, str], dict[str, Any]],
         try:
             record = json.loads(line)
             unfinished = _apply(record, images, sessions, unfinished)
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, RecursionError):  # JSONDecodeError is a ValueError
             # A torn line from a killed run (the last one) or damage: that record is lost, which
             # at worst redoes its work.
             log.warning("%s:%d: ignoring an unreadable journal record", path, number)

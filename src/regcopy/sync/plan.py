@@ -157,7 +157,7 @@ def parse_plan(data: object, *, path: str | None = None) -> SyncPlan:
         entry = _entry(item, i, defaults, path)
         if entry.name in first_use:
             at = At(path, entry.name, f"sync[{i}].name")
-            raise at.error(f"duplicate entry name {entry.name!r} (also sync[{first_use[entry.name]}])")
+            raise at.error(f"duplicate entry name {short(entry.name)} (also sync[{first_use[entry.name]}])")
         first_use[entry.name] = i
         entries.append(entry)
     return SyncPlan(tuple(entries), MappingProxyType(registries), path)

@@ -250,7 +250,7 @@ def _unanchored(pattern: str, at: At) -> str:
         flags, body = flags + m.group(1), body[m.end() :]
     if set(flags) - set("ims"):
         # Go's RE2 knows i, m, s and U; Python has no U, and x (verbose) means something else in Python.
-        raise at.error(f"unsupported regex flags {flags!r} in {short(pattern)} (supported: i, m, s)")
+        raise at.error(f"unsupported regex flags {short(flags)} in {short(pattern)} (supported: i, m, s)")
     check_regex(pattern, at)  # the original alone: "a)(b" would compile once wrapped
     wrapped = unanchored(pattern)
     check_regex(wrapped, at)
@@ -358,4 +358,4 @@ def _check_target(entry: SyncEntry, source_repo: str, at: At) -> None:
     try:
         target_repository(entry, source_repo)
     except InvalidReference as exc:
-        raise at.error(f"cannot name the target repository under {entry.target!r}: {exc.reason}") from None
+        raise at.error(f"cannot name the target repository under {short(entry.target)}: {exc.reason}") from None
