@@ -16,8 +16,11 @@ Script fields (set after start, when the ports are known; ``listener_url`` is th
         formatted with ``{repo}`` and ``{ref}`` / ``{digest}``.
     ``drip``: kind → seconds between two bytes of that kind's body (kinds: ``manifest``, ``tags``,
         ``catalog``, ``token``, ``error``, ``blob``); the status and headers go out at once.
-    ``stall_blob``: ``(N, times)``: the first ``times`` blob GETs without ``Range`` send N bytes and
-        then nothing until the client goes away (a ``Range`` request is served normally).
+    ``stall_blob``: ``(N, times)``: the first ``times`` GETs without ``Range`` of blobs bigger than N
+        send N bytes and then nothing until the client goes away (a ``Range`` request is served
+        normally).
+    ``stall_upload``: the first ``stall_upload`` upload PATCHes (and PUTs with a body) are never read
+        nor answered until the client goes away.
     ``headers``: kind → headers set on that kind's answers (see :func:`kind_of`), for fuzzing.
 
 Listener modes (``listener_mode``):
@@ -85,12 +88,13 @@ def kind_of(method: str, path: str) -> str:
 
 @dataclass(frozen=True)
 class Seen:
-    """One request the listener received."""
+    """One request the listener (or the registry, :attr:`HostileRegistry.received`) received."""
 
     port: int
     method: str
     url: str
     auth: str | None
+    range: str | None = None
 
 
 @dataclass
@@ -105,6 +109,7 @@ class Script:
     blob_redirect: str | None = None
     drip: dict[str, float] = field(default_factory=dict)
     stall_blob: tuple[int, int] | None = None
+    stall_upload: int = 0
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
@@ -126,6 +131,7 @@ class HostileRegistry(SpecRegistry):
         self.listener_mode: ListenerMode = "storage"
         self.listener_port = 0
         self._seen: list[Seen] = []
+        self._received: list[Seen] = []
         self._seen_lock = threading.Lock()
         self._stalled = 0
         self._listener: web.AppRunner | None = None
@@ -166,6 +172,12 @@ class HostileRegistry(SpecRegistry):
         """Every request the listener received, oldest first."""
         with self._seen_lock:
             return list(self._seen)
+
+    @property
+    def received(self) -> list[Seen]:
+        """Every request the registry itself received (scripted answers included), oldest first."""
+        with self._seen_lock:
+            return list(self._received)
 
     def put_image(self, layout: Path, tag: str, repo: str, new_tag: str | None = None) -> str:
         """Store ``tag`` of an OCI layout (every manifest and blob) as ``repo:new_tag``; return its digest."""
@@ -213,6 +225,9 @@ class HostileRegistry(SpecRegistry):
     # ---------------------------------------------------------------------------------- the registry
     @web.middleware
     async def _hostile(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        with self._seen_lock:
+            self._received.append(Seen(self.port, request.method, request.raw_path,
+                                       request.headers.get("Authorization"), request.headers.get("Range")))
         kind = kind_of(request.method, request.path)
         if kind == "token":
             resp: web.StreamResponse = self._token(request)
@@ -257,8 +272,13 @@ class HostileRegistry(SpecRegistry):
             return _redirect(s.manifest_redirect.format(repo=repo, ref=ref))
         if kind == "blob" and s.blob_redirect and request.method == "GET":
             return _redirect(s.blob_redirect.format(repo=repo, digest=ref))
-        if kind == "blob" and request.method == "GET" and self._stall_now(request):
+        if kind == "blob" and request.method == "GET" and self._stall_now(request, ref):
             return await self._stall(request, repo, ref)
+        if kind == "blob" and request.method == "GET" and "blob" in s.drip:
+            return self._blob_answer(request, ref)  # a plain Response, so that the drip applies
+        if kind in ("upload_patch", "upload_put") and request.body_exists and s.stall_upload > 0:
+            s.stall_upload -= 1
+            await _until_gone(request)
         if kind == "catalog":
             return self._catalog(s.catalog_link if "last" not in request.query else None)
         if kind == "upload_post" and "mount" in request.query and s.mount_location:
@@ -281,9 +301,11 @@ class HostileRegistry(SpecRegistry):
         return web.Response(status=202, headers={"Location": location, "Range": "0-0",
                                                  "Docker-Upload-UUID": session.id, "Content-Length": "0"})
 
-    def _stall_now(self, request: web.Request) -> bool:
+    def _stall_now(self, request: web.Request, digest: str) -> bool:
         if self.script.stall_blob is None or "Range" in request.headers:
             return False
+        if self.blobs.get(digest, 0) <= self.script.stall_blob[0]:
+            return False  # nothing would be left to stall on
         if self._stalled >= self.script.stall_blob[1]:
             return False
         self._stalled += 1
@@ -298,6 +320,15 @@ class HostileRegistry(SpecRegistry):
         await resp.write(data[: self.script.stall_blob[0]])
         await _until_gone(request)
         return resp
+
+    def _blob_answer(self, request: web.Request, digest: str) -> web.Response:
+        data = self.blob(digest)
+        headers = {"Docker-Content-Digest": digest, "Content-Type": "application/octet-stream"}
+        start = int(request.headers["Range"][len("bytes="):].split("-")[0]) if "Range" in request.headers else 0
+        if not start:
+            return web.Response(body=data, headers=headers)
+        headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        return web.Response(status=206, body=data[start:], headers=headers)
 
     # ---------------------------------------------------------------------------------- the listener
     async def _listen(self, request: web.Request) -> web.StreamResponse:
