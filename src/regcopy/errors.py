@@ -67,7 +67,7 @@ __all__ = (
 # An absolute URL (its userinfo and query are secrets), or a registry API path with a query (an
 # upload Location's ``_state``). A URL ends at whitespace, a quote or an angle bracket.
 _URL_IN_TEXT: Final = re.compile(
-    r"(?:(?<![A-Za-z0-9+.-])(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<authority>[^\s'\"<>`/?#]*)(?P<path>[^\s'\"<>`?#]*?)"
+    r"(?:(?<![A-Za-z0-9])(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<authority>[^\s'\"<>`/?#]*)(?P<path>[^\s'\"<>`?#]*?)"
     r"(?P<query>[?#][^\s'\"<>`]*?)?"
     r"|(?<![^\s'\"(<=\[])(?P<api>/v2/[^\s'\"<>`?#]*)(?P<apiquery>\?[^\s'\"<>`]*?))"
     # Punctuation that ends a sentence or a field ("...?q=1: 403") stays outside the URL.
@@ -158,10 +158,10 @@ class RegistryError(RegcopyError):
         status: int | None = None,
         codes: Sequence[str] = (),
     ) -> None:
-        self.message = message
+        self.message = redact(message)  # also an attribute callers quote: never with a secret in it
         self.registry = registry
         self.method = method
-        self.url = url
+        self.url = None if url is None else redact(url)
         self.status = status
         self.codes = tuple(codes)
         super().__init__(self._render())

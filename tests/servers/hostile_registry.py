@@ -22,6 +22,7 @@ Script fields (set after start, when the ports are known; ``listener_url`` is th
     ``stall_upload``: the first ``stall_upload`` upload PATCHes (and PUTs with a body) are never read
         nor answered until the client goes away.
     ``headers``: kind → headers set on that kind's answers (see :func:`kind_of`), for fuzzing.
+    ``status``: kind → a status answered instead (with an empty JSON error body), e.g. 429 or 307.
 
 Listener modes (``listener_mode``):
     ``storage``: a storage back end that needs no credentials: it serves the registry's own content
@@ -30,6 +31,7 @@ Listener modes (``listener_mode``):
     ``deny-basic``: 401 with a Basic challenge to everything.
     ``deny-bearer``: 401 with a Bearer challenge whose realm is the listener's ``/token``, which hands
         a token to anyone: a client that fetched one there shows in the log.
+    ``echo-403``: 403 with an S3-style XML body quoting the full request URL, query included.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ USER = "user"
 PASSWORD = "S3CRETpw"
 TOKEN = "hostile-registry-token"
 
-ListenerMode = Literal["storage", "deny-basic", "deny-bearer"]
+ListenerMode = Literal["storage", "deny-basic", "deny-bearer", "echo-403"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _KINDS = [
@@ -111,6 +113,7 @@ class Script:
     stall_blob: tuple[int, int] | None = None
     stall_upload: int = 0
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    status: dict[str, int] = field(default_factory=dict)
 
 
 class HostileRegistry(SpecRegistry):
@@ -236,7 +239,7 @@ class HostileRegistry(SpecRegistry):
         else:
             resp = await self._scripted(request, kind, handler)
         for name, value in self.script.headers.get(kind, {}).items():
-            resp.headers[name] = value
+            resp.headers[name] = value  # after prepare() (a stall or drip) this would raise: not combined
         # A 401 challenge is not an error body: the handshake must work for the drip to be reached.
         drip = self.script.drip.get("error" if resp.status >= 400 and resp.status != 401 and kind != "token"
                                     else kind)
@@ -266,6 +269,8 @@ class HostileRegistry(SpecRegistry):
 
     async def _scripted(self, request: web.Request, kind: str, handler: Handler) -> web.StreamResponse:
         s = self.script
+        if kind in s.status:
+            return web.json_response({"errors": []}, status=s.status[kind])
         match = _NAME_REF.match(request.path)
         repo, ref = (match.group("repo"), match.group("ref")) if match else ("", "")
         if kind == "manifest" and s.manifest_redirect and request.method in ("GET", "HEAD"):
@@ -343,6 +348,9 @@ class HostileRegistry(SpecRegistry):
         if mode == "deny-bearer":
             challenge = f'Bearer realm="{self.listener_url}/token",service="listener"'
             return web.Response(status=401, headers={"WWW-Authenticate": challenge})
+        if mode == "echo-403":
+            body = f"<Error><Code>AccessDenied</Code><URL>{self.listener_url}{request.raw_path}</URL></Error>"
+            return web.Response(status=403, text=body, content_type="application/xml")
         kind = kind_of(request.method, request.path)
         if kind == "tags":
             return web.json_response({"name": "x", "tags": ["from-listener"]})

@@ -11,8 +11,8 @@ is resolved and classified here, by :func:`classify`, which :meth:`Transport.tar
 * https to plain http is refused everywhere: the same host's http port is another origin, and the
   bytes, upload ``_state`` tokens and signed URLs would travel in clear text.
 
-Malformed URLs (bad brackets, ports out of range, control characters, other schemes) are
-:class:`ProtocolViolation`, never a ``ValueError`` from a URL parser.
+Malformed URLs (bad brackets, ports out of range, control characters, userinfo, other schemes)
+are :class:`ProtocolViolation`, never a ``ValueError`` from a URL parser.
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ def origin_of(url: str) -> Origin:
         raise ProtocolViolation(f"not an http(s) URL: {redact_url(url)!r}")
     if not parts.hostname:
         raise ProtocolViolation(f"URL without a host: {redact_url(url)!r}")
+    if "@" in parts.netloc:
+        # aiohttp would turn the userinfo into an Authorization header of its own.
+        raise ProtocolViolation(f"URL with credentials in it: {redact_url(url)!r}")
     return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme]
 
 
