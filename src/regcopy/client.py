@@ -374,6 +374,7 @@ class Client:
                 client_cert=cfg.client_cert or base.client_cert, client_key=cfg.client_key or base.client_key,
                 max_concurrency=cfg.max_concurrency or base.max_concurrency,
                 requests_per_second=cfg.requests_per_second or base.requests_per_second,
+                request_timeout=cfg.request_timeout or base.request_timeout,
             )
             if cfg.mirrors:
                 self.mirrors[host] = cfg.mirrors

@@ -215,3 +215,20 @@ async def test_a_slow_consumer_is_not_the_registrys_stall(
             if len(data) < 1024 * 1024:
                 await anyio.sleep(0.3)  # longer than the window, several times
     assert bytes(data) == read_blob(layout, layer.digest)
+
+
+async def test_plan_request_timeout_bounds_a_dripping_registry(
+    hostile: HostileRegistry, tmp_path: Path, sample_layout: tuple[Path, dict[str, str]]
+) -> None:
+    """``registries.<host>.request_timeout`` in a plan reaches the host's transport."""
+    from regcopy.sync.config import parse_plan
+
+    hostile.put_image(sample_layout[0], IMAGE, "app")
+    hostile.script.drip["tags"] = DRIP
+    plan = parse_plan({"version": 1, "registries": {hostile.host: {"tls": "http", "request_timeout": 1}},
+                       "sync": [{"source": f"{hostile.host}/app", "target": f"oci:{tmp_path / 'out'}"}]})
+    async with regcopy.Client(authfile=str(hostile.write_authfile(tmp_path / "auth.json"))) as c:
+        c.apply_plan_registries(plan)
+        assert c.transport(hostile.host).settings.request_timeout == 1.0
+        with anyio.fail_after(GENEROUS * 3), pytest.raises(regcopy.RegistryTimeout):
+            await c.tags(f"{hostile.host}/app")

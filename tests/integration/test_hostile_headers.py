@@ -1,4 +1,5 @@
-"""Random response headers through the real code paths: only regcopy errors (or success) come out.
+"""Random response headers (and a few hostile bodies) through the real code paths: only regcopy errors
+(or success) come out.
 
 One hostile registry per test (``servers.hostile_registry``, real aiohttp on loopback) answers with a
 generated value for one header; a fresh client drives the operation that reads it (the probe, tag
@@ -215,3 +216,18 @@ def test_oci_chunk_min_length(hostile: HostileRegistry, value: str) -> None:
         assert 0 <= min_length < 10**18
 
     drive(hostile, "upload_post", {"OCI-Chunk-Min-Length": value}, start)
+
+
+@pytest.mark.parametrize("kind", ["tags", "catalog"])
+def test_listing_nested_beyond_the_json_parser(hostile: HostileRegistry, kind: str) -> None:
+    """``[[[[…`` 100 000 deep makes json.loads raise RecursionError, which must be a ProtocolViolation."""
+    hostile.script.bodies = {kind: b"[" * 100_000}
+
+    async def listing(t: Transport) -> None:
+        with pytest.raises(regcopy.ProtocolViolation, match="not JSON"):
+            await (manifests.tags_list(t, "app") if kind == "tags" else manifests.catalog(t))
+
+    try:
+        drive(hostile, kind, {}, listing)
+    finally:
+        hostile.script.bodies = {}

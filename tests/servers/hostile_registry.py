@@ -23,6 +23,7 @@ Script fields (set after start, when the ports are known; ``listener_url`` is th
         nor answered until the client goes away.
     ``headers``: kind → headers set on that kind's answers (see :func:`kind_of`), for fuzzing.
     ``status``: kind → a status answered instead (with an empty JSON error body), e.g. 429 or 307.
+    ``bodies``: kind → a body answered instead (status 200, or ``status``'s).
 
 Listener modes (``listener_mode``):
     ``storage``: a storage back end that needs no credentials: it serves the registry's own content
@@ -114,6 +115,7 @@ class Script:
     stall_upload: int = 0
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
     status: dict[str, int] = field(default_factory=dict)
+    bodies: dict[str, bytes] = field(default_factory=dict)
 
 
 class HostileRegistry(SpecRegistry):
@@ -269,6 +271,8 @@ class HostileRegistry(SpecRegistry):
 
     async def _scripted(self, request: web.Request, kind: str, handler: Handler) -> web.StreamResponse:
         s = self.script
+        if kind in s.bodies:
+            return web.Response(body=s.bodies[kind], status=s.status.get(kind, 200), content_type="application/json")
         if kind in s.status:
             return web.json_response({"errors": []}, status=s.status[kind])
         match = _NAME_REF.match(request.path)

@@ -207,7 +207,7 @@ async def _paginate(t: Transport, path: str, key: str, scopes: Sequence[Scope]) 
 def _string_list(t: Transport, reply: Reply, key: str) -> list[str]:
     try:
         obj = json.loads(reply.body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nesting deeper than the parser
         raise ProtocolViolation(f"{key} answer is not JSON", registry=t.registry, method="GET",
                                 url=redact_url(reply.url), status=reply.status) from exc
     if not isinstance(obj, dict):

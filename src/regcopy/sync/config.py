@@ -65,7 +65,7 @@ _KINDS: Final[Mapping[str, SourceKind]] = {"repository": "repository", "namespac
 _TOP_KEYS: Final = ("version", "registries", "defaults", "sync", "prune")  # prune: read by regcopy.prune
 _REGISTRY_KEYS: Final = (
     "tls", "ca_file", "client_cert", "client_key", "credentials", "max_concurrency", "requests_per_second",
-    "mirrors",
+    "mirrors", "request_timeout",
 )
 _CREDENTIAL_KEYS: Final = ("username", "password", "helper", "authfile", "identity_token", "refresh_after")
 _DEFAULT_KEYS: Final = ("tags", "platforms", "repos")
@@ -566,10 +566,19 @@ def _registry(host: str, value: object, at: _At) -> RegistryConfig:
         rps = float(value)
     credentials = _credentials(f["credentials"], at.field("credentials")) if "credentials" in f else None
     mirrors = _mirrors(f["mirrors"], at.field("mirrors"), host) if "mirrors" in f else ()
+    timeout = _seconds(f["request_timeout"], at.field("request_timeout")) if "request_timeout" in f else None
     return RegistryConfig(
         host, scheme, files.get("ca_file"), files.get("client_cert"), files.get("client_key"),
-        credentials, max_concurrency, rps, mirrors,
+        credentials, max_concurrency, rps, mirrors, timeout,
     )
+
+
+def _seconds(value: object, at: _At) -> float:
+    """A finite number of seconds above 0."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        shown = repr(value) if isinstance(value, int | float) else _kind_of(value)
+        raise at.error(f"must be a number of seconds above 0, not {shown}")
+    return float(value)
 
 
 def _mirrors(value: object, at: _At, host: str) -> tuple[str, ...]:
