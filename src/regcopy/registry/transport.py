@@ -772,7 +772,9 @@ class Transport:
                                     url=redact_url(url)) from exc
         finally:
             if pacer is not None:
+                # The answer came (maybe before the body was all sent): reading it is bounded like any answer.
                 pacer.detach()
+                scope.deadline = min(scope.deadline, anyio.current_time() + self.settings.request_timeout)
 
     def _timeouts(self) -> aiohttp.ClientTimeout:
         """This host's connect and per-read timeouts (the session's own are another host's)."""
