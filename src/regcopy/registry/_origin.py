@@ -97,6 +97,5 @@ def classify(home: Origin, location: str, base: str, *, foreign: Foreign = "anon
     if home[0] == "https" and there[0] == "http":
         raise ProtocolViolation(f"refusing {what} to {show(there)}: it downgrades {show(home)} to plain http")
     if foreign == "refuse":
-        raise ProtocolViolation(f"refusing {what} to {show(there)}: the registry's origin is {show(home)}, and "
-                                "regcopy never continues it on another origin")
+        raise ProtocolViolation(f"refusing {what} to {show(there)}: it is not the registry's origin {show(home)}")
     return Target(url, False, there)
