@@ -11,7 +11,7 @@ Owns the three plan front ends and the target naming rule the scheduler applies 
 
 Semver constraints are stored as written; :mod:`regcopy.sync.filters` validates and applies them.
 Every plan file (prune plans too) is read by one bounded YAML loader: size, nodes with aliases expanded,
-number length (docs/security-plans.md). Secrets (passwords, identity tokens) never appear in error messages.
+number length (docs/security.md). Secrets (passwords, identity tokens) never appear in error messages.
 Only :func:`from_skopeo_yaml` touches the file system beyond reading the plan: it lists ``cert-dir`` directories.
 """
 
@@ -67,7 +67,7 @@ _KINDS: Final[Mapping[str, SourceKind]] = {"repository": "repository", "namespac
 _TOP_KEYS: Final = ("version", "registries", "defaults", "sync", "prune")  # prune: read by regcopy.prune
 _REGISTRY_KEYS: Final = (
     "tls", "ca_file", "client_cert", "client_key", "credentials", "max_concurrency", "requests_per_second",
-    "mirrors",
+    "mirrors", "request_timeout",
 )
 _CREDENTIAL_KEYS: Final = ("username", "password", "helper", "authfile", "identity_token", "refresh_after")
 _DEFAULT_KEYS: Final = ("tags", "platforms", "repos")
@@ -99,7 +99,7 @@ _TAG_PROBE: Final = Repository("localhost", "probe")
 # --------------------------------------------------------------------------------------------- YAML
 
 
-# Bounds on a plan file (docs/security-plans.md): real plans are kilobytes (6,000 entries: 1 MiB, 110,000
+# Bounds on a plan file (docs/security.md): real plans are kilobytes (6,000 entries: 1 MiB, 110,000
 # nodes). PyYAML's pure-Python loader costs about 1 KB of memory and 40 µs per node, and a few µs per byte.
 _MAX_PLAN_BYTES: Final = 4 * 1024 * 1024
 # Nodes of the document with every alias expanded: a billion-laughs bomb has billions, '[a,a,…]' millions.
@@ -670,10 +670,19 @@ def _registry(host: str, value: object, at: _At) -> RegistryConfig:
             raise at.field("requests_per_second").error(f"must be a finite number above 0, not {shown}")
     credentials = _credentials(f["credentials"], at.field("credentials")) if "credentials" in f else None
     mirrors = _mirrors(f["mirrors"], at.field("mirrors"), host) if "mirrors" in f else ()
+    timeout = _seconds(f["request_timeout"], at.field("request_timeout")) if "request_timeout" in f else None
     return RegistryConfig(
         host, scheme, files.get("ca_file"), files.get("client_cert"), files.get("client_key"),
-        credentials, max_concurrency, rps, mirrors,
+        credentials, max_concurrency, rps, mirrors, timeout,
     )
+
+
+def _seconds(value: object, at: _At) -> float:
+    """A finite number of seconds above 0."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        shown = repr(value) if isinstance(value, int | float) else _kind_of(value)
+        raise at.error(f"must be a number of seconds above 0, not {shown}")
+    return float(value)
 
 
 def _mirrors(value: object, at: _At, host: str) -> tuple[str, ...]:

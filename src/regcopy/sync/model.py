@@ -88,6 +88,8 @@ class RegistryConfig:
     mirrors: tuple[str, ...] = ()
     """Pull-through caches read before this registry, in order: ``host[:port][/prefix]`` each; a
     mirror's own settings and credentials are its own ``registries`` entry (never this one's)."""
+    request_timeout: float | None = None
+    """Seconds a request without blob bytes may take in total (``RegistrySettings.request_timeout``)."""
 
 
 @dataclass(frozen=True, slots=True)
