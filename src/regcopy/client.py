@@ -104,7 +104,8 @@ class Client:
     async def __aenter__(self) -> Self:
         if self._session is None:
             d = self.default_settings
-            # No total timeout: aiohttp's default 5-minute total kills large blob transfers.
+            # No total timeout: aiohttp's default 5-minute total kills large blob transfers. Each transport
+            # passes its host's own connect/read timeouts and bounds answers itself (docs/security.md).
             timeout = aiohttp.ClientTimeout(total=None, connect=d.connect_timeout, sock_connect=d.connect_timeout,
                                             sock_read=d.read_timeout)
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, enable_cleanup_closed=True)

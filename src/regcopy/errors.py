@@ -27,11 +27,17 @@
 
 Registry errors carry structure (status, OCI error codes, a redacted URL and a ``retryable``
 verdict) so callers and the retry loop decide without parsing messages (ggcr ``transport/error.go``).
+
+No message shows a secret: :func:`redact` drops the userinfo and query of every URL in an error's
+text when it is rendered (signed storage URLs, upload ``_state`` tokens, ``user:password@`` in a
+reference), whatever produced the text (docs/security.md).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from typing import Final
 
 __all__ = (
     "AuthenticationError",
@@ -58,9 +64,40 @@ __all__ = (
     "UnsupportedMediaType",
 )
 
+# An absolute URL (its userinfo and query are secrets), or a registry API path with a query (an
+# upload Location's ``_state``). A URL ends at whitespace, a quote or an angle bracket.
+_URL_IN_TEXT: Final = re.compile(
+    r"(?:(?<![A-Za-z0-9])(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<authority>[^\s'\"<>`/?#]*)(?P<path>[^\s'\"<>`?#]*?)"
+    r"(?P<query>[?#][^\s'\"<>`]*?)?"
+    r"|(?<![^\s'\"(<=\[])(?P<api>/v2/[^\s'\"<>`?#]*)(?P<apiquery>\?[^\s'\"<>`]*?))"
+    # Punctuation that ends a sentence or a field ("...?q=1: 403") stays outside the URL.
+    r"(?=[:,;.)\]]*(?:[\s'\"<>`]|$))"
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with every URL's userinfo and query replaced: ``https://***@host/p?<redacted>``."""
+    return _URL_IN_TEXT.sub(_redact_match, text) if ("://" in text or "/v2/" in text) else text
+
+
+def _redact_match(match: re.Match[str]) -> str:
+    if match.group("api") is not None:
+        return match.group("api") + "?<redacted>"
+    authority = match.group("authority")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    query = "?<redacted>" if match.group("query") else ""
+    return match.group("scheme") + authority + match.group("path") + query
+
 
 class RegcopyError(Exception):
-    """Base of every error regcopy raises."""
+    """Base of every error regcopy raises; its text never shows a URL's userinfo or query (:func:`redact`)."""
+
+    def __str__(self) -> str:
+        return redact(super().__str__())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
 
 
 class InvalidReference(RegcopyError, ValueError):
@@ -121,10 +158,10 @@ class RegistryError(RegcopyError):
         status: int | None = None,
         codes: Sequence[str] = (),
     ) -> None:
-        self.message = message
+        self.message = redact(message)  # also an attribute callers quote: never with a secret in it
         self.registry = registry
         self.method = method
-        self.url = url
+        self.url = None if url is None else redact(url)
         self.status = status
         self.codes = tuple(codes)
         super().__init__(self._render())

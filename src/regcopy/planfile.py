@@ -12,7 +12,7 @@ same way: a :class:`~regcopy.errors.ConfigError` naming the file, the entry and 
 * The ``repos:`` filter section (:func:`as_repo_filter`), shared by sync entries and prune rules.
 
 Every plan file (prune plans too) is read by one bounded YAML loader: size, nodes with aliases
-expanded, number length (docs/security-plans.md). Addresses are :mod:`regcopy.planaddress`'s, the
+expanded, number length (docs/security.md). Addresses are :mod:`regcopy.planaddress`'s, the
 ``registries:`` section :mod:`regcopy.plansettings`'s.
 """
 
@@ -69,7 +69,7 @@ _TAG_PROBE: Final = Repository("localhost", "probe")
 # ----------------------------------------------------------------------------------------- YAML
 
 
-# Bounds on a plan file (docs/security-plans.md): real plans are kilobytes (6,000 entries: 1 MiB, 110,000
+# Bounds on a plan file (docs/security.md): real plans are kilobytes (6,000 entries: 1 MiB, 110,000
 # nodes). PyYAML's pure-Python loader costs about 1 KB of memory and 40 µs per node, and a few µs per byte.
 _MAX_PLAN_BYTES: Final = 4 * 1024 * 1024
 # Nodes of the document with every alias expanded: a billion-laughs bomb has billions, '[a,a,…]' millions.

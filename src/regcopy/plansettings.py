@@ -41,7 +41,7 @@ __all__ = ("Credentials", "RegistryConfig", "parse_registries")
 _TLS_MODES: Final[Mapping[str, SchemeMode]] = {m: m for m in SCHEME_MODES}
 _REGISTRY_KEYS: Final = (
     "tls", "ca_file", "client_cert", "client_key", "credentials", "max_concurrency", "requests_per_second",
-    "mirrors",
+    "mirrors", "request_timeout",
 )
 _CREDENTIAL_KEYS: Final = ("username", "password", "helper", "authfile", "identity_token", "refresh_after")
 
@@ -89,6 +89,8 @@ class RegistryConfig:
     mirrors: tuple[str, ...] = ()
     """Pull-through caches read before this registry, in order: ``host[:port][/prefix]`` each; a
     mirror's own settings and credentials are its own ``registries`` entry (never this one's)."""
+    request_timeout: float | None = None
+    """Seconds a request without blob bytes may take in total (``RegistrySettings.request_timeout``)."""
 
     def over(self, base: RegistrySettings) -> RegistrySettings:
         """``base`` with what this entry sets: its scheme mode always, files and limits where it gives them."""
@@ -97,6 +99,7 @@ class RegistryConfig:
             client_cert=self.client_cert or base.client_cert, client_key=self.client_key or base.client_key,
             max_concurrency=self.max_concurrency or base.max_concurrency,
             requests_per_second=self.requests_per_second or base.requests_per_second,
+            request_timeout=self.request_timeout or base.request_timeout,
         )
 
 
@@ -140,10 +143,19 @@ def _registry(host: str, value: object, at: At) -> RegistryConfig:
             raise at.field("requests_per_second").error(f"must be a finite number above 0, not {shown}")
     credentials = _credentials(f["credentials"], at.field("credentials")) if "credentials" in f else None
     mirrors = _mirrors(f["mirrors"], at.field("mirrors"), host) if "mirrors" in f else ()
+    timeout = _seconds(f["request_timeout"], at.field("request_timeout")) if "request_timeout" in f else None
     return RegistryConfig(
         host, scheme, files.get("ca_file"), files.get("client_cert"), files.get("client_key"),
-        credentials, max_concurrency, rps, mirrors,
+        credentials, max_concurrency, rps, mirrors, timeout,
     )
+
+
+def _seconds(value: object, at: At) -> float:
+    """A finite number of seconds above 0."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        shown = repr(value) if isinstance(value, int | float) else kind_of(value)
+        raise at.error(f"must be a number of seconds above 0, not {shown}")
+    return float(value)
 
 
 def _mirrors(value: object, at: At, host: str) -> tuple[str, ...]:

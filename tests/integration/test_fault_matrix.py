@@ -9,7 +9,9 @@ leave no destination tag. After a ``429`` with ``Retry-After: 1`` the next attem
 0.9 s later (backoff alone is 10 ms here). ``docs/fault-matrix.md`` is this file as a table; a cell
 marked ``xfail(strict=True, reason="BUG: ...")`` is a regcopy bug the table lists.
 
-Clients use ``retries=3`` and 10 ms backoff; stall cells a 0.4 s read timeout against a 3 s stall.
+Clients use ``retries=3`` and 10 ms backoff; stall cells a 0.4 s read timeout against a 3 s stall;
+drip cells (one byte every 0.25 s, which no per-read timeout catches) a 1 s ``request_timeout`` and
+a minimum progress of 4 KiB per second of waiting.
 Connection faults on GET/HEAD/PUT fault two requests (``times=2``): aiohttp silently retries an
 idempotent request once on a broken connection, so the second fault meets regcopy's own retry.
 """
@@ -51,6 +53,10 @@ FAST: dict[str, Any] = {"retries": RETRIES, "backoff": 0.01, "backoff_max": 1.0,
                         "probe_timeout": 5.0}
 STALL = 3.0  # seconds a stalled response waits; the stall cells' read timeout is READ_TIMEOUT
 READ_TIMEOUT = 0.4
+# A drip: one byte every 0.25 s never trips a per-read timeout and would take minutes for a manifest.
+# The drip cells bound small answers with a 1 s request_timeout and blobs with 4 KiB per 1 s of waiting.
+DRIP = 0.25
+DRIP_LIMITS: dict[str, Any] = {"request_timeout": 1.0, "progress_window": 1.0, "progress_bytes": 4096}
 SRC, DST, TAG = "src/app", "dst/app", "v1"
 HTML = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
 NO_DIGEST = "sha256:" + "0" * 64
@@ -133,6 +139,8 @@ def timeouts(specs: list[dict[str, Any]]) -> dict[str, Any]:
     """Client settings for a cell: a short read timeout when a fault stalls for longer than it."""
     if any(s.get("stall") or (s.get("stall_after_bytes") or (0, 0))[1] >= STALL for s in specs):
         return {"read_timeout": READ_TIMEOUT, "probe_timeout": READ_TIMEOUT}
+    if any(s.get("drip") for s in specs):
+        return DRIP_LIMITS
     return {}
 
 
@@ -304,6 +312,7 @@ TOKEN_CELLS = [
     cell("truncate", {"truncate": 40}, Ok()),
     cell("stall-after-bytes", {"stall_after_bytes": (40, STALL)}, Ok()),
     cell("slow-body", {"stall_after_bytes": (40, 0.05)}, Ok(redo=0)),
+    cell("drip", {"drip": DRIP}, Ok()),  # request_timeout ends it, the retry gets the token
     cell("garbage", {"garbage": HTML, "times": -1}, Fails(regcopy.ProtocolViolation, "token", attempts=1)),
     cell("503-forever", {"status": 503, "times": -1},
          Fails(regcopy.AuthenticationError, "token server", attempts=1 + RETRIES)),
@@ -354,6 +363,7 @@ def listing_cells(only: tuple[str, ...] = ()) -> list[Any]:
         cell("truncate", {"truncate": 10}, Ok()),
         cell("stall-after-bytes", {"stall_after_bytes": (10, STALL)}, Ok()),
         cell("slow-body", {"stall_after_bytes": (10, 0.05)}, Ok(redo=0)),
+        cell("drip", {"drip": DRIP}, Ok()),
         # A listing carries no digest: a flipped byte is caught only where it breaks the JSON (it does here).
         cell("corrupt", {"corrupt": True, "times": -1}, Fails(regcopy.ProtocolViolation, "not JSON", attempts=1)),
         cell("garbage", {"garbage": HTML, "times": -1}, Fails(regcopy.ProtocolViolation, "not JSON", attempts=1)),
@@ -370,7 +380,7 @@ TAGS = rf"^/v2/{SRC}/tags/list"
 # The catalog and the tags list share every line of code (manifests._paginate -> Transport.request): the
 # catalog runs a subset, one cell per kind of fault.
 @pytest.mark.parametrize(("specs", "expect"), listing_cells(("reset", "5xx", "429-retry-after", "truncate",
-                                                              "garbage", "503-forever")))
+                                                              "drip", "garbage", "503-forever")))
 async def test_catalog(
     specs: list[dict[str, Any]], expect: Expect, source: tuple[RegistryServer, str], src_proxy: FaultyProxy
 ) -> None:
@@ -460,6 +470,7 @@ MANIFEST_GET_CELLS = [
     cell("truncate", {"truncate": 100}, Ok()),
     cell("stall-after-bytes", {"stall_after_bytes": (100, STALL)}, Ok()),
     cell("slow-body", {"stall_after_bytes": (100, 0.05)}, Ok(redo=0)),
+    cell("drip", {"drip": DRIP}, Ok()),
     # By tag, the bytes are checked against Docker-Content-Digest.
     cell("corrupt", {"corrupt": True, "times": -1}, Fails(regcopy.DigestMismatch, "manifest", attempts=1)),
     cell("garbage", {"garbage": b'{"schemaVersion": 2, "layers": []}', "times": -1},
@@ -556,6 +567,8 @@ BLOB_GET_CELLS = [
     cell("reset-after-bytes", {"reset_after_bytes": 100_000}, Ok()),
     cell("truncate", {"truncate": 100_000}, Ok()),
     cell("stall-after-bytes", {"stall_after_bytes": (100_000, STALL)}, Ok()),
+    # Under the minimum-progress rule: a timeout after 1 s of waiting, resumed with Range.
+    cell("drip", {"drip": DRIP}, Ok()),
     cell("corrupt", {"corrupt": True, "times": -1}, Fails(regcopy.DigestMismatch, "", attempts=1)),
     # A short HTML page instead of the blob: the body ends early, the rest comes with Range, and the
     # whole fails its digest.
@@ -580,7 +593,7 @@ async def test_blob_get(
     check(src_proxy, faults, "GET", path, 1, expect, outcome)
     if isinstance(expect, Ok):
         skopeo.verify(dst, f"{DST}:{TAG}", digest)
-        if any(k in specs[0] for k in ("reset_after_bytes", "truncate", "stall_after_bytes")):
+        if any(k in specs[0] for k in ("reset_after_bytes", "truncate", "stall_after_bytes", "drip")):
             assert matching(src_proxy, "GET", path)[-1].status == 206
     else:
         assert_no_tag(dst)

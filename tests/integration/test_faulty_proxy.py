@@ -349,6 +349,20 @@ async def test_stall_after_bytes(proxy: FaultyProxy, session: aiohttp.ClientSess
     assert time.monotonic() - started >= 0.2
 
 
+async def test_drip_sends_one_byte_at_a_time(proxy: FaultyProxy, session: aiohttp.ClientSession) -> None:
+    data = b"d" * 2000
+    digest = await push_blob(session, proxy.url, "app", data)
+    proxy.add(Fault(method="GET", path="/blobs/", drip=0.05))
+    started = time.monotonic()
+    # Never silent for 0.3 s, so a per-read timeout does not fire; 2000 bytes would take 100 s.
+    async with session.get(f"{proxy.url}/v2/app/blobs/{digest}", timeout=aiohttp.ClientTimeout(sock_read=0.3)) as r:
+        assert r.content_length == len(data)
+        got = b"".join([await r.content.readexactly(1) for _ in range(10)])
+    assert got == data[:10]
+    assert time.monotonic() - started >= 9 * 0.05
+    assert proxy.requests[-1].action == "drip"
+
+
 def test_stop_cancels_a_stall_promptly(http_registry: RegistryServer) -> None:
     # Sync test, client on its own loop in a thread: the proxy must not depend on the caller's loop.
     outcome: list[BaseException | int] = []

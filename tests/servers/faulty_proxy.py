@@ -44,6 +44,8 @@ Response actions (combinable, except as noted)
     ``truncate=N``: send status and headers (full ``Content-Length``) and N body bytes, then close
     cleanly (FIN). At most one of ``reset_after_bytes``/``truncate``.
     ``stall_after_bytes=(N, seconds)``: send N body bytes, stall, then send the rest.
+    ``drip=seconds``: send the body one byte every ``seconds`` (a server that never stalls long enough
+    for a per-read timeout, and never finishes).
     ``corrupt=True``: same length, one byte flipped (XOR 0x01 at the middle of a known length, else
     at offset 0; an empty body stays empty).
     ``garbage=b"..."`` (+ optional ``status``): replace the body and ``Content-Length`` (upstream
@@ -129,6 +131,7 @@ class Fault:
     reset_after_bytes: int | None = None
     truncate: int | None = None
     stall_after_bytes: tuple[int, float] | None = None
+    drip: float | None = None
     corrupt: bool = False
     garbage: bytes | None = None
     drop_header: str | tuple[str, ...] | None = None
@@ -150,7 +153,7 @@ class Fault:
         answer = self.status is not None and self.garbage is None
         body_edits = [
             n
-            for n in ("reset_after_bytes", "truncate", "stall_after_bytes", "corrupt")
+            for n in ("reset_after_bytes", "truncate", "stall_after_bytes", "drip", "corrupt")
             if getattr(self, n) is not None and getattr(self, n) is not False  # `0 in (None, False)` is True
         ]
         header_edits = bool(self.drop_header or self.set_headers)
@@ -191,6 +194,7 @@ class Fault:
                 "reset_after_bytes",
                 "truncate",
                 "stall_after_bytes",
+                "drip",
                 "corrupt",
                 "garbage",
                 "drop_header",
@@ -621,12 +625,17 @@ class FaultyProxy:
                 flip = length // 2 if length else 0
         sent = 0
 
+        drip = fault.drip if fault is not None else None
+
         async def emit(data: bytes) -> None:
             nonlocal sent
-            if data:
-                await resp.write(data)
-                sent += len(data)
-                self._add_bytes(record, "response_bytes", len(data))
+            for piece in (data[i:i + 1] for i in range(len(data))) if drip else (data,):
+                if piece:
+                    await resp.write(piece)
+                    sent += len(piece)
+                    self._add_bytes(record, "response_bytes", len(piece))
+                    if drip:
+                        await asyncio.sleep(drip)
 
         if cut != 0:
             async for piece in upstream.content.iter_any():

@@ -25,6 +25,7 @@ import hashlib
 import re
 import shutil
 import socket
+import ssl
 import tempfile
 import threading
 import uuid
@@ -36,7 +37,7 @@ from aiohttp import web
 
 from ._background import start_loop_thread, stop_loop_thread
 
-__all__ = ("LoggedRequest", "SpecRegistry")
+__all__ = ("LoggedRequest", "SpecRegistry", "bind_site")
 
 _NAME = r"(?P<name>[a-z0-9]+(?:[._/-][a-z0-9]+)*)"
 _ROUTES = [
@@ -165,15 +166,18 @@ class SpecRegistry:
         self.stop()
 
     async def _serve(self) -> None:
+        self._runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        self.port = await bind_site(self._runner, self.bind_host, self._ssl_context())
+
+    def _app(self) -> web.Application:
+        """The aiohttp application (a subclass adds middlewares, e.g. :mod:`servers.hostile_registry`)."""
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.bind_host, 0))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
+        return app
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        return None  # plain http
 
     async def _cleanup(self) -> None:
         if self._runner is not None:
@@ -369,6 +373,16 @@ class SpecRegistry:
         with self._lock:
             self._sessions.pop(session.id, None)
         session.path.unlink(missing_ok=True)
+
+
+async def bind_site(runner: web.AppRunner, host: str, ssl_context: ssl.SSLContext | None = None) -> int:
+    """Serve ``runner`` on a free port of ``host`` (bound here: no race, and the port is known); return it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    port: int = sock.getsockname()[1]
+    await web.SockSite(runner, sock, ssl_context=ssl_context).start()
+    return port
 
 
 def _error(status: int, code: str, message: str) -> web.Response:

@@ -350,3 +350,42 @@ def test_copy_failed_lists_errors() -> None:
     err = CopyFailed("3 images failed", errors)
     assert err.errors == tuple(errors)
     assert str(err) == "3 images failed: e0; e1; e2; e3; e4 (+2 more)"
+
+
+# ---------------------------------------------------------------------------------- redaction of message text
+
+_noise = st.text(alphabet=" :,;.()[]<>'\"=abcxyz/\n", max_size=30)
+_secret = st.text(alphabet="QWZ0123456789%-_~", min_size=6, max_size=20).map(lambda s: "S3C" + s)
+
+
+@settings(max_examples=300)
+@given(before=_noise, after=_noise, user=_secret, password=_secret, value=_secret,
+       scheme=st.sampled_from(["http", "https", "HTTPS", "docker", "oci+http"]),
+       path=st.sampled_from(["", "/", "/v2/app/blobs/sha256:1", "/b/x.tar"]),
+       end=st.sampled_from(["", ".", ":", ")", "'", ").", "]"]))
+def test_redact_drops_userinfo_and_query_wherever_the_url_stands(
+    before: str, after: str, user: str, password: str, value: str, scheme: str, path: str, end: str
+) -> None:
+    from regcopy.errors import redact
+
+    url = f"{scheme}://{user}:{password}@storage.example:9000{path}?X-Amz-Signature={value}&b=1"
+    after = " " + after  # a URL ends at whitespace (or a quote or bracket)
+    text = redact(f"{before}{url}{end}{after}")
+    assert user not in text and password not in text and value not in text
+    assert f"{scheme}://***@storage.example:9000{path}?<redacted>" in text
+    assert text.endswith(f"{end}{after}")  # punctuation after the URL is kept
+
+
+@given(text=st.text(max_size=200).filter(lambda t: "://" not in t and "/v2/" not in t))
+def test_redact_leaves_text_without_urls_alone(text: str) -> None:
+    from regcopy.errors import redact
+
+    assert redact(text) == text
+
+
+def test_every_error_renders_redacted() -> None:
+    signed = "https://u:pw@s3.example/b?X-Amz-Credential=AKIA"
+    for exc in (RegistryError(f"GET {signed} failed", url=signed), ContentError(f"from {signed}"),
+                RegcopyError("upload /v2/app/blobs/uploads/u?_state=SECRETSTATE broke")):
+        for text in (str(exc), repr(exc), getattr(exc, "message", ""), getattr(exc, "url", "") or ""):
+            assert "AKIA" not in text and "pw@" not in text and "SECRETSTATE" not in text, text

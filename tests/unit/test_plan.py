@@ -114,7 +114,7 @@ def test_a_whole_plan() -> None:
             "reg.internal:5000": {
                 "tls": "https", "ca_file": "/ca.pem", "client_cert": "/c.pem", "client_key": "/c.key",
                 "credentials": {"username": "u", "password": SECRET}, "max_concurrency": 8,
-                "requests_per_second": 20,
+                "requests_per_second": 20, "request_timeout": 90,
             },
             "Index.Docker.IO": {"credentials": {"helper": "desktop"}},
             "ghcr.io": {"credentials": {"authfile": "/auth.json"}},
@@ -132,7 +132,8 @@ def test_a_whole_plan() -> None:
         ),
         {
             "reg.internal:5000": RegistryConfig(
-                "reg.internal:5000", "https", "/ca.pem", "/c.pem", "/c.key", Credentials("u", SECRET), 8, 20.0
+                "reg.internal:5000", "https", "/ca.pem", "/c.pem", "/c.key", Credentials("u", SECRET), 8, 20.0,
+                request_timeout=90.0,
             ),
             "docker.io": RegistryConfig("docker.io", credentials=Credentials(helper="desktop")),
             "ghcr.io": RegistryConfig("ghcr.io", credentials=Credentials(authfile="/auth.json")),
@@ -238,6 +239,11 @@ INVALID: list[tuple[object, str | None, str | None, str]] = [
         (plan_of(registries={"reg.io": {"requests_per_second": bad}}),
          "reg.io", "registries[reg.io].requests_per_second", "above 0")
         for bad in (0, -1, float("nan"), float("inf"), "20", True, None)
+    ],
+    *[
+        (plan_of(registries={"reg.io": {"request_timeout": bad}}),
+         "reg.io", "registries[reg.io].request_timeout", "seconds above 0")
+        for bad in (0, -1, float("nan"), float("inf"), "60", True, None)
     ],
     (plan_of(registries={"reg.io": {"credentials": "u:p"}}), "reg.io", "registries[reg.io].credentials", "mapping"),
     (plan_of(registries={"reg.io": {"credentials": {}}}), "reg.io", "registries[reg.io].credentials", "give one of"),

@@ -32,6 +32,9 @@ BASE = RegistrySettings(scheme="https", ca_file="/base/ca.pem", client_cert="/ba
     (RegistryConfig("reg.io", "insecure", client_cert="/p/c.pem", client_key="/p/c.key", requests_per_second=0.5),
      RegistrySettings(scheme="insecure", ca_file="/base/ca.pem", client_cert="/p/c.pem", client_key="/p/c.key",
                       max_concurrency=3, requests_per_second=0.5, retries=7)),
+    (RegistryConfig("reg.io", "https", request_timeout=90.0), RegistrySettings(
+        scheme="https", ca_file="/base/ca.pem", client_cert="/base/c.pem", client_key="/base/c.key",
+        max_concurrency=3, requests_per_second=5.0, retries=7, request_timeout=90.0)),
 ])
 def test_plan_settings_over_the_clients(config: RegistryConfig, expected: RegistrySettings) -> None:
     assert config.over(BASE) == expected

@@ -64,7 +64,15 @@ class RegistrySettings:
     :param race_grace: seconds https may answer after http and still win the probe race
     :param probe_timeout: seconds a single ``/v2/`` probe may take (connect + TLS + answer)
     :param connect_timeout: seconds to establish a connection
-    :param read_timeout: seconds between two reads of a response (no total timeout: blobs are big)
+    :param read_timeout: seconds between two reads of a response
+    :param request_timeout: seconds a request without blob bytes may take in total, from sending it
+        to the last byte of its answer (manifests, tag lists, catalog pages, tokens, HEADs, upload
+        POST/status/DELETE/closing PUT, error bodies); also the wait for the answer once an upload
+        body is sent (docs/security.md)
+    :param progress_bytes: a blob body (download or upload) must move at least this many bytes in
+        every ``progress_window`` seconds spent waiting on the registry, or it is a retryable timeout
+        (resumed with ``Range``, or the upload resumed or restarted)
+    :param progress_window: see ``progress_bytes``
     :param retries: attempts after the first for idempotent requests
     :param backoff: first backoff delay in seconds (doubles, with jitter, capped at ``backoff_max``);
         a 429's ``Retry-After`` is honoured up to ``4 * backoff_max`` (2 minutes by default), for the
@@ -81,6 +89,9 @@ class RegistrySettings:
     probe_timeout: float = 10.0
     connect_timeout: float = 15.0
     read_timeout: float = 120.0
+    request_timeout: float = 60.0
+    progress_bytes: int = 64 * 1024
+    progress_window: float = 30.0
     retries: int = 4
     backoff: float = 0.5
     backoff_max: float = 30.0
@@ -92,6 +103,12 @@ class RegistrySettings:
             raise ValueError("max_concurrency must be at least 1")
         if self.requests_per_second is not None and self.requests_per_second <= 0:
             raise ValueError("requests_per_second must be positive")
+        for name in ("connect_timeout", "read_timeout", "request_timeout", "progress_window", "probe_timeout"):
+            value = getattr(self, name)
+            if not value > 0:  # NaN too
+                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+        if self.progress_bytes < 1:
+            raise ValueError("progress_bytes must be at least 1")
 
     def with_scheme(self, scheme: SchemeMode) -> RegistrySettings:
         """A copy with another scheme mode."""

@@ -17,7 +17,7 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import quote, urljoin
+from urllib.parse import quote
 
 import anyio
 
@@ -64,7 +64,7 @@ async def blob_head(t: Transport, repo: str, digest: Digest, *, scopes: Sequence
     except NotFound:
         return None
     length = reply.headers.get("Content-Length", "")
-    return int(length) if length.isdigit() else -1
+    return int(length) if length.isascii() and length.isdigit() else -1
 
 
 async def blob_chunks(
@@ -79,7 +79,8 @@ async def blob_chunks(
 ) -> AsyncIterator[bytes]:
     """Stream a blob's bytes from ``offset``; a broken stream resumes with ``Range: bytes=N-``.
 
-    Redirects (to storage or a CDN) are followed without credentials. Resume needs a 206 whose
+    Redirects (to storage or a CDN) are followed, without credentials on another origin. The body is
+    read under the minimum-progress rule (a stall is a timeout, resumed like a break). Resume needs a 206 whose
     ``Content-Range`` starts at the offset asked for (c/image docker/body_reader.go); a registry
     answering 200 to a Range request cannot resume and the original error is raised.
     Bytes are not verified here: the engine wraps this in a VerifyingStream.
@@ -91,10 +92,10 @@ async def blob_chunks(
         headers = {"Range": f"bytes={pos}-"} if pos else {}
         try:
             async with t.stream("GET", path, scopes=(pull_scope(repo),), headers=headers, ok=(200, 206),
-                                what="blob", follow_redirects=True) as resp:
+                                what="blob", follow_redirects=True, blob=True) as resp:
                 if pos:
                     _check_resumed(t, resp.status, resp.headers.get("Content-Range"), pos, str(resp.url))
-                async for chunk in resp.content.iter_chunked(read_size):
+                async for chunk in t.blob_body(resp, read_size):
                     pos += len(chunk)
                     yield chunk
             if size is not None and pos < size:
@@ -140,8 +141,10 @@ async def upload_start(t: Transport, repo: str) -> tuple[str, int]:
     length (``OCI-Chunk-Min-Length``, spec §Pushing a blob in chunks; 0 when it sets none)."""
     reply = await t.request("POST", f"/v2/{repo}/blobs/uploads/", scopes=(push_scope(repo),), ok=(202,),
                             headers={"Content-Length": "0"}, retry=False)
-    min_length = reply.headers.get("OCI-Chunk-Min-Length", "")
-    return _location(t, reply), int(min_length) if min_length.isdigit() else 0
+    min_length = reply.headers.get("OCI-Chunk-Min-Length", "").strip()
+    # isascii too: str.isdigit() accepts '²', which int() refuses.
+    usable = min_length.isascii() and min_length.isdigit() and len(min_length) <= 18
+    return _location(t, reply), int(min_length) if usable else 0
 
 
 async def upload_stream(
@@ -160,7 +163,7 @@ async def upload_stream(
     if start and size:
         headers["Content-Range"] = f"{start}-{start + size - 1}"
     reply = await t.request("PATCH", location, scopes=(push_scope(repo),), headers=headers, data=chunks,
-                            ok=(202, 204), retry=False)
+                            ok=(202, 204), retry=False, blob=True)
     return _location(t, reply)
 
 
@@ -172,7 +175,7 @@ async def upload_chunk(t: Transport, repo: str, location: str, data: bytes, star
         "Content-Length": str(len(data)),
     }
     reply = await t.request("PATCH", location, scopes=(push_scope(repo),), headers=headers, data=data,
-                            ok=(202, 204), retry=False)
+                            ok=(202, 204), retry=False, blob=True)
     return _location(t, reply), _range(t, reply)
 
 
@@ -188,7 +191,7 @@ async def upload_finish(
     if length is not None:
         headers["Content-Length"] = str(length)
     reply = await t.request("PUT", url, scopes=(push_scope(repo),), headers=headers, data=data, ok=(201, 204),
-                            retry=False)
+                            retry=False, blob=bool(data))
     stored = reply.headers.get("Docker-Content-Digest")
     if stored:
         stored_digest = digest_header(t, stored, reply)
@@ -225,14 +228,13 @@ async def upload_cancel(t: Transport, repo: str, location: str) -> bool:
 
 
 def _location(t: Transport, reply: Reply) -> str:
+    """The absolute Location of an upload answer; the transport's origin rule decides where it may go
+    (another origin: no credentials; https → http: refused)."""
     location = reply.headers.get("Location")
     if not location:
         raise ProtocolViolation("upload answer without Location", registry=t.registry,
                                 url=redact_url(reply.url), status=reply.status)
-    try:
-        return urljoin(reply.url, location)
-    except ValueError as exc:
-        raise ProtocolViolation(f"malformed Location {location[:100]!r}", registry=t.registry) from exc
+    return t.target(location, base=reply.url, what="upload Location").url
 
 
 def _range(t: Transport, reply: Reply) -> int | None:

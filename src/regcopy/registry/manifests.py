@@ -68,7 +68,7 @@ async def manifest_head(t: Transport, repo: str, ref: str, *, scopes: Sequence[S
     """
     try:
         reply = await t.request("HEAD", _path(repo, ref), scopes=scopes or (pull_scope(repo),),
-                                headers={"Accept": MANIFEST_ACCEPT}, what="manifest")
+                                headers={"Accept": MANIFEST_ACCEPT}, what="manifest", follow_redirects=True)
     except NotFound:
         return None
     header = reply.headers.get("Docker-Content-Digest")
@@ -91,8 +91,11 @@ async def manifest_get(t: Transport, repo: str, ref: str, *, scopes: Sequence[Sc
     :raises DigestMismatch: the bytes do not hash to the requested digest or to Docker-Content-Digest
     :raises InvalidManifest: the body is not a manifest we understand
     """
+    # Redirects are followed as go-containerregistry and containers/image do (Go's client), with no
+    # credentials on another origin.
     reply = await t.request("GET", _path(repo, ref), scopes=scopes or (pull_scope(repo),),
-                            headers={"Accept": MANIFEST_ACCEPT}, what="manifest", max_body=MAX_MANIFEST_SIZE)
+                            headers={"Accept": MANIFEST_ACCEPT}, what="manifest", max_body=MAX_MANIFEST_SIZE,
+                            follow_redirects=True)
     expected: Digest | None = None
     if ":" in ref:
         expected = Digest.parse(ref)
@@ -185,13 +188,16 @@ async def _paginate(t: Transport, path: str, key: str, scopes: Sequence[Scope]) 
         except ProtocolViolation as exc:
             raise ProtocolViolation(exc.message, registry=t.registry, method="GET", url=redact_url(reply.url),
                                     status=reply.status) from exc
+        if target is not None:
+            # A listing never continues on another origin: its answers would be mixed into this one's.
+            target = t.target(target, base=reply.url, foreign="refuse", what="pagination Link").url
     raise ProtocolViolation("pagination did not end", registry=t.registry)
 
 
 def _string_list(t: Transport, reply: Reply, key: str) -> list[str]:
     try:
         obj = json.loads(reply.body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nesting deeper than the parser
         raise ProtocolViolation(f"{key} answer is not JSON", registry=t.registry, method="GET",
                                 url=redact_url(reply.url), status=reply.status) from exc
     if not isinstance(obj, dict):
@@ -220,7 +226,7 @@ def digest_header(t: Transport, value: str, reply: Reply) -> Digest:
 
 def _content_length(t: Transport, reply: Reply) -> int:
     value = reply.headers.get("Content-Length", "")
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise ProtocolViolation("manifest HEAD without a valid Content-Length", registry=t.registry,
                                 url=redact_url(reply.url), status=reply.status)
     return int(value)

@@ -6,7 +6,12 @@ This module is where aiohttp meets regcopy. It owns:
   probes start at once and https keeps a short grace window, so a black-holed 443 never delays http);
 * Basic and Bearer auth (PROTOCOL §3): token fetch by GET with Basic credentials, by OAuth2 POST
   with a refresh token, anonymous, or a registry token sent as is; scope growth on
-  ``insufficient_scope``; one re-authentication on 401; credentials only ever sent to their host;
+  ``insufficient_scope``; one re-authentication on 401;
+* where each request goes (:meth:`Transport.target`, the one place applying the credential rule of
+  :mod:`regcopy.registry._origin`: credentials only to the registry's own origin, redirects and
+  upload Locations elsewhere without them, foreign pagination Links and https → http refused);
+* time bounds: a total ``request_timeout`` per exchange without blob bytes, the minimum-progress rule
+  for blob bodies (:mod:`regcopy.registry._pacing`), the host's own connect and read timeouts;
 * bounded retries with exponential backoff and jitter for idempotent requests, honouring
   Retry-After, with backoff state shared by every request to the host;
 * mapping every aiohttp / OSError / SSL exception into :mod:`regcopy.errors` (one place, ``from exc``).
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import random
 import ssl
 import time
@@ -23,7 +29,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping, Seq
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import quote, urlencode, urljoin, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 import anyio
@@ -40,14 +46,17 @@ from regcopy.errors import (
     RegistryError,
     RegistryTimeout,
     TransportError,
+    redact,
 )
 from regcopy.reference import api_host
 from regcopy.registry._challenge import Challenge, Scope, merge_scopes, parse_www_authenticate, pick_challenge
 from regcopy.registry._errors import error_from_response, parse_retry_after, redact_url
+from regcopy.registry._origin import Foreign, Origin, Target, classify, origin_of, show
+from regcopy.registry._pacing import BodyPacer, Progress, paced_chunks, slices
 from regcopy.registry._policy import RegistrySettings, is_local_host
 from regcopy.registry._tokens import Token, TokenCache, parse_token_response, token_key
 
-__all__ = ("PingResult", "ProbeOutcome", "Reply", "Transport")
+__all__ = ("PingResult", "ProbeOutcome", "Reply", "Target", "Transport")
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +206,7 @@ class Transport:
                     ssl=self._ssl(scheme),
                     allow_redirects=False,
                     headers={"User-Agent": USER_AGENT},
+                    timeout=self._timeouts(),
                 ) as resp:
                     await resp.content.read(4096)
                     outcome = ProbeOutcome(scheme, resp.status, time.monotonic() - start)
@@ -355,13 +365,17 @@ class Transport:
         return await self._tokens.get(key, lambda: self._fetch_token(realm, service, merged, cred))
 
     def _check_realm(self, realm: str, cred: Credential) -> None:
+        try:
+            if not realm.isascii() or any(c <= " " or c == "\x7f" for c in realm):
+                raise ProtocolViolation("not a printable ASCII URL")
+            scheme = origin_of(realm)[0]
+        except ProtocolViolation as exc:
+            raise ProtocolViolation(f"token realm {realm[:100]!r} is not an absolute http(s) URL ({exc.message})",
+                                    registry=self.registry) from exc
         parts = urlsplit(realm)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ProtocolViolation(f"token realm {redact_url(realm)!r} is not an absolute http(s) URL",
-                                    registry=self.registry)
         # Credentials travel to the realm only as the token request, and never in clear text to a
         # remote realm: an http realm is accepted for local or explicitly insecure registries only.
-        if parts.scheme == "http" and not cred.anonymous:
+        if scheme == "http" and not cred.anonymous:
             realm_host = parts.netloc
             if not (is_local_host(realm_host) or self.settings.scheme in ("http", "insecure", "https-insecure")
                     or self._forced == "http"):
@@ -414,10 +428,12 @@ class Transport:
         ssl_ctx: ssl.SSLContext | bool = self.settings.ssl_context() if url.startswith("https:") else False
         for attempt in range(self.settings.retries + 1):
             try:
-                with self._map_errors(method, url), anyio.fail_after(self.settings.read_timeout):
+                # A token answer is small: the whole exchange gets request_timeout (a dripping body
+                # would otherwise keep it alive read by read).
+                with self._map_errors(method, url), anyio.fail_after(self.settings.request_timeout):
                     async with self.session.request(
                         method, URL(url, encoded=True), headers=headers, data=data, ssl=ssl_ctx,
-                        allow_redirects=False,
+                        allow_redirects=False, timeout=self._timeouts(),
                     ) as resp:
                         body = await read_body(resp, 1024 * 1024, registry=self.registry, method=method)
                         reply = Reply(resp.status, resp.headers, body, url)
@@ -453,12 +469,38 @@ class Transport:
             self._refresh_tokens[realm] = token.refresh_token
         return token
 
-    # ------------------------------------------------------------------ requests
+    # ------------------------------------------------------------------ where requests go
     def url(self, path: str) -> str:
         """An absolute URL for ``path`` on this registry (after the probe)."""
         assert self._ping is not None, "ping() first"
         return self._ping.base_url + path
 
+    def target(self, location: str, *, base: str | None = None, foreign: Foreign = "anonymous",
+               what: str = "request") -> Target:
+        """Where ``location`` goes and whether it may carry this registry's credentials: the one place
+        that decides (docs/security.md). Every request, redirect hop, upload ``Location`` and
+        pagination ``Link`` is classified here against the origin the probe chose: that origin gets
+        credentials, another origin none (or a refusal with ``foreign="refuse"``), https → http is
+        always refused.
+
+        :param location: a path (``/v2/...``) or a URL, relative to ``base`` (default: the registry)
+        :raises ProtocolViolation: malformed, a downgrade, or a refused origin (both origins named)
+        """
+        assert self._ping is not None, "ping() first"
+        home = origin_of(self._ping.base_url)
+        if base is None and location.startswith("/"):
+            location, base = self._ping.base_url + location, self._ping.base_url
+        try:
+            return classify(home, location, base or self._ping.base_url, foreign=foreign, what=what)
+        except ProtocolViolation as exc:
+            raise ProtocolViolation(exc.message, registry=self.registry, url=redact_url(base or "")) from exc
+
+    def home(self) -> Origin:
+        """The registry's origin (scheme, host, port), once probed."""
+        assert self._ping is not None, "ping() first"
+        return origin_of(self._ping.base_url)
+
+    # ------------------------------------------------------------------ requests
     async def request(
         self,
         method: str,
@@ -471,13 +513,19 @@ class Transport:
         what: str | None = None,
         max_body: int = 8 * 1024 * 1024,
         retry: bool | None = None,
+        follow_redirects: bool = False,
+        blob: bool = False,
     ) -> Reply:
         """Send a request and read the whole answer (a streamed body is never replayed).
 
-        :param target: a path (``/v2/...``) or an absolute URL on this registry (e.g. an upload Location)
+        :param target: a path (``/v2/...``) or an absolute URL the registry handed out (an upload
+            Location): classified by :meth:`target`
         :param ok: statuses that count as success; anything else raises
         :param what: ``"manifest"`` / ``"blob"`` for precise NotFound errors
         :param retry: override the idempotency rule (default: retry idempotent methods only)
+        :param follow_redirects: follow redirects (without credentials on another origin)
+        :param blob: ``data`` is blob bytes: the minimum-progress rule applies to it instead of the
+            total ``request_timeout`` (which then bounds the wait for the answer)
         :raises RegistryError: mapped from the status, OCI codes or the connection failure
         """
         # The body is read here, inside the retry loop: a body cut short (reset, early close, stall)
@@ -490,7 +538,8 @@ class Transport:
             reading = False
             try:
                 async with self.stream(method, target, scopes=scopes, headers=headers, data=data, ok=ok,
-                                       what=what, retry=False) as resp:
+                                       what=what, retry=False, follow_redirects=follow_redirects,
+                                       blob=blob) as resp:
                     reading = True
                     with self._map_errors(method, str(resp.url)):
                         body = await read_body(resp, max_body, registry=self.registry, method=method)
@@ -519,54 +568,46 @@ class Transport:
         what: str | None = None,
         retry: bool | None = None,
         follow_redirects: bool = False,
+        blob: bool = False,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Send a request and yield the open response (body unread) once its status is acceptable.
 
         Retries (idempotent methods, replayable bodies) happen before anything is yielded. Redirects
-        are followed by hand when asked, without credentials on any other scheme, host or port
-        (spec@main §API; S3 rejects a second auth mechanism anyway).
+        are followed by hand when asked, each hop classified by :meth:`target` (no credentials on
+        another origin, spec@main §API; S3 rejects a second auth mechanism anyway). Until the
+        response is yielded the exchange is bounded by ``request_timeout``; after it, by the same
+        deadline unless ``blob`` (a download): the caller then reads with :meth:`blob_body`.
+
+        :param blob: ``data`` is blob bytes (paced, see :meth:`request`), or, without ``data``, the
+            answer's body is (read by the caller under the minimum-progress rule)
         """
         ping = await self.ping()
+        first = self.target(target)
         replayable = not isinstance(data, AsyncIterable)
         may_retry = (method in IDEMPOTENT if retry is None else retry) and replayable
         attempts = self.settings.retries + 1 if may_retry else 1
-        challenge = ping.challenge
-        reauth = 0
+        auth_state = _AuthState(ping.challenge, scopes)
         attempt = 0
         yielded = False
         while True:
             await self._respect_pause()
-            url = target if "://" in target else ping.base_url + target
-            auth = await self._authorization(challenge, scopes)
+            auth = await self._authorization(auth_state.challenge, auth_state.scopes) if first.credentials else None
             try:
-                async with self._limiter, self._send(method, url, headers, data, auth, follow_redirects) as resp:
-                    if resp.status in ok:
-                        self._state.consecutive_failures = 0
-                        yielded = True
-                        yield resp
-                        return
-                    body = await _read_capped(resp)
-                    new = None
-                    if resp.status == 401:
-                        new = self._parse_challenge(resp.headers.getall("WWW-Authenticate", []), url)
-                    sent_basic = auth is not None and auth.startswith("Basic ")
-                    if resp.status == 401 and replayable and reauth < 2:
-                        challenge, scopes = self._grow(challenge, new, scopes, reauth, sent_basic)
-                        reauth += 1
-                        if challenge is not None:
-                            continue
-                    elif resp.status == 401 and not replayable:
-                        # The streamed body is spent, so this request cannot be retried here; still drop
-                        # the refused token (and a rejected credential) so that the caller's restart of
-                        # the operation starts with fresh ones instead of meeting the same 401.
-                        self._grow(challenge, new, scopes, reauth, sent_basic)
-                    err = error_from_response(resp.status, resp.headers, body, registry=self.registry,
-                                              method=method, url=url, what=what)
-                    if new is not None and new.error == "insufficient_scope":
-                        # Authenticated, but the token server granted less than asked: a permission
-                        # problem, not bad credentials (token.md: grant the intersection).
-                        err = PermissionDenied(f"insufficient scope: {err.message}", registry=self.registry,
-                                               method=method, url=redact_url(url), status=401, codes=err.codes)
+                async with self._limiter:
+                    with self._bounded(method, first) as scope:
+                        async with self._send(method, first, headers, data, auth, follow_redirects, scope,
+                                              blob) as (resp, final):
+                            if resp.status in ok:
+                                self._state.consecutive_failures = 0
+                                yielded = True
+                                if blob and data is None:
+                                    scope.deadline = math.inf  # the download's body is paced by its reader
+                                yield resp
+                                return
+                            refusal = _Refusal(resp.status, resp.headers, await _read_capped(resp, scope), final)
+                err = self._refused(method, refusal, auth, auth_state, replayable, what)
+                if err is None:
+                    continue  # grown auth: send again
             except (TransportError, RegistryTimeout) as exc:
                 if yielded:
                     raise  # the caller was reading the body: no replay here (resume is the caller's job)
@@ -576,8 +617,70 @@ class Transport:
             if not (err.retryable and attempt < attempts):
                 raise err
             self._state.stats["retries"] += 1
-            log.info("%s %s: %s; retry %d/%d", method, redact_url(url), err, attempt, attempts - 1)
+            log.info("%s %s: %s; retry %d/%d", method, redact_url(first.url), err, attempt, attempts - 1)
             await self._sleep_backoff(attempt - 1, err.retry_after if isinstance(err, RateLimited) else None)
+
+    async def blob_body(self, resp: aiohttp.ClientResponse, read_size: int) -> AsyncIterator[bytes]:
+        """A blob download's body from :meth:`stream` (``blob=True``), under the minimum-progress rule.
+
+        :raises RegistryTimeout: fewer than ``progress_bytes`` in ``progress_window`` seconds of waiting
+        """
+        progress = Progress(self.settings.progress_bytes, self.settings.progress_window)
+        url = redact_url(str(resp.url))
+
+        def stalled() -> RegistryTimeout:
+            return RegistryTimeout(f"blob body stalled: {progress.describe()}", registry=self.registry,
+                                   method=resp.method, url=url, status=resp.status)
+
+        async for chunk in paced_chunks(resp, progress, read_size, stalled):
+            yield chunk
+
+    @contextmanager
+    def _bounded(self, method: str, target: Target) -> Iterator[anyio.CancelScope]:
+        """A cancel scope bounding one exchange by ``request_timeout``; its expiry is a RegistryTimeout.
+
+        The scope is handed to :meth:`_send` (an upload body's pacer moves its deadline) and, for a
+        download, lifted when the response is handed over.
+        """
+        limit = self.settings.request_timeout
+        with anyio.CancelScope(deadline=anyio.current_time() + limit) as scope:
+            yield scope
+        if scope.cancelled_caught:
+            raise RegistryTimeout(f"no complete answer in time (request_timeout {limit:g} s, or a stalled "
+                                  "upload body)", registry=self.registry, method=method,
+                                  url=redact_url(target.url))
+
+    def _refused(self, method: str, r: _Refusal, auth: str | None, state: _AuthState, replayable: bool,
+                 what: str | None) -> RegistryError | None:
+        """The error for a refused request; None when it is to be sent again with grown auth."""
+        if r.status == 401 and not r.target.credentials:
+            # Another origin wants credentials: never the registry's (nor a token from a realm it names).
+            return AuthenticationError(
+                f"{show(r.target.origin)} answered 401 to a request without credentials; the credentials of "
+                f"{self.registry} are sent only to its own origin {show(self.home())}",
+                registry=self.registry, method=method, url=redact_url(r.target.url), status=401)
+        new = None
+        if r.status == 401:
+            new = self._parse_challenge(r.headers.getall("WWW-Authenticate", []), r.target.url)
+        sent_basic = auth is not None and auth.startswith("Basic ")
+        if r.status == 401 and replayable and state.reauth < 2:
+            state.challenge, state.scopes = self._grow(state.challenge, new, state.scopes, state.reauth, sent_basic)
+            state.reauth += 1
+            if state.challenge is not None:
+                return None
+        elif r.status == 401 and not replayable:
+            # The streamed body is spent, so this request cannot be retried here; still drop the refused
+            # token (and a rejected credential) so that the caller's restart of the operation starts
+            # with fresh ones instead of meeting the same 401.
+            self._grow(state.challenge, new, state.scopes, state.reauth, sent_basic)
+        err = error_from_response(r.status, r.headers, r.body, registry=self.registry, method=method,
+                                  url=r.target.url, what=what)
+        if new is not None and new.error == "insufficient_scope":
+            # Authenticated, but the token server granted less than asked: a permission problem, not
+            # bad credentials (token.md: grant the intersection).
+            err = PermissionDenied(f"insufficient scope: {err.message}", registry=self.registry, method=method,
+                                   url=redact_url(r.target.url), status=401, codes=err.codes)
+        return err
 
     def _grow(
         self, old: Challenge | None, new: Challenge | None, scopes: Sequence[Scope], reauth: int,
@@ -609,37 +712,74 @@ class Transport:
     async def _send(
         self,
         method: str,
-        url: str,
+        target: Target,
         headers: Mapping[str, str] | None,
         data: bytes | AsyncIterable[bytes] | None,
         auth: str | None,
         follow_redirects: bool,
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        origin = _origin(url)
+        scope: anyio.CancelScope,
+        blob: bool,
+    ) -> AsyncIterator[tuple[aiohttp.ClientResponse, Target]]:
+        """One request, following redirects by hand when asked; yields the answer and where it came from.
+
+        Credentials go with a hop only when :meth:`target` says so, for each hop afresh.
+        """
         hdrs: CIMultiDict[str] = CIMultiDict(headers or {})
         hdrs.setdefault("User-Agent", USER_AGENT)
+        if isinstance(data, bytes) and blob:
+            hdrs.setdefault("Content-Length", str(len(data)))  # sent as slices, still not chunked
         for _ in range(MAX_REDIRECTS + 1):
             send_headers = CIMultiDict(hdrs)
-            if auth and _origin(url) == origin:
+            if auth and target.credentials:
                 send_headers["Authorization"] = auth
-            self._state.stats["requests"] += 1
-            log.debug("%s %s", method, redact_url(url))
-            with self._map_errors(method, url):
-                resp = await self.session.request(
-                    method, URL(url, encoded=True), headers=send_headers, data=data,
-                    ssl=self._ssl(urlsplit(url).scheme), allow_redirects=False,
-                )
+            resp = await self._request(method, target.url, send_headers, data, scope, blob)
             try:
                 location = resp.headers.get("Location")
                 if follow_redirects and resp.status in REDIRECTS and location:
-                    url = urljoin(url, location)
+                    target = self.target(location, base=target.url, what="redirect")
                     continue
-                with self._map_errors(method, url):
-                    yield resp
+                with self._map_errors(method, target.url):
+                    yield resp, target
                 return
             finally:
                 resp.release()
-        raise ProtocolViolation("too many redirects", registry=self.registry, method=method, url=redact_url(url))
+        raise ProtocolViolation("too many redirects", registry=self.registry, method=method,
+                                url=redact_url(target.url))
+
+    async def _request(self, method: str, url: str, headers: CIMultiDict[str],
+                       data: bytes | AsyncIterable[bytes] | None, scope: anyio.CancelScope,
+                       blob: bool) -> aiohttp.ClientResponse:
+        pacer = None
+        body = data
+        if blob and data:
+            progress = Progress(self.settings.progress_bytes, self.settings.progress_window)
+            pacer = BodyPacer(scope, progress, self.settings.request_timeout)
+            body = pacer.wrap(slices(data) if isinstance(data, bytes) else data)
+        self._state.stats["requests"] += 1
+        log.debug("%s %s", method, redact_url(url))
+        try:
+            with self._map_errors(method, url):
+                return await self.session.request(
+                    method, URL(url, encoded=True), headers=headers, data=body, ssl=self._ssl(urlsplit(url).scheme),
+                    allow_redirects=False, timeout=self._timeouts(),
+                )
+        except ValueError as exc:
+            if isinstance(exc, RegcopyError):
+                raise
+            # yarl or aiohttp refusing a URL or header built from an answer (a Location, a Link).
+            raise ProtocolViolation(f"unusable request: {_describe(exc)}", registry=self.registry, method=method,
+                                    url=redact_url(url)) from exc
+        finally:
+            if pacer is not None:
+                # The answer came (maybe before the body was all sent): reading it is bounded like any answer.
+                pacer.detach()
+                scope.deadline = min(scope.deadline, anyio.current_time() + self.settings.request_timeout)
+
+    def _timeouts(self) -> aiohttp.ClientTimeout:
+        """This host's connect and per-read timeouts (the session's own are another host's)."""
+        s = self.settings
+        return aiohttp.ClientTimeout(total=None, connect=s.connect_timeout, sock_connect=s.connect_timeout,
+                                     sock_read=s.read_timeout)
 
     @contextmanager
     def _map_errors(self, method: str, url: str) -> Iterator[None]:
@@ -722,10 +862,23 @@ def _retry_after(headers: CIMultiDictProxy[str]) -> float:
     return parse_retry_after(headers.get("Retry-After")) or 0.0
 
 
-def _origin(url: str) -> tuple[str, str | None, int | None]:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return parts.scheme, parts.hostname, port
+@dataclass(slots=True)
+class _AuthState:
+    """The auth of one request across its 401 round trips: the challenge, scopes and re-authentications."""
+
+    challenge: Challenge | None
+    scopes: Sequence[Scope]
+    reauth: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """A non-success answer, read: status, headers, (capped) body and where it came from."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+    target: Target
 
 
 async def read_body(resp: aiohttp.ClientResponse, cap: int, *, registry: str, method: str) -> bytes:
@@ -752,11 +905,24 @@ async def read_body(resp: aiohttp.ClientResponse, cap: int, *, registry: str, me
     return body
 
 
-async def _read_capped(resp: aiohttp.ClientResponse, cap: int = 64 * 1024) -> bytes:
-    try:
-        return await resp.content.read(cap)
-    except (aiohttp.ClientError, OSError, TimeoutError):
-        return b""
+async def _read_capped(resp: aiohttp.ClientResponse, scope: anyio.CancelScope, cap: int = 64 * 1024) -> bytes:
+    """An error body, up to ``cap`` bytes, read to its end within what is left of ``scope``'s deadline.
+
+    A body that drips or breaks yields what arrived: the status decides the error, the body only
+    refines it, so a slow error body never turns a definite 404 into a retried timeout.
+    """
+    parts: list[bytes] = []
+    size = 0
+    remaining = scope.deadline - anyio.current_time()
+    scope.deadline = math.inf  # the bound below takes over, without turning the answer into a timeout
+    with anyio.move_on_after(remaining):
+        try:
+            while size < cap and (chunk := await resp.content.read(cap - size)):
+                parts.append(chunk)
+                size += len(chunk)
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            pass
+    return b"".join(parts)
 
 
 def _body_cause(exc: BaseException) -> RegcopyError | None:
@@ -783,6 +949,8 @@ def _tls_failure(exc: BaseException) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
+    """An exception's text for a message: one line, no URL userinfo or query (aiohttp's texts carry
+    the full URL, signed storage query included)."""
+    text = redact(str(exc) or type(exc).__name__)
     return text.replace("\n", " ")[:300]
 

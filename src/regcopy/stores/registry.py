@@ -313,7 +313,7 @@ class RegistryStore:
             await self._cancel(newest)
             self._forget(desc)
             return None
-        session = _Session(location, held)
+        session = _Session(location, held, reach=min(bound, desc.size))  # what may be there stays the bound
         self._moved(desc, session, newest, held)
         return session
 
@@ -328,7 +328,8 @@ class RegistryStore:
 
     def _moved(self, desc: Descriptor, session: _Session, location: str, offset: int) -> None:
         """The registry answered a request of the session: it holds ``offset`` bytes, next at ``location``."""
-        session.offset = session.reach = offset
+        session.offset = offset
+        session.reach = max(session.reach, offset)
         if location != session.location:
             session.location = location
             if self.journal is not None:
@@ -343,7 +344,8 @@ class RegistryStore:
                     tally: _Tally) -> None:
         """Send the blob from ``session.offset`` (0, or where a resumed session stands) and close it."""
         t, repo = self.transport, self._repository
-        start = session.reach = session.offset
+        start = session.sent = session.offset
+        session.reach = max(session.reach, start)
         opener = _watched(opener, tally)
         try:
             if start >= desc.size:
@@ -395,7 +397,8 @@ class RegistryStore:
             yield chunk
 
     def _offered(self, session: _Session, tally: _Tally, n: int) -> None:
-        session.reach += n
+        session.sent += n
+        session.reach = max(session.reach, session.sent)
         tally.sent += n
         self.policy.stats.bytes_sent += n
 
@@ -411,8 +414,12 @@ class _Session:
     offset: int = 0
     """Bytes the registry confirmed (a PATCH answer or a status): where the next attempt starts."""
     min_chunk: int = 0
+    sent: int = 0
+    """Where the current attempt stands: its start plus what it offered."""
     reach: int = 0
-    """``offset`` plus what the current attempt offered: more than this the registry cannot hold."""
+    """The furthest any attempt on this session got: more than this the registry cannot hold. Not
+    lowered by a status answer (one that claimed too little is followed by a 416, and the next status
+    must still be believed when it tells the truth), nor by a new attempt starting lower."""
 
 
 @dataclass(slots=True)
