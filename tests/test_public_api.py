@@ -40,10 +40,10 @@ def test_errors_derive_from_the_base() -> None:
 
 
 def test_prune_is_public() -> None:
-    # `regcopy prune` and sync's delete_extra build on these; the planner and targets live in regcopy.prune.
+    # `regcopy prune` and sync's delete_extra build on these; the planner and targets live in regcopy.retention.
     for name in ("PrunePlan", "PruneReport", "PruneRule", "delete_tags", "load_prune", "run_prune"):
         assert name in regcopy.__all__
-    assert regcopy.run_prune is regcopy.prune.run_prune
+    assert regcopy.run_prune is regcopy.retention.run_prune
 
 
 def test_ecr_provider_is_public_and_boto3_stays_optional() -> None:

@@ -51,9 +51,9 @@ from regcopy.errors import (
 from regcopy.inspect import ImageInfo
 from regcopy.ledger import BlobLedger
 from regcopy.manifest import Descriptor, Manifest, Platform
-from regcopy.prune import PrunePlan, PruneReport, PruneRule, delete_tags, load_prune, run_prune
 from regcopy.reference import LocalLocation, Reference, Repository, parse_location
 from regcopy.registry import PingResult, RegistrySettings
+from regcopy.retention import PrunePlan, PruneReport, PruneRule, delete_tags, load_prune, run_prune
 from regcopy.stores import UploadPolicy
 
 __all__ = (

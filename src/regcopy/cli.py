@@ -425,7 +425,7 @@ def prune_cmd(plan_path: str, dry_run: bool | None, yes: bool, cap: int | None, 
     """Delete tags by a retention PLAN (a prune plan, or a sync plan with a prune section): keep the
     latest N by semver or created time, protected tags and anything newer than an age. A dry run
     unless --yes or --no-dry-run."""
-    from regcopy.prune import PruneReport, load_prune, run_prune
+    from regcopy.retention import PruneReport, load_prune
 
     _setup_logging(verbose)
     if dry_run and yes:
@@ -440,7 +440,7 @@ def prune_cmd(plan_path: str, dry_run: bool | None, yes: bool, cap: int | None, 
     async def run() -> None:
         async with _client(authfile, insecure) as client:
             try:
-                await run_prune(client, plan, dry_run=dry, cap=cap, report=report)
+                await client.prune(plan, dry_run=dry, cap=cap, report=report)
             except anyio.get_cancelled_exc_class():
                 report.interrupted = True
                 raise

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -19,13 +20,9 @@ from typing import Any, Self
 import aiohttp
 import anyio
 
-from regcopy.credentials import Credential as _Credential
 from regcopy.credentials import (
     CredentialStore,
-    DockerConfigCredentials,
-    HelperCredentials,
     RoutedCredentials,
-    StaticCredentials,
     default_credentials,
 )
 from regcopy.digest import Digest, verify_chunks
@@ -40,6 +37,7 @@ from regcopy.errors import (
 )
 from regcopy.inspect import ImageInfo, image_info
 from regcopy.ledger import BlobLedger
+from regcopy.locations import AnyRepository, LocalRepository, is_local, parse_repository
 from regcopy.manifest import Manifest, Platform
 from regcopy.progress import Reporter, null_reporter
 from regcopy.reference import LocalLocation, Reference, Repository, parse_location
@@ -47,16 +45,16 @@ from regcopy.registry._policy import RegistrySettings
 from regcopy.registry._tokens import TokenCache
 from regcopy.registry.manifests import catalog, tags_list
 from regcopy.registry.transport import PingResult, Transport
+from regcopy.retention import PrunePlan, PruneReport, load_prune, run_prune
 from regcopy.stores.base import Destination, Source, UploadJournal
 from regcopy.stores.local import LocalStore, RepositoryView, local_identifier, open_local, repositories
 from regcopy.stores.mirrored import MirroredSource
 from regcopy.stores.registry import RegistryStore, UploadPolicy
-from regcopy.sync.config import host_platform as config_host_platform
-from regcopy.sync.config import load_plan
-from regcopy.sync.endpoints import AnyRepository, LocalRepository, is_local, parse_repository
 from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import SyncPlan
+from regcopy.sync.plan import load_plan
 from regcopy.sync.scheduler import SyncOptions, SyncReport, run_sync
+from regcopy.sync.skopeo import host_platform as skopeo_host_platform
 
 __all__ = ("Client", "DeleteResult", "copy", "host_platform")
 
@@ -289,7 +287,6 @@ class Client:
             raise ManifestNotFound(f"{r} not found", registry=r.registry)
         return digest
 
-
     # ------------------------------------------------------------------ housekeeping
     async def catalog(self, registry: str) -> list[str]:
         """Every repository of a registry (``/v2/_catalog``), sorted.
@@ -367,30 +364,14 @@ class Client:
         return sorted(found)
 
     # ------------------------------------------------------------------ sync
-    def apply_plan_registries(self, plan: SyncPlan) -> None:
+    def apply_plan_registries(self, plan: SyncPlan | PrunePlan) -> None:
         """Adopt a plan's per-registry settings and credential sources for its hosts."""
         for host, cfg in plan.registries.items():
-            base = self.settings_for(host)
-            self.settings[host] = replace(
-                base, scheme=cfg.scheme, ca_file=cfg.ca_file or base.ca_file,
-                client_cert=cfg.client_cert or base.client_cert, client_key=cfg.client_key or base.client_key,
-                max_concurrency=cfg.max_concurrency or base.max_concurrency,
-                requests_per_second=cfg.requests_per_second or base.requests_per_second,
-                request_timeout=cfg.request_timeout or base.request_timeout,
-            )
+            self.settings[host] = cfg.over(self.settings_for(host))
             if cfg.mirrors:
                 self.mirrors[host] = cfg.mirrors
-            creds = cfg.credentials
-            if creds is None:
-                continue
-            if creds.helper:
-                self.credentials.route(host, HelperCredentials({host: creds.helper}, refresh_after=creds.refresh_after))
-            elif creds.authfile:
-                self.credentials.route(host, DockerConfigCredentials([creds.authfile],
-                                                                     refresh_after=creds.refresh_after))
-            else:
-                self.credentials.route(host, StaticCredentials({host: _Credential(
-                    username=creds.username, password=creds.password, identity_token=creds.identity_token)}))
+            if cfg.credentials is not None:
+                self.credentials.route(host, cfg.credentials.store(host))
 
     async def sync(
         self,
@@ -419,6 +400,22 @@ class Client:
             return await self._sync(plan, options, reporter, report, journal)
         finally:
             self.upload_journal = previous
+
+    async def prune(self, plan: PrunePlan | str | Path, *, dry_run: bool = True, cap: int | None = None,
+                    now: datetime | None = None, report: PruneReport | None = None) -> PruneReport:
+        """Apply a retention plan (:mod:`regcopy.retention`); a dry run unless ``dry_run=False``.
+
+        :param plan: a :class:`~regcopy.retention.PrunePlan` or the path of a plan file (a prune plan,
+            or a sync plan with a ``prune:`` section); its ``registries:`` are adopted first
+        :param cap: at most this many manifest deletions over the run
+        :param now: the reference time for ``older_than`` (default: now)
+        :param report: a report to fill as the run goes (kept by the caller if the run is cancelled)
+        :raises ConfigError: the plan is invalid; other failures are in the report, not raised
+        """
+        if not isinstance(plan, PrunePlan):
+            plan = load_prune(plan)
+        self.apply_plan_registries(plan)
+        return await run_prune(self, plan, dry_run=dry_run, cap=cap, now=now, report=report)
 
     async def _sync(self, plan: SyncPlan, options: SyncOptions, reporter: Reporter | None,
                     report: SyncReport | None, journal: SyncJournal | None) -> SyncReport:
@@ -574,9 +571,9 @@ class DeleteResult:
 def host_platform() -> Platform:
     """This machine's platform (``linux/amd64`` on x86_64), the default pick from an index.
 
-    The same mapping as skopeo sync without ``--all`` (:func:`regcopy.sync.config.host_platform`).
+    The same mapping as skopeo sync without ``--all`` (:func:`regcopy.sync.skopeo.host_platform`).
     """
-    return Platform.parse(config_host_platform())
+    return Platform.parse(skopeo_host_platform())
 
 
 async def _pick_platform(store: RegistryStore, index: Manifest, wanted: Platform) -> Manifest:

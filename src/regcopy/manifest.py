@@ -31,6 +31,7 @@ __all__ = (
     "OCI_MANIFEST",
     "Descriptor",
     "Manifest",
+    "ManifestInfo",
     "Platform",
     "build_index",
 )
@@ -105,6 +106,15 @@ class Platform:
 
     def __str__(self) -> str:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestInfo:
+    """What a HEAD tells: digest, media type and size of the manifest a tag or digest points to."""
+
+    digest: Digest
+    media_type: str
+    size: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -221,7 +221,7 @@ async def test_plan_request_timeout_bounds_a_dripping_registry(
     hostile: HostileRegistry, tmp_path: Path, sample_layout: tuple[Path, dict[str, str]]
 ) -> None:
     """``registries.<host>.request_timeout`` in a plan reaches the host's transport."""
-    from regcopy.sync.config import parse_plan
+    from regcopy.sync.plan import parse_plan
 
     hostile.put_image(sample_layout[0], IMAGE, "app")
     hostile.script.drip["tags"] = DRIP

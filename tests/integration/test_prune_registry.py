@@ -19,8 +19,8 @@ import yaml
 
 import regcopy
 from conftest import make_client  # type: ignore[import-not-found]
-from regcopy.prune import delete_tags, parse_prune, run_prune
 from regcopy.reference import Repository
+from regcopy.retention import delete_tags, parse_prune, run_prune
 from servers import skopeo
 from servers.images import ImageSpec, IndexSpec, LayerSpec, Spec, write_layout
 from servers.registry import RegistryServer
@@ -189,6 +189,28 @@ async def test_deletes_disabled_is_an_error_in_the_report(http_registry: Registr
         assert not report.ok and "deletes are disabled" in report.repositories[0].errors[0]
         assert [d.tag for d in report.repositories[0].skipped] == ["0.9.0"]
         assert await client.tags(repo) == ["0.9.0", "2.0.0"]
+
+
+async def test_client_prune_adopts_the_plans_registries(registry_factory: Any, history: Any, tmp_path: Path) -> None:
+    # A TLS registry with basic auth that the client knows nothing about: only the plan's registries:
+    # section (CA and credentials) lets it in. run_prune uses its backend as it is, so it cannot.
+    server = registry_factory("basic", delete=True)
+    assert server.ca_pem_path is not None and server.username and server.password
+    repo = f"{server.host}/lib/app"
+    push(server, history, "lib/app", {"0.9.0": "0.9.0", "2.0.0": "2.0.0"})
+    plan = tmp_path / "prune.yaml"
+    plan.write_text(yaml.safe_dump({
+        "registries": {server.host: {"tls": "https", "ca_file": str(server.ca_pem_path), "credentials": {
+            "username": server.username, "password": server.password}}},
+        "prune": [{"repository": repo, "keep_latest": 1}],
+    }))
+    async with regcopy.Client(credentials=regcopy.StaticCredentials({})) as client:
+        unadopted = await run_prune(client, parse_prune(yaml.safe_load(plan.read_text())), dry_run=False)
+        assert not unadopted.ok and not unadopted.repositories[0].deleted
+        report = await client.prune(plan, dry_run=False, now=NOW)
+        assert report.ok, report.to_json()
+        assert [d.tag for d in report.repositories[0].deleted] == ["0.9.0"]
+        assert await client.tags(repo) == ["2.0.0"]
 
 
 def cli(*args: str, authfile: Path) -> subprocess.CompletedProcess[str]:

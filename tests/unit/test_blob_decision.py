@@ -9,14 +9,15 @@ import pytest
 from memstores import MemDestination, MemMountingDestination, MemSource, MemStorage, add_image
 
 from regcopy.digest import Digest
+from regcopy.filters import TagFilter
 from regcopy.ledger import BlobDecision, BlobLedger
+from regcopy.locations import AnyRepository, LocalRepository
 from regcopy.manifest import Descriptor
 from regcopy.progress import BlobDone, BlobMounted, BlobSkipped, Event
 from regcopy.reference import LocalLocation, Repository
 from regcopy.stores.base import Destination, Origin, Source
 from regcopy.stores.local import LocalStore, RepositoryView, open_local
-from regcopy.sync.endpoints import AnyRepository, LocalRepository
-from regcopy.sync.model import SyncEntry, SyncPlan, TagFilter
+from regcopy.sync.model import SyncEntry, SyncPlan
 from regcopy.sync.scheduler import SyncOptions, SyncReport, run_sync
 
 BLOB = Descriptor("application/octet-stream", Digest.of(b"blob"), 4)

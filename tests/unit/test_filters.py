@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 
 from regcopy.digest import Digest
 from regcopy.errors import ConfigError
-from regcopy.sync.filters import compile_repo_filter, compile_tag_filter, unanchored
-from regcopy.sync.model import RepoFilter, TagFilter
+from regcopy.filters import RepoFilter, TagFilter, compile_repo_filter, compile_tag_filter, unanchored
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64

@@ -25,14 +25,17 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from regcopy import planfile, plansettings
 from regcopy.cli import cli
 from regcopy.errors import ConfigError
-from regcopy.prune import PrunePlan, load_prune, parse_prune
-from regcopy.sync import config
-from regcopy.sync.config import from_skopeo_yaml, load_plan, parse_plan
-from regcopy.sync.filters import compile_tag_filter
+from regcopy.filters import TagFilter, compile_tag_filter
+from regcopy.retention import PrunePlan, load_prune, parse_prune
+from regcopy.sync import plan as sync_plan
+from regcopy.sync import skopeo as sync_skopeo
 from regcopy.sync.journal import SyncJournal
-from regcopy.sync.model import SyncPlan, TagFilter
+from regcopy.sync.model import SyncPlan
+from regcopy.sync.plan import load_plan, parse_plan
+from regcopy.sync.skopeo import from_skopeo_yaml
 
 HANG_GUARD = 5.0  # seconds; the bombs below took 60-90 s before the loader bounded them
 CLI_GUARD = 20.0  # seconds for a whole `python -m regcopy` run (interpreter start and imports included)
@@ -183,17 +186,17 @@ def test_aliases_of_a_real_plan_still_work(write: Callable[..., Path]) -> None:
 def test_the_node_bound_is_exact(write: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
     # {sync: [a, a, a]}: the mapping, its key, the list and three items, two of them aliases.
     path = write("sync: [&a a, *a, *a]\n")
-    monkeypatch.setattr(config, "_MAX_NODES", 6)
+    monkeypatch.setattr(planfile, "_MAX_NODES", 6)
     assert "must be a mapping" in str(refused(SYNC, path)[0])  # loaded; the entries are wrong
-    monkeypatch.setattr(config, "_MAX_NODES", 5)
+    monkeypatch.setattr(planfile, "_MAX_NODES", 5)
     assert "aliases expand the document to more than 5 nodes" in str(refused(SYNC, path)[0])
-    monkeypatch.setattr(config, "_MAX_NODES", 3)
+    monkeypatch.setattr(planfile, "_MAX_NODES", 3)
     assert "the document has more than 3 nodes" in str(refused(SYNC, path)[0])
 
 
 def test_millions_of_small_nodes_are_refused_with_little_memory(write: Callable[..., Path]) -> None:
     """A 4 MiB flow list of two million scalars took 91 s and 1.4 GB before the node bound."""
-    size = config._MAX_PLAN_BYTES
+    size = planfile._MAX_PLAN_BYTES
     path = write("sync: [" + "a," * ((size - 10) // 2) + "a]\n")
     assert path.stat().st_size <= size
     result, seconds, rss_kb = run_cli(["sync", str(path)])
@@ -207,7 +210,7 @@ def test_millions_of_small_nodes_are_refused_with_little_memory(write: Callable[
 
 @pytest.mark.parametrize("front", FRONTS, ids=[f.name for f in FRONTS])
 def test_an_oversize_plan_is_refused_before_parsing(write: Callable[..., Path], front: Front) -> None:
-    path = write(b"# " + b"x" * config._MAX_PLAN_BYTES + b"\nsync: []\n")
+    path = write(b"# " + b"x" * planfile._MAX_PLAN_BYTES + b"\nsync: []\n")
     exc, seconds = refused(front, path)
     assert str(exc) == f"{path}: the file is larger than 4 MiB, the limit for a plan"
     assert seconds < HANG_GUARD
@@ -216,9 +219,9 @@ def test_an_oversize_plan_is_refused_before_parsing(write: Callable[..., Path], 
 def test_the_size_bound_is_exact(write: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
     text = "sync: [{source: quay.io/org/app, target: reg.io/m/app}]\n"
     path = write(text)
-    monkeypatch.setattr(config, "_MAX_PLAN_BYTES", len(text))
+    monkeypatch.setattr(planfile, "_MAX_PLAN_BYTES", len(text))
     assert len(load_plan(path).entries) == 1
-    monkeypatch.setattr(config, "_MAX_PLAN_BYTES", len(text) - 1)
+    monkeypatch.setattr(planfile, "_MAX_PLAN_BYTES", len(text) - 1)
     assert "larger than" in str(refused(SYNC, path)[0])
 
 
@@ -229,7 +232,7 @@ def test_an_endless_file_is_refused() -> None:
 
 
 def test_the_cli_refuses_an_oversize_plan(write: Callable[..., Path]) -> None:
-    path = write(b"sync: []\n" + b"#" * config._MAX_PLAN_BYTES)
+    path = write(b"sync: []\n" + b"#" * planfile._MAX_PLAN_BYTES)
     result, _, _ = run_cli(["sync", str(path)])
     assert_usage_error(result, "larger than 4 MiB")
 
@@ -434,8 +437,9 @@ _LEAVES = st.integers(0, 7).flatmap(
     )
 )
 _PLAN_KEYS = st.sampled_from(sorted({
-    *config._TOP_KEYS, *config._ENTRY_KEYS, *config._TAG_KEYS, *config._REGISTRY_KEYS, *config._CREDENTIAL_KEYS,
-    *config._SKOPEO_KEYS, *config._SKOPEO_CREDENTIAL_KEYS, "repository", "namespace", "keep_latest", "older_than",
+    *sync_plan._TOP_KEYS, *sync_plan._ENTRY_KEYS, *sync_plan._TAG_KEYS, *plansettings._REGISTRY_KEYS,
+    *plansettings._CREDENTIAL_KEYS, *sync_skopeo._SKOPEO_KEYS, *sync_skopeo._SKOPEO_CREDENTIAL_KEYS, "repository",
+    "namespace", "keep_latest", "older_than",
     "order", "protect", "cap", "<<", "quay.io", "reg.io:5000", "a/b",
 }))
 

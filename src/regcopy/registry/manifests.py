@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final
 from urllib.parse import quote
 
@@ -24,7 +23,7 @@ from regcopy.errors import (
     RegistryError,
     Unsupported,
 )
-from regcopy.manifest import MANIFEST_ACCEPT, MAX_MANIFEST_SIZE, Manifest
+from regcopy.manifest import MANIFEST_ACCEPT, MAX_MANIFEST_SIZE, Manifest, ManifestInfo
 from regcopy.registry._challenge import CATALOG_SCOPE, Scope
 from regcopy.registry._errors import redact_url
 from regcopy.registry._headers import parse_link_next
@@ -44,15 +43,6 @@ __all__ = (
 )
 
 MAX_PAGES: Final = 100_000
-
-
-@dataclass(frozen=True, slots=True)
-class ManifestInfo:
-    """What a HEAD tells: digest, media type and size of the manifest a tag or digest points to."""
-
-    digest: Digest
-    media_type: str
-    size: int
 
 
 def pull_scope(repo: str) -> Scope:

@@ -17,11 +17,11 @@ from typing import Protocol, runtime_checkable
 import anyio
 
 from regcopy.digest import Digest
-from regcopy.manifest import Descriptor, Manifest
+from regcopy.manifest import Descriptor, Manifest, ManifestInfo
 
 __all__ = (
-    "BlobOpener", "Committer", "Deleter", "Destination", "Mounter", "Origin", "RangeReader", "Source", "UploadJournal",
-    "close_stream",
+    "BlobOpener", "Committer", "Deleter", "Destination", "ManifestHead", "Mounter", "Origin", "RangeReader", "Source",
+    "UploadJournal", "close_stream",
 )
 
 
@@ -116,6 +116,16 @@ class RangeReader(Protocol):
 
     def open_blob_at(self, desc: Descriptor, offset: int) -> AsyncIterator[bytes]:
         """The bytes of a blob from ``offset`` on (unverified)."""
+        ...
+
+
+@runtime_checkable
+class ManifestHead(Protocol):
+    """A source that answers a manifest HEAD with the media type and size, not only the digest
+    (a registry: distribution-spec, "Checking if content exists in the registry")."""
+
+    async def head_manifest(self, ref: str) -> ManifestInfo | None:
+        """Digest, media type and size of what a tag or digest points to, or None when absent."""
         ...
 
 

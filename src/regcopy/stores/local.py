@@ -90,7 +90,7 @@ async def local_identifier(location: LocalLocation, store: LocalStore) -> str:
 class RepositoryView:
     """One repository inside a shared local store, for a sync run that puts many into one store.
 
-    Tags map to the store's refs (``v1`` → ``ns/app:v1``; see :mod:`regcopy.sync.endpoints`);
+    Tags map to the store's refs (``v1`` → ``ns/app:v1``; see :mod:`regcopy.locations`);
     digests pass through. Not a :class:`Committer`: the run commits the shared store once, at its end.
 
     :param store: the open store (shared by every view on it)

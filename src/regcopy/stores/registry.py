@@ -22,7 +22,7 @@ import anyio
 
 from regcopy.digest import Digest
 from regcopy.errors import ContentError, RateLimited, RegcopyError, RegistryError, TransportError
-from regcopy.manifest import Descriptor, Manifest
+from regcopy.manifest import Descriptor, Manifest, ManifestInfo
 from regcopy.registry import blobs, manifests
 from regcopy.registry._challenge import Scope
 from regcopy.registry.transport import Transport
@@ -121,8 +121,11 @@ class RegistryStore:
 
     # -- source
     async def head(self, ref: str) -> Digest | None:
-        info = await manifests.manifest_head(self.transport, self._repository, ref, scopes=self._scopes())
+        info = await self.head_manifest(ref)
         return None if info is None else info.digest
+
+    async def head_manifest(self, ref: str) -> ManifestInfo | None:
+        return await manifests.manifest_head(self.transport, self._repository, ref, scopes=self._scopes())
 
     async def resolve(self, ref: str) -> Manifest:
         return await manifests.manifest_get(self.transport, self._repository, ref, scopes=self._scopes())

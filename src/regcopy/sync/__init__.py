@@ -1,7 +1,8 @@
 """``regcopy sync``: mirroring many repositories from a plan.
 
 Owns the sync package's public surface: the plan values of :mod:`regcopy.sync.model` and the plan
-builders of :mod:`regcopy.sync.config` (regcopy's plan YAML, skopeo sync's YAML and ``--src docker``),
+builders of :mod:`regcopy.sync.plan` (regcopy's plan YAML) and :mod:`regcopy.sync.skopeo` (skopeo
+sync's YAML and ``--src docker``),
 plus :func:`target_repository`, the naming rule for where a source repository lands, and the scheduler
 that runs a plan (:func:`run_sync`, :class:`SyncOptions`, :class:`SyncReport`) with its run journal
 (:class:`SyncJournal`).
@@ -9,19 +10,13 @@ that runs a plan (:func:`run_sync`, :class:`SyncOptions`, :class:`SyncReport`) w
 
 from __future__ import annotations
 
-from regcopy.sync.config import from_skopeo_docker, from_skopeo_yaml, load_plan, parse_plan, target_repository
+from regcopy.filters import RepoFilter, TagFilter
+from regcopy.plansettings import Credentials, RegistryConfig
 from regcopy.sync.journal import SyncJournal
-from regcopy.sync.model import (
-    Credentials,
-    Naming,
-    RegistryConfig,
-    RepoFilter,
-    SourceKind,
-    SyncEntry,
-    SyncPlan,
-    TagFilter,
-)
+from regcopy.sync.model import Naming, SourceKind, SyncEntry, SyncPlan
+from regcopy.sync.plan import load_plan, parse_plan, target_repository
 from regcopy.sync.scheduler import ImageJob, ImageReport, SyncBackend, SyncOptions, SyncReport, run_sync
+from regcopy.sync.skopeo import from_skopeo_docker, from_skopeo_yaml
 
 __all__ = (
     "Credentials",

@@ -30,7 +30,7 @@ from typing import IO, Any, Final
 
 from regcopy.digest import Digest
 from regcopy.errors import ConfigError
-from regcopy.sync.config import _short
+from regcopy.planfile import short
 
 __all__ = ("SyncJournal",)
 
@@ -163,7 +163,7 @@ def _load(path: Path, text: str, images: dict[tuple[str, str], dict[str, Any]],
     if not isinstance(header, dict) or header.get("journal") != MAGIC:
         raise ConfigError(f"{path}: not a regcopy sync journal (refusing to overwrite it)")
     if header.get("version") != VERSION:
-        shown = _short(header.get("version"))
+        shown = short(header.get("version"))
         raise ConfigError(f"{path}: sync journal version {shown}; this regcopy reads {VERSION}")
     unfinished = True
     for number, line in enumerate(lines[1:], start=2):

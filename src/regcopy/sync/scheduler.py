@@ -16,7 +16,7 @@ Phases (ISSUE #5):
    per-registry limits live in each host's transport). One failing image does not stop the others;
    failed images are tried once more at the end of the pass.
 6. **Delete extra tags** of entries with ``delete_extra`` (an exact mirror, ISSUE #8 §3): target
-   tags the entry did not select, through :func:`regcopy.prune.delete_tags` (protect patterns, a
+   tags the entry did not select, through :func:`regcopy.retention.delete_tags` (protect patterns, a
    cap, never a digest a staying tag still uses); skipped for an entry whose discovery failed.
 
 The scheduler reaches registries only through a :class:`SyncBackend` the client provides, so it
@@ -30,7 +30,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 import anyio
 
@@ -46,13 +46,9 @@ from regcopy.engine import (
     plan_image,
 )
 from regcopy.errors import RegcopyError
+from regcopy.filters import compile_repo_filter, compile_tag_filter
 from regcopy.ledger import BlobAction, BlobDecision, BlobLedger
-from regcopy.manifest import Descriptor, Platform
-from regcopy.progress import Reporter, null_reporter
-from regcopy.reference import Reference, Repository
-from regcopy.stores.base import Deleter, Destination, Source
-from regcopy.sync.config import target_repository
-from regcopy.sync.endpoints import (
+from regcopy.locations import (
     AnyReference,
     AnyRepository,
     is_local,
@@ -60,12 +56,14 @@ from regcopy.sync.endpoints import (
     parse_repository,
     split_endpoint,
 )
-from regcopy.sync.filters import compile_repo_filter, compile_tag_filter
+from regcopy.manifest import Descriptor, Platform
+from regcopy.progress import Reporter, null_reporter
+from regcopy.reference import Reference, Repository
+from regcopy.retention import DeletionBudget, PruneReport, PruneStore, delete_tags
+from regcopy.stores.base import Destination, Source
 from regcopy.sync.journal import SyncJournal
-
-if TYPE_CHECKING:
-    from regcopy.prune import PruneReport
 from regcopy.sync.model import SyncEntry, SyncPlan
+from regcopy.sync.plan import target_repository
 
 __all__ = ("ImageJob", "ImageReport", "SyncBackend", "SyncOptions", "SyncReport", "run_sync")
 
@@ -121,7 +119,7 @@ class SyncOptions:
 class ImageJob:
     """One image to mirror: source reference → target reference (tag, or digest when pinned).
 
-    Either side may be a registry :class:`Reference` or a :class:`~regcopy.sync.endpoints.LocalImage`.
+    Either side may be a registry :class:`Reference` or a :class:`~regcopy.locations.LocalImage`.
     """
 
     entry: str
@@ -564,9 +562,6 @@ async def _delete_extra(backend: SyncBackend, plan: SyncPlan, jobs: list[ImageJo
                         dst_tags: dict[AnyRepository, set[str]], broken: set[str], options: SyncOptions,
                         report: SyncReport) -> None:
     """Delete target tags that entries with ``delete_extra`` did not select (dry run: report them)."""
-    # Imported here: regcopy.prune imports regcopy.sync.config, whose package imports this module.
-    from regcopy.prune import DeletionBudget, PruneReport, delete_tags
-
     entries = [e for e in plan.entries if e.delete_extra is not None]
     if not entries:
         return
@@ -586,7 +581,7 @@ async def _delete_extra(backend: SyncBackend, plan: SyncPlan, jobs: list[ImageJo
         for repo in sorted({j.target.repo for j in jobs if j.entry == entry.name and j.target_tag}, key=str):
             extra = sorted(dst_tags.get(repo, set()) - wanted[repo])
             destination = backend.destination(repo)
-            if not extra or not isinstance(destination, Deleter):
+            if not extra or not isinstance(destination, PruneStore):
                 continue  # a local store keeps its extra tags: it cannot delete
             await delete_tags(destination, extra, protect=entry.delete_extra.protect, cap=budget,
                               dry_run=options.dry_run, reason="not in the source", report=report.deletions)

@@ -1,4 +1,4 @@
-"""Addressing of plan repositories in registries and local stores (sync/endpoints.py, stores/local.split_ref)."""
+"""Addressing of plan repositories in registries and local stores (locations.py, stores/local.split_ref)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from regcopy.errors import InvalidReference
+from regcopy.locations import LocalRepository, join_endpoint, parse_repository, split_endpoint
 from regcopy.reference import LocalLocation, Repository
 from regcopy.stores.local import join_ref, split_ref
-from regcopy.sync.endpoints import LocalRepository, join_endpoint, parse_repository, split_endpoint
 
 
 @pytest.mark.parametrize("text, endpoint, path", [
