@@ -1,6 +1,12 @@
-"""Everything that speaks HTTP to a distribution-spec registry; the only aiohttp user of regcopy."""
+"""Everything that speaks HTTP to a distribution-spec registry; the only aiohttp user of regcopy.
 
+The names other layers use are exported here: the transport and its probe result, the host settings,
+the client's token cache and the token scopes a store asks for.
+"""
+
+from regcopy.registry._challenge import Scope
 from regcopy.registry._policy import SCHEME_MODES, RegistrySettings, SchemeMode, is_local_host
+from regcopy.registry._tokens import TokenCache
 from regcopy.registry.transport import PingResult, ProbeOutcome, Reply, Transport
 
 __all__ = (
@@ -10,6 +16,8 @@ __all__ = (
     "RegistrySettings",
     "Reply",
     "SchemeMode",
+    "Scope",
+    "TokenCache",
     "Transport",
     "is_local_host",
 )

@@ -23,8 +23,7 @@ import anyio
 from regcopy.digest import Digest
 from regcopy.errors import ContentError, RateLimited, RegcopyError, RegistryError, TransportError
 from regcopy.manifest import Descriptor, Manifest, ManifestInfo
-from regcopy.registry import blobs, manifests
-from regcopy.registry._challenge import Scope
+from regcopy.registry import Scope, blobs, manifests
 from regcopy.registry.transport import Transport
 from regcopy.stores.base import BlobOpener, Origin, UploadJournal
 
