@@ -61,7 +61,7 @@ _HUB: Final = "docker.io"
 # docker/cli getAuthConfigKey and c/image treat these as one registry (docs/protocol.md#credential-files).
 _HUB_ALIASES: Final = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 # Docker Hub's key in config.json and the server URL its credential helpers know it by
-# (docs/protocol.md#credential-files, #docker-hub).
+# (docs/protocol.md#credential-files and docs/protocol.md#docker-hub).
 _HUB_SERVER_URL: Final = "https://index.docker.io/v1/"
 
 _Kind = Literal["docker", "containers", "legacy"]

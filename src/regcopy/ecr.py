@@ -29,7 +29,7 @@ import anyio
 from regcopy.credstore import ANONYMOUS, Credential, CredentialCache, CredentialStore
 from regcopy.errors import ConfigError, CredentialError
 
-__all__ = ("EcrClient", "EcrCredentials", "EcrRegistry", "parse_ecr_host")
+__all__ = ("ClientFactory", "EcrClient", "EcrCredentials", "EcrRegistry", "parse_ecr_host")
 
 logger = logging.getLogger(__name__)
 

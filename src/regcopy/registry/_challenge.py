@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Final, NoReturn
 
 from regcopy.errors import ProtocolViolation
-from regcopy.registry._errors import redact_url
 
 __all__ = (
     "CATALOG_SCOPE",
@@ -24,7 +23,6 @@ __all__ = (
     "merge_scopes",
     "parse_www_authenticate",
     "pick_challenge",
-    "read_challenge",
 )
 
 # RFC 7230 §3.2.6 tchar, and RFC 7235 §2.1 token68 characters (the trailing '=' padding handled apart).
@@ -106,19 +104,6 @@ def pick_challenge(challenges: Iterable[Challenge]) -> Challenge | None:
         if challenge.scheme == "basic" and basic is None:
             basic = challenge
     return basic
-
-
-def read_challenge(values: Sequence[str], *, registry: str, url: str) -> Challenge | None:
-    """The challenge to answer among a 401's ``WWW-Authenticate`` headers; None when there is none.
-
-    :raises ProtocolViolation: a malformed header; the error names the registry and the (redacted) URL
-    """
-    if not values:
-        return None
-    try:
-        return pick_challenge(parse_www_authenticate(values))
-    except ProtocolViolation as exc:
-        raise ProtocolViolation(exc.message, registry=registry, method="GET", url=redact_url(url)) from exc
 
 
 class _Scanner:

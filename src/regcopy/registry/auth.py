@@ -24,16 +24,29 @@ from yarl import URL
 
 from regcopy.credstore import Credential, CredentialStore
 from regcopy.errors import AuthenticationError, ProtocolViolation, RegistryTimeout, TransportError
-from regcopy.registry._challenge import Challenge, Scope, merge_scopes
+from regcopy.registry._challenge import Challenge, Scope, merge_scopes, parse_www_authenticate, pick_challenge
 from regcopy.registry._errors import error_from_response, redact_url
 from regcopy.registry._origin import origin_of
 from regcopy.registry._policy import RegistrySettings, is_local_host
 from regcopy.registry._tokens import Token, TokenCache, parse_token_response, token_key
 from regcopy.registry.exchange import USER_AGENT, HostState, Reply, client_timeouts, map_errors, read_body
 
-__all__ = ("Authenticator",)
+__all__ = ("Authenticator", "read_challenge")
 
 log = logging.getLogger(__name__)
+
+
+def read_challenge(values: Sequence[str], *, registry: str, url: str) -> Challenge | None:
+    """The challenge to answer among a 401's ``WWW-Authenticate`` headers; None when there is none.
+
+    :raises ProtocolViolation: a malformed header; the error names the registry and the (redacted) URL
+    """
+    if not values:
+        return None
+    try:
+        return pick_challenge(parse_www_authenticate(values))
+    except ProtocolViolation as exc:
+        raise ProtocolViolation(exc.message, registry=registry, method="GET", url=redact_url(url)) from exc
 
 
 class Authenticator:

@@ -44,8 +44,8 @@ __all__ = (
 
 log = logging.getLogger(__name__)
 
-OCTET: Final = "application/octet-stream"
-READ_SIZE: Final = 256 * 1024
+_OCTET: Final = "application/octet-stream"
+_READ_SIZE: Final = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +75,7 @@ async def blob_chunks(
     *,
     offset: int = 0,
     resumes: int = 3,
-    read_size: int = READ_SIZE,
+    read_size: int = _READ_SIZE,
 ) -> AsyncIterator[bytes]:
     """Stream a blob's bytes from ``offset``; a broken stream resumes with ``Range: bytes=N-``.
 
@@ -157,7 +157,7 @@ async def upload_stream(
         another offset answers 416 instead of appending in the wrong place (spec §Pushing a blob in
         chunks)
     """
-    headers = {"Content-Type": OCTET}
+    headers = {"Content-Type": _OCTET}
     if size is not None:
         headers["Content-Length"] = str(size)
     if start and size:
@@ -170,7 +170,7 @@ async def upload_stream(
 async def upload_chunk(t: Transport, repo: str, location: str, data: bytes, start: int) -> tuple[str, int | None]:
     """PATCH one chunk with ``Content-Range: start-end``; returns the next Location and the Range end+1."""
     headers = {
-        "Content-Type": OCTET,
+        "Content-Type": _OCTET,
         "Content-Range": f"{start}-{start + len(data) - 1}",
         "Content-Length": str(len(data)),
     }
@@ -187,7 +187,7 @@ async def upload_finish(
     blob for a monolithic upload, streamed when ``data`` is an async iterable of ``size`` bytes)."""
     url = location + ("&" if "?" in location else "?") + "digest=" + quote(str(digest), safe=":")
     length = len(data) if isinstance(data, bytes) else size
-    headers = {"Content-Type": OCTET}
+    headers = {"Content-Type": _OCTET}
     if length is not None:
         headers["Content-Length"] = str(length)
     reply = await t.request("PUT", url, scopes=(push_scope(repo),), headers=headers, data=data, ok=(201, 204),

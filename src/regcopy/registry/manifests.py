@@ -42,7 +42,7 @@ __all__ = (
     "tags_list",
 )
 
-MAX_PAGES: Final = 100_000
+_MAX_PAGES: Final = 100_000
 
 
 def pull_scope(repo: str) -> Scope:
@@ -175,7 +175,7 @@ async def _paginate(t: Transport, path: str, key: str, scopes: Sequence[Scope]) 
     items: list[str] = []
     target: str | None = path
     seen: set[str] = set()
-    for _ in range(MAX_PAGES):
+    for _ in range(_MAX_PAGES):
         if target is None:
             return items
         if target in seen:

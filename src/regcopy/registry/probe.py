@@ -22,9 +22,10 @@ from yarl import URL
 
 from regcopy.errors import TransportError
 from regcopy.reference import api_host
-from regcopy.registry._challenge import Challenge, read_challenge
+from regcopy.registry._challenge import Challenge
 from regcopy.registry._errors import parse_retry_after
 from regcopy.registry._policy import RegistrySettings
+from regcopy.registry.auth import read_challenge
 from regcopy.registry.exchange import USER_AGENT, client_timeouts, describe, ssl_for, tls_failure
 
 __all__ = ("NoEndpoint", "PingResult", "Probe", "ProbeOutcome")

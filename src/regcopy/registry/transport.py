@@ -44,13 +44,13 @@ from regcopy.errors import (
     TransportError,
 )
 from regcopy.reference import api_host
-from regcopy.registry._challenge import Challenge, Scope, read_challenge
+from regcopy.registry._challenge import Challenge, Scope
 from regcopy.registry._errors import error_from_response, redact_url
 from regcopy.registry._origin import Foreign, Origin, Target, classify, origin_of, show
 from regcopy.registry._pacing import BodyPacer, Progress, paced_chunks, slices
 from regcopy.registry._policy import RegistrySettings
 from regcopy.registry._tokens import TokenCache
-from regcopy.registry.auth import Authenticator
+from regcopy.registry.auth import Authenticator, read_challenge
 from regcopy.registry.exchange import (
     USER_AGENT,
     HostState,
@@ -68,9 +68,9 @@ __all__ = ("PingResult", "ProbeOutcome", "Reply", "Target", "Transport")
 
 log = logging.getLogger(__name__)
 
-IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
-REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
-MAX_REDIRECTS: Final = 5
+_IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS: Final = 5
 
 
 class Transport:
@@ -211,7 +211,7 @@ class Transport:
         # The body is read here, inside the retry loop: a body cut short (reset, early close, stall)
         # is a failed attempt like any other, never a short answer (StreamReader.read(n) returns
         # what has arrived so far, not n bytes). ``stream`` does one attempt per call for this.
-        may_retry = (method in IDEMPOTENT if retry is None else retry) and not isinstance(data, AsyncIterable)
+        may_retry = (method in _IDEMPOTENT if retry is None else retry) and not isinstance(data, AsyncIterable)
         attempts = self.settings.retries + 1 if may_retry else 1
         attempt = 0
         while True:
@@ -264,7 +264,7 @@ class Transport:
         ping = await self.ping()
         first = self.target(target)
         replayable = not isinstance(data, AsyncIterable)
-        may_retry = (method in IDEMPOTENT if retry is None else retry) and replayable
+        may_retry = (method in _IDEMPOTENT if retry is None else retry) and replayable
         attempts = self.settings.retries + 1 if may_retry else 1
         auth_state = _AuthState(ping.challenge, scopes)
         attempt = 0
@@ -385,14 +385,14 @@ class Transport:
         hdrs.setdefault("User-Agent", USER_AGENT)
         if isinstance(data, bytes) and blob:
             hdrs.setdefault("Content-Length", str(len(data)))  # sent as slices, still not chunked
-        for _ in range(MAX_REDIRECTS + 1):
+        for _ in range(_MAX_REDIRECTS + 1):
             send_headers = CIMultiDict(hdrs)
             if auth and target.credentials:
                 send_headers["Authorization"] = auth
             resp = await self._request(method, target.url, send_headers, data, scope, blob)
             try:
                 location = resp.headers.get("Location")
-                if follow_redirects and resp.status in REDIRECTS and location:
+                if follow_redirects and resp.status in _REDIRECTS and location:
                     target = self.target(location, base=target.url, what="redirect")
                     continue
                 with map_errors(self.registry, method, target.url):

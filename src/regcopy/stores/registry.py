@@ -32,9 +32,9 @@ __all__ = ("RegistryStore", "Strategy", "UploadPolicy", "UploadStats")
 log = logging.getLogger(__name__)
 
 Strategy = Literal["stream", "chunked", "monolithic"]
-REJECTED_SHAPE: Final = frozenset({400, 405, 411, 413, 415, 416, 501})
-MIN_CHUNK: Final = 256 * 1024
-MIN_PROGRESS: Final = 1024 * 1024
+_REJECTED_SHAPE: Final = frozenset({400, 405, 411, 413, 415, 416, 501})
+_MIN_CHUNK: Final = 256 * 1024
+_MIN_PROGRESS: Final = 1024 * 1024
 _GONE: Final = frozenset({"BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN"})
 _NOT_SHAPE: Final = frozenset({"DIGEST_INVALID", "BLOB_UPLOAD_INVALID"})
 
@@ -222,7 +222,7 @@ class RegistryStore:
                         self.policy.stats.resumed += 1
                         # Progress is free, a resume that gained little is not: ≥ 1 MiB, as c/image's
                         # body_reader decides whether to reconnect.
-                        if session.offset - begun < MIN_PROGRESS:
+                        if session.offset - begun < _MIN_PROGRESS:
                             attempts += 1
                         log.info("upload of %s broke (%s); resuming at byte %d of %d", desc.digest.short, exc,
                                  session.offset, desc.size)
@@ -247,7 +247,7 @@ class RegistryStore:
             raise exc.cause
         if failed == "stream":
             self.policy.strategy = "chunked"
-        elif failed == "chunked" and exc.status == 413 and self.policy.chunk_size > MIN_CHUNK:
+        elif failed == "chunked" and exc.status == 413 and self.policy.chunk_size > _MIN_CHUNK:
             self.policy.chunk_size //= 2
         elif failed == "chunked":
             self.policy.strategy = "monolithic"
@@ -368,7 +368,7 @@ class RegistryStore:
         except RegistryError as exc:
             # On a resumed session a 416 says the offset is wrong (spec), not that the shape is.
             resumed_416 = start > 0 and exc.status == 416
-            if exc.status in REJECTED_SHAPE and not (_NOT_SHAPE & set(exc.codes)) and not resumed_416:
+            if exc.status in _REJECTED_SHAPE and not (_NOT_SHAPE & set(exc.codes)) and not resumed_416:
                 raise _ShapeRejected(exc) from exc
             raise
 
