@@ -375,8 +375,8 @@ _OUTSIDE = ("PROTO" + "COL", "ARCHI" + "TECTURE", "ANC" + "HORS")
 FOREIGN_CITATIONS = (
     re.compile(r"\b(?:" + "|".join(_OUTSIDE) + r")(?:\.md)?[\s#*>]*\u00a7"),  # "X §2.1", across a line break too
     re.compile(r"\b(?:" + "|".join(_OUTSIDE) + r")\.md"),
-    re.compile("shared" + "/design"),
-    re.compile(r"\bissues?[\s#*>]*#\s*\d+", re.IGNORECASE),  # "issue #6", "ISSUE #8 §4"
+    re.compile(r"\.\./shared\b|\bshared/(?:design|seeds|hooks)\b"),  # the documents beside the project
+    re.compile(r"\bissues?[\s#*>]*#\s*\d+", re.IGNORECASE),  # an issue number, in any case
     re.compile(r"\bIS" + r"SUE\b"),
 )
 # Files a citation could hide in.
@@ -424,7 +424,7 @@ def anchors(markdown: str) -> set[str]:
 
 
 def broken_anchors(files: Iterable[Path], root: Path, docs: Path) -> list[str]:
-    """Citations ``docs/X.md#anchor`` (anywhere) and links ``(X.md#anchor)``/``(#anchor)`` (in docs/)
+    """Citations ``docs/<file>.md#<anchor>`` (anywhere) and links ``(<file>.md#<anchor>)``/``(#<anchor>)`` (in docs/)
     whose document or heading does not exist."""
     cache: dict[str, set[str] | None] = {}
 

@@ -189,15 +189,16 @@ def test_checker_fails_foreign_citations(tmp_path: Path) -> None:
     planted = {
         "a.py": f"# see {outside} \u00a72.1\n",
         "b.md": f"as {outside}\n    # \u00a74 says\n",  # split over a line break
-        "c.py": "'''fixed by " + "ISSUE #6 item 2'''\n",
-        "d.md": "long runs (" + "issue #8)\n",
-        "e.md": "[design](../" + "shared/design/X.md)\n",
+        "c.py": "'''fixed by " + "IS" + "SUE #6 item 2'''\n",
+        "d.md": "long runs (" + "iss" + "ue #8)\n",
+        "e.md": "[design](../" + "sha" + "red/design/X.md)\n",
+        "f.py": "# Buildkit's rule; see ../" + "sha" + "red/seeds\n",
         "fine.py": "# distribution spec, Pushing blobs; docs/protocol.md#upload-sessions; distribution#3141\n",
     }
     for name, text in planted.items():
         (tmp_path / name).write_text(text)
     found = foreign_citations(text_files(tmp_path, list(planted)), tmp_path)
-    assert sorted(line.split(":")[0] for line in found) == ["a.py", "b.md", "c.py", "d.md", "e.md"]
+    assert sorted(line.split(":")[0] for line in found) == ["a.py", "b.md", "c.py", "d.md", "e.md", "f.py"]
 
 
 def test_checker_fails_a_broken_anchor(tmp_path: Path) -> None:
@@ -205,6 +206,7 @@ def test_checker_fails_a_broken_anchor(tmp_path: Path) -> None:
     docs.mkdir()
     (docs / "p.md").write_text("# P\n\n## Upload sessions\n\n### `Range: 0-0`\n\nsee [below](#upload-sessions)"
                                " and [gone](#nowhere)\n")
-    (tmp_path / "m.py").write_text("# docs/p.md#upload-sessions docs/p.md#range-0-0 docs/p.md#gone docs/q.md#x\n")
+    d = "docs/"  # spelled apart, so that this file cites no missing anchor itself
+    (tmp_path / "m.py").write_text(f"# {d}p.md#upload-sessions {d}p.md#range-0-0 {d}p.md#gone {d}q.md#x\n")
     found = broken_anchors(text_files(tmp_path, ["docs", "m.py"]), tmp_path, docs)
-    assert found == ["docs/p.md:7: docs/p.md#nowhere", "m.py:1: docs/p.md#gone", "m.py:1: docs/q.md#x"]
+    assert found == [f"{d}p.md:7: {d}p.md#nowhere", f"m.py:1: {d}p.md#gone", f"m.py:1: {d}q.md#x"]

@@ -1,7 +1,7 @@
 """Manifests as raw bytes plus a read-only parsed view: media types, descriptors, platforms.
 
 A :class:`Manifest` keeps the exact bytes it was read from and derives its digest from them; it is
-never re-serialised (ARCHITECTURE §0 rule 3: the digest is the sha256 of the bytes received). Only
+never re-serialised (the digest is the sha256 of the bytes received: docs/protocol.md#manifests). Only
 building a *new* filtered index (``--platform`` subsets) serialises JSON, and that is a new digest.
 """
 
@@ -58,7 +58,7 @@ INDEX_TYPES: Final = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
 _IMAGE_TYPES: Final = frozenset({OCI_MANIFEST, DOCKER_MANIFEST, OCI_ARTIFACT})
 MANIFEST_TYPES: Final = INDEX_TYPES | _IMAGE_TYPES
 # distribution 2.8.2 returns OCI content only when its exact type is listed, and converts a list
-# fetched by tag to its amd64 child without the list type (PROTOCOL §2.2): always send all four.
+# fetched by tag to its amd64 child without the list type (docs/protocol.md#manifests): always send all four.
 MANIFEST_ACCEPT: Final = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST, OCI_ARTIFACT))
 
 # Registries must accept manifests of at least 4 MiB (spec §Pushing Manifests); 2.8.2 caps PUT at 4 MiB.

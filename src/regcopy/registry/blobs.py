@@ -1,6 +1,6 @@
 """Blob operations on a registry: HEAD, streaming GET with Range resume, mount, and upload primitives.
 
-Upload shapes (distribution-spec §Pushing blobs; PROTOCOL §1.3, §2.1):
+Upload shapes (distribution spec, "Pushing blobs"; docs/protocol.md#pushing-blobs, docs/protocol.md#upload-sessions):
 
 * streamed PATCH: ``POST`` → one ``PATCH`` carrying the whole blob → ``PUT ?digest=`` (skopeo, ggcr);
 * chunked PATCH: ``POST`` → ``PATCH`` per chunk with ``Content-Range`` → ``PUT ?digest=``;
@@ -124,7 +124,7 @@ async def blob_mount(t: Transport, repo: str, digest: Digest, from_repo: str) ->
     """Cross-repository mount (``POST ?mount=&from=``): 201 mounted, 202 an upload session opened.
 
     2.8.2 only mounts when both parameters are present and the token grants pull on ``from``
-    in the same token (PROTOCOL §2.1, §3.3).
+    in the same token (docs/protocol.md#pushing-blobs, docs/protocol.md#scopes).
     """
     path = f"/v2/{repo}/blobs/uploads/?mount={quote(str(digest), safe=':')}&from={quote(from_repo, safe='/')}"
     # Shielded like upload_start: a 202 opens a session, whose Location the caller must see to close it.
@@ -201,7 +201,8 @@ async def upload_finish(
 
 async def upload_status(t: Transport, repo: str, location: str) -> tuple[str, int | None]:
     """GET the session status: the Location to continue with and the bytes the registry holds
-    (``Range: 0-<last>``, None without one; 2.8.2 answers ``0-0`` for an empty session, PROTOCOL §2.1).
+    (``Range: 0-<last>``, None without one; 2.8.2 answers ``0-0`` for an empty session,
+    docs/registry-quirks.md).
 
     A session that is gone is 404 ``BLOB_UPLOAD_UNKNOWN``/``_INVALID`` (2.8.2 after a broken PATCH)."""
     reply = await t.request("GET", location, scopes=(push_scope(repo),), ok=(204, 200))
@@ -209,8 +210,8 @@ async def upload_status(t: Transport, repo: str, location: str) -> tuple[str, in
 
 
 async def upload_cancel(t: Transport, repo: str, location: str) -> bool:
-    """Best-effort ``DELETE`` of an upload session (spec@main); needs the ``delete`` action under
-    token auth (PROTOCOL §2.1), so failures are expected and ignored. Returns whether it worked."""
+    """Best-effort ``DELETE`` of an upload session (docs/protocol.md#upload-sessions); needs the ``delete``
+    action under token auth, so failures are expected and ignored. Returns whether it worked."""
     scopes = (Scope.repository(repo, "pull", "push", "delete"),)
     with anyio.move_on_after(10):
         # A DELETE that lands while 2.8.2 still tears down the PATCH this client just broke

@@ -9,14 +9,14 @@ Owns one append-only JSON-lines file. Records, one per line:
   session opened, or its newest ``Location``; ``{"closed": {...}}`` — committed or cancelled;
 * ``{"complete": true}`` — the run ended without failures; the next run starts a fresh journal.
 
-A journal whose run did not complete is *resumed*: its finished images are skipped without a single
-request (the incremental check would find them up to date anyway, at the price of two HEADs each),
-and its open upload sessions are offered back to the store, which asks the registry how much of each
-it holds (ISSUE #6 §3). Records are flushed line by line without ``fsync``: the kernel keeps what a
-SIGKILLed process wrote; after a power loss a lost tail only means redoing that work. A torn last
-line (killed mid-write) or a corrupt line is ignored for the same reason: the journal can make a run
-skip work, never make it skip something unfinished — an image is journalled only once it is done.
-The writes are a few hundred bytes into the page cache, so they stay on the event loop thread.
+A journal whose run did not complete is *resumed*: its finished images are skipped without a single request
+(the incremental check would find them up to date anyway, at the price of two HEADs each), and its open
+upload sessions are offered back to the store, which asks the registry how much of each it holds
+(docs/architecture.md#resumable-uploads). Records are flushed line by line without ``fsync``: the kernel
+keeps what a SIGKILLed process wrote; after a power loss a lost tail only means redoing that work. A torn
+last line (killed mid-write) or a corrupt line is ignored for the same reason: the journal can make a run
+skip work, never make it skip something unfinished — an image is journalled only once it is done. The writes
+are a few hundred bytes into the page cache, so they stay on the event loop thread.
 """
 
 from __future__ import annotations
