@@ -98,9 +98,7 @@ async def blob_chunks(
                 async for chunk in t.blob_body(resp, read_size):
                     pos += len(chunk)
                     yield chunk
-            if size is not None and pos < size:
-                raise TransportError(f"blob body ended after {pos} of {size} bytes", registry=t.registry,
-                                     method="GET", url=redact_url(t.url(path)))
+            _check_whole(t, path, pos, size)
             return
         except TransportError as exc:
             failures += 1
@@ -108,6 +106,13 @@ async def blob_chunks(
                 raise
             log.info("GET blob %s broke at byte %d (%s); resuming with Range", digest.short, pos, exc)
             await anyio.sleep(min(0.2 * failures, 2.0))
+
+
+def _check_whole(t: Transport, path: str, pos: int, size: int | None) -> None:
+    """A stream that ended before ``size`` bytes broke (a connection closed early): resume it."""
+    if size is not None and pos < size:
+        raise TransportError(f"blob body ended after {pos} of {size} bytes", registry=t.registry,
+                             method="GET", url=redact_url(t.url(path)))
 
 
 def _check_resumed(t: Transport, status: int, content_range: str | None, pos: int, url: str) -> None:
