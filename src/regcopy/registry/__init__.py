@@ -1,7 +1,7 @@
 """Everything that speaks HTTP to a distribution-spec registry; the only aiohttp user of regcopy."""
 
-from regcopy.registry._policy import SCHEME_MODES, RegistrySettings, SchemeMode, is_local_host
 from regcopy.registry.transport import PingResult, ProbeOutcome, Reply, Transport
+from regcopy.settings import SCHEME_MODES, RegistrySettings, SchemeMode, is_local_host
 
 __all__ = (
     "SCHEME_MODES",

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from regcopy.filters import RepoFilter, RepoMatcher, compile_repo_filter
-from regcopy.plansettings import RegistryConfig
+from regcopy.settings import Overrides
 
 __all__ = (
     "Decision",
@@ -74,7 +74,7 @@ class PrunePlan:
     """Prune rules plus per-registry settings (the same ``registries:`` section as a sync plan)."""
 
     rules: tuple[PruneRule, ...]
-    registries: Mapping[str, RegistryConfig] = field(default_factory=dict)
+    registries: Mapping[str, Overrides] = field(default_factory=dict)
     path: str | None = None
 
     def rule_for(self, repository: str) -> PruneRule | None:

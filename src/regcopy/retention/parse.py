@@ -15,8 +15,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
-from regcopy.errors import InvalidReference
 from regcopy.filters import RepoFilter, compile_repo_filter
+from regcopy.locations import LocalRepository
 from regcopy.planaddress import as_location, as_repository
 from regcopy.planfile import (
     At,
@@ -149,10 +149,10 @@ def _scope(f: dict[str, object], at: At) -> tuple[ScopeKind, str]:
     kind: ScopeKind = "repository" if given[0] == "repository" else "namespace"
     text = as_string(f[kind], at.field(kind))
     if kind == "namespace":
-        host, prefix = as_location(text.rstrip("/"), at.field(kind), what="namespace", host_required=True)
-        if not _is_registry(host):
+        namespace = as_location(text.rstrip("/"), at.field(kind), what="namespace", host_required=True)
+        if isinstance(namespace, LocalRepository):
             raise at.field(kind).error(f"{short(text)} is not on a registry: prune deletes from registries only")
-        return kind, f"{host}/{prefix}" if prefix else host
+        return kind, namespace.name
     hint = "a rule covers all tags of a repository; to cover many repositories use namespace"
     repo = as_repository(text, at.field(kind), what="repository", hint=hint)
     if not isinstance(repo, Repository):  # sync plans also name local stores (oci:DIR)
@@ -178,10 +178,3 @@ def _older_than(value: object, at: At) -> timedelta:
         return parse_duration(value)
     except ValueError as exc:
         raise at.error(str(exc)) from None
-
-
-def _is_registry(host: str) -> bool:
-    try:
-        return Repository.parse(f"{host}/x/x").registry == host
-    except InvalidReference:
-        return False
