@@ -39,7 +39,7 @@ from regcopy.ledger import BlobLedger
 from regcopy.manifest import Manifest, Platform
 from regcopy.progress import Reporter, null_reporter
 from regcopy.reference import LocalLocation, Reference, Repository, parse_location
-from regcopy.registry._tokens import TokenCache
+from regcopy.registry import TokenCache
 from regcopy.registry.manifests import catalog, tags_list
 from regcopy.registry.transport import PingResult, Transport
 from regcopy.retention import PrunePlan, PruneReport, load_prune, run_prune

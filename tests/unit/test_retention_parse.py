@@ -19,7 +19,6 @@ from retention_cases import REPO, doc
 
 from regcopy.errors import ConfigError
 from regcopy.filters import RepoFilter
-from regcopy.plansettings import RegistryConfig
 from regcopy.retention import (
     PrunePlan,
     PruneRule,
@@ -28,6 +27,7 @@ from regcopy.retention import (
     parse_prune,
 )
 from regcopy.retention import parse as retention_parse
+from regcopy.settings import Overrides
 
 # ============================================================================================ durations
 
@@ -62,7 +62,7 @@ def test_a_whole_plan() -> None:
         ],
     }, "p.yaml")
     assert plan.path == "p.yaml"
-    assert plan.registries == {"reg.example:5000": RegistryConfig("reg.example:5000", scheme="http")}
+    assert plan.registries == {"reg.example:5000": Overrides({"scheme": "http"})}
     app, team, hub = plan.rules
     protect = (re.compile("latest", re.ASCII), re.compile("release-.*", re.ASCII))
     assert app == PruneRule("app", REPO, "repository", 5, "semver", protect, timedelta(days=30), 10)

@@ -1,5 +1,6 @@
 """Everything that speaks HTTP to a distribution-spec registry; the only aiohttp user of regcopy."""
 
+from regcopy.registry._tokens import TokenCache
 from regcopy.registry.transport import PingResult, ProbeOutcome, Reply, Transport
 from regcopy.settings import SCHEME_MODES, RegistrySettings, SchemeMode, is_local_host
 
@@ -10,6 +11,7 @@ __all__ = (
     "RegistrySettings",
     "Reply",
     "SchemeMode",
+    "TokenCache",
     "Transport",
     "is_local_host",
 )
