@@ -175,18 +175,10 @@ class Client:
         """Probe a registry and report the scheme chosen and why."""
         return await self.transport(registry, scheme=scheme).ping()
 
-    async def copy(
-        self,
-        src: str | Reference | LocalLocation,
-        dst: str | Reference | LocalLocation,
-        *,
-        platforms: Sequence[PlatformSpec] = (),
-        jobs: int = 6,
-        reporter: Reporter | None = None,
-        force: bool = False,
-        src_settings: RegistrySettings | None = None,
-        dst_settings: RegistrySettings | None = None,
-    ) -> CopyResult:
+    async def copy(self, src: str | Reference | LocalLocation, dst: str | Reference | LocalLocation, *,
+                   platforms: Sequence[PlatformSpec] = (), jobs: int = 6, reporter: Reporter | None = None,
+                   force: bool = False, src_settings: RegistrySettings | None = None,
+                   dst_settings: RegistrySettings | None = None) -> CopyResult:
         """Copy one image or index between any two locations.
 
         Locations are registry references (``docker://`` optional) or ``oci:DIR[:REF]``,
@@ -199,10 +191,11 @@ class Client:
         :param jobs: blobs in flight for this image
         :param reporter: receives progress events
         :param force: push even when the destination tag already holds the same digest
+        :param src_settings: settings of the source's host for this copy (default: the client's)
+        :param dst_settings: settings of the destination's host for this copy (default: the client's)
         :raises RegcopyError: the copy failed; nothing incomplete is tagged
         """
-        src_loc = _location(src)
-        dst_loc = _location(dst)
+        src_loc, dst_loc = _location(src), _location(dst)
         retries_before = self.retries()
         async with self._open(src_loc, writable=False, settings=src_settings) as source, \
                 self._open(dst_loc, writable=True, settings=dst_settings) as destination:
@@ -228,30 +221,15 @@ class Client:
         else:
             yield self.registry_store(location, writable=writable, settings=settings)
 
-    async def copy_all_tags(
-        self,
-        src: str | Repository,
-        dst: str | Repository,
-        *,
-        jobs: int = 6,
-        images: int = 4,
-        reporter: Reporter | None = None,
-        **kwargs: Any,
-    ) -> list[CopyResult]:
+    async def copy_all_tags(self, src: str | Repository, dst: str | Repository, *, jobs: int = 6, images: int = 4,
+                            reporter: Reporter | None = None, **kwargs: Any) -> list[CopyResult]:
         """Copy every tag of a repository, ``images`` at a time (crane ``copy --all-tags``).
 
         :raises CopyFailed: some tags failed (the others were copied)
         """
-        src_repo = src if isinstance(src, Repository) else Repository.parse(_strip_docker(src))
-        dst_repo = dst if isinstance(dst, Repository) else Repository.parse(_strip_docker(dst))
+        src_repo, dst_repo = _repository(src), _repository(dst)
         tags = await tags_list(self.transport(src_repo.registry, scheme=src_repo.scheme), src_repo.path)
-        target = self.registry_store(dst_repo, writable=True)
-        try:
-            await tags_list(target.transport, dst_repo.path)
-            self.ledger.set_empty(target.storage_id, dst_repo.path, False)
-        except NotFound:
-            # A new repository holds only what this copy puts there: its blob HEADs are certain 404s.
-            self.ledger.set_empty(target.storage_id, dst_repo.path, True)
+        await self._note_if_new(dst_repo)
         results: list[CopyResult] = []
         errors: list[BaseException] = []
         limiter = anyio.CapacityLimiter(max(1, images))
@@ -272,9 +250,19 @@ class Client:
             raise CopyFailed(f"{len(errors)} of {len(tags)} tags failed", errors)
         return results
 
+    async def _note_if_new(self, repo: Repository) -> None:
+        """Tell the ledger whether ``repo`` exists: a new repository holds only what a copy puts there,
+        so its blob HEADs are certain 404s."""
+        target = self.registry_store(repo, writable=True)
+        try:
+            await tags_list(target.transport, repo.path)
+            self.ledger.set_empty(target.storage_id, repo.path, False)
+        except NotFound:
+            self.ledger.set_empty(target.storage_id, repo.path, True)
+
     async def tags(self, repo: str | Repository) -> list[str]:
         """Every tag of a repository, sorted."""
-        r = repo if isinstance(repo, Repository) else Repository.parse(_strip_docker(repo))
+        r = _repository(repo)
         return await tags_list(self.transport(r.registry, scheme=r.scheme), r.path)
 
     async def digest(self, ref: str | Reference) -> Digest:
@@ -410,8 +398,8 @@ class Client:
                                report=report)
 
 
-def _strip_docker(text: str) -> str:
-    return text.removeprefix("docker://")
+def _repository(value: str | Repository) -> Repository:
+    return value if isinstance(value, Repository) else Repository.parse(value.removeprefix("docker://"))
 
 
 def _location(value: str | Reference | LocalLocation) -> Reference | LocalLocation:
