@@ -27,9 +27,9 @@ from regcopy.errors import AuthenticationError, ProtocolViolation, RegistryTimeo
 from regcopy.registry._challenge import Challenge, Scope, merge_scopes, parse_www_authenticate, pick_challenge
 from regcopy.registry._errors import error_from_response, redact_url
 from regcopy.registry._origin import origin_of
-from regcopy.registry._policy import RegistrySettings, is_local_host
 from regcopy.registry._tokens import Token, TokenCache, parse_token_response, token_key
 from regcopy.registry.exchange import USER_AGENT, HostState, Reply, client_timeouts, map_errors, read_body
+from regcopy.settings import RegistrySettings, is_local_host
 
 __all__ = ("Authenticator", "read_challenge")
 

@@ -34,7 +34,7 @@ from regcopy.errors import (
     redact,
 )
 from regcopy.registry._errors import redact_url
-from regcopy.registry._policy import RegistrySettings
+from regcopy.settings import RegistrySettings
 
 __all__ = (
     "USER_AGENT",

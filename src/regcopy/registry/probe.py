@@ -24,9 +24,9 @@ from regcopy.errors import TransportError
 from regcopy.reference import api_host
 from regcopy.registry._challenge import Challenge
 from regcopy.registry._errors import parse_retry_after
-from regcopy.registry._policy import RegistrySettings
 from regcopy.registry.auth import read_challenge
 from regcopy.registry.exchange import USER_AGENT, client_timeouts, describe, ssl_for, tls_failure
+from regcopy.settings import RegistrySettings
 
 __all__ = ("NoEndpoint", "PingResult", "Probe", "ProbeOutcome")
 

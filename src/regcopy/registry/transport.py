@@ -48,7 +48,6 @@ from regcopy.registry._challenge import Challenge, Scope
 from regcopy.registry._errors import error_from_response, redact_url
 from regcopy.registry._origin import Foreign, Origin, Target, classify, origin_of, show
 from regcopy.registry._pacing import BodyPacer, Progress, paced_chunks, slices
-from regcopy.registry._policy import RegistrySettings
 from regcopy.registry._tokens import TokenCache
 from regcopy.registry.auth import Authenticator, read_challenge
 from regcopy.registry.exchange import (
@@ -63,6 +62,7 @@ from regcopy.registry.exchange import (
     ssl_for,
 )
 from regcopy.registry.probe import NoEndpoint, PingResult, Probe, ProbeOutcome
+from regcopy.settings import RegistrySettings
 
 __all__ = ("PingResult", "ProbeOutcome", "Reply", "Target", "Transport")
 
