@@ -39,8 +39,8 @@ def test_the_table_lists_only_modules_that_exist() -> None:
 
 
 def test_the_table_only_points_down() -> None:
-    assert LAYERS.order[0] == "cli" and LAYERS.order[-1] == "values"
-    assert LAYERS.may_import["values"] == frozenset({"values"})
+    assert LAYERS.order[0] == "cli" and LAYERS.order[-1] == "errors"
+    assert LAYERS.may_import["errors"] == frozenset({"errors"})
     assert not upward_allowances(LAYERS)
 
 

@@ -35,7 +35,7 @@ KNOWN, GRAPH = import_graph(SRC)
 MAX_MODULE_LINES = 600
 FUNCTION_LIMIT = 40
 # Functions over FUNCTION_LIMIT lines today. Lower it when you shorten one; never raise it.
-LONG_FUNCTION_CEILING = 10
+LONG_FUNCTION_CEILING = 4
 SELF_CONTAINED = ("src", "tests", "docs", "examples", "benchmarks", "scripts", "README.md")
 
 

@@ -18,9 +18,9 @@ from memstores import MemMountingDestination, MemSource, MemStorage, add_image
 
 from regcopy.digest import Digest
 from regcopy.errors import ConfigError, ManifestNotFound, StoreError, TransportError
-from regcopy.locations import AnyRepository
+from regcopy.locations import AnyNamespace, AnyRepository
 from regcopy.manifest import Descriptor, Manifest
-from regcopy.reference import Repository
+from regcopy.reference import Namespace, Repository
 from regcopy.stores.base import BlobOpener, Destination, Origin, Source
 from regcopy.sync.model import SyncPlan
 from regcopy.sync.plan import parse_plan
@@ -110,7 +110,9 @@ class Registries:
     def calls_of(self, kind: str) -> list[tuple[str, ...]]:
         return [c for c in self.calls if c[0] == kind]
 
-    async def catalog(self, registry: str) -> list[str]:
+    async def catalog(self, where: AnyNamespace) -> list[str]:
+        assert isinstance(where, Namespace)
+        registry = where.registry
         self.calls.append(("catalog", registry))
         if registry in self.broken:
             raise TransportError("connection reset", registry=registry)
