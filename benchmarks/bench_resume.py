@@ -1,4 +1,4 @@
-"""Resumable uploads (ISSUE #6 item 2): what a blob upload cut at 90 % costs.
+"""Resumable uploads: what a blob upload cut at 90 % costs.
 
 One image with one big poorly compressible layer (default 1 GiB; ``--size-mib``) is pushed by the
 ``regcopy copy`` CLI from an OCI layout through :class:`FaultyProxy`, which cuts the layer's PATCH
@@ -6,7 +6,7 @@ after ``--cut`` of its bytes (default 0.9), into:
 
 * ``spec``: :class:`servers.spec_registry.SpecRegistry` (in this process), which keeps the bytes of a
   cut PATCH: regcopy asks the upload status and sends only the rest;
-* ``2.8.2``: distribution 2.8.2, which cancels the session (PROTOCOL §2.1): regcopy starts afresh.
+* ``2.8.2``: distribution 2.8.2, which cancels the session (docs/registry-quirks.md): regcopy starts afresh.
 
 Each target also gets a clean run (no cut) as the reference. Per run: wall seconds, upload-body bytes
 the proxy forwarded to the registry (every PATCH/PUT/POST to ``/blobs/uploads/``) as a ratio to the

@@ -54,7 +54,7 @@ from regcopy.sync.report import SyncReport
 from regcopy.sync.scheduler import run_sync
 from regcopy.sync.skopeo import host_platform as skopeo_host_platform
 
-__all__ = ("Client", "DeleteResult", "copy", "host_platform")
+__all__ = ("Client", "DeleteResult", "PlatformSpec", "copy", "host_platform")
 
 log = logging.getLogger(__name__)
 

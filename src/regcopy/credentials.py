@@ -1,22 +1,24 @@
-"""Registry credentials: the :class:`Credential` value and the stores that find one for a registry host.
+"""Registry credentials: the stores that find a :class:`~regcopy.credstore.Credential` for a registry host.
 
 Owns reading docker ``config.json``, containers ``auth.json`` and legacy ``~/.dockercfg`` files and running
-docker credential helpers (PROTOCOL §6). No HTTP: turning a credential into a token is the transport's job.
+docker credential helpers (docs/protocol.md#credentials), and the default chain of stores (those files,
+then Amazon ECR). No HTTP: turning a credential into a token is the transport's job.
 
 **A credential belongs to one host.** Stores are asked with ``get(registry)`` for one ``host[:port]``
-(Docker Hub is ``"docker.io"``), and callers must never send the answer to another host: not after a redirect
-(blob GETs are redirected to CDNs, PROTOCOL §7), not for a cross-registry mount, not for a token realm the
-host did not name. Ask the store again for each host instead.
+(Docker Hub is ``"docker.io"``), and callers must never send the answer to another host: not after a
+redirect (blob GETs are redirected to CDNs, docs/protocol.md#docker-hub), not for a cross-registry
+mount, not for a token realm the host did not name. Ask the store again for each host instead.
 
-**Answers are cached per host** (:class:`_CredentialCache`): until :meth:`CredentialStore.forget`, which the
-transport calls when a registry or token server rejects a credential, or until a maximum age passes. Credential
-helpers cannot say when their answer expires, so :class:`HelperCredentials` and the helper answers of
-:class:`DockerConfigCredentials` take an optional ``refresh_after``; providers that know the expiry (ECR's
-12-hour token, :mod:`regcopy.ecr`) give it per answer. Lookups are single-flight per host.
+**Answers are cached per host** (:class:`~regcopy.credstore.CredentialCache`): until
+:meth:`CredentialStore.forget`, which the transport calls when a registry or token server rejects a
+credential, or until a maximum age passes. Credential helpers cannot say when their answer expires, so
+:class:`HelperCredentials` and the helper answers of :class:`DockerConfigCredentials` take an optional
+``refresh_after``; providers that know the expiry (ECR's 12-hour token, :mod:`regcopy.ecr`) give it per
+answer. Lookups are single-flight per host.
 
 Only host keys are used. containers auth.json may also hold repository-namespaced keys (``quay.io/org``,
-PROTOCOL §6.3); they are ignored, because applying one to the whole host would leak a repository-scoped
-secret to the host's other repositories.
+docs/protocol.md#credential-files); they are ignored, because applying one to the whole host would leak a
+repository-scoped secret to the host's other repositories.
 """
 
 from __future__ import annotations
@@ -25,21 +27,21 @@ import base64
 import binascii
 import json
 import logging
-import math
 import os
 import shutil
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal, Protocol, runtime_checkable
+from typing import Final, Literal
 
 import anyio
 
+from regcopy.credstore import ANONYMOUS, Credential, CredentialCache, CredentialStore
+from regcopy.ecr import EcrCredentials
 from regcopy.errors import ConfigError, CredentialError
 from regcopy.settings import Credentials
-from regcopy.singleflight import SingleFlight
 
 __all__ = (
     "ANONYMOUS",
@@ -57,105 +59,13 @@ __all__ = (
 logger = logging.getLogger(__name__)
 
 _HUB: Final = "docker.io"
-# docker/cli getAuthConfigKey and c/image treat these as one registry (PROTOCOL §6.1, §6.3).
+# docker/cli getAuthConfigKey and c/image treat these as one registry (docs/protocol.md#credential-files).
 _HUB_ALIASES: Final = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
-# Docker Hub's key in config.json and the server URL its credential helpers know it by (PROTOCOL §6.1, §7).
+# Docker Hub's key in config.json and the server URL its credential helpers know it by
+# (docs/protocol.md#credential-files and docs/protocol.md#docker-hub).
 _HUB_SERVER_URL: Final = "https://index.docker.io/v1/"
 
 _Kind = Literal["docker", "containers", "legacy"]
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class Credential:
-    """What to authenticate with; every field may be None. ``repr()`` shows the username only.
-
-    :ivar username: for Basic auth, token requests (``account=``) and the OAuth2 password grant
-    :ivar password: the password
-    :ivar identity_token: an OAuth2 refresh token (docker ``identitytoken``), exchanged by POST
-        (PROTOCOL §3.2)
-    :ivar registry_token: a bearer token sent directly to the registry (docker ``registrytoken``)
-    """
-
-    username: str | None = None
-    password: str | None = None
-    identity_token: str | None = None
-    registry_token: str | None = None
-
-    @property
-    def anonymous(self) -> bool:
-        """True when there is nothing to authenticate with."""
-        return not (self.username or self.password or self.identity_token or self.registry_token)
-
-    def __repr__(self) -> str:
-        def hidden(value: str | None) -> str:
-            return "None" if value is None else "'***'"
-
-        return (
-            f"Credential(username={self.username!r}, password={hidden(self.password)}, "
-            f"identity_token={hidden(self.identity_token)}, registry_token={hidden(self.registry_token)})"
-        )
-
-
-ANONYMOUS: Final = Credential()
-
-
-@runtime_checkable
-class CredentialStore(Protocol):
-    """Finds the credential of one registry host. The answer is for that host only (see the module doc)."""
-
-    async def get(self, registry: str) -> Credential:
-        """The credential for ``registry`` (``host[:port]``, Hub as ``docker.io``); :data:`ANONYMOUS` if none.
-
-        :raises CredentialError: a config file is unreadable or a credential helper failed
-        """
-        ...
-
-    def forget(self, registry: str) -> None:
-        """Drop anything cached for ``registry`` so the next :meth:`get` looks again (after a 401)."""
-        ...
-
-
-class _CredentialCache:
-    """Per-host credentials, each kept until forgotten or until its maximum age passes; one lookup per host at a
-    time. The one refresh mechanism of every store that looks credentials up (helpers, ECR).
-
-    Like the token cache: concurrent :meth:`get` calls for a host share one ``lookup``
-    (:class:`~regcopy.singleflight.SingleFlight`); a failed lookup is not cached and its exception reaches every
-    caller that waited on it (a failing helper runs once, not once per waiter); if the looking-up task was
-    cancelled, a waiter looks up on its own behalf.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self._entries: dict[str, tuple[Credential, float]] = {}  # host -> (credential, refresh at on clock)
-        self._flights: SingleFlight[str, Credential] = SingleFlight(share_errors=True)
-
-    async def get(self, host: str, lookup: Callable[[], Awaitable[tuple[Credential, float | None]]]) -> Credential:
-        """The cached credential of ``host`` if still fresh, else ``lookup()``'s.
-
-        :param lookup: returns the credential and its maximum age in seconds (None: until forgotten)
-        """
-        fresh = self._fresh(host)
-        if fresh is not None:
-            return fresh
-        credential, _ = await self._flights.do(host, lambda: self._lookup(host, lookup))
-        return credential
-
-    def _fresh(self, host: str) -> Credential | None:
-        entry = self._entries.get(host)
-        return entry[0] if entry is not None and self.clock() < entry[1] else None
-
-    async def _lookup(self, host: str, lookup: Callable[[], Awaitable[tuple[Credential, float | None]]]) -> Credential:
-        # A caller that took over from a cancelled lookup may find the answer another lookup stored meanwhile.
-        fresh = self._fresh(host)
-        if fresh is not None:
-            return fresh
-        credential, max_age = await lookup()
-        self._entries[host] = (credential, math.inf if max_age is None else self.clock() + max_age)
-        return credential
-
-    def forget(self, host: str) -> None:
-        self._entries.pop(host, None)
 
 
 def _max_age(refresh_after: float | None) -> float | None:
@@ -238,16 +148,18 @@ class _Config:
     where: str
     auths: Mapping[str, object]
     helpers: Mapping[str, str]  # normalised host -> helper suffix
-    store: str | None  # credsStore, only from docker config.json (PROTOCOL §6.3)
+    store: str | None  # credsStore, only from docker config.json (docs/protocol.md#credential-files)
 
 
 class DockerConfigCredentials(CredentialStore):
-    """Credentials from docker / containers config files and docker credential helpers (PROTOCOL §6).
+    """Credentials from docker / containers config files and docker credential helpers
+    (docs/protocol.md#credentials).
 
-    Files are searched in c/image order, then docker's (PROTOCOL §6.3); the first that yields a credential
-    wins. Within one file, ``credHelpers[host]`` wins, then an ``auths`` entry, then ``credsStore``. A file
-    named ``.dockercfg`` is read as the legacy format (the auth map at the top level); ``credsStore`` is only
-    honoured in files named ``config.json``, since containers auth.json does not support it.
+    Files are searched in c/image order, then docker's (docs/protocol.md#credential-files); the first
+    that yields a credential wins. Within one file, ``credHelpers[host]`` wins, then an ``auths`` entry,
+    then ``credsStore``. A file named ``.dockercfg`` is read as the legacy format (the auth map at the top
+    level); ``credsStore`` is only honoured in files named ``config.json``, since containers auth.json does
+    not support it.
 
     Answers (from files or helpers) are cached per registry until :meth:`forget`; a helper's answer also only
     for ``refresh_after`` seconds when that is set.
@@ -281,7 +193,7 @@ class DockerConfigCredentials(CredentialStore):
         self.paths = tuple(Path(p) for p in paths) if paths is not None else _default_paths(self._env, env is None)
         self._helper_timeout = helper_timeout
         self._refresh_after = _max_age(refresh_after)
-        self._cache = _CredentialCache(clock)
+        self._cache = CredentialCache(clock)
 
     async def get(self, registry: str) -> Credential:
         host = _registry(registry)
@@ -295,7 +207,7 @@ class DockerConfigCredentials(CredentialStore):
     async def _lookup(self, host: str) -> tuple[Credential, float | None]:
         """The credential and its maximum age (``refresh_after`` when a helper gave it, else None)."""
         if self._overlay:
-            # docker/cli DOCKER_AUTH_CONFIG: {"auths": {...}} overlaid on the files (PROTOCOL §6.1).
+            # docker/cli DOCKER_AUTH_CONFIG: {"auths": {...}} overlaid on the files (docs/protocol.md#credential-files).
             overlay = _parse_config(self._overlay.encode(), "DOCKER_AUTH_CONFIG", "containers")
             found = _from_auths(overlay, host)
             if found is not None:
@@ -327,7 +239,7 @@ class DockerConfigCredentials(CredentialStore):
 
 
 async def run_helper(suffix: str, host: str, *, env: Mapping[str, str], helper_timeout: float) -> Credential:
-    """``docker-credential-<suffix> get`` with the server URL on stdin (PROTOCOL §6.2).
+    """``docker-credential-<suffix> get`` with the server URL on stdin (docs/protocol.md#credential-helpers).
 
     :raises CredentialError: the helper is missing, times out, or fails (not "not found": anonymous)
     """
@@ -379,7 +291,7 @@ class HelperCredentials(CredentialStore):
         self._env = dict(os.environ if env is None else env)
         self._timeout = timeout
         self._refresh_after = _max_age(refresh_after)
-        self._cache = _CredentialCache(clock)
+        self._cache = CredentialCache(clock)
 
     async def get(self, registry: str) -> Credential:
         host = _registry(registry)
@@ -415,7 +327,7 @@ def _helper_answer(returncode: int, stdout: bytes, stderr: bytes, program: str, 
     if returncode != 0:
         output = (stdout + b"\n" + stderr).decode("utf-8", "replace")
         if "credentials not found" in output.lower():
-            return ANONYMOUS  # PROTOCOL §6.2: not found is not an error
+            return ANONYMOUS  # not found is not an error (docs/protocol.md#credential-helpers)
         lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
         out_lines = [line.strip() for line in stdout.decode("utf-8", "replace").splitlines() if line.strip()]
         if not lines and out_lines and not out_lines[0].startswith("{"):
@@ -436,7 +348,7 @@ def _helper_answer(returncode: int, stdout: bytes, stderr: bytes, program: str, 
             registry=host,
             helper=program,
         )
-    # Go's encoding/json matches field names case-insensitively (PROTOCOL §6.2).
+    # Go's encoding/json matches field names case-insensitively (docs/protocol.md#credential-helpers).
     fields = {str(k).lower(): v for k, v in data.items()}
     username, secret = fields.get("username") or "", fields.get("secret") or ""
     if not isinstance(username, str) or not isinstance(secret, str):
@@ -538,7 +450,7 @@ def _from_auths(config: _Config, host: str) -> Credential | None:
 
 
 def _decode_entry(entry: object, where: str, host: str) -> Credential:
-    """One ``auths`` entry (PROTOCOL §6.1). Errors name the file and registry, never a value."""
+    """One ``auths`` entry (docs/protocol.md#credential-files). Errors name the file and registry, never a value."""
     if not isinstance(entry, dict):
         raise CredentialError(f"{where}: the entry for {host} must be an object", registry=host)
     fields = {str(k).lower(): v for k, v in entry.items()}
@@ -576,6 +488,4 @@ def default_credentials(authfile: str | Path | None = None) -> CredentialStore:
     Files come first, so ``docker login`` entries and ``credHelpers`` (e.g. ``ecr-login``) keep working as
     they do for docker; the ECR provider only fills the gap where docker would send nothing.
     """
-    from regcopy.ecr import EcrCredentials  # here: regcopy.ecr builds on this module
-
     return ChainCredentials(DockerConfigCredentials(None if authfile is None else [authfile]), EcrCredentials())

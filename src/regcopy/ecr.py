@@ -1,10 +1,10 @@
-"""Amazon ECR credentials: a :class:`~regcopy.credentials.CredentialStore` that calls GetAuthorizationToken.
+"""Amazon ECR credentials: a :class:`~regcopy.credstore.CredentialStore` that calls GetAuthorizationToken.
 
 Owns recognising ECR registry hosts (``<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]``), one boto3 ECR
 client per region (created lazily, in a worker thread: boto3 is blocking), and turning the API's answer
 (base64 ``AWS:<password>``, valid 12 hours) into a Basic credential that is cached until shortly before it
 expires. The cache and its single-flight refresh are the ones every credential helper uses
-(``credentials._CredentialCache``): a long run refreshes the token by itself, and a rejected token is dropped
+(:class:`~regcopy.credstore.CredentialCache`): a long run refreshes the token by itself, and a rejected token is dropped
 by :meth:`EcrCredentials.forget` (the transport calls it on a 401) and fetched anew.
 
 boto3 is optional (``pip install regcopy[ecr]``) and imported only when an ECR host is first asked for, so
@@ -26,10 +26,10 @@ from typing import Any, Final, Protocol
 
 import anyio
 
-from regcopy.credentials import ANONYMOUS, Credential, CredentialStore, _CredentialCache
+from regcopy.credstore import ANONYMOUS, Credential, CredentialCache, CredentialStore
 from regcopy.errors import ConfigError, CredentialError
 
-__all__ = ("EcrClient", "EcrCredentials", "EcrRegistry", "parse_ecr_host")
+__all__ = ("ClientFactory", "EcrClient", "EcrCredentials", "EcrRegistry", "parse_ecr_host")
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class EcrCredentials(CredentialStore):
         self._hosts = hosts
         self._margin = margin
         self._wall = wall_clock
-        self._cache = _CredentialCache(clock)
+        self._cache = CredentialCache(clock)
         self._clients: dict[tuple[str, bool], EcrClient] = {}
 
     async def get(self, registry: str) -> Credential:

@@ -41,10 +41,10 @@ from regcopy.progress import (
 )
 from regcopy.stores.base import BlobOpener, Committer, Destination, Mounter, RangeReader, Source, close_stream
 
-__all__ = ("ByteBudget", "CopyResult", "ImagePlan", "Limits", "copy_blob", "copy_image", "plan_image")
+__all__ = ("ByteBudget", "CopyResult", "ImagePlan", "Limits", "copy_blob", "copy_image", "first_error", "plan_image")
 
 log = logging.getLogger(__name__)
-MAX_DEPTH = 8
+_MAX_DEPTH = 8
 
 class ByteBudget:
     """Bounds the bytes of blobs in flight across a run (docs/architecture.md, "Bulk sync").
@@ -156,12 +156,12 @@ async def _walk(
     source: Source, manifest: Manifest, out: list[Manifest], blobs: dict[Digest, Descriptor], depth: int,
     seen: set[Digest],
 ) -> None:
-    if depth > MAX_DEPTH:
-        raise InvalidManifest(f"index nesting deeper than {MAX_DEPTH}")
+    if depth > _MAX_DEPTH:
+        raise InvalidManifest(f"index nesting deeper than {_MAX_DEPTH}")
     for blob in manifest.blobs():
         blobs.setdefault(blob.digest, blob)
     children: list[Manifest] = []
-    async with fail_fast(), anyio.create_task_group() as tg:
+    async with _fail_fast(), anyio.create_task_group() as tg:
         for desc in manifest.children():
             if desc.digest in seen:
                 continue
@@ -263,14 +263,14 @@ async def _copy_blobs(
     limiter = anyio.CapacityLimiter(max(1, jobs))
     # Big blobs first: the longest transfer starts earliest, small ones fill the gaps.
     ordered = sorted(blobs, key=lambda b: b.size, reverse=True)
-    async with fail_fast(), anyio.create_task_group() as tg:
+    async with _fail_fast(), anyio.create_task_group() as tg:
         for blob in ordered:
             tg.start_soon(_copy_blob_limited, limiter, limits, source, destination, blob, reporter, ledger,
                           result)
 
 
 @asynccontextmanager
-async def fail_fast() -> AsyncIterator[None]:
+async def _fail_fast() -> AsyncIterator[None]:
     """Unwrap a fail-fast task group's exception group into its first real error.
 
     Siblings cancelled by the first failure add nothing, so callers get the cause itself and

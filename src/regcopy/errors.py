@@ -62,6 +62,7 @@ __all__ = (
     "TransportError",
     "Unsupported",
     "UnsupportedMediaType",
+    "redact",
 )
 
 # An absolute URL (its userinfo and query are secrets), or a registry API path with a query (an

@@ -20,7 +20,7 @@ __all__ = ("BlobAction", "BlobDecision", "BlobLedger")
 
 BlobAction = Literal["uploaded", "mounted", "skipped"]
 
-MOUNT_TRIES: Final = 3
+_MOUNT_TRIES: Final = 3
 """Mount candidates tried before uploading: each refused mount costs a round trip."""
 
 
@@ -119,4 +119,4 @@ class BlobLedger:
                 and origin.repository != destination.repository):
             # Same storage: the source repository holds the blob by definition.
             found = [origin.repository, *(r for r in found if r != origin.repository)]
-        return tuple(found[:MOUNT_TRIES])
+        return tuple(found[:_MOUNT_TRIES])

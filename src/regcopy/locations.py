@@ -1,10 +1,11 @@
 """Where a plan's repositories live: a registry, or a local OCI layout / oci-archive / docker-archive.
 
-Owns the addressing that lets a sync plan name local stores as source or target (ISSUE #7 §4): a
-local store is treated as a registry of its own, whose repositories are the name parts of its image
-refs. An OCI layout ref ``ns/app:v1`` (``org.opencontainers.image.ref.name``) or a docker-archive
-RepoTag ``ns/app:v1`` is tag ``v1`` of repository ``ns/app``; a bare ref ``v1`` (what ``skopeo copy
-… oci:DIR:v1`` writes) is tag ``v1`` of the unnamed repository ``""``.
+Owns the addressing that lets a sync plan name local stores as source or target
+(docs/architecture.md#bulk-sync-sync, "Local stores in plans"): a local store is treated as a registry of
+its own, whose repositories are the name parts of its image refs. An OCI layout ref ``ns/app:v1``
+(``org.opencontainers.image.ref.name``) or a docker-archive RepoTag ``ns/app:v1`` is tag ``v1`` of
+repository ``ns/app``; a bare ref ``v1`` (what ``skopeo copy … oci:DIR:v1`` writes) is tag ``v1`` of the
+unnamed repository ``""``.
 
 Text forms follow containers-transports(5): ``oci:DIR`` is the whole store, ``oci:DIR:ns`` a
 namespace or repository inside it, and ``oci:DIR:ns/app:v1`` one image, so a plan that exports

@@ -1,7 +1,7 @@
 """Manifests as raw bytes plus a read-only parsed view: media types, descriptors, platforms.
 
 A :class:`Manifest` keeps the exact bytes it was read from and derives its digest from them; it is
-never re-serialised (ARCHITECTURE §0 rule 3: the digest is the sha256 of the bytes received). Only
+never re-serialised (the digest is the sha256 of the bytes received: docs/protocol.md#manifests). Only
 building a *new* filtered index (``--platform`` subsets) serialises JSON, and that is a new digest.
 """
 
@@ -24,6 +24,7 @@ __all__ = (
     "INDEX_TYPES",
     "MANIFEST_ACCEPT",
     "MANIFEST_TYPES",
+    "MAX_MANIFEST_SIZE",
     "OCI_ARTIFACT",
     "OCI_CONFIG",
     "OCI_INDEX",
@@ -49,15 +50,15 @@ DOCKER_FOREIGN_LAYER: Final = "application/vnd.docker.image.rootfs.foreign.diff.
 # the final 1.1 dropped it for image manifests with ``artifactType``, but registries still hold some.
 OCI_ARTIFACT: Final = "application/vnd.oci.artifact.manifest.v1+json"
 
-SCHEMA1_TYPES: Final = frozenset({
+_SCHEMA1_TYPES: Final = frozenset({
     "application/vnd.docker.distribution.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v1+prettyjws",
 })
 INDEX_TYPES: Final = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
-IMAGE_TYPES: Final = frozenset({OCI_MANIFEST, DOCKER_MANIFEST, OCI_ARTIFACT})
-MANIFEST_TYPES: Final = INDEX_TYPES | IMAGE_TYPES
+_IMAGE_TYPES: Final = frozenset({OCI_MANIFEST, DOCKER_MANIFEST, OCI_ARTIFACT})
+MANIFEST_TYPES: Final = INDEX_TYPES | _IMAGE_TYPES
 # distribution 2.8.2 returns OCI content only when its exact type is listed, and converts a list
-# fetched by tag to its amd64 child without the list type (PROTOCOL §2.2): always send all four.
+# fetched by tag to its amd64 child without the list type (docs/protocol.md#manifests): always send all four.
 MANIFEST_ACCEPT: Final = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST, OCI_ARTIFACT))
 
 # Registries must accept manifests of at least 4 MiB (spec §Pushing Manifests); 2.8.2 caps PUT at 4 MiB.
@@ -254,7 +255,7 @@ def _media_type(obj: Mapping[str, Any], header_type: str | None) -> str:
         header = None
     if body_type and header and body_type != header:
         raise InvalidManifest(f"mediaType {body_type!r} in the body disagrees with Content-Type {header!r}")
-    if obj.get("schemaVersion") == 1 or body_type in SCHEMA1_TYPES or header in SCHEMA1_TYPES:
+    if obj.get("schemaVersion") == 1 or body_type in _SCHEMA1_TYPES or header in _SCHEMA1_TYPES:
         raise UnsupportedMediaType("Docker schema1 manifests are not supported (deprecated since 2019)")
     mt = body_type or header or _sniff(obj)
     if mt not in MANIFEST_TYPES:

@@ -1,6 +1,6 @@
 """Progress events and reporters: small frozen dataclasses handed to a synchronous callable.
 
-The engine emits events around the bytes it moves, so stores never see reporters (ARCHITECTURE §8.3).
+The engine emits events around the bytes it moves, so stores never see reporters (docs/architecture.md#layers).
 A reporter must not block; the CLI's renderers are reporters, and so is any service's metrics hook.
 """
 

@@ -2,11 +2,11 @@
 
 Owns distribution's ``reference/regexp.go`` grammar and ``normalize.go`` rules (``docker.io`` aliases,
 ``library/``; the first component is a registry only if it has ``.`` or ``:`` or is ``localhost``,
-PROTOCOL.md §7), the ``http://``/``https://`` prefix (after which the first component is always the
-registry), skopeo's ``docker://`` prefix, and containers-transports(5) local locations. Unlike newer
-distribution, an uppercase first component is not a registry (``Foo/bar`` is an error), because
-registries are lowercased and that rule would not round-trip. Values validate themselves on
-construction, so ``Reference.parse(str(r)) == r`` whenever ``r`` has a tag or digest. No I/O.
+docs/protocol.md#names-and-references), the ``http://``/``https://`` prefix (after which the first component
+is always the registry), skopeo's ``docker://`` prefix, and containers-transports(5) local locations. Unlike
+newer distribution, an uppercase first component is not a registry (``Foo/bar`` is an error), because
+registries are lowercased and that rule would not round-trip. Values validate themselves on construction, so
+``Reference.parse(str(r)) == r`` whenever ``r`` has a tag or digest. No I/O.
 """
 
 from __future__ import annotations

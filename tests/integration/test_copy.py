@@ -196,7 +196,7 @@ async def test_cancellation_mid_upload_leaves_no_tag(
             await client.tags(f"{dst.host}/dst/big")
     assert manifest_puts(dst) == []
     # The open upload session was DELETEd. 2.8.2 itself kills a session whose PATCH broke mid-body
-    # (PROTOCOL §2.1), so the DELETE may find it gone already (404); either way none survives.
+    # (docs/registry-quirks.md), so the DELETE may find it gone already (404); either way none survives.
     # A DELETE racing the registry's own cleanup of the broken PATCH can get a 500 and is retried
     # (docs/registry-quirks.md), so only the last DELETE of each session must have succeeded.
     deletes = [e for e in dst.access_log() if e.method == "DELETE" and "/blobs/uploads/" in e.path]
@@ -265,7 +265,7 @@ async def test_cancellation_at_many_points_leaves_nothing_behind(
         # Every upload session regcopy opened was closed (committed, or DELETEd on cancellation),
         # except what no cancelled client can close on 2.8.2: after a PATCH that was cut mid-body,
         # or whose answer (the next Location) the cancelled client never read, every Location the
-        # client holds carries a stale signed offset, so the DELETE gets 404 (PROTOCOL §2.1) and the
+        # client holds carries a stale signed offset, so the DELETE gets 404 (docs/registry-quirks.md) and the
         # registry's upload purging removes the session later. An open session is a folder with a
         # startedat file (a cancelled one may keep an empty hashstates folder).
         for session in (uploads_root / repo / "_uploads").glob("*"):

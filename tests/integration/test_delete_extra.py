@@ -1,4 +1,5 @@
-"""Sync's exact-mirror option ``delete_extra`` (ISSUE #8 §3) against a real registry with deletes enabled."""
+"""Sync's exact-mirror option ``delete_extra`` against a real registry with deletes enabled: target tags no
+entry selected are deleted (docs/architecture.md#bulk-sync-sync)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The fault matrix (ISSUE #6 item 4): every protocol step x every fault that applies to it.
+"""The fault matrix (docs/fault-matrix.md): every protocol step x every fault that applies to it.
 
 One parametrised test per step; each cell puts a :class:`FaultyProxy` in front of the registry (or the
 token server) that serves the step and scripts a fault. Recoverable cells (transient faults, fewer

@@ -45,7 +45,7 @@ def digest_of(data: bytes) -> str:
 
 
 def raw(url: str) -> URL:
-    # Upload URLs are opaque (PROTOCOL §2.1): never let yarl re-encode the _state token.
+    # Upload URLs are opaque (docs/protocol.md#upload-sessions): never let yarl re-encode the _state token.
     return URL(url, encoded=True)
 
 

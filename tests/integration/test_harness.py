@@ -160,7 +160,7 @@ def test_oauth_refresh_flow_through_skopeo(token_registry: RegistryServer, layou
     assert body["refresh_token"] and body["access_token"] == body["token"]
     assert body["scope"] == "repository:team/multi:pull repository:team/other:pull"
 
-    # PROTOCOL §6.3: c/image uses identitytoken only when `auth` decodes to "user:".
+    # c/image uses identitytoken only when `auth` decodes to "user:" (docs/protocol.md#credential-files).
     authfile = tmp_path / "auth.json"
     entry = {"auth": base64.b64encode(b"alice:").decode(), "identitytoken": body["refresh_token"]}
     authfile.write_text(json.dumps({"auths": {reg.host: entry}}))

@@ -93,7 +93,7 @@ def test_sigkill_then_rerun_skips_journalled_images_and_finishes(
 def test_sigkill_mid_upload_then_rerun_resumes_the_open_session(
     http_registry: RegistryServer, seed: Any, tmp_path: Path, empty_authfile: Path
 ) -> None:
-    """On a registry that keeps a cut PATCH's bytes (the spec; not 2.8.2, PROTOCOL §2.1), the journal
+    """On a registry that keeps a cut PATCH's bytes (docs/protocol.md#upload-sessions; not 2.8.2), the journal
     hands the killed run's session back and the re-run sends only the rest of the blob."""
     from urllib.parse import parse_qs, urlsplit
 

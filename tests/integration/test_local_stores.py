@@ -19,7 +19,7 @@ from conftest import make_client  # type: ignore[import-not-found]
 from regcopy.engine import CopyResult, copy_image
 from regcopy.manifest import Platform
 from regcopy.reference import LocalLocation
-from regcopy.stores.archive import DockerArchiveStore
+from regcopy.stores.dockerarchive import DockerArchiveStore
 from regcopy.stores.local import local_identifier, open_local
 from servers import skopeo
 from servers.registry import RegistryServer

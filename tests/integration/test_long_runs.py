@@ -1,6 +1,6 @@
-"""Long runs against real registries (issue #6 item 5, issue #8 item 5): tokens that expire mid-run are
-refreshed and the run goes on; credential helpers are re-run when their answer is rejected or too old; the
-ECR provider plugs into the transport the same way.
+"""Long runs against real registries: tokens that expire mid-run are refreshed and the run goes on; credential
+helpers are re-run when their answer is rejected or too old; the ECR provider plugs into the transport the
+same way.
 
 Durations here only make tokens and credentials age; nothing asserts how fast anything is.
 """
@@ -29,9 +29,9 @@ from servers.images import ImageSpec, LayerSpec, write_layout
 from servers.registry import AccessEntry, RegistryServer, shared_ca
 from servers.token_server import TokenServer
 
-# distribution 2.8.2 accepts a JWT until 60 s after its `exp` (PROTOCOL §3.4): an exp_offset of
-# -(expires_in + 60) + N makes the registry refuse a token N seconds (N-1..N: `exp` is whole seconds)
-# after it was issued.
+# distribution 2.8.2 accepts a JWT until 60 s after its `exp` (docs/protocol.md#tokens-distribution-accepts):
+# an exp_offset of -(expires_in + 60) + N makes the registry refuse a token N seconds (N-1..N: `exp` is
+# whole seconds) after it was issued.
 LEEWAY = 60
 
 
@@ -88,7 +88,8 @@ async def test_tokens_rejected_mid_run_are_refreshed_and_pulls_continue(
     registry_factory: Any, tmp_path: Path, image_cache_dir: Path
 ) -> None:
     """The registry refuses each token 1-2 s after it was issued while the client, which raises every lifetime
-    to 60 s (PROTOCOL §3.2), still holds it: each refusal must cost one 401 and a new token, never the run."""
+    to 60 s (docs/protocol.md#token-requests), still holds it: each refusal must cost one 401 and a new token,
+    never the run."""
     ts = TokenServer(tmp_path / "token", ca=shared_ca(), expires_in=2).start()
     try:
         reg = registry_factory("token", token_server=ts)

@@ -1,4 +1,5 @@
-"""Source mirrors (ISSUE #8 §4) against a real pull-through cache (`proxy.remoteurl`) of a real upstream."""
+"""Source mirrors (docs/architecture.md#bulk-sync-sync) against a real pull-through cache (`proxy.remoteurl`) of a
+real upstream."""
 
 from __future__ import annotations
 

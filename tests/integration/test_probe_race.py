@@ -1,9 +1,10 @@
-"""The seeds' scenario: a registry on a port-less address (``127.x.y.z`` → :80) whose https port (:443)
-accepts connections and never answers, as a firewall that drops packets or a wedged proxy does.
+"""A registry on a port-less address (``127.x.y.z`` → :80) whose https port (:443) accepts connections
+and never answers, as a firewall that drops packets or a wedged proxy does (docs/protocol.md#the-probe).
 
-Other clients try https first and hang until a timeout (ggcr before #1521, skopeo's sequential
-fallback, buildah #5531). regcopy races both probes and must answer over http within a second.
-The time bound here is the behaviour the issue specifies (a hang versus no hang), not a benchmark.
+Other clients try https first and hang until a timeout (go-containerregistry before pingParallel in
+pkg/v1/remote/transport/ping.go, skopeo's sequential fallback, buildah). regcopy races both probes and
+must answer over http within a second. The time bound here is the behaviour under test (a hang versus
+no hang), not a benchmark.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Cancelling ``client.sync`` at many points (ISSUE #6): never a tag on a partial image, every upload
+"""Cancelling ``client.sync`` at many points: never a tag on a partial image, every upload
 session regcopy opened is committed or DELETEd, no task left running, and a re-run finishes the job."""
 
 from __future__ import annotations

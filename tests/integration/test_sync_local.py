@@ -1,4 +1,4 @@
-"""Sync plans with local stores (ISSUE #7 §4): export many repositories into one OCI layout or
+"""Sync plans with local stores (docs/architecture.md#bulk-sync-sync): export many repositories into one OCI layout or
 oci-archive for an air-gapped transfer, import them on the other side with the plan reversed."""
 
 from __future__ import annotations

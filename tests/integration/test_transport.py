@@ -32,7 +32,7 @@ async def test_auto_races_and_http_wins_on_a_plain_http_loopback_registry(http_r
     assert result.scheme == "http"
     assert [p.scheme for p in result.probes] == ["https", "http"]
     https = result.probes[0]
-    assert https.status is None and https.error  # TLS to a plain-http port fails at once (PROTOCOL §4.4)
+    assert https.status is None and https.error  # TLS to a plain-http port fails at once (docs/protocol.md#the-probe)
     assert "http answered" in result.reason
 
 
@@ -130,7 +130,7 @@ async def test_token_auth_requests_exact_scopes(token_registry: RegistryServer, 
     async with make_client(token_registry) as client:
         digest = await client.digest(f"{token_registry.host}/src/app:oci")
         t = client.transport(token_registry.host)
-        # A mount needs pull,push on the target and pull on the source in ONE token (PROTOCOL §3.3).
+        # A mount needs pull,push on the target and pull on the source in ONE token (docs/protocol.md#scopes).
         result = await blobs.blob_mount(t, "dst/app", regcopy.Digest.parse(str(digest)), "src/app")
         assert result.mounted is False  # a manifest digest is no blob: 2.8.2 opens a session instead
         assert result.location

@@ -1,8 +1,8 @@
-"""Resumable uploads (ISSUE #6 item 2): continue a broken upload from the offset the registry holds.
+"""Resumable uploads: continue a broken upload from the offset the registry holds.
 
 Against :class:`servers.spec_registry.SpecRegistry` (keeps the bytes of a cut PATCH, as the spec
 allows) a cut upload resumes and re-sends little; against distribution 2.8.2 (cancels the session,
-PROTOCOL §2.1) it restarts with a fresh session. A run journal (``UploadJournal``) lets a new run
+docs/registry-quirks.md) it restarts with a fresh session. A run journal (``UploadJournal``) lets a new run
 resume what a killed one left open. The engine's opener keeps verifying the whole blob on resume.
 """
 
@@ -183,7 +183,7 @@ async def test_cut_upload_on_2_8_2_restarts_fresh_after_the_status_says_gone(
             await c.copy(f"oci:{layout}:big", f"{proxy.host}/dst/app:v1", jobs=1)
             stats = c.upload_policy(proxy.host).stats
         status = [r.status for r in proxy.requests if r.method == "GET" and "/blobs/uploads/" in r.path]
-    assert status == [404]  # BLOB_UPLOAD_INVALID: 2.8.2 cancelled the session (PROTOCOL §2.1)
+    assert status == [404]  # BLOB_UPLOAD_INVALID: 2.8.2 cancelled the session (docs/registry-quirks.md)
     assert (stats.resumed, stats.restarted, stats.sessions) == (0, 1, 4)
     skopeo.verify(http_registry, "dst/app:v1", digests["big"])
 

@@ -7,7 +7,7 @@ arrival time, ``at``, so tests can measure the gap between two attempts, e.g. a 
 
 Forwarding is as transparent as aiohttp allows: the method and the request target are sent exactly as
 received (``request.raw_path`` through ``yarl.URL(..., encoded=True)``, so ``_state`` upload tokens
-are never re-encoded, PROTOCOL §2.1); end-to-end headers are copied (hop-by-hop ones and ``Expect``
+are never re-encoded, docs/protocol.md#upload-sessions); end-to-end headers are copied (hop-by-hop ones and ``Expect``
 dropped, ``Host`` set to the upstream's authority, no ``X-Forwarded-*`` and no client defaults such
 as ``User-Agent`` or ``Accept-Encoding`` added); request and response bodies are streamed chunk by
 chunk (a chunked request body goes upstream chunked); compressed bodies pass through undecoded. A

@@ -301,7 +301,7 @@ class RegistryServer:
                 # No background purge goroutine touching storage while a test inspects it.
                 "maintenance": {"uploadpurging": {"enabled": False}},
             },
-            # A fixed secret: upload URLs (_state HMAC) stay valid across restart() (PROTOCOL §8 item 9).
+            # A fixed secret: upload URLs (_state HMAC) stay valid across restart() (docs/protocol.md#test-registries).
             "http": {"addr": self.host, "secret": HTTP_SECRET},
         }
         if self.tls:

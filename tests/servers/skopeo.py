@@ -65,8 +65,8 @@ def _isolated_env(authfile: Path | None) -> Iterator[dict[str, str]]:
     """Environment where skopeo sees no credentials or registry config but ours.
 
     c/image 5.22 reads more than ``--authfile``: it falls back to ``$XDG_CONFIG_HOME/containers/auth.json``
-    and ``$DOCKER_CONFIG/config.json`` / ``~/.docker/config.json`` (PROTOCOL §6.3), so HOME and every
-    XDG/DOCKER location point into a throwaway directory.
+    and ``$DOCKER_CONFIG/config.json`` / ``~/.docker/config.json`` (docs/protocol.md#credential-files), so
+    HOME and every XDG/DOCKER location point into a throwaway directory.
     """
     with tempfile.TemporaryDirectory(prefix="skopeo-env-") as tmp:
         root = Path(tmp)

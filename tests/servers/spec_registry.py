@@ -2,7 +2,7 @@
 
 This module owns :class:`SpecRegistry`, an aiohttp app on its own loop in a daemon thread (like
 :mod:`servers.faulty_proxy`), storing blobs and upload sessions in a temp directory and manifests in
-memory. It implements what a copier needs (distribution-spec v1.1, PROTOCOL §1): ``/v2/``; manifests
+memory. It implements what a copier needs (distribution spec v1.1, docs/protocol.md): ``/v2/``; manifests
 GET/HEAD/PUT by tag or digest; blobs HEAD/GET with ``Range``; uploads POST (plain, ``?digest=``
 monolithic, ``?mount=&from=``), PATCH (streamed, or a chunk with ``Content-Range``: 416 when it does
 not start at the session's size), GET status, PUT ``?digest=`` (sha256 checked: 400 ``DIGEST_INVALID``)
@@ -10,7 +10,7 @@ and DELETE; tags/list. No auth.
 
 The point of it: **a PATCH whose body is cut mid-stream keeps the bytes received so far**, and the
 status request answers ``204`` with ``Range: 0-<last byte held>``, so a client can resume (2.8.2
-cancels such a session instead, PROTOCOL §2.1). Requests of one session are serialised, so a status
+cancels such a session instead, docs/registry-quirks.md). Requests of one session are serialised, so a status
 request waits for a broken PATCH to finish writing. Like 2.8.2, ``Range`` is ``0-0`` for an empty
 session. Counters for tests and benchmarks: :attr:`SpecRegistry.requests` (method, path, status,
 request-body bytes), :meth:`SpecRegistry.session_bytes` and :meth:`SpecRegistry.blob_bytes` (bytes
@@ -330,7 +330,7 @@ class SpecRegistry:
         return session
 
     def _session_answer(self, session: _Session, status: int) -> web.Response:
-        # 0-0 for an empty session too, as distribution does (PROTOCOL §2.1).
+        # 0-0 for an empty session too, as distribution does (docs/registry-quirks.md).
         last = max(session.size - 1, 0)
         return web.Response(status=status, headers={
             "Location": f"/v2/{session.repo}/blobs/uploads/{session.id}", "Range": f"0-{last}",

@@ -1,6 +1,6 @@
 """Docker token-auth server for tests: issues ES256 JWTs that ``docker-registry`` 2.8.2 trusts.
 
-This module owns the token side of bearer auth (PROTOCOL §3): the signing key and the certificate
+This module owns the token side of bearer auth (docs/protocol.md#auth): the signing key and the certificate
 bundle the registry is pointed at (``auth.token.rootcertbundle``), the per-user ACL, the GET
 (Basic credentials, repeated ``scope=``) and OAuth2 POST (``refresh_token`` / ``password`` grants)
 endpoints, refresh tokens, and a thread-safe record of every request for tests to assert on.
@@ -68,7 +68,7 @@ class Scope:
 
 
 def parse_scope(text: str) -> Scope:
-    """Parse one resource scope (PROTOCOL §3.1).
+    """Parse one resource scope (docs/protocol.md#challenges).
 
     The type ends at the first ``:`` and the actions start after the last one, so a name holding a
     ``host:port`` survives. A ``(class)`` suffix on the type, as in ``repository(plugin)``, is dropped
@@ -87,7 +87,8 @@ def parse_scope(text: str) -> Scope:
 def libtrust_kid(public_key: ec.EllipticCurvePublicKey) -> str:
     """libtrust key id: base32 of the first 30 bytes of SHA-256(DER SubjectPublicKeyInfo), ``:`` every 4.
 
-    2.8.2 finds the verification key for a ``kid`` header by this fingerprint (PROTOCOL §3.4).
+    2.8.2 finds the verification key for a ``kid`` header by this fingerprint
+    (docs/protocol.md#tokens-distribution-accepts).
     """
     der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     b32 = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode().rstrip("=")
@@ -307,7 +308,7 @@ class TokenServer:
                     ptype, pname = "repository", pattern
                 if ptype == rtype and fnmatch.fnmatchcase(name, pname):
                     allowed.update(pattern_actions)
-            # Grant the intersection, possibly empty, never an error (token.md; PROTOCOL §3.2).
+            # Grant the intersection, possibly empty, never an error (token.md; docs/protocol.md#token-requests).
             got = tuple(a for a in actions if "*" in allowed or a in allowed)
             if got:
                 out.append(Scope(rtype, name, got))
@@ -317,7 +318,8 @@ class TokenServer:
         claims = {
             "iss": self.issuer,
             "sub": user or "",
-            # A plain string: 2.8.2 rejects an `aud` array with invalid_token (PROTOCOL §3.4).
+            # A plain string: 2.8.2 rejects an `aud` array with invalid_token
+            # (docs/protocol.md#tokens-distribution-accepts).
             "aud": self.service,
             "exp": now + self.expires_in + self.exp_offset,
             "nbf": now - 1,

@@ -59,7 +59,7 @@ LEAVES = (
         "quay.io/org/app", "reg.example:5000", "reg.io/m:v1", "https", "http", "linux/amd64", "linux", "v1", "(",
         D0, "sha256:x", "namespace", "registry", "repository", "docker.io", "busybox", ">=1.2", "[::1]:5000/a",
         "/nonexistent", ".", "", "true", "yes", "(?i)a", "a{99999999999}",
-        # local stores (ISSUE #7 §4), durations, mirrors
+        # local stores, durations, mirrors
         "oci:/tmp/l", "oci:/tmp/l:ns/app", "oci:/tmp/l:a:b", "oci-archive:/x.tar", "docker-archive:/x.tar:@0",
         "oci:", "oci::x", "docker-archive:/d.tar:repo:tag", "15m", "12h", "0s", "-1", "cache.local:5000/hub",
     ])

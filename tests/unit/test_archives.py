@@ -1,4 +1,5 @@
-"""Tests for :mod:`regcopy.stores.archive`: oci-archive and docker-archive read/write without sockets."""
+"""Tests for :mod:`regcopy.stores.archive`, :mod:`regcopy.stores.dockerarchive` and
+:mod:`regcopy.stores.tarfiles`: oci-archive and docker-archive read/write without sockets."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from regcopy.engine import copy_image
 from regcopy.errors import StoreError
 from regcopy.manifest import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, Platform
 from regcopy.reference import LocalLocation
-from regcopy.stores.archive import DockerArchiveStore, OciArchiveStore, index_tar
+from regcopy.stores.archive import OciArchiveStore
+from regcopy.stores.dockerarchive import DockerArchiveStore
 from regcopy.stores.local import LocalStore, local_identifier, open_local
+from regcopy.stores.tarfiles import index_tar
 from servers.images import ImageSpec, IndexSpec, LayerSpec, blob_path, layout_contents, read_blob, write_layout
 
 KB = 1024

@@ -1,4 +1,4 @@
-"""WWW-Authenticate parsing, challenge choice and scopes (PROTOCOL §3.1)."""
+"""WWW-Authenticate parsing, challenge choice and scopes (docs/protocol.md#challenges)."""
 
 from __future__ import annotations
 

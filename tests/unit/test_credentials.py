@@ -1,4 +1,5 @@
-"""Credential stores: docker config.json / containers auth.json files and credential helpers (PROTOCOL §6)."""
+"""Credential stores: docker config.json / containers auth.json files and credential helpers
+(docs/protocol.md#credentials)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from regcopy import Client, StaticCredentials
-from regcopy._flags import insecure_layer, side_layer
+from regcopy.cli._flags import insecure_layer, side_layer
 from regcopy.credentials import Credential, store_for
 from regcopy.reference import Namespace
 from regcopy.settings import Credentials, Layer, Overrides, RegistrySettings, Settings, resolve, stack

@@ -1,4 +1,4 @@
-"""Token responses and the token cache (PROTOCOL §3.2)."""
+"""Token responses and the token cache (docs/protocol.md#token-requests)."""
 
 from __future__ import annotations
 

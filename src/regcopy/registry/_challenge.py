@@ -1,7 +1,7 @@
 """``WWW-Authenticate`` challenges and token scopes: parsing, choosing, merging (pure, no I/O).
 
 Owns the RFC 7235 §2.1 / §4.1 challenge grammar as registries use it (RFC 6750 §3 ``Bearer`` challenges of the
-Docker token spec, PROTOCOL §3.1) and the ``type:name:actions`` resource scopes of ``scope.md``.
+Docker token spec, docs/protocol.md#challenges) and the ``type:name:actions`` resource scopes of ``scope.md``.
 
 The parser is a hand-written, linear-time scanner: a header comes from the network, so it must never backtrack
 catastrophically and must never raise anything but :class:`~regcopy.errors.ProtocolViolation`.
@@ -53,7 +53,7 @@ class Challenge:
 
     @property
     def realm(self) -> str | None:
-        """The ``realm``: the token endpoint URL for Bearer (PROTOCOL §3.2)."""
+        """The ``realm``: the token endpoint URL for Bearer (docs/protocol.md#token-requests)."""
         return self.param("realm")
 
     @property
@@ -63,7 +63,7 @@ class Challenge:
 
     @property
     def scopes(self) -> tuple[str, ...]:
-        """The ``scope`` parameter split on whitespace: it is a space-separated list (PROTOCOL §3.1)."""
+        """The ``scope`` parameter split on whitespace: a space-separated list (docs/protocol.md#challenges)."""
         value = self.param("scope")
         return tuple(value.split()) if value else ()
 
@@ -95,7 +95,8 @@ def parse_www_authenticate(values: Sequence[str]) -> list[Challenge]:
 def pick_challenge(challenges: Iterable[Challenge]) -> Challenge | None:
     """The challenge to answer: the first ``bearer``, else the first ``basic``, else None.
 
-    Other schemes (Negotiate, ...) are ignored, as ggcr ``pickFromMultipleChallenges`` does (PROTOCOL §3.1).
+    Other schemes (Negotiate, ...) are ignored, as go-containerregistry pkg/v1/remote/transport/bearer.go
+    ``pickFromMultipleChallenges`` does.
     """
     basic: Challenge | None = None
     for challenge in challenges:
@@ -260,7 +261,7 @@ class Scope:
     """A resource scope ``type:name:actions`` (``repository:library/alpine:pull``).
 
     ``type`` keeps a resource class if present (``repository(plugin)``); ``str()`` gives the canonical form
-    with sorted actions, as sent in the token request's ``scope=`` parameters (PROTOCOL §3.2).
+    with sorted actions, as sent in the token request's ``scope=`` parameters (docs/protocol.md#token-requests).
     """
 
     type: str
@@ -297,7 +298,7 @@ def merge_scopes(scopes: Iterable[Scope]) -> tuple[Scope, ...]:
     """Merge scopes of the same ``(type, name)`` into one with the union of their actions.
 
     The result keeps the order of first appearance, so callers control which scope comes first: ggcr puts
-    newly challenged scopes first because some servers only read the first one (PROTOCOL §3.1).
+    newly challenged scopes first because some servers only read the first one (docs/protocol.md#challenges).
     """
     merged: dict[tuple[str, str], set[str]] = {}
     for scope in scopes:

@@ -1,7 +1,7 @@
 """Turning registry answers into regcopy errors: OCI error bodies, status classes, Retry-After, redaction.
 
-Pure functions; :mod:`regcopy.registry.transport` calls them in the one place where aiohttp errors
-and HTTP statuses become the :mod:`regcopy.errors` hierarchy (ARCHITECTURE §0 rule 7).
+Pure functions; :mod:`regcopy.registry.exchange` and the transport call them in the one place where aiohttp errors
+and HTTP statuses become the :mod:`regcopy.errors` hierarchy (docs/architecture.md#retries-and-errors).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ _CONTENT_RANGE: Final = re.compile(r"bytes ([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,
 def parse_link_next(value: str | None, base_url: str) -> str | None:
     """The absolute URL of the ``rel="next"`` target of a ``Link`` header (RFC 8288), or None.
 
-    2.8.2 sends relative targets such as ``</v2/_catalog?last=b&n=2>; rel="next"`` (PROTOCOL §2.2);
+    2.8.2 sends relative targets such as ``</v2/_catalog?last=b&n=2>; rel="next"`` (docs/protocol.md#listing);
     they are resolved against the request URL.
     """
     if not value:
@@ -52,7 +52,7 @@ def parse_upload_range(value: str | None) -> int | None:
     """The number of bytes a registry holds for an upload session, from its ``Range: 0-<end>``.
 
     Returns None when the header is absent. Note 2.8.2 answers ``0-0`` for an empty session
-    (PROTOCOL §2.1), which is ambiguous with one byte: callers track the offset themselves and
+    (docs/registry-quirks.md), which is ambiguous with one byte: callers track the offset themselves and
     only use this value to check or to resume where the spec is followed.
     """
     if value is None:

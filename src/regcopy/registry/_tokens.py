@@ -1,6 +1,6 @@
 """Bearer tokens: parsing token-endpoint responses and caching tokens with single-flight refresh.
 
-Owns the token response format of the Docker token spec (PROTOCOL §3.2: ``token``/``access_token``,
+Owns the token response format of the Docker token spec (docs/protocol.md#token-requests: ``token``/``access_token``,
 ``expires_in``, ``issued_at``, ``refresh_token``) and :class:`TokenCache`, keyed by
 ``(registry, realm, service, frozenset(scopes))``. No HTTP: the transport passes a ``fetch`` callable.
 
@@ -28,7 +28,7 @@ __all__ = ("Token", "TokenCache", "TokenKey", "parse_token_response", "token_key
 
 logger = logging.getLogger(__name__)
 
-# PROTOCOL §3.2: expires_in defaults to 60 and c/image raises anything lower to 60.
+# expires_in defaults to 60 and c/image raises anything lower to 60 (docs/protocol.md#token-requests).
 _MIN_LIFETIME: Final = 60.0
 # Longer lifetimes are capped: refreshing once a day costs nothing, and it keeps huge or bogus values finite.
 _MAX_LIFETIME: Final = 86400.0
@@ -54,7 +54,7 @@ class Token:
 
 
 def parse_token_response(body: bytes, *, now: float, wall_now: float) -> Token:
-    """Parse a token endpoint's JSON answer (GET or OAuth2 POST, PROTOCOL §3.2).
+    """Parse a token endpoint's JSON answer (GET or OAuth2 POST, docs/protocol.md#token-requests).
 
     The lifetime is ``expires_in`` (default 60, raised to at least 60, capped at a day). Without ``issued_at``
     the token expires at ``now + lifetime``. With it, the token's age ``wall_now - issued_at`` can only
@@ -144,7 +144,8 @@ def _scopes(value: object) -> tuple[str, ...]:
 
 
 TokenKey: TypeAlias = tuple[str, str, str | None, frozenset[str]]
-"""What a token is good for: ``(registry, realm, service, frozenset(scope strings))`` (PROTOCOL §3.2).
+"""What a token is good for: ``(registry, realm, service, frozenset(scope strings))``
+(docs/protocol.md#token-requests).
 
 Build it with :func:`token_key` so that equal access gives equal keys; any tuple of that shape works."""
 

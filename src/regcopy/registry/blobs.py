@@ -1,6 +1,6 @@
 """Blob operations on a registry: HEAD, streaming GET with Range resume, mount, and upload primitives.
 
-Upload shapes (distribution-spec §Pushing blobs; PROTOCOL §1.3, §2.1):
+Upload shapes (distribution spec, "Pushing blobs"; docs/protocol.md#pushing-blobs, docs/protocol.md#upload-sessions):
 
 * streamed PATCH: ``POST`` → one ``PATCH`` carrying the whole blob → ``PUT ?digest=`` (skopeo, ggcr);
 * chunked PATCH: ``POST`` → ``PATCH`` per chunk with ``Content-Range`` → ``PUT ?digest=``;
@@ -44,8 +44,8 @@ __all__ = (
 
 log = logging.getLogger(__name__)
 
-OCTET: Final = "application/octet-stream"
-READ_SIZE: Final = 256 * 1024
+_OCTET: Final = "application/octet-stream"
+_READ_SIZE: Final = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +75,7 @@ async def blob_chunks(
     *,
     offset: int = 0,
     resumes: int = 3,
-    read_size: int = READ_SIZE,
+    read_size: int = _READ_SIZE,
 ) -> AsyncIterator[bytes]:
     """Stream a blob's bytes from ``offset``; a broken stream resumes with ``Range: bytes=N-``.
 
@@ -98,9 +98,7 @@ async def blob_chunks(
                 async for chunk in t.blob_body(resp, read_size):
                     pos += len(chunk)
                     yield chunk
-            if size is not None and pos < size:
-                raise TransportError(f"blob body ended after {pos} of {size} bytes", registry=t.registry,
-                                     method="GET", url=redact_url(t.url(path)))
+            _check_whole(t, path, pos, size)
             return
         except TransportError as exc:
             failures += 1
@@ -108,6 +106,13 @@ async def blob_chunks(
                 raise
             log.info("GET blob %s broke at byte %d (%s); resuming with Range", digest.short, pos, exc)
             await anyio.sleep(min(0.2 * failures, 2.0))
+
+
+def _check_whole(t: Transport, path: str, pos: int, size: int | None) -> None:
+    """A stream that ended before ``size`` bytes broke (a connection closed early): resume it."""
+    if size is not None and pos < size:
+        raise TransportError(f"blob body ended after {pos} of {size} bytes", registry=t.registry,
+                             method="GET", url=redact_url(t.url(path)))
 
 
 def _check_resumed(t: Transport, status: int, content_range: str | None, pos: int, url: str) -> None:
@@ -124,7 +129,7 @@ async def blob_mount(t: Transport, repo: str, digest: Digest, from_repo: str) ->
     """Cross-repository mount (``POST ?mount=&from=``): 201 mounted, 202 an upload session opened.
 
     2.8.2 only mounts when both parameters are present and the token grants pull on ``from``
-    in the same token (PROTOCOL §2.1, §3.3).
+    in the same token (docs/protocol.md#pushing-blobs, docs/protocol.md#scopes).
     """
     path = f"/v2/{repo}/blobs/uploads/?mount={quote(str(digest), safe=':')}&from={quote(from_repo, safe='/')}"
     # Shielded like upload_start: a 202 opens a session, whose Location the caller must see to close it.
@@ -157,7 +162,7 @@ async def upload_stream(
         another offset answers 416 instead of appending in the wrong place (spec §Pushing a blob in
         chunks)
     """
-    headers = {"Content-Type": OCTET}
+    headers = {"Content-Type": _OCTET}
     if size is not None:
         headers["Content-Length"] = str(size)
     if start and size:
@@ -170,7 +175,7 @@ async def upload_stream(
 async def upload_chunk(t: Transport, repo: str, location: str, data: bytes, start: int) -> tuple[str, int | None]:
     """PATCH one chunk with ``Content-Range: start-end``; returns the next Location and the Range end+1."""
     headers = {
-        "Content-Type": OCTET,
+        "Content-Type": _OCTET,
         "Content-Range": f"{start}-{start + len(data) - 1}",
         "Content-Length": str(len(data)),
     }
@@ -187,7 +192,7 @@ async def upload_finish(
     blob for a monolithic upload, streamed when ``data`` is an async iterable of ``size`` bytes)."""
     url = location + ("&" if "?" in location else "?") + "digest=" + quote(str(digest), safe=":")
     length = len(data) if isinstance(data, bytes) else size
-    headers = {"Content-Type": OCTET}
+    headers = {"Content-Type": _OCTET}
     if length is not None:
         headers["Content-Length"] = str(length)
     reply = await t.request("PUT", url, scopes=(push_scope(repo),), headers=headers, data=data, ok=(201, 204),
@@ -201,7 +206,8 @@ async def upload_finish(
 
 async def upload_status(t: Transport, repo: str, location: str) -> tuple[str, int | None]:
     """GET the session status: the Location to continue with and the bytes the registry holds
-    (``Range: 0-<last>``, None without one; 2.8.2 answers ``0-0`` for an empty session, PROTOCOL §2.1).
+    (``Range: 0-<last>``, None without one; 2.8.2 answers ``0-0`` for an empty session,
+    docs/registry-quirks.md).
 
     A session that is gone is 404 ``BLOB_UPLOAD_UNKNOWN``/``_INVALID`` (2.8.2 after a broken PATCH)."""
     reply = await t.request("GET", location, scopes=(push_scope(repo),), ok=(204, 200))
@@ -209,8 +215,8 @@ async def upload_status(t: Transport, repo: str, location: str) -> tuple[str, in
 
 
 async def upload_cancel(t: Transport, repo: str, location: str) -> bool:
-    """Best-effort ``DELETE`` of an upload session (spec@main); needs the ``delete`` action under
-    token auth (PROTOCOL §2.1), so failures are expected and ignored. Returns whether it worked."""
+    """Best-effort ``DELETE`` of an upload session (docs/protocol.md#upload-sessions); needs the ``delete``
+    action under token auth, so failures are expected and ignored. Returns whether it worked."""
     scopes = (Scope.repository(repo, "pull", "push", "delete"),)
     with anyio.move_on_after(10):
         # A DELETE that lands while 2.8.2 still tears down the PATCH this client just broke

@@ -1,6 +1,6 @@
-"""Manifest, tag and catalog operations on a registry (distribution-spec §Pull, §Push, §Content Discovery).
+"""Manifest, tag and catalog operations on a registry (distribution spec, "Pull", "Push", "Content discovery").
 
-Manifests travel as exact bytes: fetched with the full Accept set (PROTOCOL §2.2), checked against
+Manifests travel as exact bytes: fetched with the full Accept set (docs/protocol.md#manifests), checked against
 the requested digest or ``Docker-Content-Digest``, pushed verbatim with ``Content-Type`` equal to
 their media type.
 """
@@ -42,7 +42,7 @@ __all__ = (
     "tags_list",
 )
 
-MAX_PAGES: Final = 100_000
+_MAX_PAGES: Final = 100_000
 
 
 def pull_scope(repo: str) -> Scope:
@@ -62,7 +62,7 @@ def _path(repo: str, ref: str) -> str:
 async def manifest_head(t: Transport, repo: str, ref: str, *, scopes: Sequence[Scope] = ()) -> ManifestInfo | None:
     """HEAD a manifest by tag or digest; None when it does not exist.
 
-    HEAD does not count as a pull on Docker Hub (PROTOCOL §7), so incremental syncs use it.
+    HEAD does not count as a pull on Docker Hub (docs/protocol.md#docker-hub), so incremental syncs use it.
 
     :raises ProtocolViolation: the answer lacks a usable ``Docker-Content-Digest``
     """
@@ -128,7 +128,7 @@ async def manifest_put(t: Transport, repo: str, ref: str, manifest: Manifest) ->
 
 
 async def manifest_delete(t: Transport, repo: str, digest: Digest) -> None:
-    """DELETE a manifest by digest (2.8.2 answers 400 DIGEST_INVALID to a delete by tag: PROTOCOL §2.2).
+    """DELETE a manifest by digest (2.8.2 answers 400 DIGEST_INVALID to a delete by tag: docs/protocol.md#deleting).
 
     :raises Unsupported: deletes are disabled on the registry (405 UNSUPPORTED)
     """
@@ -153,7 +153,7 @@ async def tags_list(t: Transport, repo: str, *, page_size: int | None = None) ->
 async def catalog(t: Transport, *, page_size: int = 1000) -> list[str]:
     """Every repository of the registry via ``/v2/_catalog`` (Docker Registry API, not OCI).
 
-    2.8.2 rejects ``n`` above ``catalog.maxentries`` (default 1000) with 400 (PROTOCOL §2.2).
+    2.8.2 rejects ``n`` above ``catalog.maxentries`` (default 1000) with 400 (docs/protocol.md#listing).
 
     :raises Unsupported: the catalog is disabled or forbidden on this registry
     """
@@ -175,7 +175,7 @@ async def _paginate(t: Transport, path: str, key: str, scopes: Sequence[Scope]) 
     items: list[str] = []
     target: str | None = path
     seen: set[str] = set()
-    for _ in range(MAX_PAGES):
+    for _ in range(_MAX_PAGES):
         if target is None:
             return items
         if target in seen:

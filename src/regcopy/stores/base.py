@@ -207,7 +207,7 @@ class UploadJournal(Protocol):
     """Where a run records its open upload sessions, so a later run can resume them.
 
     A process that is killed (SIGKILL, power loss) cannot DELETE its sessions; on a registry that
-    keeps the bytes of a session (distribution-spec; not 2.8.2, PROTOCOL §2.1) the next run asks
+    keeps the bytes of a session (docs/protocol.md#upload-sessions; not 2.8.2) the next run asks
     :meth:`session_for`, GETs the session's status and sends only the rest. Keys are the
     destination's ``storage_id``, repository and blob digest. Locations are secrets (2.8.2 signs
     state into them): store them like credentials. Methods are called on the event loop and must

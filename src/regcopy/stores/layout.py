@@ -41,10 +41,10 @@ log = logging.getLogger(__name__)
 CHUNK: Final = 1 << 20
 """Bytes per read or write: memory per blob in flight stays at one chunk, whatever the blob size."""
 REF_NAME: Final = "org.opencontainers.image.ref.name"
-LAYOUT_FILE: Final = "oci-layout"
-INDEX_FILE: Final = "index.json"
-LAYOUT_VERSION: Final = b'{"imageLayoutVersion":"1.0.0"}'
-MAX_INDEX_SIZE: Final = 16 * 1024 * 1024
+_LAYOUT_FILE: Final = "oci-layout"
+_INDEX_FILE: Final = "index.json"
+_LAYOUT_VERSION: Final = b'{"imageLayoutVersion":"1.0.0"}'
+_MAX_INDEX_SIZE: Final = 16 * 1024 * 1024
 
 
 def blob_name(digest: Digest) -> str:
@@ -133,11 +133,11 @@ class LayoutReader:
 
         :raises StoreError: a file is missing or malformed (the message names it)
         """
-        marker = await self.files.read(LAYOUT_FILE, 4096)
-        version = _json(marker, self.files.where(LAYOUT_FILE)).get("imageLayoutVersion")
+        marker = await self.files.read(_LAYOUT_FILE, 4096)
+        version = _json(marker, self.files.where(_LAYOUT_FILE)).get("imageLayoutVersion")
         if not isinstance(version, str) or not version.startswith("1."):
-            raise StoreError(f"{self.files.where(LAYOUT_FILE)}: unsupported imageLayoutVersion {version!r}")
-        self.index = parse_index(await self.files.read(INDEX_FILE, MAX_INDEX_SIZE), self.files.where(INDEX_FILE))
+            raise StoreError(f"{self.files.where(_LAYOUT_FILE)}: unsupported imageLayoutVersion {version!r}")
+        self.index = parse_index(await self.files.read(_INDEX_FILE, _MAX_INDEX_SIZE), self.files.where(_INDEX_FILE))
         self.entries = self.index["manifests"]
 
     def find(self, ref: str) -> Descriptor | None:
@@ -159,7 +159,7 @@ class LayoutReader:
         if len(self.entries) == 1:
             entry = self.entries[0]
             return _ref_name(entry) or str(entry["digest"])
-        where = self.files.where(INDEX_FILE)
+        where = self.files.where(_INDEX_FILE)
         if not self.entries:
             raise StoreError(f"{where}: the layout holds no image")
         names = ", ".join(_ref_name(e) or str(e["digest"]) for e in self.entries)
@@ -184,7 +184,7 @@ class LayoutReader:
         if digest is not None:
             return await self.manifest(digest)
         known = ", ".join(sorted(self.tags())) or "none"
-        raise StoreError(f"{self.files.where(INDEX_FILE)}: no image named {ref!r} (tags: {known})")
+        raise StoreError(f"{self.files.where(_INDEX_FILE)}: no image named {ref!r} (tags: {known})")
 
     async def manifest(self, digest: Digest, media_type: str | None = None, size: int | None = None) -> Manifest:
         """Read a manifest blob and verify its size and digest.
@@ -367,12 +367,12 @@ class LayoutStore:
         """
         if self.writable and not self._exclusive:
             await anyio.to_thread.run_sync(self.scratch.sweep)
-        marker = await self.reader.files.size(LAYOUT_FILE)
-        index = await self.reader.files.size(INDEX_FILE)
+        marker = await self.reader.files.size(_LAYOUT_FILE)
+        index = await self.reader.files.size(_INDEX_FILE)
         if self.writable and index is None:
             return  # a new layout (or one never committed): commit() creates both files
         if marker is None:
-            raise StoreError(f"{self.root / LAYOUT_FILE}: missing, {self._display} is not an OCI image layout")
+            raise StoreError(f"{self.root / _LAYOUT_FILE}: missing, {self._display} is not an OCI image layout")
         await self.reader.load()
 
     async def aclose(self) -> None:
@@ -484,9 +484,9 @@ class LayoutStore:
         for d in dirs:
             fsync_dir(d)
         with _commit_lock(str(self.root)), _DirLock(self.root, enabled=not self._exclusive):
-            if not (self.root / LAYOUT_FILE).exists():
-                atomic_write(self.root / LAYOUT_FILE, LAYOUT_VERSION, self.scratch)
-            path = self.root / INDEX_FILE
+            if not (self.root / _LAYOUT_FILE).exists():
+                atomic_write(self.root / _LAYOUT_FILE, _LAYOUT_VERSION, self.scratch)
+            path = self.root / _INDEX_FILE
             index = parse_index(path.read_bytes(), str(path)) if path.exists() else _empty_index()
             entries: list[dict[str, Any]] = index["manifests"]
             for change in changes:

@@ -20,8 +20,9 @@ import anyio
 from regcopy.digest import Digest
 from regcopy.manifest import Descriptor, Manifest
 from regcopy.reference import LocalLocation
-from regcopy.stores.archive import DockerArchiveStore, OciArchiveStore
+from regcopy.stores.archive import OciArchiveStore
 from regcopy.stores.base import BlobOpener, Committer, Destination, Source
+from regcopy.stores.dockerarchive import DockerArchiveStore
 from regcopy.stores.layout import LayoutStore
 
 __all__ = ("LocalStore", "RepositoryView", "join_ref", "local_identifier", "open_local", "repositories", "split_ref")

@@ -1,13 +1,13 @@
 """MirroredSource: read an image through pull-through caches first, falling back to the upstream.
 
-Owns the order and fallback of source mirrors (ISSUE #8 §4, containerd/Buildkit ``registry.mirrors``
-semantics): every read goes to the first mirror that answers it, else the next, else the upstream
-registry. Each candidate is a complete store with the transport, TLS settings and credentials of its
-own host, so credentials are never forwarded from the upstream to a mirror (Buildkit's rule; see
-../shared/seeds). A mirror that fails at the connection level is skipped for the rest of the run
-(its timeouts are paid once, not per blob); one that answers an error (404: the cache cannot reach
-the image; 5xx) is skipped for that read only. Every byte is still verified against the digests the
-engine asked for, so a mirror can make a copy fail over but never make it wrong.
+Owns the order and fallback of source mirrors (containerd/Buildkit ``registry.mirrors`` semantics): every
+read goes to the first mirror that answers it, else the next, else the upstream registry. Each candidate is
+a complete store with the transport, TLS settings and credentials of its own host, so credentials are never
+forwarded from the upstream to a mirror (Buildkit's rule; tested against a real cache in
+tests/integration/test_mirrors.py). A mirror that fails at the connection level is skipped for the rest of
+the run (its timeouts are paid once, not per blob); one that answers an error (404: the cache cannot reach
+the image; 5xx) is skipped for that read only. Every byte is still verified against the digests the engine
+asked for, so a mirror can make a copy fail over but never make it wrong.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """RegistryStore: one repository of a registry as a :class:`Source` and :class:`Destination`.
 
-Owns the blob upload strategy and its fallbacks (ISSUE #4 §3): a single streamed PATCH by default,
+Owns the blob upload strategy and its fallbacks (docs/architecture.md#copy-engine): a single streamed PATCH by default,
 chunked PATCH with ``Content-Range`` when a registry refuses big bodies, a monolithic POST+PUT for
 small blobs; when a registry rejects a shape (400, 405, 411, 413, 415, 416, 501 on the data request)
 the next one is tried and the choice is remembered per host. A broken upload continues from the
 offset the registry says it holds (``GET`` status; spec registries keep the bytes of a cut PATCH)
 and is restarted with a fresh POST where the session is gone, as distribution 2.8.2 cancels a
-session after an interrupted PATCH (PROTOCOL §2.1). Whatever fails or is cancelled, the open
+session after an interrupted PATCH (docs/registry-quirks.md). Whatever fails or is cancelled, the open
 session is DELETEd (best effort: it needs the ``delete`` action); an optional
 :class:`~regcopy.stores.base.UploadJournal` lets a later run resume what a killed one left open.
 """
@@ -23,8 +23,7 @@ import anyio
 from regcopy.digest import Digest
 from regcopy.errors import ContentError, RateLimited, RegcopyError, RegistryError, TransportError
 from regcopy.manifest import Descriptor, Manifest, ManifestInfo
-from regcopy.registry import blobs, manifests
-from regcopy.registry._challenge import Scope
+from regcopy.registry import Scope, blobs, manifests
 from regcopy.registry.transport import Transport
 from regcopy.stores.base import BlobOpener, Origin, UploadJournal
 
@@ -33,9 +32,9 @@ __all__ = ("RegistryStore", "Strategy", "UploadPolicy", "UploadStats")
 log = logging.getLogger(__name__)
 
 Strategy = Literal["stream", "chunked", "monolithic"]
-REJECTED_SHAPE: Final = frozenset({400, 405, 411, 413, 415, 416, 501})
-MIN_CHUNK: Final = 256 * 1024
-MIN_PROGRESS: Final = 1024 * 1024
+_REJECTED_SHAPE: Final = frozenset({400, 405, 411, 413, 415, 416, 501})
+_MIN_CHUNK: Final = 256 * 1024
+_MIN_PROGRESS: Final = 1024 * 1024
 _GONE: Final = frozenset({"BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN"})
 _NOT_SHAPE: Final = frozenset({"DIGEST_INVALID", "BLOB_UPLOAD_INVALID"})
 
@@ -178,9 +177,9 @@ class RegistryStore:
         """Upload a blob; returns the request-body bytes sent for it, every attempt included.
 
         A broken transfer (connection lost or timed out, 5xx, 429) asks the registry how much it
-        holds (``GET`` status, spec §Pushing a blob in chunks) and continues from there with the rest
+        holds (``GET`` status, distribution spec, "Pushing a blob in chunks") and continues from there with the rest
         of the source; where the session is gone (2.8.2 after a broken PATCH: 404
-        ``BLOB_UPLOAD_INVALID``, PROTOCOL §2.1) it restarts with a fresh session, as after a failed
+        ``BLOB_UPLOAD_INVALID``, docs/protocol.md#upload-sessions) it restarts with a fresh session, as after a failed
         POST. With a :attr:`journal`, a session an earlier run left open is resumed the same way.
         """
         tally = _Tally()
@@ -223,7 +222,7 @@ class RegistryStore:
                         self.policy.stats.resumed += 1
                         # Progress is free, a resume that gained little is not: ≥ 1 MiB, as c/image's
                         # body_reader decides whether to reconnect.
-                        if session.offset - begun < MIN_PROGRESS:
+                        if session.offset - begun < _MIN_PROGRESS:
                             attempts += 1
                         log.info("upload of %s broke (%s); resuming at byte %d of %d", desc.digest.short, exc,
                                  session.offset, desc.size)
@@ -234,7 +233,7 @@ class RegistryStore:
         finally:
             if session is not None:
                 # Failed or cancelled: close the session with its newest Location (2.8.2 signs the
-                # offset into _state and refuses an older one, PROTOCOL §2.1).
+                # offset into _state and refuses an older one, docs/protocol.md#upload-sessions).
                 with anyio.CancelScope(shield=True):
                     await self._drop(desc, session)
 
@@ -248,7 +247,7 @@ class RegistryStore:
             raise exc.cause
         if failed == "stream":
             self.policy.strategy = "chunked"
-        elif failed == "chunked" and exc.status == 413 and self.policy.chunk_size > MIN_CHUNK:
+        elif failed == "chunked" and exc.status == 413 and self.policy.chunk_size > _MIN_CHUNK:
             self.policy.chunk_size //= 2
         elif failed == "chunked":
             self.policy.strategy = "monolithic"
@@ -296,8 +295,8 @@ class RegistryStore:
         """GET the session's status (spec: ``204`` with ``Range: 0-<last>`` and ``Location``).
 
         Resumable when the registry holds more than one byte and no more than ``bound`` (what was
-        sent, or the blob's size): ``0-0`` means both "empty" and "one byte" on 2.8.2 (PROTOCOL
-        §2.1), so it restarts. A gone session (404, ``BLOB_UPLOAD_*``) is forgotten; any other
+        sent, or the blob's size): ``0-0`` means both "empty" and "one byte" on 2.8.2
+        (docs/registry-quirks.md), so it restarts. A gone session (404, ``BLOB_UPLOAD_*``) is forgotten; any other
         unusable one is cancelled. None means "start a fresh session".
         """
         t, repo = self.transport, self._repository
@@ -369,7 +368,7 @@ class RegistryStore:
         except RegistryError as exc:
             # On a resumed session a 416 says the offset is wrong (spec), not that the shape is.
             resumed_416 = start > 0 and exc.status == 416
-            if exc.status in REJECTED_SHAPE and not (_NOT_SHAPE & set(exc.codes)) and not resumed_416:
+            if exc.status in _REJECTED_SHAPE and not (_NOT_SHAPE & set(exc.codes)) and not resumed_416:
                 raise _ShapeRejected(exc) from exc
             raise
 
@@ -446,10 +445,10 @@ def _watched(opener: BlobOpener, tally: _Tally) -> BlobOpener:
 def _broken(exc: RegistryError) -> bool:
     """A request that broke rather than was refused: the connection or the registry failed (5xx), it
     asked to slow down (429), the session is gone (``BLOB_UPLOAD_INVALID``/``_UNKNOWN``: start over,
-    PROTOCOL §5), a resumed request met a 416 (the registry holds another offset than it said), or a
-    token expired under a streamed body the transport could not replay (401: it dropped the refused
-    token, so the next request fetches a fresh one; a credential that stays wrong ends after the
-    bounded restarts)."""
+    docs/protocol.md#retries-and-resumption), a resumed request met a 416 (the registry holds another
+    offset than it said), or a token expired under a streamed body the transport could not replay (401:
+    it dropped the refused token, so the next request fetches a fresh one; a credential that stays wrong
+    ends after the bounded restarts)."""
     return (isinstance(exc, TransportError | RateLimited) or (exc.status or 0) >= 500
             or exc.status in (401, 416) or bool(_GONE & set(exc.codes)))
 

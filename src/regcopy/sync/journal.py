@@ -9,14 +9,14 @@ Owns one append-only JSON-lines file. Records, one per line:
   session opened, or its newest ``Location``; ``{"closed": {...}}`` — committed or cancelled;
 * ``{"complete": true}`` — the run ended without failures; the next run starts a fresh journal.
 
-A journal whose run did not complete is *resumed*: its finished images are skipped without a single
-request (the incremental check would find them up to date anyway, at the price of two HEADs each),
-and its open upload sessions are offered back to the store, which asks the registry how much of each
-it holds (ISSUE #6 §3). Records are flushed line by line without ``fsync``: the kernel keeps what a
-SIGKILLed process wrote; after a power loss a lost tail only means redoing that work. A torn last
-line (killed mid-write) or a corrupt line is ignored for the same reason: the journal can make a run
-skip work, never make it skip something unfinished — an image is journalled only once it is done.
-The writes are a few hundred bytes into the page cache, so they stay on the event loop thread.
+A journal whose run did not complete is *resumed*: its finished images are skipped without a single request
+(the incremental check would find them up to date anyway, at the price of two HEADs each), and its open
+upload sessions are offered back to the store, which asks the registry how much of each it holds
+(docs/architecture.md#resumable-uploads). Records are flushed line by line without ``fsync``: the kernel
+keeps what a SIGKILLed process wrote; after a power loss a lost tail only means redoing that work. A torn
+last line (killed mid-write) or a corrupt line is ignored for the same reason: the journal can make a run
+skip work, never make it skip something unfinished — an image is journalled only once it is done. The writes
+are a few hundred bytes into the page cache, so they stay on the event loop thread.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ __all__ = ("SyncJournal",)
 
 log = logging.getLogger(__name__)
 
-MAGIC: Final = "regcopy-sync"
-VERSION: Final = 1
+_MAGIC: Final = "regcopy-sync"
+_VERSION: Final = 1
 
 
 class SyncJournal:
@@ -81,7 +81,7 @@ class SyncJournal:
             raise ConfigError(f"{path}: cannot write the sync journal: {exc}") from None
         journal = cls(path, handle, images, sessions, resumed)
         if not resumed:
-            journal._write({"journal": MAGIC, "version": VERSION, "started": round(time.time(), 3)})
+            journal._write({"journal": _MAGIC, "version": _VERSION, "started": round(time.time(), 3)})
         elif text and not text.endswith("\n"):
             handle.write("\n")  # a torn last line stays torn, and the next record starts cleanly
         return journal
@@ -160,11 +160,11 @@ def _load(path: Path, text: str, images: dict[tuple[str, str], dict[str, Any]],
         header = json.loads(lines[0])
     except (ValueError, RecursionError):  # ValueError: bad JSON, or an integer past Python's 4300 digits
         header = None
-    if not isinstance(header, dict) or header.get("journal") != MAGIC:
+    if not isinstance(header, dict) or header.get("journal") != _MAGIC:
         raise ConfigError(f"{path}: not a regcopy sync journal (refusing to overwrite it)")
-    if header.get("version") != VERSION:
+    if header.get("version") != _VERSION:
         shown = short(header.get("version"))
-        raise ConfigError(f"{path}: sync journal version {shown}; this regcopy reads {VERSION}")
+        raise ConfigError(f"{path}: sync journal version {shown}; this regcopy reads {_VERSION}")
     unfinished = True
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():

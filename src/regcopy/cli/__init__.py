@@ -2,7 +2,7 @@
 
 Exit codes: 0 success, 1 failure (or out of sync with ``--check``), 2 usage or configuration
 error, 130 interrupted (SIGINT), 143 terminated (SIGTERM): both signals cancel the run, which cleans
-up and writes its report first (:mod:`regcopy._interrupt`). Logs go to stderr (``-v`` INFO, ``-vv``
+up and writes its report first (:mod:`regcopy.cli._interrupt`). Logs go to stderr (``-v`` INFO, ``-vv``
 DEBUG); machine output to stdout.
 """
 
@@ -20,10 +20,10 @@ import anyio
 import click
 
 from regcopy import __version__
-from regcopy._flags import insecure_layer, side_fields, side_layer, side_settings
-from regcopy._interrupt import Interrupted, handle_signals
-from regcopy._interrupt import run as run_interruptible
-from regcopy._render import copy_summary, make_renderer, prune_table, sync_summary
+from regcopy.cli._flags import insecure_layer, side_fields, side_layer, side_settings
+from regcopy.cli._interrupt import Interrupted, handle_signals
+from regcopy.cli._interrupt import run as run_interruptible
+from regcopy.cli._render import copy_summary, make_renderer, prune_table, sync_summary
 from regcopy.client import Client
 from regcopy.errors import ConfigError, CredentialError, InvalidReference, RegcopyError
 from regcopy.reference import Reference, Repository, parse_location
@@ -40,7 +40,7 @@ from regcopy.sync import (
     load_plan,
 )
 
-__all__ = ("main",)
+__all__ = ("EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_USAGE", "cli", "main")
 
 T = TypeVar("T")
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -97,12 +97,12 @@ def _progress(mode: str) -> Iterator[Callable[[Any], None] | None]:
         yield renderer
 
 
-verbose_option = click.option("-v", "--verbose", count=True, help="-v for INFO logs, -vv for DEBUG (stderr).")
-output_option = click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
+_verbose_option = click.option("-v", "--verbose", count=True, help="-v for INFO logs, -vv for DEBUG (stderr).")
+_output_option = click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
                              show_default=True, help="Result format on stdout.")
-authfile_option = click.option("--authfile", type=click.Path(dir_okay=False), envvar="REGISTRY_AUTH_FILE",
+_authfile_option = click.option("--authfile", type=click.Path(dir_okay=False), envvar="REGISTRY_AUTH_FILE",
                                help="Auth file (docker config.json format). Default: containers/docker search.")
-insecure_option = click.option("--insecure-registry", "insecure", multiple=True, metavar="HOST",
+_insecure_option = click.option("--insecure-registry", "insecure", multiple=True, metavar="HOST",
                                help="Allow plain http and unverified https for HOST (repeatable).")
 
 
@@ -112,7 +112,7 @@ def cli() -> None:
     """Copy container images between OCI/Docker registries, fast and safely."""
 
 
-@cli.command()
+@cli.command(name="copy")
 @click.argument("src")
 @click.argument("dst")
 @click.option("--all-tags", "-a", is_flag=True, help="Copy every tag of SRC repository to DST repository.")
@@ -135,11 +135,11 @@ def cli() -> None:
               help="Bytes per PATCH in chunked mode.")
 @click.option("--progress", type=click.Choice(["auto", "tty", "plain", "none"]), default="auto",
               show_default=True, help="Progress display on stderr.")
-@authfile_option
-@insecure_option
-@output_option
-@verbose_option
-def copy(src: str, dst: str, all_tags: bool, platforms: tuple[str, ...], jobs: int, images: int, force: bool,
+@_authfile_option
+@_insecure_option
+@_output_option
+@_verbose_option
+def _copy(src: str, dst: str, all_tags: bool, platforms: tuple[str, ...], jobs: int, images: int, force: bool,
          src_tls_verify: bool | None, dest_tls_verify: bool | None, src_cert_dir: str | None,
          dest_cert_dir: str | None, ca_file: str | None, strategy: str, chunk_size: int, progress: str,
          authfile: str | None, insecure: tuple[str, ...], output: str, verbose: int) -> None:
@@ -180,17 +180,17 @@ def _repo(loc: object) -> Repository:
     return loc.repo
 
 
-@cli.command()
+@cli.command(name="ping")
 @click.argument("registry")
 @click.option("--scheme", type=click.Choice(["auto", "https", "https-insecure", "http", "insecure"]),
               default="auto", show_default=True, help="Scheme policy for the probe.")
 @click.option("--ca-file", type=click.Path(dir_okay=False), help="Extra CA bundle (PEM).")
 @click.option("--grace", type=float, default=0.2, show_default=True,
               help="Seconds https may answer after http and still win.")
-@authfile_option
-@output_option
-@verbose_option
-def ping(registry: str, scheme: str, ca_file: str | None, grace: float, authfile: str | None, output: str,
+@_authfile_option
+@_output_option
+@_verbose_option
+def _ping(registry: str, scheme: str, ca_file: str | None, grace: float, authfile: str | None, output: str,
          verbose: int) -> None:
     """Probe REGISTRY's /v2/ and print which scheme won, why, and the timings."""
     _setup_logging(verbose)
@@ -226,11 +226,11 @@ def ping(registry: str, scheme: str, ca_file: str | None, grace: float, authfile
 @cli.command(name="ls")
 @click.argument("repository")
 @click.option("--filter", "pattern", help="Keep tags fully matching this regex.")
-@authfile_option
-@insecure_option
-@output_option
-@verbose_option
-def ls(repository: str, pattern: str | None, authfile: str | None, insecure: tuple[str, ...], output: str,
+@_authfile_option
+@_insecure_option
+@_output_option
+@_verbose_option
+def _ls(repository: str, pattern: str | None, authfile: str | None, insecure: tuple[str, ...], output: str,
        verbose: int) -> None:
     """List the tags of REPOSITORY, sorted."""
     import re
@@ -249,11 +249,11 @@ def ls(repository: str, pattern: str | None, authfile: str | None, insecure: tup
 @cli.command(name="catalog")
 @click.argument("registry")
 @click.option("--filter", "pattern", help="Keep repositories fully matching this regex.")
-@authfile_option
-@insecure_option
-@output_option
-@verbose_option
-def catalog_cmd(registry: str, pattern: str | None, authfile: str | None, insecure: tuple[str, ...], output: str,
+@_authfile_option
+@_insecure_option
+@_output_option
+@_verbose_option
+def _catalog_cmd(registry: str, pattern: str | None, authfile: str | None, insecure: tuple[str, ...], output: str,
                 verbose: int) -> None:
     """List the repositories of REGISTRY (/v2/_catalog), sorted."""
     import re
@@ -273,10 +273,10 @@ def catalog_cmd(registry: str, pattern: str | None, authfile: str | None, insecu
 @click.argument("reference")
 @click.option("--platform", help="With an index: print the manifest of this os/arch[/variant].")
 @click.option("--pretty", is_flag=True, help="Indent the JSON (the raw bytes are printed by default).")
-@authfile_option
-@insecure_option
-@verbose_option
-def manifest_cmd(reference: str, platform: str | None, pretty: bool, authfile: str | None,
+@_authfile_option
+@_insecure_option
+@_verbose_option
+def _manifest_cmd(reference: str, platform: str | None, pretty: bool, authfile: str | None,
                  insecure: tuple[str, ...], verbose: int) -> None:
     """Print the manifest REFERENCE points to, byte for byte (or --pretty)."""
     _setup_logging(verbose)
@@ -296,11 +296,11 @@ def manifest_cmd(reference: str, platform: str | None, pretty: bool, authfile: s
 @cli.command(name="inspect")
 @click.argument("reference")
 @click.option("--platform", help="With an index: the image of this os/arch[/variant] (default: this machine's).")
-@authfile_option
-@insecure_option
-@output_option
-@verbose_option
-def inspect_cmd(reference: str, platform: str | None, authfile: str | None, insecure: tuple[str, ...],
+@_authfile_option
+@_insecure_option
+@_output_option
+@_verbose_option
+def _inspect_cmd(reference: str, platform: str | None, authfile: str | None, insecure: tuple[str, ...],
                 output: str, verbose: int) -> None:
     """Show an image's platform, creation time, labels, layers and total size."""
     _setup_logging(verbose)
@@ -325,11 +325,11 @@ def inspect_cmd(reference: str, platform: str | None, authfile: str | None, inse
 @cli.command(name="tag")
 @click.argument("reference")
 @click.argument("new_tag")
-@authfile_option
-@insecure_option
-@output_option
-@verbose_option
-def tag_cmd(reference: str, new_tag: str, authfile: str | None, insecure: tuple[str, ...], output: str,
+@_authfile_option
+@_insecure_option
+@_output_option
+@_verbose_option
+def _tag_cmd(reference: str, new_tag: str, authfile: str | None, insecure: tuple[str, ...], output: str,
             verbose: int) -> None:
     """Point NEW_TAG (same repository) at REFERENCE: one manifest PUT, no blob traffic."""
     _setup_logging(verbose)
@@ -345,11 +345,11 @@ def tag_cmd(reference: str, new_tag: str, authfile: str | None, insecure: tuple[
 
 @cli.command(name="delete")
 @click.argument("reference")
-@authfile_option
-@insecure_option
-@output_option
-@verbose_option
-def delete_cmd(reference: str, authfile: str | None, insecure: tuple[str, ...], output: str, verbose: int) -> None:
+@_authfile_option
+@_insecure_option
+@_output_option
+@_verbose_option
+def _delete_cmd(reference: str, authfile: str | None, insecure: tuple[str, ...], output: str, verbose: int) -> None:
     """Delete the manifest REFERENCE points to (a tag is resolved to its digest; every tag on it goes)."""
     _setup_logging(verbose)
 
@@ -374,11 +374,11 @@ def delete_cmd(reference: str, authfile: str | None, insecure: tuple[str, ...], 
 @click.option("--cap", type=click.IntRange(0), default=None, help="At most N manifest deletions in this run.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the JSON report here.")
 @click.option("--show-kept", is_flag=True, help="List the kept tags too, with the reason.")
-@authfile_option
-@insecure_option
-@output_option
-@verbose_option
-def prune_cmd(plan_path: str, dry_run: bool | None, yes: bool, cap: int | None, report_path: str | None,
+@_authfile_option
+@_insecure_option
+@_output_option
+@_verbose_option
+def _prune_cmd(plan_path: str, dry_run: bool | None, yes: bool, cap: int | None, report_path: str | None,
               show_kept: bool, authfile: str | None, insecure: tuple[str, ...], output: str, verbose: int) -> None:
     """Delete tags by a retention PLAN (a prune plan, or a sync plan with a prune section): keep the
     latest N by semver or created time, protected tags and anything newer than an age. A dry run
@@ -411,12 +411,12 @@ def prune_cmd(plan_path: str, dry_run: bool | None, yes: bool, cap: int | None, 
         sys.exit(EXIT_FAILED)
 
 
-@cli.command()
+@cli.command(name="digest")
 @click.argument("reference")
-@authfile_option
-@insecure_option
-@verbose_option
-def digest(reference: str, authfile: str | None, insecure: tuple[str, ...], verbose: int) -> None:
+@_authfile_option
+@_insecure_option
+@_verbose_option
+def _digest(reference: str, authfile: str | None, insecure: tuple[str, ...], verbose: int) -> None:
     """Print the digest REFERENCE resolves to (a HEAD request)."""
     _setup_logging(verbose)
 
@@ -427,7 +427,7 @@ def digest(reference: str, authfile: str | None, insecure: tuple[str, ...], verb
     click.echo(_run(run))
 
 
-@cli.command()
+@cli.command(name="sync")
 @click.argument("args", nargs=-1, required=True, metavar="PLAN | SOURCE DESTINATION")
 @click.option("--src", "src_kind", type=click.Choice(["docker", "yaml"]),
               help="skopeo sync mode: SOURCE is a repository (docker) or a skopeo sync YAML file (yaml).")
@@ -461,11 +461,11 @@ def digest(reference: str, authfile: str | None, insecure: tuple[str, ...], verb
               show_default=True, help="Progress display on stderr.")
 @click.option("--retry-times", type=int, default=None, hidden=True, help="Accepted for skopeo compatibility.")
 @click.option("--preserve-digests", is_flag=True, hidden=True, help="Accepted for skopeo compatibility (always).")
-@authfile_option
-@insecure_option
-@output_option
-@verbose_option
-def sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, scoped: bool, all_platforms: bool,
+@_authfile_option
+@_insecure_option
+@_output_option
+@_verbose_option
+def _sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, scoped: bool, all_platforms: bool,
          src_tls_verify: bool | None, dest_tls_verify: bool | None, src_cert_dir: str | None,
          dest_cert_dir: str | None, src_creds: str | None, dest_creds: str | None, dry_run: bool,
          report_path: str | None, state_path: str | None, no_state: bool, images: int, jobs: int, blobs: int,

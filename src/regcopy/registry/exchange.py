@@ -1,0 +1,240 @@
+"""The building blocks of one HTTP exchange with a registry, shared by the probe, the auth handshake
+and the transport.
+
+Owns the :class:`Reply` (a fully read answer), reading a body to its end (:func:`read_body`: a body
+cut short is a failed attempt, never a short answer), the one mapping of aiohttp, OSError and SSL
+failures into :mod:`regcopy.errors` (:func:`map_errors`), the per-request timeouts and TLS context of
+a host's settings, and what a host's requests share (:class:`HostState`: exponential backoff with
+jitter, ``Retry-After`` honoured up to a cap, one 429 pausing every request to the host, the
+``requests_per_second`` schedule, request and retry counters).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import ssl
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Final
+
+import aiohttp
+import anyio
+from multidict import CIMultiDictProxy
+
+from regcopy.errors import (
+    ProtocolViolation,
+    RateLimited,
+    RegcopyError,
+    RegistryError,
+    RegistryTimeout,
+    TransportError,
+    redact,
+)
+from regcopy.registry._errors import redact_url
+from regcopy.settings import RegistrySettings
+
+__all__ = (
+    "USER_AGENT",
+    "HostState",
+    "Reply",
+    "body_cause",
+    "client_timeouts",
+    "describe",
+    "map_errors",
+    "read_body",
+    "read_capped",
+    "ssl_for",
+    "tls_failure",
+)
+
+USER_AGENT: Final = "regcopy/0.1"
+
+
+@dataclass(slots=True)
+class Reply:
+    """A fully read response: status, headers, body and the final URL."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+    url: str
+
+
+# --- one request's parameters ---------------------------------------------------------------------
+
+
+def client_timeouts(settings: RegistrySettings) -> aiohttp.ClientTimeout:
+    """A host's connect and per-read timeouts (the session's own are another host's)."""
+    s = settings
+    return aiohttp.ClientTimeout(total=None, connect=s.connect_timeout, sock_connect=s.connect_timeout,
+                                 sock_read=s.read_timeout)
+
+
+def ssl_for(settings: RegistrySettings, scheme: str) -> ssl.SSLContext | bool:
+    """The TLS context of a host's settings for ``scheme`` (False for http)."""
+    if scheme != "https":
+        return False
+    return settings.ssl_context()
+
+
+# --- reading answers ------------------------------------------------------------------------------
+
+
+async def read_body(resp: aiohttp.ClientResponse, cap: int, *, registry: str, method: str) -> bytes:
+    """The whole body, at most ``cap`` bytes; a body shorter than its ``Content-Length`` (a connection
+    closed early) is a :class:`TransportError`, never a short answer.
+
+    :raises ProtocolViolation: the body exceeds ``cap``
+    """
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await resp.content.read(min(cap + 1 - size, 256 * 1024)):
+        parts.append(chunk)
+        size += len(chunk)
+        if size > cap:
+            raise ProtocolViolation(f"response body larger than {cap} bytes", registry=registry, method=method,
+                                    url=redact_url(str(resp.url)), status=resp.status)
+    body = b"".join(parts)
+    expected = resp.content_length
+    # A decoded (gzip) body differs from its Content-Length by design; aiohttp checks those itself.
+    encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+    if expected is not None and method != "HEAD" and not encoded and len(body) != expected:
+        raise TransportError(f"response body ended after {len(body)} of {expected} bytes", registry=registry,
+                             method=method, url=redact_url(str(resp.url)), status=resp.status)
+    return body
+
+
+async def read_capped(resp: aiohttp.ClientResponse, scope: anyio.CancelScope, cap: int = 64 * 1024) -> bytes:
+    """An error body, up to ``cap`` bytes, read to its end within what is left of ``scope``'s deadline.
+
+    A body that drips or breaks yields what arrived: the status decides the error, the body only
+    refines it, so a slow error body never turns a definite 404 into a retried timeout.
+    """
+    parts: list[bytes] = []
+    size = 0
+    remaining = scope.deadline - anyio.current_time()
+    scope.deadline = math.inf  # the bound below takes over, without turning the answer into a timeout
+    with anyio.move_on_after(remaining):
+        try:
+            while size < cap and (chunk := await resp.content.read(cap - size)):
+                parts.append(chunk)
+                size += len(chunk)
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            pass
+    return b"".join(parts)
+
+
+# --- failures -------------------------------------------------------------------------------------
+
+
+@contextmanager
+def map_errors(registry: str, method: str, url: str) -> Iterator[None]:
+    """The one place where aiohttp, OSError and SSL failures become regcopy errors."""
+    where = redact_url(url)
+    try:
+        yield
+    except RegistryError:
+        raise
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise RegistryTimeout("timed out", registry=registry, method=method, url=where) from exc
+    except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
+        raise TransportError(f"TLS failure: {describe(exc)}", registry=registry, method=method, url=where) from exc
+    except aiohttp.InvalidURL as exc:
+        raise ProtocolViolation(f"invalid URL: {exc}", registry=registry, method=method, url=where) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        # aiohttp wraps an exception raised by a streamed request body in ClientOSError: a
+        # DigestMismatch from the VerifyingStream feeding an upload, or the *source's* failure
+        # (its GET broke for good). Neither is this host's connection failing: re-raise the
+        # original, so it is not retried as one and the error names the right registry.
+        cause = body_cause(exc)
+        if cause is not None:
+            raise cause from exc
+        raise TransportError(describe(exc), registry=registry, method=method, url=where) from exc
+
+
+def body_cause(exc: BaseException) -> RegcopyError | None:
+    """A regcopy error in ``exc``'s chain: raised by our own code (a request body), not by aiohttp."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, RegcopyError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def tls_failure(exc: BaseException) -> bool:
+    """True when ``exc`` or an exception in its chain is a TLS failure."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError) or "[SSL:" in str(current):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def describe(exc: BaseException) -> str:
+    """An exception's text for a message: one line, no URL userinfo or query (aiohttp's texts carry
+    the full URL, signed storage query included)."""
+    text = redact(str(exc) or type(exc).__name__)
+    return text.replace("\n", " ")[:300]
+
+
+# --- backoff --------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class HostState:
+    """What every request to one host shares: the backoff, a 429's pause, the rate schedule, counters."""
+
+    settings: RegistrySettings
+    pause_until: float = 0.0
+    next_slot: float = 0.0  # the rate cap: the earliest start of the next request
+    consecutive_failures: int = 0
+    stats: dict[str, int] = field(default_factory=lambda: {"requests": 0, "retries": 0})
+
+    def note_failure(self, err: RegistryError) -> None:
+        """Count a failed attempt; a 429 pauses every request to the host."""
+        self.consecutive_failures += 1
+        if isinstance(err, RateLimited):
+            # One 429 slows every request to this host (regclient's shared per-host backoff).
+            delay = err.retry_after if err.retry_after is not None else self.delay(self.consecutive_failures)
+            # The same cap as a single request's wait (sleep): a "Retry-After: 3600" must not park every
+            # request to the host for an hour; the request gives up with RateLimited instead.
+            delay = min(delay, self.max_wait())
+            self.pause_until = max(self.pause_until, time.monotonic() + delay)
+
+    async def respect_pause(self) -> None:
+        """Wait out a 429's pause and this request's slot of the ``requests_per_second`` schedule."""
+        now = time.monotonic()
+        start = max(now, self.pause_until)
+        rps = self.settings.requests_per_second
+        if rps:
+            # Reserve the next slot of an evenly spaced schedule (a token bucket one request deep).
+            start = max(start, self.next_slot)
+            self.next_slot = start + 1.0 / rps
+        if start > now:
+            await anyio.sleep(start - now)
+
+    def delay(self, attempt: int) -> float:
+        """Exponential backoff with jitter for the ``attempt``-th retry (from 0)."""
+        base = min(self.settings.backoff * (2**attempt), self.settings.backoff_max)
+        jitter: float = random.random()
+        return float(base) * (0.5 + jitter / 2)
+
+    def max_wait(self) -> float:
+        """The longest a ``Retry-After`` may make one request wait."""
+        return float(self.settings.backoff_max * 4)
+
+    async def sleep(self, attempt: int, retry_after: float | None) -> None:
+        """Sleep before the ``attempt``-th retry: the backoff, or ``Retry-After`` up to :meth:`max_wait`."""
+        delay = self.delay(attempt)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.max_wait()))
+        await anyio.sleep(delay)
