@@ -9,7 +9,7 @@ destination registry), and one upload policy per host.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -53,7 +53,7 @@ from regcopy.stores.registry import RegistryStore, UploadPolicy
 from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import SyncPlan
 from regcopy.sync.plan import load_plan
-from regcopy.sync.scheduler import SyncOptions, SyncReport, run_sync
+from regcopy.sync.scheduler import PlannedImage, SyncOptions, SyncReport, plan_images, run_sync
 from regcopy.sync.skopeo import host_platform as skopeo_host_platform
 
 __all__ = ("Client", "DeleteResult", "copy", "host_platform")
@@ -381,9 +381,11 @@ class Client:
         reporter: Reporter | None = None,
         report: SyncReport | None = None,
         journal: SyncJournal | None = None,
+        select: Callable[[str], bool] | None = None,
     ) -> SyncReport:
         """Mirror everything a plan names (see :mod:`regcopy.sync.scheduler`).
 
+        :param select: only the source repositories (``host/path``) it accepts (a static shard)
         :param plan: a :class:`SyncPlan` or the path of a plan file
         :param report: a report to fill as the run goes (kept by the caller if the run is cancelled)
         :param journal: a run journal (:class:`~regcopy.sync.SyncJournal`): a re-run after a crash
@@ -397,9 +399,16 @@ class Client:
         options = options or SyncOptions()
         previous, self.upload_journal = self.upload_journal, journal or self.upload_journal
         try:
-            return await self._sync(plan, options, reporter, report, journal)
+            return await self._sync(plan, options, reporter, report, journal, select)
         finally:
             self.upload_journal = previous
+
+    async def plan_sync(self, plan: SyncPlan, *, options: SyncOptions, report: SyncReport) -> list[PlannedImage]:
+        """Discover, check and plan ``plan`` without copying (a distributed run's submitter):
+        the images still to copy, with their manifests; up-to-date images and failures in ``report``."""
+        self.apply_plan_registries(plan)
+        async with _local_stores(plan) as local:
+            return await plan_images(_Backend(self, local), plan, options=options, report=report, ledger=self.ledger)
 
     async def prune(self, plan: PrunePlan | str | Path, *, dry_run: bool = True, cap: int | None = None,
                     now: datetime | None = None, report: PruneReport | None = None) -> PruneReport:
@@ -418,11 +427,12 @@ class Client:
         return await run_prune(self, plan, dry_run=dry_run, cap=cap, now=now, report=report)
 
     async def _sync(self, plan: SyncPlan, options: SyncOptions, reporter: Reporter | None,
-                    report: SyncReport | None, journal: SyncJournal | None) -> SyncReport:
+                    report: SyncReport | None, journal: SyncJournal | None,
+                    select: Callable[[str], bool] | None) -> SyncReport:
         async with _local_stores(plan) as local:
             result = await run_sync(_Backend(self, local), plan, options=options,
                                     reporter=reporter or null_reporter, ledger=self.ledger, report=report,
-                                    journal=journal)
+                                    journal=journal, select=select)
             if not options.dry_run:
                 # One commit per local target, after every image: an archive is written in one
                 # pass, a layout's index.json replaced once (ISSUE #7 §1, §2).

@@ -21,6 +21,7 @@ import os
 import socket
 import time
 import uuid
+from contextvars import ContextVar
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from regcopy.ledger import BlobDecision, BlobLedger
 from regcopy.manifest import Descriptor
 from regcopy.stores.base import Destination, Origin
 
-__all__ = ("LedgerStats", "RedisLedger", "connect")
+__all__ = ("UPLOADS_KEY", "LedgerStats", "RedisLedger", "connect")
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,6 +50,10 @@ HINT_TTL_MS: Final = 7 * 24 * 3600 * 1000
 _RELEASE: Final = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 _RENEW: Final = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) "
                  "end return 0")
+
+
+UPLOADS_KEY: ContextVar[str | None] = ContextVar("regcopy_uploads_key", default=None)
+"""The hash counting uploads for the copies run in this context (a worker's unit sets its run's)."""
 
 
 class _Down:
@@ -197,13 +202,14 @@ class RedisLedger(BlobLedger):
         counted = (storage, str(digest))
         self.stats.uploads[counted] = self.stats.uploads.get(counted, 0) + 1
         hint = self._key("blob", storage, digest)
+        uploads = self.uploads_key or UPLOADS_KEY.get()
 
         async def write() -> Any:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.sadd(hint, repository)
                 pipe.pexpire(hint, HINT_TTL_MS)
-                if self.uploads_key is not None:
-                    pipe.hincrby(self.uploads_key, f"{storage}|{digest}", 1)
+                if uploads is not None:
+                    pipe.hincrby(uploads, f"{storage}|{digest}", 1)
                 if lease is not None:
                     await self._release(keys=[lease], args=[token], client=pipe)
                 return await pipe.execute()

@@ -13,13 +13,13 @@ source repository, the same in every process and every Python (``hash()`` is sal
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
 __all__ = ("DEFAULT_BIG_IMAGE", "Unit", "make_units", "parse_shard", "shard_of")
 
-T = TypeVar("T", bound=Hashable)
+T = TypeVar("T")
 
 DEFAULT_BIG_IMAGE: Final = 1 << 30
 """Planned bytes above which an image is a unit of its own (1 GiB)."""

@@ -15,18 +15,29 @@ from regcopy.plansettings import Credentials, RegistryConfig
 from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import Naming, SourceKind, SyncEntry, SyncPlan
 from regcopy.sync.plan import load_plan, parse_plan, target_repository
-from regcopy.sync.scheduler import ImageJob, ImageReport, SyncBackend, SyncOptions, SyncReport, run_sync
+from regcopy.sync.scheduler import (
+    ImageJob,
+    ImageReport,
+    PlannedImage,
+    SyncBackend,
+    SyncOptions,
+    SyncReport,
+    plan_images,
+    run_sync,
+)
 from regcopy.sync.skopeo import from_skopeo_docker, from_skopeo_yaml
 
 __all__ = (
     "Credentials",
     "ImageJob",
     "ImageReport",
+    "PlannedImage",
     "from_skopeo_docker",
     "from_skopeo_yaml",
     "load_plan",
     "Naming",
     "parse_plan",
+    "plan_images",
     "RegistryConfig",
     "RepoFilter",
     "SourceKind",

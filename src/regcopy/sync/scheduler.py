@@ -65,7 +65,8 @@ from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import SyncEntry, SyncPlan
 from regcopy.sync.plan import target_repository
 
-__all__ = ("ImageJob", "ImageReport", "SyncBackend", "SyncOptions", "SyncReport", "run_sync")
+__all__ = ("ImageJob", "ImageReport", "PlannedImage", "SyncBackend", "SyncOptions", "SyncReport", "plan_images",
+           "run_sync")
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -231,10 +232,12 @@ async def run_sync(
     ledger: BlobLedger | None = None,
     report: SyncReport | None = None,
     journal: SyncJournal | None = None,
+    select: Callable[[str], bool] | None = None,
 ) -> SyncReport:
     """Mirror everything ``plan`` names; never raises for a single image (see the report).
 
     :param report: a report to fill (the caller keeps it if the run is cancelled)
+    :param select: keep only the source repositories (``host/path``) it accepts (a static shard's part)
     :param journal: the run journal: images it says an interrupted run finished are skipped, every
         image finished now is recorded, and a run without failures marks it complete (unused when
         dry-running)
@@ -247,7 +250,7 @@ async def run_sync(
     journal = None if options.dry_run else journal
     try:
         broken: set[str] = set()
-        jobs, dst_tags = await _discover(backend, plan, options, report, ledger, broken)
+        jobs, dst_tags = await _discover(backend, plan, options, report, ledger, broken, select)
         todo = await _check(backend, jobs, dst_tags, options, report, journal)
         planned = await _plan(backend, todo, options, report)
         if options.dry_run:
@@ -273,9 +276,19 @@ async def _bounded(limit: anyio.CapacityLimiter, fn: Callable[[], Awaitable[T]])
         return await fn()
 
 
+async def plan_images(backend: SyncBackend, plan: SyncPlan, *, options: SyncOptions, report: SyncReport,
+                      ledger: BlobLedger) -> list[PlannedImage]:
+    """Discover, check and plan without copying: the images still to copy, their manifests fetched.
+
+    Up-to-date images and failures go to ``report``; what a distributed run hands to its workers.
+    """
+    jobs, dst_tags = await _discover(backend, plan, options, report, ledger, set(), None)
+    return await _plan(backend, await _check(backend, jobs, dst_tags, options, report, None), options, report)
+
+
 async def _discover(
     backend: SyncBackend, plan: SyncPlan, options: SyncOptions, report: SyncReport, ledger: BlobLedger,
-    broken: set[str],
+    broken: set[str], select: Callable[[str], bool] | None,
 ) -> tuple[list[ImageJob], dict[AnyRepository, set[str]]]:
     """Every image the plan selects, and the tags each target repository already has.
 
@@ -301,7 +314,7 @@ async def _discover(
         repos = _source_repositories(entry, catalogs, report)
         if repos is None:
             broken.add(entry.name)
-        pairs.extend((entry, repo) for repo in repos or ())
+        pairs.extend((entry, repo) for repo in repos or () if select is None or select(str(repo)))
 
     jobs: list[ImageJob] = []
     dst_tags: dict[AnyRepository, set[str]] = {}
@@ -437,10 +450,15 @@ def _fail(report: SyncReport, job: ImageJob, exc: BaseException, attempts: int =
 
 @dataclass(slots=True)
 class _Planned:
+    """An image to copy, planned: its job, its manifests and blobs, and the stores on both sides."""
+
     job: ImageJob
     plan: ImagePlan
     source: Source
     destination: Destination
+
+
+PlannedImage = _Planned
 
 
 async def _plan(backend: SyncBackend, jobs: list[ImageJob], options: SyncOptions,
