@@ -27,6 +27,7 @@ from regcopy.client import Client
 from regcopy.errors import ConfigError, CredentialError, InvalidReference, RegcopyError
 from regcopy.reference import Reference, Repository, parse_location
 from regcopy.registry._policy import RegistrySettings, SchemeMode
+from regcopy.scale.commands import CliHooks, ScaleFlags, report_group, scale_flags, scaled_sync
 from regcopy.stores.registry import Strategy, UploadPolicy
 
 __all__ = ("main",)
@@ -528,6 +529,7 @@ def digest(reference: str, authfile: str | None, insecure: tuple[str, ...], verb
               show_default=True, help="Progress display on stderr.")
 @click.option("--retry-times", type=int, default=None, hidden=True, help="Accepted for skopeo compatibility.")
 @click.option("--preserve-digests", is_flag=True, hidden=True, help="Accepted for skopeo compatibility (always).")
+@scale_flags
 @authfile_option
 @insecure_option
 @output_option
@@ -537,10 +539,12 @@ def sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, sco
          dest_cert_dir: str | None, src_creds: str | None, dest_creds: str | None, dry_run: bool,
          report_path: str | None, state_path: str | None, no_state: bool, images: int, jobs: int, blobs: int,
          bytes_in_flight: int, progress: str,
-         retry_times: int | None, preserve_digests: bool, authfile: str | None, insecure: tuple[str, ...],
-         output: str, verbose: int) -> None:
+         retry_times: int | None, preserve_digests: bool, shard: str | None, shards: int | None, ledger: str | None,
+         redis_url: str | None, detach: bool, run_id: str | None, big_image: int, authfile: str | None,
+         insecure: tuple[str, ...], output: str, verbose: int) -> None:
     """Mirror many repositories: `regcopy sync PLAN.yaml`, or skopeo's form
-    `regcopy sync --src docker|yaml --dest docker [--scoped] [--all] SOURCE DESTINATION`."""
+    `regcopy sync --src docker|yaml --dest docker [--scoped] [--all] SOURCE DESTINATION`.
+    Scale-out: `--shard I/N` or `--shards N` (static), `--redis URL` (workers: `regcopy worker`)."""
     from regcopy.sync import SyncJournal, SyncOptions, SyncReport, from_skopeo_docker, from_skopeo_yaml, load_plan
 
     _setup_logging(verbose)
@@ -558,6 +562,15 @@ def sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, sco
         _fail(str(exc), EXIT_USAGE)
     options = SyncOptions(images=images, blob_jobs=jobs, blobs=blobs, bytes_in_flight=bytes_in_flight,
                           dry_run=dry_run)
+    flags = ScaleFlags(shard, shards, ledger, redis_url, detach, run_id, big_image)
+    if flags.any:
+        hooks = _hooks(authfile, insecure, lambda client, p: _side_flags(client, p, src_tls_verify, src_cert_dir,
+                                                                         src_creds, dest_tls_verify, dest_cert_dir,
+                                                                         dest_creds))
+        scaled_sync(hooks, flags, plan, plan_file=None if src_kind else args[0], options=options,
+                    report_path=report_path, state_path=state_path, no_state=no_state, progress=progress,
+                    output=output)
+        return
     report = SyncReport()
     if state_path is None and report_path and not no_state:
         state_path = f"{report_path}.state"
@@ -587,6 +600,57 @@ def sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, sco
     _emit(report.to_json(), output, lambda: _sync_summary(report))
     if not report.ok or (dry_run and (report.out_of_sync or report.extra_tags)):
         sys.exit(EXIT_FAILED)
+
+
+def _hooks(authfile: str | None, insecure: tuple[str, ...],
+           prepare: Callable[[Client, Any], None] = lambda client, plan: None) -> CliHooks:
+    return CliHooks(_run, lambda: _client(authfile, insecure), prepare, _sync_summary, _progress)
+
+
+def _side_flags(client: Client, plan: Any, src_verify: bool | None, src_cert_dir: str | None, src_creds: str | None,
+                dest_verify: bool | None, dest_cert_dir: str | None, dest_creds: str | None) -> None:
+    _apply_side_flags(client, plan, "src", src_verify, src_cert_dir, src_creds)
+    _apply_side_flags(client, plan, "dest", dest_verify, dest_cert_dir, dest_creds)
+
+
+@cli.command()
+@click.option("--redis", "redis_url", required=True, envvar="REGCOPY_REDIS", metavar="redis://HOST[:PORT][/DB]",
+              help="The Redis of the run's queue and blob ledger.")
+@click.option("--images", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Images in flight over this worker's units.")
+@click.option("--units", type=click.IntRange(1, 64), default=2, show_default=True, help="Units run at once.")
+@click.option("--lease-seconds", type=click.FloatRange(1), default=30.0, show_default=True,
+              help="Life of a blob upload lease (renewed every third of it while the upload runs).")
+@click.option("--heartbeat-timeout", type=click.FloatRange(2), default=20.0, show_default=True,
+              help="Seconds of silence after which a worker is dead and its units are redelivered.")
+@authfile_option
+@insecure_option
+@verbose_option
+def worker(redis_url: str, images: int, units: int, lease_seconds: float, heartbeat_timeout: float,
+           authfile: str | None, insecure: tuple[str, ...], verbose: int) -> None:
+    """Run units of `regcopy sync PLAN --redis URL` runs until SIGTERM (which hands running units back)."""
+    from regcopy.scale import commands
+
+    _setup_logging(verbose)
+    commands.worker(_hooks(authfile, insecure), redis_url, units, images, lease_seconds, heartbeat_timeout)
+
+
+@cli.command()
+@click.argument("run_id", metavar="RUN")
+@click.option("--redis", "redis_url", required=True, envvar="REGCOPY_REDIS", metavar="redis://HOST[:PORT][/DB]")
+@click.option("--wait", "wait_for", is_flag=True, help="Wait for the run to finish, showing progress.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the final report here.")
+@output_option
+@verbose_option
+def status(run_id: str, redis_url: str, wait_for: bool, report_path: str | None, output: str, verbose: int) -> None:
+    """Progress of a `sync --redis` run, or its final report (exit 1 when it finished with failures)."""
+    from regcopy.scale import commands
+
+    _setup_logging(verbose)
+    commands.status(_hooks(None, ()), redis_url, run_id, wait_for, report_path, output)
+
+
+cli.add_command(report_group())
 
 
 def _apply_side_flags(client: Client, plan: Any, side: str, verify: bool | None, cert_dir: str | None,

@@ -21,9 +21,9 @@ import os
 import socket
 import time
 import uuid
-from contextvars import ContextVar
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar

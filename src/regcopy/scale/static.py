@@ -50,7 +50,8 @@ def resolve_shard(shard: str | None, shards: int | None, environ: dict[str, str]
     try:
         return parse_shard(f"{raw}/{shards}")
     except ValueError:
-        raise ConfigError(f"${INDEX_ENV}={raw[:20]!r} is not a shard of --shards {shards} (0 to {shards - 1})") from None
+        raise ConfigError(f"${INDEX_ENV}={raw[:20]!r} is not a shard of --shards {shards} "
+                          f"(0 to {shards - 1})") from None
 
 
 def shard_path(path: str, index: int, shards: int) -> str:

@@ -59,7 +59,7 @@ class RunStatus:
 
 async def submit(client: Client, plan: SyncPlan, plan_text: str, redis: aioredis.Redis,
                  enqueue: Callable[[dict[str, Any]], None], *, run: str, prefix: str = "regcopy",
-                 options: SyncOptions = SyncOptions(), big: int = DEFAULT_BIG_IMAGE,
+                 options: SyncOptions | None = None, big: int = DEFAULT_BIG_IMAGE,
                  report: SyncReport | None = None) -> Submitted:
     """Plan ``plan`` and enqueue its units as run ``run``.
 
@@ -73,7 +73,7 @@ async def submit(client: Client, plan: SyncPlan, plan_text: str, redis: aioredis
                               "process after the distributed run: it only deletes)")
     report = report if report is not None else SyncReport()
     keys = RunKeys(prefix, run)
-    planned = await client.plan_sync(plan, options=options, report=report)
+    planned = await client.plan_sync(plan, options=options or SyncOptions(), report=report)
     units = make_units(planned, key=lambda p: str(p.job.source.repo), size=lambda p: p.plan.total_bytes,
                        ident=lambda p: f"{p.job.source}>{p.job.target}@{p.plan.source_digest}", big=big)
     done = {_text(k) for k in await redis.hkeys(keys.done)}
