@@ -27,7 +27,7 @@ from scale_helpers import (
 from servers.redis_server import RedisServer
 from servers.registry import RegistryServer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 
 def test_four_workers_copy_everything_and_put_each_blob_once(

@@ -5,7 +5,7 @@ worker process answers SIGTERM by waiting for running actors (dramatiq cli.py ``
 but a pod being stopped must abort its uploads cleanly (sessions DELETEd, as any regcopy
 cancellation does) and hand its unit back at once. Here the event loop is regcopy's
 (:mod:`regcopy._interrupt`): SIGTERM cancels the running units, each unit's message is put back on the
-queue (the broker's ``requeue``, which also makes the later ack a no-op), then the Dramatiq worker
+queue (a fresh message; the old one is acked), then the Dramatiq worker
 stops and requeues what it had prefetched.
 
 Facts this relies on, read in dramatiq 2.x (brokers/redis.py, brokers/redis/dispatch.lua,
@@ -98,9 +98,14 @@ class PortalClosed(RuntimeError):
 
 
 def _hand_back(broker: RedisBroker, message: Message[Any]) -> None:
-    """Put the message back on its queue now (out of this worker's ack set, so the ack is a no-op)."""
-    broker.do_requeue(message.queue_name, message.options["redis_message_id"])
-    log.info("unit %s handed back to the queue", message.args[0].get("unit") if message.args else "?")
+    """Put the unit back on the queue now, as a new message; the old one is acked when this returns.
+
+    Not the broker's ``requeue`` of the same message: this very worker may fetch it again before the
+    ack, and the ack would then delete it (dispatch.lua ``ack`` removes a message it finds in the
+    worker's ack set). Killed between the two steps, the unit is there twice: a unit is idempotent.
+    """
+    enqueue(broker, message.args[0])
+    log.info("unit %s handed back to the queue", message.args[0].get("unit"))
 
 
 class Heartbeat(threading.Thread):
