@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from scale_helpers import (
-    REPOS,
     Workers,
     blob_puts,
     blob_sizes,
@@ -197,14 +196,14 @@ def test_redis_restarted_mid_run(
     scale_layout: tuple[Path, dict[str, str]], tmp_path: Path, empty_authfile: Path,
 ) -> None:
     dst = registry_factory("http")
-    layout, digests = scale_layout
+    _layout, digests = scale_layout
     workers.start(2, "--images", "1", "--units", "1")
     plan = write_plan(tmp_path / "plan.yaml", scale_source, dst)
     result: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: result.update(
         done=submit(plan, redis_server, empty_authfile, "--report", str(tmp_path / "r.json"), "--run", "bounce")))
     thread.start()
-    wait_for(lambda: 2 <= len(run_keys(redis_server, "bounce")[":done"]), 120, "a few units done")
+    wait_for(lambda: len(run_keys(redis_server, "bounce")[":done"]) >= 2, 120, "a few units done")
     redis_server.restart(down_for=2.0)
     thread.join(300)
     done = result["done"]

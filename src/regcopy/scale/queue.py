@@ -27,6 +27,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 QUEUE: Final = "regcopy-units"
 ACTOR: Final = "regcopy_unit"
 NAMESPACE: Final = "regcopy-dq"
+MAX_HANDBACKS: Final = 3
+"""A unit failing outside its images (Redis away too long, a bug) is handed back this many times."""
 HEARTBEAT_TIMEOUT_MS: Final = 20_000
 """A worker silent this long is dead and its units go back on the queue: with heartbeats every 5 s
 and maintenance on every command, a SIGKILLed worker's unit is taken again within about 25 s."""
@@ -85,6 +88,13 @@ def start_worker(broker: RedisBroker, served: Served, *, units: int) -> Worker:
         except (concurrent.futures.CancelledError, PortalClosed):
             # The loop stopped the unit (SIGTERM): its uploads were aborted; another worker takes it.
             _hand_back(broker, message)
+        except Exception:
+            # Not an image failure (those are in the unit's report): Redis away past patience, a bug.
+            # Handed back a few times, not dropped: an ack after a failed retry enqueue would lose it.
+            log.exception("unit %s failed", payload.get("unit"))
+            if int(payload.get("handbacks", 0)) >= MAX_HANDBACKS:
+                raise  # then Dramatiq's Retries takes over, and its dead-letter queue keeps it
+            _hand_back(broker, message, {**payload, "handbacks": int(payload.get("handbacks", 0)) + 1})
 
     Actor(unit, broker=broker, actor_name=ACTOR, queue_name=QUEUE, priority=0, options={"max_retries": 3})
     worker = Worker(broker, worker_threads=units)
@@ -97,15 +107,24 @@ class PortalClosed(RuntimeError):
     """The event loop is gone (raised by :attr:`Served.run` once the worker is stopping)."""
 
 
-def _hand_back(broker: RedisBroker, message: Message[Any]) -> None:
+def _hand_back(broker: RedisBroker, message: Message[Any], payload: dict[str, Any] | None = None) -> None:
     """Put the unit back on the queue now, as a new message; the old one is acked when this returns.
 
     Not the broker's ``requeue`` of the same message: this very worker may fetch it again before the
     ack, and the ack would then delete it (dispatch.lua ``ack`` removes a message it finds in the
     worker's ack set). Killed between the two steps, the unit is there twice: a unit is idempotent.
     """
-    enqueue(broker, message.args[0])
-    log.info("unit %s handed back to the queue", message.args[0].get("unit"))
+    payload = payload or message.args[0]
+    for delay in (0.2, 0.5, 1, 2, 5, 5, 10, 10, 30, 30, 60, 60, 120, 120, 240):
+        try:
+            enqueue(broker, payload)
+            break
+        except Exception as exc:  # Redis away: the message stays unacked meanwhile
+            log.warning("cannot hand unit %s back yet (%s)", payload.get("unit"), exc)
+            time.sleep(delay)
+    else:
+        raise RuntimeError(f"unit {payload.get('unit')}: Redis stayed away; the unit stays unacked")
+    log.info("unit %s handed back to the queue", payload.get("unit"))
 
 
 class Heartbeat(threading.Thread):

@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from regcopy.client import Client
 from regcopy.engine import ByteBudget, CopyResult, ImagePlan, Limits, copy_image
@@ -30,9 +32,10 @@ from regcopy.scale.report_merge import UploadTally
 from regcopy.scale.runs import RUN_TTL_S, RunKeys, unpack_plan
 from regcopy.sync import ImageReport, SyncReport
 
-__all__ = ("Progress", "UnitLimits", "flush_progress", "run_unit")
+__all__ = ("Progress", "UnitLimits", "durably", "flush_progress", "record_done", "run_unit")
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -77,7 +80,7 @@ async def run_unit(client: Client, ledger: RedisLedger, redis: aioredis.Redis, p
     """
     keys = RunKeys(payload["prefix"], payload["run"])
     unit = payload["unit"]
-    attempt = await redis.hincrby(keys.attempts, unit, 1)
+    attempt = await durably(lambda: redis.hincrby(keys.attempts, unit, 1))
     if attempt == 1:
         for target in payload.get("fresh", []):
             repo = Repository.parse(target)
@@ -90,12 +93,40 @@ async def run_unit(client: Client, ledger: RedisLedger, redis: aioredis.Redis, p
             tg.start_soon(_image, client, ledger, image, limits, tally, report)
     report.seconds = time.monotonic() - started
     doc = {**report.to_json(), "unit": unit, "attempt": attempt, "uploaded_blobs": tally.blobs}
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hset(keys.done, unit, json.dumps(doc))
-        for key in (keys.done, keys.attempts, keys.uploads):
-            pipe.expire(key, RUN_TTL_S)
-        await pipe.execute()
+    await record_done(redis, keys, unit, doc)
     return doc
+
+
+async def record_done(redis: aioredis.Redis, keys: RunKeys, unit: str, doc: dict[str, Any]) -> None:
+    """Record the unit as finished with its report (waiting for Redis if it is away)."""
+
+    async def write() -> Any:
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.hset(keys.done, unit, json.dumps(doc))
+            for key in (keys.done, keys.attempts, keys.uploads):
+                pipe.expire(key, RUN_TTL_S)
+            return await pipe.execute()
+
+    await durably(write)
+
+
+async def durably(fn: Callable[[], Awaitable[T]], patience: float = 600.0) -> T:
+    """``fn()``, tried again while Redis is away (a restart, a failover), for up to ``patience`` seconds.
+
+    A unit's start and end must reach Redis: without the end the unit would be copied again, and
+    the queue's own ack waits for Redis the same way (dramatiq worker.py ``post_process_message``).
+    """
+    deadline = time.monotonic() + patience
+    delay = 0.2
+    while True:
+        try:
+            return await fn()
+        except (RedisError, OSError) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("Redis is away (%s); trying again in %.1f s", exc, delay)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 async def _image(client: Client, ledger: RedisLedger, image: dict[str, Any], limits: UnitLimits,
