@@ -78,3 +78,17 @@ def test_layering(module: str) -> None:
         assert not any(i == "regcopy.cli" or i.startswith("regcopy.cli.") for i in imports), f"{module} imports the CLI"
     if not module.startswith(("regcopy.registry", "regcopy.client")):
         assert not any(i == "aiohttp" or i.startswith("aiohttp.") for i in imports), f"{module} uses aiohttp"
+
+
+_ENGINES = ("dramatiq", "redis")
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_optional_engines_stay_in_scale(module: str) -> None:
+    # dramatiq and redis are the regcopy[scale] extra: the core library never imports them, and the
+    # CLI reaches them only through regcopy.scale's lazy imports (so `regcopy --help` needs neither).
+    engines = sorted(i for i in MODULES[module] if i.split(".")[0] in _ENGINES)
+    lazy_ok = module.startswith("regcopy.scale.") and module not in ("regcopy.scale.units", "regcopy.scale.commands",
+                                                                     "regcopy.scale.report_merge",
+                                                                     "regcopy.scale.static")
+    assert not engines or lazy_ok, f"{module} imports {engines}"
