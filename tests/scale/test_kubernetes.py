@@ -103,7 +103,7 @@ def test_dynamic_manifests_run_as_written(
     redis_doc, _service = docs("redis.yaml")
     redis = RedisServer(tmp_path / "redis-data")
     redis.port = free_port()
-    argv, env = command(container(redis_doc), {"REDIS_PORT": str(redis.port), "REDIS_DIR": str(redis.workdir)})
+    argv, _env = command(container(redis_doc), {"REDIS_PORT": str(redis.port), "REDIS_DIR": str(redis.workdir)})
     redis.workdir.mkdir()
     # The pod's network is its own; here only the loopback address is added.
     server = subprocess.Popen([*argv, "--bind", "127.0.0.1"], stdout=subprocess.DEVNULL)

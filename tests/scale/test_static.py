@@ -22,7 +22,7 @@ def _shards(plan: Path, tmp: Path, authfile: Path, *extra: str) -> list[dict[str
                               env=env_with(JOB_COMPLETION_INDEX=str(i)), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for i in range(4)]
     for p in procs:
-        out, err = p.communicate(timeout=300)
+        _out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
     return [json.loads((tmp / f"report.shard-{i}-of-4.json").read_text()) for i in range(4)]
 

@@ -182,6 +182,12 @@ class RedisLedger(BlobLedger):
             yield False
             return
         leased = not isinstance(got, _Down)
+        if leased and await self.remote_holders(storage, blob.digest):
+            # The holder released between this worker's decision and its SET NX: mount instead.
+            await self._call(lambda: self._release(keys=[key], args=[token]))
+            self.stats.waits += 1
+            yield False
+            return
         stop = anyio.Event()
         if leased:
             self.stats.leases += 1
