@@ -1,8 +1,8 @@
 """Shared pytest fixtures: real ``docker-registry`` servers per test, image cache, failure diagnostics.
 
-This module owns the registry fixtures, the ``redis_server`` fixture (a factory plus one fixture per mode and ``any_registry``
-parametrized over http/https/basic/token), the session-wide generated-layer cache, and the report
-hook that attaches the tail of every registry log a failing test started to its report.
+This module owns the registry fixtures (a factory plus one fixture per mode and ``any_registry``
+parametrized over http/https/basic/token), the ``redis_server`` fixture, the session-wide
+generated-layer cache, and the report hook that attaches the tail of every registry log a failing test started to its report.
 """
 
 from __future__ import annotations
