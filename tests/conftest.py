@@ -2,7 +2,8 @@
 
 This module owns the registry fixtures (a factory plus one fixture per mode and ``any_registry``
 parametrized over http/https/basic/token), the ``redis_server`` fixture, the session-wide
-generated-layer cache, and the report hook that attaches the tail of every registry log a failing test started to its report.
+generated-layer cache, and the report hook that attaches the tail of every registry log a failing
+test started to its report.
 """
 
 from __future__ import annotations
