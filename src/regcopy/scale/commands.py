@@ -34,7 +34,7 @@ class CliHooks:
 
     run: Callable[[Callable[[], Awaitable[Any]]], Any]
     client: Callable[[], Client]
-    prepare: Callable[[Client, SyncPlan], None]
+    """A client whose overrides are the command line's flags (they win over a plan's registries)."""
     summary: Callable[[Any], str]
     progress: Callable[[str], Any]
 
@@ -128,7 +128,6 @@ def _static(hooks: CliHooks, flags: ScaleFlags, plan: SyncPlan, index: int, shar
 
     async def run() -> None:
         async with hooks.client() as client:
-            hooks.prepare(client, plan)
             with hooks.progress("none" if options.dry_run else progress) as reporter:
                 holder[0] = UploadTally(reporter)
                 await run_shard(client, plan, index, shards, options=options, tally=holder[0], report=report,
@@ -170,7 +169,6 @@ def _dynamic(hooks: CliHooks, flags: ScaleFlags, plan: SyncPlan, plan_file: Path
         redis = connect(flags.redis or "", timeout=10.0)
         try:
             async with hooks.client() as client:
-                hooks.prepare(client, plan)
                 done = await submit(client, plan, plan_text, redis, lambda p: enqueue(broker, p), run=run_id,
                                     options=options, big=flags.big_image, report=report)
             click.echo(f"run {run_id}: {done.units} units enqueued ({done.images} images to copy), "

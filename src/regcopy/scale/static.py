@@ -68,10 +68,10 @@ def refuse_local_targets(plan: SyncPlan, mode: str) -> None:
 
     :raises ConfigError: an entry's target is an ``oci:`` layout or an archive
     """
-    from regcopy.locations import is_local
+    from regcopy.locations import LocalRepository
 
     for entry in plan.entries:
-        if is_local(entry.target):
+        if isinstance(entry.target, LocalRepository):
             raise ConfigError(f"{entry.name}: {mode} needs registry targets; {entry.target} is on one machine's disk")
 
 

@@ -21,7 +21,7 @@ import anyio
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from regcopy.client import Client
+from regcopy.context import RunContext
 from regcopy.engine import ByteBudget, CopyResult, ImagePlan, Limits, copy_image
 from regcopy.errors import RegcopyError
 from regcopy.manifest import Platform
@@ -72,7 +72,7 @@ class Progress:
         return out
 
 
-async def run_unit(client: Client, ledger: RedisLedger, redis: aioredis.Redis, payload: dict[str, Any],
+async def run_unit(context: RunContext, ledger: RedisLedger, redis: aioredis.Redis, payload: dict[str, Any],
                    limits: UnitLimits, progress: Any) -> dict[str, Any]:
     """Copy the unit's images; record its report as done in Redis; return the report.
 
@@ -84,13 +84,13 @@ async def run_unit(client: Client, ledger: RedisLedger, redis: aioredis.Redis, p
     if attempt == 1:
         for target in payload.get("fresh", []):
             repo = Repository.parse(target)
-            ledger.set_empty(client.registry_store(repo, writable=True).storage_id, repo.path, True)
+            ledger.set_empty(context.registry_store(repo, writable=True).storage_id, repo.path, True)
     report = SyncReport()
     tally = UploadTally(progress)
     started = time.monotonic()
     async with anyio.create_task_group() as tg:
         for image in payload["images"]:
-            tg.start_soon(_image, client, ledger, image, limits, tally, report)
+            tg.start_soon(_image, context, ledger, image, limits, tally, report)
     report.seconds = time.monotonic() - started
     doc = {**report.to_json(), "unit": unit, "attempt": attempt, "uploaded_blobs": tally.blobs}
     await record_done(redis, keys, unit, doc)
@@ -129,12 +129,12 @@ async def durably(fn: Callable[[], Awaitable[T]], patience: float = 600.0) -> T:
             delay = min(delay * 2, 5.0)
 
 
-async def _image(client: Client, ledger: RedisLedger, image: dict[str, Any], limits: UnitLimits,
+async def _image(context: RunContext, ledger: RedisLedger, image: dict[str, Any], limits: UnitLimits,
                  reporter: UploadTally, report: SyncReport) -> None:
     source, target = Reference.parse(image["source"]), Reference.parse(image["target"])
     platforms = tuple(Platform.parse(p) for p in image.get("platforms", []))
-    src = client.registry_store(source)
-    dst = client.registry_store(target, writable=True)
+    src = context.source(source.repo)  # the run's pull-through mirrors first, if its plan names any
+    dst = context.registry_store(target, writable=True)
     plan: ImagePlan | None = unpack_plan(image)
     async with limits.images:
         for attempt in (1, 2):

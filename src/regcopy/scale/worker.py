@@ -19,6 +19,7 @@ from anyio.from_thread import BlockingPortal
 
 from regcopy._interrupt import run as run_interruptible
 from regcopy.client import Client
+from regcopy.context import RunContext
 from regcopy.errors import ConfigError
 from regcopy.planfile import StrictLoader
 from regcopy.scale.queue import HEARTBEAT_TIMEOUT_MS, Heartbeat, PortalClosed, Served, make_broker, start_worker
@@ -70,7 +71,7 @@ async def _loop(url: str, make_client: Callable[[], Client], holder: dict[str, A
     redis = connect(url, timeout=5.0)
     limits = UnitLimits.make(images)
     progress: dict[str, Progress] = {}
-    adopted: set[str] = set()
+    adopted: dict[str, RunContext] = {}
     lock = anyio.Lock()
     try:
         async with make_client() as client, RedisLedger(redis, prefix=prefix, lease_ms=lease_ms) as ledger, \
@@ -78,10 +79,10 @@ async def _loop(url: str, make_client: Callable[[], Client], holder: dict[str, A
 
             async def run(payload: dict[str, Any]) -> dict[str, Any]:
                 async with lock:
-                    await _adopt(client, redis, payload, adopted)
+                    context = await _adopt(client, redis, payload, adopted)
                 UPLOADS_KEY.set(RunKeys(payload["prefix"], payload["run"]).uploads)
                 counter = progress.setdefault(payload["run"], Progress())
-                return await run_unit(client, ledger, redis, payload, limits, counter)
+                return await run_unit(context, ledger, redis, payload, limits, counter)
 
             holder.update(portal=portal, run=run)
             log.info("worker ready: %d images in flight", images)
@@ -99,19 +100,19 @@ async def _loop(url: str, make_client: Callable[[], Client], holder: dict[str, A
             await redis.aclose()
 
 
-async def _adopt(client: Client, redis: Any, payload: dict[str, Any], adopted: set[str]) -> None:
-    """Apply the run's plan settings (``registries:``) to the client, once per run."""
+async def _adopt(client: Client, redis: Any, payload: dict[str, Any], adopted: dict[str, RunContext]) -> RunContext:
+    """The run's context: the client with the run's plan settings (``registries:``), made once per run."""
     run = payload["run"]
     if run in adopted:
-        return
+        return adopted[run]
     text = await redis.hget(RunKeys(payload["prefix"], run).meta, "plan")
     if text is None:
         raise ConfigError(f"run {run}: its plan is not in Redis (expired, or another Redis)")
     import yaml
 
     data = yaml.load(text, Loader=StrictLoader)  # the plan the submitter already validated
-    client.apply_plan_registries(parse_plan(data, path=f"run {run}"))
-    adopted.add(run)
+    adopted[run] = client.context(parse_plan(data, path=f"run {run}").registries)
+    return adopted[run]
 
 
 async def _quietly(work: Any) -> None:

@@ -2,42 +2,34 @@
 
 Owns the sync package's public surface: the plan values of :mod:`regcopy.sync.model` and the plan
 builders of :mod:`regcopy.sync.plan` (regcopy's plan YAML) and :mod:`regcopy.sync.skopeo` (skopeo
-sync's YAML and ``--src docker``),
-plus :func:`target_repository`, the naming rule for where a source repository lands, and the scheduler
-that runs a plan (:func:`run_sync`, :class:`SyncOptions`, :class:`SyncReport`) with its run journal
-(:class:`SyncJournal`).
+sync's YAML and ``--src docker``), plus :func:`target_repository`, the naming rule for where a source
+repository lands, and the scheduler that runs a plan (:func:`run_sync`, :class:`SyncOptions`,
+:class:`SyncReport`, :class:`SyncBackend`) with its run journal (:class:`SyncJournal`).
+A plan's ``registries:`` entries are :class:`~regcopy.settings.Overrides` (``RegistryConfig`` is
+their former name, kept for callers that import it from here).
 """
 
 from __future__ import annotations
 
 from regcopy.filters import RepoFilter, TagFilter
-from regcopy.plansettings import Credentials, RegistryConfig
+from regcopy.settings import Credentials, Overrides
+from regcopy.sync.discover import SyncBackend
 from regcopy.sync.journal import SyncJournal
-from regcopy.sync.model import Naming, SourceKind, SyncEntry, SyncPlan
+from regcopy.sync.model import ImageJob, Naming, SourceKind, SyncEntry, SyncOptions, SyncPlan
 from regcopy.sync.plan import load_plan, parse_plan, target_repository
-from regcopy.sync.scheduler import (
-    ImageJob,
-    ImageReport,
-    PlannedImage,
-    SyncBackend,
-    SyncOptions,
-    SyncReport,
-    plan_images,
-    run_sync,
-)
+from regcopy.sync.report import ImageReport, SyncReport
+from regcopy.sync.scheduler import PlannedImage, plan_images, run_sync
 from regcopy.sync.skopeo import from_skopeo_docker, from_skopeo_yaml
+
+RegistryConfig = Overrides
 
 __all__ = (
     "Credentials",
     "ImageJob",
     "ImageReport",
     "PlannedImage",
-    "from_skopeo_docker",
-    "from_skopeo_yaml",
-    "load_plan",
     "Naming",
-    "parse_plan",
-    "plan_images",
+    "Overrides",
     "RegistryConfig",
     "RepoFilter",
     "SourceKind",
@@ -48,6 +40,11 @@ __all__ = (
     "SyncPlan",
     "SyncReport",
     "TagFilter",
+    "from_skopeo_docker",
+    "from_skopeo_yaml",
+    "load_plan",
+    "parse_plan",
+    "plan_images",
     "run_sync",
     "target_repository",
 )
