@@ -242,3 +242,39 @@ def test_sigterm_hands_the_unit_back(
     assert "handed back" in workers.logs()
     deletes = [e for e in dst.access_log() if e.method == "DELETE" and "/blobs/uploads/" in e.path]
     assert deletes, "the aborted upload session was cancelled"
+
+
+def test_a_long_unit_on_a_live_worker_is_never_redelivered(
+    scale_source: RegistryServer, registry_factory: Any, redis_server: RedisServer, workers: Workers,
+    scale_layout: tuple[Path, dict[str, str]], tmp_path: Path, empty_authfile: Path,
+) -> None:
+    """A unit busy for four times the heartbeat timeout stays with its worker while an idle one polls the
+    queue (Dramatiq's consumer sends no heartbeat while its prefetch is full: regcopy's does)."""
+    import subprocess
+
+    from scale_helpers import regcopy
+
+    from servers.faulty_proxy import Fault, FaultyProxy
+
+    dst = registry_factory("http")
+    _layout, digests = scale_layout
+    big = max(blob_sizes(scale_layout[0]).items(), key=lambda kv: kv[1])[0]
+    workers.start(1, "--heartbeat-timeout", "3", "--units", "1")
+    with FaultyProxy(scale_source.url) as proxy:
+        proxy.add(Fault(method="GET", path=f"/blobs/{big}", stall_after_bytes=(12 * 1024 * 1024, 12), times=1))
+        plan = write_plan(tmp_path / "plan.yaml", proxy.host, dst, repos="data/.*")
+        detached = submit(plan, redis_server, empty_authfile, "--detach", "--run", "long")
+        assert detached.returncode == 0 and detached.stdout.strip() == "long", detached.stderr
+        wait_for(lambda: _lease_holder(redis_server, big) is not None, 60, "the worker takes the big blob's lease")
+        workers.start(1, "--heartbeat-timeout", "3")  # idle, polling: it would take a redelivered unit
+        status = subprocess.run(regcopy("status", "--redis", redis_server.url, "long", "-o", "json"),
+                                capture_output=True, text=True)
+        assert status.returncode == 0 and json.loads(status.stdout)["finished"] is False
+        final = subprocess.run(regcopy("status", "--redis", redis_server.url, "long", "--wait",
+                                       "--report", str(tmp_path / "r.json")), capture_output=True, text=True,
+                               timeout=120)
+    assert final.returncode == 0, final.stderr + workers.logs()
+    assert {int(n) for n in run_keys(redis_server, "long")[":attempts"].values()} == {1}  # never redelivered
+    assert max(blob_puts(dst).values()) == 1
+    verify_all(dst, digests, repos=["data/big"])
+    assert json.loads((tmp_path / "r.json").read_text())["totals"]["copied"] == 1
