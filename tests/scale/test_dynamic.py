@@ -248,8 +248,8 @@ def test_a_long_unit_on_a_live_worker_is_never_redelivered(
     scale_source: RegistryServer, registry_factory: Any, redis_server: RedisServer, workers: Workers,
     scale_layout: tuple[Path, dict[str, str]], tmp_path: Path, empty_authfile: Path,
 ) -> None:
-    """A unit busy for four times the heartbeat timeout stays with its worker while an idle one polls the
-    queue (Dramatiq's consumer sends no heartbeat while its prefetch is full: regcopy's does)."""
+    """A unit busy for four times the heartbeat timeout stays with its worker while an idle worker polls
+    the queue (and would take a redelivered unit at once)."""
     import subprocess
 
     from scale_helpers import regcopy

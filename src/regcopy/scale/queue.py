@@ -15,9 +15,11 @@ middleware/time_limit.py, worker.py):
   (refreshed by every broker command it sends) is older than ``heartbeat_timeout``, and its
   messages go back on the queue during "maintenance", which a command triggers with probability
   ``maintenance_chance`` per million. A live copy is never redelivered for being long;
-* a consumer whose prefetch is full sends no command, hence no heartbeat: a worker busy for longer
-  than ``heartbeat_timeout`` would look dead. :class:`_Heartbeat` sends one every
-  ``heartbeat_timeout / 4`` from its own thread, whatever the units do;
+* a consumer whose prefetch is full sends no command, hence no heartbeat. A busy worker stays alive
+  today only because its delay-queue consumer keeps polling (measured: with :class:`Heartbeat`
+  disabled, a unit busy for four heartbeat timeouts was not redelivered). Liveness must not hang on
+  that detail (a consumer restarting after a connection error sends nothing for seconds either), so
+  :class:`Heartbeat` sends one every ``heartbeat_timeout / 4`` from its own thread;
 * ``TimeLimit`` (a default middleware) kills actors after 10 minutes: the broker here has only
   ``CurrentMessage`` and ``Retries``, so a unit may run for days.
 """
