@@ -1,8 +1,9 @@
 """Shared pytest fixtures: real ``docker-registry`` servers per test, image cache, failure diagnostics.
 
 This module owns the registry fixtures (a factory plus one fixture per mode and ``any_registry``
-parametrized over http/https/basic/token), the session-wide generated-layer cache, and the report
-hook that attaches the tail of every registry log a failing test started to its report.
+parametrized over http/https/basic/token), the ``redis_server`` fixture, the session-wide
+generated-layer cache, and the report hook that attaches the tail of every registry log a failing
+test started to its report.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from servers.redis_server import REDIS_BIN, RedisServer, stop_all_redis
 from servers.registry import MODES, REGISTRY_BIN, Mode, RegistryFactory, RegistryServer, stop_all_registries
 
 _REGISTRIES = pytest.StashKey[list[RegistryServer]]()
@@ -90,6 +92,19 @@ def any_registry(request: pytest.FixtureRequest, registry_factory: RegistryFacto
     return registry_factory(mode)
 
 
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real ``redis-server`` on a free loopback port with its own directory (append-only persistence,
+    so ``restart()`` keeps the data); stopped when the test ends."""
+    if shutil.which(REDIS_BIN) is None:
+        pytest.skip(f"{REDIS_BIN} is not installed")
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def image_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Layer cache shared by every layout generated in this session (``write_layout(cache_dir=...)``)."""
@@ -137,3 +152,4 @@ def _sigterm_to_interrupt(signum: int, frame: object) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # Belt and braces: a registry whose fixture never finalized (e.g. KeyboardInterrupt) dies here.
     stop_all_registries()
+    stop_all_redis()

@@ -71,3 +71,16 @@ def test_sync_imports_retention_at_the_top() -> None:
     top = {n.module for n in tree.body if isinstance(n, ast.ImportFrom)}
     assert "regcopy.retention" in top
     assert not any(isinstance(n, ast.If) for n in tree.body), "no TYPE_CHECKING block"
+_ENGINES = ("dramatiq", "redis")
+# The scale-out modules that must work without the regcopy[scale] extra: the CLI imports them (or their
+# callers) for every command, and shard selection and report merging need no queue.
+_ENGINE_FREE = ("regcopy.scale", "regcopy.scale.units", "regcopy.scale.report_merge", "regcopy.scale.static")
+
+
+@pytest.mark.parametrize("module", sorted(KNOWN))
+def test_optional_engines_stay_in_scale(module: str) -> None:
+    # dramatiq and redis are the regcopy[scale] extra: the core library never imports them, and the
+    # CLI reaches them only through regcopy.scale's lazy imports (so `regcopy --help` needs neither).
+    engines = sorted({i.target for i in GRAPH[module] if i.target.split(".")[0] in _ENGINES})
+    allowed = module.startswith("regcopy.scale.") and module not in _ENGINE_FREE
+    assert not engines or allowed, f"{module} imports {engines}"

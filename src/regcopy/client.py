@@ -11,7 +11,7 @@ plan's ``registries:`` under the client's overrides (docs/architecture.md, "Sett
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,7 +51,7 @@ from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import SyncOptions, SyncPlan
 from regcopy.sync.plan import load_plan
 from regcopy.sync.report import SyncReport
-from regcopy.sync.scheduler import run_sync
+from regcopy.sync.scheduler import PlannedImage, plan_images, run_sync
 from regcopy.sync.skopeo import host_platform as skopeo_host_platform
 
 __all__ = ("Client", "DeleteResult", "PlatformSpec", "copy", "host_platform")
@@ -353,7 +353,7 @@ class Client:
     # ------------------------------------------------------------------ sync
     async def sync(self, plan: SyncPlan | str | Path, *, options: SyncOptions | None = None,
                    reporter: Reporter | None = None, report: SyncReport | None = None,
-                   journal: SyncJournal | None = None) -> SyncReport:
+                   journal: SyncJournal | None = None, select: Callable[[str], bool] | None = None) -> SyncReport:
         """Mirror everything a plan names (see :mod:`regcopy.sync.scheduler`).
 
         The run's settings are the client's with the plan's ``registries:`` layered between its
@@ -363,6 +363,7 @@ class Client:
         :param report: a report to fill as the run goes (kept by the caller if the run is cancelled)
         :param journal: a run journal (:class:`~regcopy.sync.SyncJournal`): a re-run after a crash
             skips what the journal says is finished and resumes open uploads where the registry allows
+        :param select: only the source repositories (``host/path``) it accepts (a static shard)
         :returns: the report; failures are in it, not raised
         :raises ConfigError: the plan is invalid
         """
@@ -373,13 +374,21 @@ class Client:
         async with open_plan_stores(plan) as local:
             result = await run_sync(SyncStores(context, local), plan, options=options,
                                     reporter=reporter or null_reporter, ledger=self.ledger, report=report,
-                                    journal=journal)
+                                    journal=journal, select=select)
             if not options.dry_run:
                 # One commit per local target, after every image: an archive is written in one
                 # pass, a layout's index.json replaced once (docs/architecture.md, "Bulk sync").
                 for store in local.targets():
                     await store.commit()
         return result
+
+    async def plan_sync(self, plan: SyncPlan, *, options: SyncOptions, report: SyncReport) -> list[PlannedImage]:
+        """Discover, check and plan ``plan`` without copying (a distributed run's submitter): the
+        images still to copy, with their manifests; up-to-date images and failures in ``report``."""
+        context = self.context(plan.registries)
+        async with open_plan_stores(plan) as local:
+            return await plan_images(SyncStores(context, local), plan, options=options, report=report,
+                                     ledger=self.ledger)
 
     async def prune(self, plan: PrunePlan | str | Path, *, dry_run: bool = True, cap: int | None = None,
                     now: datetime | None = None, report: PruneReport | None = None) -> PruneReport:

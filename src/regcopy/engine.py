@@ -362,17 +362,22 @@ async def _copy_blob(
     if decision.action == "skipped":
         reporter(BlobSkipped(destination.name, str(blob.digest), blob.size))
         action = "skipped"
-    elif await _mount(destination, blob, decision.candidates, reporter):
+    elif await _mount(destination, blob, decision.candidates, reporter, ledger):
         action = "mounted"
     else:  # nothing to mount from, or every candidate refused
-        reporter(BlobStarted(destination.name, str(blob.digest), blob.size))
-        await destination.put_blob(blob, _opener(source, destination.name, blob, reporter))
-        reporter(BlobDone(destination.name, str(blob.digest), blob.size))
+        async with ledger.upload_lease(destination, blob) as leased:
+            if not leased:  # another process moved it meanwhile: now it is present or mountable
+                return await _copy_blob(source, destination, blob, reporter, ledger)
+            reporter(BlobStarted(destination.name, str(blob.digest), blob.size))
+            await destination.put_blob(blob, _opener(source, destination.name, blob, reporter))
+            reporter(BlobDone(destination.name, str(blob.digest), blob.size))
     ledger.note(destination.storage_id, blob.digest, destination.repository)
     return action
 
 
-async def _mount(destination: Destination, blob: Descriptor, candidates: Sequence[str], reporter: Reporter) -> bool:
+async def _mount(
+    destination: Destination, blob: Descriptor, candidates: Sequence[str], reporter: Reporter, ledger: BlobLedger
+) -> bool:
     """Mount ``blob`` from the first candidate the destination accepts; False when none does."""
     if not isinstance(destination, Mounter):
         return False
@@ -380,6 +385,7 @@ async def _mount(destination: Destination, blob: Descriptor, candidates: Sequenc
         if await destination.mount_blob(blob, candidate):
             reporter(BlobMounted(destination.name, str(blob.digest), blob.size, candidate))
             return True
+        ledger.forget(destination.storage_id, blob.digest, candidate)  # a stale hint: not a holder
     return False
 
 

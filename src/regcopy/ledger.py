@@ -4,10 +4,16 @@
 is the one rule for a blob, used by the engine's copy and by a sync dry run alike, so a dry run
 predicts what a run does (short of a mount the registry refuses, which the run follows with an upload).
 A dry run decides on :meth:`BlobLedger.simulation`, a copy that takes what it notes as present.
+
+Two seams let a ledger shared by several processes (``regcopy.scale``) extend it without the engine
+knowing: :meth:`BlobLedger.upload_lease` (always granted here: :attr:`BlobLedger.flights` already
+serialises one process's copies) and :meth:`BlobLedger.forget` (a mount the registry refused).
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -89,6 +95,20 @@ class BlobLedger:
     def note(self, storage: str, digest: Digest, repository: str) -> None:
         """Record that ``repository`` of ``storage`` holds ``digest``."""
         self.holders.setdefault((storage, digest), set()).add(repository)
+
+    def forget(self, storage: str, digest: Digest, repository: str) -> None:
+        """``repository`` refused to mount ``digest``: it is not a holder after all (a stale hint)."""
+        self.holders.get((storage, digest), set()).discard(repository)
+
+    @asynccontextmanager
+    async def upload_lease(self, destination: Destination, blob: Descriptor) -> AsyncIterator[bool]:
+        """The right to upload ``blob`` into ``destination``'s storage, held for the block.
+
+        Yields True: upload it. A ledger shared between processes may wait for another process's
+        upload of the same blob and yield False: decide again (it is present or mountable now). One
+        process needs no lease: :attr:`flights` already lets one copy per (storage, digest) run.
+        """
+        yield True
 
     def candidates(self, storage: str, digest: Digest, exclude: str) -> list[str]:
         """Repositories of ``storage`` known to hold ``digest``, other than ``exclude``."""

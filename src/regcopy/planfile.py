@@ -56,6 +56,7 @@ __all__ = (
     "float_of",
     "kind_of",
     "named_item",
+    "parse_yaml",
     "read_yaml",
     "required_list",
     "short",
@@ -187,6 +188,17 @@ def read_yaml(path: str | Path, loader: type[StrictLoader]) -> object:
         raise ConfigError(f"cannot read the file: {reason}", path=name) from None
     if len(raw) > _MAX_PLAN_BYTES:
         raise ConfigError(f"the file is larger than {_MAX_PLAN_BYTES // 2**20} MiB, the limit for a plan", path=name)
+    return parse_yaml(raw, loader, name)
+
+
+def parse_yaml(raw: bytes | str, loader: type[StrictLoader], name: str) -> object:
+    """The document in ``raw`` (a plan's text), read with ``loader`` within the plan bounds above.
+
+    :param name: what the text is, for error messages (a path, or ``run RUN`` for a plan kept in Redis)
+    :raises ConfigError: as :func:`read_yaml`
+    """
+    if len(raw) > _MAX_PLAN_BYTES:
+        raise ConfigError(f"the text is larger than {_MAX_PLAN_BYTES // 2**20} MiB, the limit for a plan", path=name)
     try:
         return yaml.load(raw, Loader=loader)  # safe: every loader here derives from SafeLoader
     except yaml.MarkedYAMLError as exc:

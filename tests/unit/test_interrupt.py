@@ -1,4 +1,4 @@
-"""``regcopy.cli._interrupt``: one mechanism for SIGINT and SIGTERM. Signals are sent for real, to a child
+"""``regcopy.interrupt``: one mechanism for SIGINT and SIGTERM. Signals are sent for real, to a child
 Python process (a signal to the test process itself would stop pytest)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from regcopy.cli._interrupt import Interrupted, exit_status, run
 from regcopy.errors import StoreError
+from regcopy.interrupt import Interrupted, exit_status, run
 
 
 def child(code: str) -> subprocess.CompletedProcess[str]:
@@ -25,7 +25,7 @@ def child(code: str) -> subprocess.CompletedProcess[str]:
 def test_a_signal_cancels_the_run_which_unwinds_then_raises_interrupted(sig: int) -> None:
     out = child(f"""
         import os, signal, anyio
-        from regcopy.cli._interrupt import Interrupted, run
+        from regcopy.interrupt import Interrupted, run
         before = {{s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}}
         async def work():
             try:
@@ -48,7 +48,7 @@ def test_a_signal_cancels_the_run_which_unwinds_then_raises_interrupted(sig: int
 def test_outside_the_loop_a_signal_raises_interrupted_and_a_second_one_exits_at_once() -> None:
     out = child("""
         import os, signal, time
-        from regcopy.cli._interrupt import Interrupted, handle_signals
+        from regcopy.interrupt import Interrupted, handle_signals
         with handle_signals():
             try:
                 os.kill(os.getpid(), signal.SIGTERM)
@@ -66,7 +66,7 @@ def test_outside_the_loop_a_signal_raises_interrupted_and_a_second_one_exits_at_
 def test_a_second_signal_while_the_run_cleans_up_exits_with_the_first_ones_status() -> None:
     out = child("""
         import os, signal, anyio
-        from regcopy.cli._interrupt import run
+        from regcopy.interrupt import run
         async def work():
             try:
                 os.kill(os.getpid(), signal.SIGTERM)

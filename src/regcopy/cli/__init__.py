@@ -2,7 +2,7 @@
 
 Exit codes: 0 success, 1 failure (or out of sync with ``--check``), 2 usage or configuration
 error, 130 interrupted (SIGINT), 143 terminated (SIGTERM): both signals cancel the run, which cleans
-up and writes its report first (:mod:`regcopy.cli._interrupt`). Logs go to stderr (``-v`` INFO, ``-vv``
+up and writes its report first (:mod:`regcopy.interrupt`). Logs go to stderr (``-v`` INFO, ``-vv``
 DEBUG); machine output to stdout.
 """
 
@@ -21,11 +21,12 @@ import click
 
 from regcopy import __version__
 from regcopy.cli._flags import insecure_layer, side_fields, side_layer, side_settings
-from regcopy.cli._interrupt import Interrupted, handle_signals
-from regcopy.cli._interrupt import run as run_interruptible
 from regcopy.cli._render import copy_summary, make_renderer, prune_table, sync_summary
+from regcopy.cli.scale import CliHooks, ScaleFlags, report_group, scale_flags, scaled_sync
 from regcopy.client import Client
 from regcopy.errors import ConfigError, CredentialError, InvalidReference, RegcopyError
+from regcopy.interrupt import Interrupted, handle_signals
+from regcopy.interrupt import run as run_interruptible
 from regcopy.reference import Reference, Repository, parse_location
 from regcopy.retention import PruneReport, load_prune
 from regcopy.settings import Layer, Overrides, SchemeMode, stack
@@ -461,6 +462,7 @@ def _digest(reference: str, authfile: str | None, insecure: tuple[str, ...], ver
               show_default=True, help="Progress display on stderr.")
 @click.option("--retry-times", type=int, default=None, hidden=True, help="Accepted for skopeo compatibility.")
 @click.option("--preserve-digests", is_flag=True, hidden=True, help="Accepted for skopeo compatibility (always).")
+@scale_flags
 @_authfile_option
 @_insecure_option
 @_output_option
@@ -470,10 +472,12 @@ def _sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, sc
          dest_cert_dir: str | None, src_creds: str | None, dest_creds: str | None, dry_run: bool,
          report_path: str | None, state_path: str | None, no_state: bool, images: int, jobs: int, blobs: int,
          bytes_in_flight: int, progress: str,
-         retry_times: int | None, preserve_digests: bool, authfile: str | None, insecure: tuple[str, ...],
-         output: str, verbose: int) -> None:
+         retry_times: int | None, preserve_digests: bool, shard: str | None, shards: int | None, ledger: str | None,
+         redis_url: str | None, detach: bool, run_id: str | None, big_image: int, authfile: str | None,
+         insecure: tuple[str, ...], output: str, verbose: int) -> None:
     """Mirror many repositories: `regcopy sync PLAN.yaml`, or skopeo's form
-    `regcopy sync --src docker|yaml --dest docker [--scoped] [--all] SOURCE DESTINATION`."""
+    `regcopy sync --src docker|yaml --dest docker [--scoped] [--all] SOURCE DESTINATION`.
+    Scale-out: `--shard I/N` or `--shards N` (static), `--redis URL` (workers: `regcopy worker`)."""
     _setup_logging(verbose)
     plan = _sync_plan(args, src_kind, dest_kind, scoped=scoped, all_platforms=all_platforms)
     # The command line's flags win over the plan's registries: (docs/architecture.md, "Settings resolution").
@@ -481,14 +485,29 @@ def _sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, sc
                   side_layer(plan, "dest", dest_tls_verify, dest_cert_dir, dest_creds))
     options = SyncOptions(images=images, blob_jobs=jobs, blobs=blobs, bytes_in_flight=bytes_in_flight,
                           dry_run=dry_run)
-    report = SyncReport()
+    scale = ScaleFlags(shard, shards, ledger, redis_url, detach, run_id, big_image)
+    if scale.any:
+        scaled_sync(_hooks(authfile, insecure, flags), scale, plan, plan_file=None if src_kind else args[0],
+                    options=options, report_path=report_path, state_path=state_path, no_state=no_state,
+                    progress=progress, output=output)
+        return
     if state_path is None and report_path and not no_state:
         state_path = f"{report_path}.state"
     journal = _open_journal(state_path) if state_path and not no_state and not dry_run else None
+    report = _sync_here(plan, options, flags, journal, report_path, progress, authfile, insecure)
+    _emit(report.to_json(), output, lambda: sync_summary(report))
+    if not report.ok or (dry_run and (report.out_of_sync or report.extra_tags)):
+        sys.exit(EXIT_FAILED)
+
+
+def _sync_here(plan: SyncPlan, options: SyncOptions, flags: Layer | None, journal: SyncJournal | None,
+               report_path: str | None, progress: str, authfile: str | None, insecure: tuple[str, ...]) -> SyncReport:
+    """Run ``plan`` in this process; the report is written to ``report_path`` even when the run is interrupted."""
+    report = SyncReport()
 
     async def run() -> None:
         async with _client(authfile, insecure, flags) as client:
-            with _progress("none" if dry_run else progress) as reporter:
+            with _progress("none" if options.dry_run else progress) as reporter:
                 await client.sync(plan, options=options, reporter=reporter, report=report, journal=journal)
 
     try:
@@ -498,9 +517,51 @@ def _sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, sc
             journal.close()
         if report_path:
             Path(report_path).write_text(json.dumps(report.to_json(), indent=2))
-    _emit(report.to_json(), output, lambda: sync_summary(report))
-    if not report.ok or (dry_run and (report.out_of_sync or report.extra_tags)):
-        sys.exit(EXIT_FAILED)
+    return report
+
+
+def _hooks(authfile: str | None, insecure: tuple[str, ...], flags: Layer | None = None) -> CliHooks:
+    return CliHooks(_run, lambda: _client(authfile, insecure, flags), sync_summary, _progress)
+
+
+@cli.command("worker")
+@click.option("--redis", "redis_url", required=True, envvar="REGCOPY_REDIS", metavar="redis://HOST[:PORT][/DB]",
+              help="The Redis of the runs' queue and blob ledger.")
+@click.option("--images", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Images in flight over this worker's units.")
+@click.option("--units", type=click.IntRange(1, 64), default=2, show_default=True, help="Units run at once.")
+@click.option("--lease-seconds", type=click.FloatRange(1), default=30.0, show_default=True,
+              help="Life of a blob upload lease (renewed every third of it while the upload runs).")
+@click.option("--heartbeat-timeout", type=click.FloatRange(2), default=20.0, show_default=True,
+              help="Seconds of silence after which a worker is dead and its units are redelivered.")
+@_authfile_option
+@_insecure_option
+@_verbose_option
+def _worker(redis_url: str, images: int, units: int, lease_seconds: float, heartbeat_timeout: float,
+           authfile: str | None, insecure: tuple[str, ...], verbose: int) -> None:
+    """Run units of `regcopy sync PLAN --redis URL` runs until SIGTERM (which hands running units back)."""
+    from regcopy.cli import scale as commands
+
+    _setup_logging(verbose)
+    commands.worker(_hooks(authfile, insecure), redis_url, units, images, lease_seconds, heartbeat_timeout)
+
+
+@cli.command("status")
+@click.argument("run_id", metavar="RUN")
+@click.option("--redis", "redis_url", required=True, envvar="REGCOPY_REDIS", metavar="redis://HOST[:PORT][/DB]")
+@click.option("--wait", "wait_for", is_flag=True, help="Wait for the run to finish, showing progress.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the final report here.")
+@_output_option
+@_verbose_option
+def _status(run_id: str, redis_url: str, wait_for: bool, report_path: str | None, output: str, verbose: int) -> None:
+    """Progress of a `sync --redis` run, or its final report (exit 1 when it finished with failures)."""
+    from regcopy.cli import scale as commands
+
+    _setup_logging(verbose)
+    commands.status(_hooks(None, ()), redis_url, run_id, wait_for, report_path, output)
+
+
+cli.add_command(report_group())
 
 
 def _sync_plan(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, *, scoped: bool,

@@ -18,7 +18,7 @@ from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import ImageJob, Naming, SourceKind, SyncEntry, SyncOptions, SyncPlan
 from regcopy.sync.plan import load_plan, parse_plan, target_repository
 from regcopy.sync.report import ImageReport, SyncReport
-from regcopy.sync.scheduler import run_sync
+from regcopy.sync.scheduler import PlannedImage, plan_images, run_sync
 from regcopy.sync.skopeo import from_skopeo_docker, from_skopeo_yaml
 
 RegistryConfig = Overrides
@@ -29,6 +29,7 @@ __all__ = (
     "ImageReport",
     "Naming",
     "Overrides",
+    "PlannedImage",
     "RegistryConfig",
     "RepoFilter",
     "SourceKind",
@@ -43,6 +44,7 @@ __all__ = (
     "from_skopeo_yaml",
     "load_plan",
     "parse_plan",
+    "plan_images",
     "run_sync",
     "target_repository",
 )

@@ -80,8 +80,10 @@ async def bounded(limit: anyio.CapacityLimiter, fn: Callable[[], Awaitable[T]]) 
 
 
 async def discover(backend: SyncBackend, plan: SyncPlan, options: SyncOptions, report: SyncReport,
-                   ledger: BlobLedger) -> Discovery:
+                   ledger: BlobLedger, select: Callable[[str], bool] | None = None) -> Discovery:
     """Every image the plan selects, and the tags each target repository already has.
+
+    :param select: keep only the source repositories (``host/path``) it accepts (a static shard's part)
 
     :raises RegcopyError: an invalid tag filter (before any request)
     """
@@ -94,7 +96,7 @@ async def discover(backend: SyncBackend, plan: SyncPlan, options: SyncOptions, r
         repos = _source_repositories(entry, catalogs, report)
         if repos is None:
             found.broken.add(entry.name)
-        pairs.extend((entry, repo) for repo in repos or ())
+        pairs.extend((entry, repo) for repo in repos or () if select is None or select(str(repo)))
     async with anyio.create_task_group() as tg:
         for entry, repo in pairs:
             tg.start_soon(_expand, backend, plan, entry, repo, limit, report, found)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
@@ -53,7 +54,7 @@ from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import ImageJob, SyncOptions, SyncPlan
 from regcopy.sync.report import ImageReport, SyncReport, count_blob, record_failure
 
-__all__ = ("run_sync",)
+__all__ = ("PlannedImage", "plan_images", "run_sync")
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,12 @@ async def run_sync(
     ledger: BlobLedger | None = None,
     report: SyncReport | None = None,
     journal: SyncJournal | None = None,
+    select: Callable[[str], bool] | None = None,
 ) -> SyncReport:
     """Mirror everything ``plan`` names; never raises for a single image (see the report).
 
     :param report: a report to fill (the caller keeps it if the run is cancelled)
+    :param select: keep only the source repositories (``host/path``) it accepts (a static shard's part)
     :param journal: the run journal: images it says an interrupted run finished are skipped, every
         image finished now is recorded, and a run without failures marks it complete (unused when
         dry-running)
@@ -82,15 +85,7 @@ async def run_sync(
     ledger = ledger or BlobLedger()
     journal = None if options.dry_run else journal
     try:
-        found = await discover(backend, plan, options, report, ledger)
-        planned = await _plan(backend, await check(backend, found, options, report, journal), options, report)
-        if options.dry_run:
-            await _simulate(planned, ledger, report, options)
-        else:
-            await _copy(backend, planned, options, reporter, ledger, report, journal)
-        await _delete_extra(backend, plan, found, options, report)
-        if journal is not None and report.ok:
-            journal.complete()
+        await _phases(backend, plan, options, reporter, ledger, report, journal, select)
     except BaseException:
         report.interrupted = True
         raise
@@ -99,15 +94,45 @@ async def run_sync(
     return report
 
 
+async def _phases(backend: SyncBackend, plan: SyncPlan, options: SyncOptions, reporter: Reporter,
+                  ledger: BlobLedger, report: SyncReport, journal: SyncJournal | None,
+                  select: Callable[[str], bool] | None) -> None:
+    """Discover, check, plan, then simulate (dry run) or copy, and delete extra tags."""
+    found = await discover(backend, plan, options, report, ledger, select)
+    planned = await _plan(backend, await check(backend, found, options, report, journal), options, report)
+    if options.dry_run:
+        await _simulate(planned, ledger, report, options)
+    else:
+        await _copy(backend, planned, options, reporter, ledger, report, journal)
+    await _delete_extra(backend, plan, found, options, report)
+    if journal is not None and report.ok:
+        journal.complete()
+
+
+async def plan_images(backend: SyncBackend, plan: SyncPlan, *, options: SyncOptions, report: SyncReport,
+                      ledger: BlobLedger) -> list[PlannedImage]:
+    """Discover, check and plan without copying: the images still to copy, their manifests fetched.
+
+    Up-to-date images and failures go to ``report``; what a distributed run hands to its workers.
+    """
+    found = await discover(backend, plan, options, report, ledger)
+    return await _plan(backend, await check(backend, found, options, report, None), options, report)
+
+
 # -------------------------------------------------------------------------------------------- plan
 
 
 @dataclass(slots=True)
 class _Planned:
+    """An image to copy, planned: its job, its manifests and blobs, and the stores on both sides."""
+
     job: ImageJob
     plan: ImagePlan
     source: Source
     destination: Destination
+
+
+PlannedImage = _Planned
 
 
 async def _plan(backend: SyncBackend, jobs: list[ImageJob], options: SyncOptions,
