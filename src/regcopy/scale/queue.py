@@ -38,7 +38,10 @@ from dramatiq.actor import Actor
 from dramatiq.brokers.redis import MAINTENANCE_SCALE, RedisBroker
 from dramatiq.middleware import CurrentMessage, Retries
 
-__all__ = ("ACTOR", "HEARTBEAT_TIMEOUT_MS", "QUEUE", "Heartbeat", "PortalClosed", "Served", "enqueue", "make_broker", "start_worker")
+__all__ = (
+    "ACTOR", "HEARTBEAT_TIMEOUT_MS", "QUEUE", "Heartbeat", "PortalClosed", "Served", "enqueue", "make_broker",
+    "start_worker",
+)
 
 log = logging.getLogger(__name__)
 
