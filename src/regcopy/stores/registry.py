@@ -14,7 +14,7 @@ session is DELETEd (best effort: it needs the ``delete`` action); an optional
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -26,7 +26,9 @@ from regcopy.manifest import Descriptor, Manifest, ManifestInfo
 from regcopy.registry import blobs, manifests
 from regcopy.registry._challenge import Scope
 from regcopy.registry.transport import Transport
-from regcopy.stores.base import BlobOpener, Origin, UploadJournal
+from regcopy.registry import referrers as referrer_ops
+from regcopy.stores.base import BlobOpener, IndexOutcome, Origin, ReferrerList, UploadJournal
+from regcopy.stores.referrers import RegistryFeatures, RegistryReferrers
 
 __all__ = ("RegistryStore", "Strategy", "UploadPolicy", "UploadStats")
 
@@ -78,17 +80,22 @@ class RegistryStore:
     """One repository on one registry, through the client's transport for that host."""
 
     def __init__(self, transport: Transport, repository: str, policy: UploadPolicy, *, writable: bool = False,
-                 journal: UploadJournal | None = None) -> None:
+                 journal: UploadJournal | None = None, features: RegistryFeatures | None = None) -> None:
         """
         :param writable: a destination: every request asks for pull,push, so one token serves
             HEADs and PUTs alike (2.8.2 needs both for POST/PUT/PATCH)
         :param journal: records open upload sessions so a later run can resume them (settable later)
+        :param features: what the run learned about the host (referrers API, mounts by digest), shared
+            by every store on it
         """
         self.transport = transport
         self._repository = repository
         self.policy = policy
         self.writable = writable
         self.journal = journal
+        self.features = features if features is not None else RegistryFeatures()
+        self._referrers = RegistryReferrers(transport, repository, self.features)
+        self._tags: list[str] | None = None
 
     # -- identity
     @property
@@ -141,11 +148,27 @@ class RegistryStore:
 
     async def list_tags(self) -> list[str]:
         try:
-            return await manifests.tags_list(self.transport, self._repository)
+            tags = await manifests.tags_list(self.transport, self._repository)
         except RegistryError as exc:
             if exc.status == 404:
                 return []
             raise
+        self._tags = tags
+        return tags
+
+    # -- referrers
+    @property
+    def keeps_referrers(self) -> bool:
+        return True
+
+    async def referrers(self, subject: Digest, *, tags: Sequence[str] | None = None,
+                        artifact_types: Sequence[str] = ()) -> ReferrerList:
+        if tags is None:
+            tags = self._tags if self._tags is not None else await self.list_tags()
+        return await self._referrers.listing(subject, tags, artifact_types)
+
+    async def index_referrers(self, subject: Digest, referrers: Sequence[Manifest]) -> IndexOutcome:
+        return await self._referrers.index(subject, referrers)
 
     # -- destination
     def _scopes(self) -> tuple[Scope, ...]:
@@ -183,8 +206,45 @@ class RegistryStore:
         ``BLOB_UPLOAD_INVALID``, PROTOCOL §2.1) it restarts with a fresh session, as after a failed
         POST. With a :attr:`journal`, a session an earlier run left open is resumed the same way.
         """
+        return await self._upload(desc, opener, await self._journaled(desc))
+
+    async def put_or_mount(self, desc: Descriptor, opener: BlobOpener) -> bool:
+        """Open the upload with ``POST ?mount=<digest>`` (no ``from``): a registry that finds the blob
+        anywhere mounts it (201, nothing sent); otherwise the 202 is the upload's own session, so the
+        question costs nothing. A registry that refuses the form with an error is not asked again
+        (:attr:`RegistryFeatures.mount_anywhere`); that costs one request per host."""
+        journaled = await self._journaled(desc)
+        if journaled is not None or self.features.mount_anywhere is False:
+            await self._upload(desc, opener, journaled)
+            return False
+        mounted, session = await self._mount_anywhere(desc)
+        if not mounted:
+            await self._upload(desc, opener, session)
+        return mounted
+
+    async def _mount_anywhere(self, desc: Descriptor) -> tuple[bool, _Session | None]:
+        try:
+            result = await blobs.blob_mount(self.transport, self._repository, desc.digest, None)  # shielded
+        except RegistryError as exc:
+            if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (401, 408, 429):
+                self.features.mount_anywhere = False
+                self.features.probes += 1
+                log.info("%s refuses mounts without 'from' (%s); not asking again", self.transport.registry, exc)
+            return False, None
+        # No await from here to the caller's upload, which owns the session: a cancellation cannot
+        # land between the 202 and the code that closes its session.
+        if result.mounted:
+            self.features.mount_anywhere = True
+            return True, None
+        location = result.location
+        assert location is not None  # a 202 always carries one (blob_mount checks)
+        self.policy.stats.sessions += 1
+        if self.journal is not None:
+            self.journal.session_opened(self.storage_id, self._repository, desc.digest, location)
+        return False, _Session(location, 0, result.min_chunk)
+
+    async def _upload(self, desc: Descriptor, opener: BlobOpener, session: _Session | None) -> int:
         tally = _Tally()
-        session = await self._journaled(desc)
         attempts = 0
         try:
             while True:
@@ -403,7 +463,16 @@ class RegistryStore:
         self.policy.stats.bytes_sent += n
 
     async def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
-        await manifests.manifest_put(self.transport, self._repository, tag or str(manifest.digest), manifest)
+        ref = tag or str(manifest.digest)
+        if manifest.subject is None:
+            await manifests.manifest_put(self.transport, self._repository, ref, manifest)
+        else:
+            # Pushing a referrer tells whether the host indexes subjects itself (distribution spec,
+            # "Pushing Manifests with Subject": OCI-Subject in the answer), at no extra cost.
+            indexed = await referrer_ops.manifest_push(self.transport, self._repository, ref, manifest)
+            self.features.referrers_api = indexed
+        if tag is not None and self._tags is not None and tag not in self._tags:
+            self._tags = sorted([*self._tags, tag])
 
 
 @dataclass(slots=True)
