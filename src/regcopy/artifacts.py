@@ -184,7 +184,7 @@ def _artifact_type(manifest: Manifest) -> str | None:
 
 async def copy_referrers(
     source: Source, destination: Destination, attached: Sequence[Attached], *, ledger: BlobLedger,
-    reporter: Reporter = null_reporter, limits: Limits = Limits(), blob_jobs: int = 6, jobs: int = 4,
+    reporter: Reporter = null_reporter, limits: Limits | None = None, blob_jobs: int = 6, jobs: int = 4,
 ) -> ReferrerReport:
     """Copy ``attached`` (from :func:`discover`) after their subjects, parents before children.
 
@@ -197,6 +197,7 @@ async def copy_referrers(
     if not isinstance(destination, Referrers) or not destination.keeps_referrers:
         report.notes.append(f"{destination.name} cannot keep referrers: {report.found} not copied")
         return report
+    limits = limits or Limits()
     level: list[Attached] = list(attached)
     limiter = anyio.CapacityLimiter(max(1, jobs))
     while level:
@@ -238,7 +239,7 @@ async def _index(destination: Referrers, level: Sequence[Attached], report: Refe
 
 async def carry_referrers(
     source: Source, destination: Destination, plan: ImagePlan, policy: ReferrerPolicy, *, ledger: BlobLedger,
-    tags: Sequence[str] | None = None, reporter: Reporter = null_reporter, limits: Limits = Limits(),
+    tags: Sequence[str] | None = None, reporter: Reporter = null_reporter, limits: Limits | None = None,
     blob_jobs: int = 6,
 ) -> ReferrerReport:
     """Discover and copy the referrers of everything ``plan`` wrote (after the image itself was copied).

@@ -103,7 +103,8 @@ def cosign_sign(base: str, repo: str, subject: str, *, identity: str = "test", k
                                            "type": "cosign container image signature"},
                               "optional": {"who": identity}}).encode()
         layer_type = SIMPLESIGNING
-        annotations = {"dev.cosignproject.cosign/signature": base64.b64encode(hashlib.sha256(payload).digest()).decode()}
+        signature = base64.b64encode(hashlib.sha256(payload).digest()).decode()
+        annotations = {"dev.cosignproject.cosign/signature": signature}
     else:
         payload = json.dumps({"payloadType": "application/vnd.in-toto+json",
                               "payload": base64.b64encode(b'{"subject":"' + subject.encode() + b'"}').decode(),
@@ -117,7 +118,8 @@ def cosign_sign(base: str, repo: str, subject: str, *, identity: str = "test", k
     manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                 "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest,
                            "size": len(config)},
-                "layers": [{"mediaType": layer_type, "digest": layer, "size": len(payload), "annotations": annotations}]}
+                "layers": [{"mediaType": layer_type, "digest": layer, "size": len(payload),
+                            "annotations": annotations}]}
     return put_manifest(base, repo, f"{referrers_tag(subject)}.{kind}", manifest)
 
 

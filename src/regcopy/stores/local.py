@@ -24,7 +24,8 @@ from regcopy.stores.archive import DockerArchiveStore, OciArchiveStore
 from regcopy.stores.base import BlobOpener, Committer, Destination, IndexOutcome, ReferrerList, Source
 from regcopy.stores.layout import LayoutStore
 
-__all__ = ("LocalReferrers", "LocalStore", "RepositoryView", "join_ref", "local_identifier", "open_local", "repositories", "split_ref")
+__all__ = ("LocalReferrers", "LocalStore", "RepositoryView", "join_ref", "local_identifier", "open_local",
+           "repositories", "split_ref")
 
 
 @runtime_checkable

@@ -24,9 +24,9 @@ from regcopy.digest import Digest
 from regcopy.errors import ContentError, RateLimited, RegcopyError, RegistryError, TransportError
 from regcopy.manifest import Descriptor, Manifest, ManifestInfo
 from regcopy.registry import blobs, manifests
+from regcopy.registry import referrers as referrer_ops
 from regcopy.registry._challenge import Scope
 from regcopy.registry.transport import Transport
-from regcopy.registry import referrers as referrer_ops
 from regcopy.stores.base import BlobOpener, IndexOutcome, Origin, ReferrerList, UploadJournal
 from regcopy.stores.referrers import RegistryFeatures, RegistryReferrers
 
