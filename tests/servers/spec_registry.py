@@ -4,11 +4,11 @@ This module owns :class:`SpecRegistry`, an aiohttp app on its own loop in a daem
 :mod:`servers.faulty_proxy`), storing blobs and upload sessions in a temp directory and manifests in
 memory. It implements what a copier needs (distribution-spec v1.1, PROTOCOL §1): ``/v2/``; manifests
 GET/HEAD/PUT by tag or digest; blobs HEAD/GET with ``Range``; uploads POST (plain, ``?digest=``
-monolithic, ``?mount=&from=``; ``?mount=`` alone with ``mount_anywhere``), PATCH (streamed, or a
-chunk with ``Content-Range``: 416 when it does not start at the session's size), GET status, PUT
-``?digest=`` (sha256 checked: 400 ``DIGEST_INVALID``) and DELETE; tags/list; the referrers API (``GET /v2/<name>/referrers/<digest>`` with the
-``artifactType`` filter, ``OCI-Filters-Applied`` and ``Link`` pages; ``OCI-Subject`` on a manifest
-PUT with a subject), switchable off to behave as 2.8.2. No auth.
+monolithic, ``?mount=&from=``; ``?mount=`` alone with ``mount_anywhere``), PATCH (streamed, or a chunk
+with ``Content-Range``: 416 when it does not start at the session's size), GET status, PUT ``?digest=``
+(sha256 checked: 400 ``DIGEST_INVALID``) and DELETE; tags/list; the referrers API (``GET
+/v2/<name>/referrers/<digest>`` with the ``artifactType`` filter, ``OCI-Filters-Applied`` and ``Link``
+pages; ``OCI-Subject`` on a manifest PUT with a subject), switchable off to behave as 2.8.2. No auth.
 
 The point of it: **a PATCH whose body is cut mid-stream keeps the bytes received so far**, and the
 status request answers ``204`` with ``Range: 0-<last byte held>``, so a client can resume (2.8.2
