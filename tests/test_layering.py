@@ -44,6 +44,13 @@ RULES = {
     "regcopy.stores.mirrored": ("aiohttp", "regcopy.registry", "regcopy.client"),
     "regcopy.progress": ("aiohttp", "regcopy.registry", "regcopy.client", "regcopy.engine"),
     "regcopy.singleflight": ("aiohttp", "regcopy."),
+    "regcopy.referrer": ("aiohttp", "regcopy.registry", "regcopy.stores", "regcopy.engine", "regcopy.client"),
+    "regcopy.artifacts": ("aiohttp", "regcopy.registry", "regcopy.stores.registry", "regcopy.sync", "regcopy.client",
+                          "regcopy.cli"),
+    "regcopy.fanout": ("aiohttp", "regcopy.registry", "regcopy.stores.registry", "regcopy.sync", "regcopy.client",
+                       "regcopy.cli"),
+    "regcopy.stores.referrers": ("aiohttp", "regcopy.engine", "regcopy.sync", "regcopy.client"),
+    "regcopy.registry.referrers": ("regcopy.stores", "regcopy.engine", "regcopy.sync", "regcopy.client"),
     "regcopy.ledger": ("aiohttp", "regcopy.registry", "regcopy.stores.registry", "regcopy.engine", "regcopy.sync",
                        "regcopy.client"),
 }

@@ -39,9 +39,19 @@ from regcopy.progress import (
     Reporter,
     null_reporter,
 )
-from regcopy.stores.base import BlobOpener, Committer, Destination, Mounter, RangeReader, Source, close_stream
+from regcopy.stores.base import (
+    BlobOpener,
+    Committer,
+    Destination,
+    DigestMounter,
+    Mounter,
+    RangeReader,
+    Source,
+    close_stream,
+)
 
-__all__ = ("ByteBudget", "CopyResult", "ImagePlan", "Limits", "copy_blob", "copy_image", "plan_image")
+__all__ = ("ByteBudget", "CopyResult", "ImagePlan", "Limits", "blob_opener", "copy_blob", "copy_image", "plan_image",
+           "push_image")
 
 log = logging.getLogger(__name__)
 MAX_DEPTH = 8
@@ -226,11 +236,7 @@ async def copy_image(
                 ledger.note(destination.storage_id, blob.digest, destination.repository)
         else:
             await _copy_blobs(source, destination, plan.blobs, blob_jobs, reporter, ledger, result, limits)
-            for child in plan.manifests:
-                await _push_manifest(destination, child, None, reporter, result)
-            await _push_manifest(destination, root, target_tag, reporter, result)
-            if isinstance(destination, Committer):
-                await destination.commit()
+            await push_image(destination, plan, target_tag, reporter, result)
     except BaseException as exc:
         reporter(ImageDone(result.source, result.destination, None, str(exc) or type(exc).__name__))
         raise
@@ -246,6 +252,17 @@ def _is_digest(ref: str) -> bool:
     except InvalidReference:
         return False
     return True
+
+
+async def push_image(destination: Destination, plan: ImagePlan, tag: str | None, reporter: Reporter,
+                     result: CopyResult) -> None:
+    """Push ``plan``'s child manifests leaves first, then its root under ``tag``, then commit (every
+    blob must be present already)."""
+    for child in plan.manifests:
+        await _push_manifest(destination, child, None, reporter, result)
+    await _push_manifest(destination, plan.root, tag, reporter, result)
+    if isinstance(destination, Committer):
+        await destination.commit()
 
 
 async def _push_manifest(
@@ -338,24 +355,28 @@ async def _maybe_bytes(budget: ByteBudget | None, size: int) -> AsyncIterator[No
 
 async def copy_blob(
     source: Source, destination: Destination, blob: Descriptor, *, reporter: Reporter = null_reporter,
-    ledger: BlobLedger,
+    ledger: BlobLedger, opener: BlobOpener | None = None,
 ) -> BlobAction:
     """Make one blob present in ``destination``: skip, mount, or upload it, once per storage.
 
     Single-flight per (storage, digest): a concurrent second caller waits for the first, then
     mounts from the repository the first one filled (or finds the blob present).
+
+    :param opener: where an upload reads the bytes (a fan-out's tee); default: the source, verified
     """
     key = (destination.storage_id, blob.digest)
-    action, shared = await ledger.flights.do(key, lambda: _copy_blob(source, destination, blob, reporter, ledger))
+    action, shared = await ledger.flights.do(
+        key, lambda: _copy_blob(source, destination, blob, reporter, ledger, opener))
     if shared:
         # Another copy moved this blob into another repository (or this one) just now:
         # the ledger knows where, so this repository mounts it or finds it present.
-        action = await _copy_blob(source, destination, blob, reporter, ledger)
+        action = await _copy_blob(source, destination, blob, reporter, ledger, opener)
     return action
 
 
 async def _copy_blob(
-    source: Source, destination: Destination, blob: Descriptor, reporter: Reporter, ledger: BlobLedger
+    source: Source, destination: Destination, blob: Descriptor, reporter: Reporter, ledger: BlobLedger,
+    opener: BlobOpener | None = None,
 ) -> BlobAction:
     decision = await ledger.decide(destination, blob, source.origin)
     action: BlobAction = "uploaded"
@@ -366,8 +387,15 @@ async def _copy_blob(
         action = "mounted"
     else:  # nothing to mount from, or every candidate refused
         reporter(BlobStarted(destination.name, str(blob.digest), blob.size))
-        await destination.put_blob(blob, _opener(source, destination.name, blob, reporter))
-        reporter(BlobDone(destination.name, str(blob.digest), blob.size))
+        opener = opener or blob_opener(source, destination.name, blob, reporter)
+        if isinstance(destination, DigestMounter) and await destination.put_or_mount(blob, opener):
+            # The storage held the blob under another repository this run knew nothing of.
+            reporter(BlobMounted(destination.name, str(blob.digest), blob.size, "(by digest)"))
+            action = "mounted"
+        else:
+            if not isinstance(destination, DigestMounter):
+                await destination.put_blob(blob, opener)
+            reporter(BlobDone(destination.name, str(blob.digest), blob.size))
     ledger.note(destination.storage_id, blob.digest, destination.repository)
     return action
 
@@ -383,8 +411,9 @@ async def _mount(destination: Destination, blob: Descriptor, candidates: Sequenc
     return False
 
 
-def _opener(source: Source, dest_name: str, blob: Descriptor, reporter: Reporter) -> BlobOpener:
-    """The blob's opener: verified source bytes from any offset, sharing hash checkpoints across calls."""
+def blob_opener(source: Source, dest_name: str, blob: Descriptor, reporter: Reporter) -> BlobOpener:
+    """The blob's opener: verified source bytes from any offset, sharing hash checkpoints across calls,
+    with progress events for ``dest_name``."""
     marks: list[Hasher] = []
 
     def opener(offset: int = 0, /) -> AsyncIterator[bytes]:

@@ -186,8 +186,8 @@ async def layout_referrers(reader: _LayoutLike, subject: Digest, *, path: str = 
         if desc.is_manifest and desc.digest not in seen:
             manifest = await reader.manifest(desc.digest, desc.media_type, desc.size)
             about = manifest.subject
-            entry = None if about is None else Descriptor.from_json(referrer_entry(manifest))
-            seen[desc.digest] = None if about is None or entry is None else (about.digest, entry)
+            listed = None if about is None else Descriptor.from_json(referrer_entry(manifest))
+            seen[desc.digest] = None if about is None or listed is None else (about.digest, listed)
         known = seen.get(desc.digest)
         if known is not None and known[0] == subject:
             found.setdefault(desc.digest, known[1])
