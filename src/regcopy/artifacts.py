@@ -27,13 +27,15 @@ import anyio
 
 from regcopy.digest import Digest
 from regcopy.engine import CopyResult, ImagePlan, Limits, copy_image, fail_fast, plan_image
+from regcopy.errors import RegcopyError
+from regcopy.fanout import Target, copy_fanout
 from regcopy.ledger import BlobLedger
-from regcopy.manifest import Manifest
+from regcopy.manifest import Manifest, Platform
 from regcopy.progress import Reporter, null_reporter
-from regcopy.stores.base import Destination, Referrers, Source
+from regcopy.stores.base import Committer, Destination, Referrers, Source
 
-__all__ = ("Attached", "ReferrerPolicy", "ReferrerReport", "carry_referrers", "copy_referrers", "discover",
-           "subjects_of")
+__all__ = ("Attached", "ReferrerPolicy", "ReferrerReport", "carry_referrers", "copy_referrers", "copy_to_many",
+           "copy_with_referrers", "discover", "subjects_of")
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +107,16 @@ class ReferrerReport:
     """Subjects made discoverable, by how (``api``, ``fallback``, ``layout``)."""
     left_behind: int = 0
     """Referrers of a source root that a platform subset replaced (their subject is not copied)."""
+    rounds: int = 0
+    """The most read-merge-write rounds one fallback index needed (more than 1: a concurrent writer)."""
     notes: list[str] = field(default_factory=list)
+    failure: BaseException | None = None
+    """The first error on this destination (the copy of the image then counts as failed)."""
 
     def to_json(self) -> dict[str, object]:
-        """A JSON-ready dict of every field."""
+        """A JSON-ready dict of every field but :attr:`failure` (its text is in :attr:`notes`)."""
         return {"found": self.found, "copied": self.copied, "present": self.present, "indexed": dict(self.indexed),
-                "left_behind": self.left_behind, "notes": list(self.notes)}
+                "left_behind": self.left_behind, "rounds": self.rounds, "notes": list(self.notes)}
 
 
 def subjects_of(plan: ImagePlan) -> list[Digest]:
@@ -183,81 +189,165 @@ def _artifact_type(manifest: Manifest) -> str | None:
 
 
 async def copy_referrers(
-    source: Source, destination: Destination, attached: Sequence[Attached], *, ledger: BlobLedger,
+    source: Source, destinations: Sequence[Destination], attached: Sequence[Attached], *, ledger: BlobLedger,
     reporter: Reporter = null_reporter, limits: Limits | None = None, blob_jobs: int = 6, jobs: int = 4,
-) -> ReferrerReport:
-    """Copy ``attached`` (from :func:`discover`) after their subjects, parents before children.
+) -> list[ReferrerReport]:
+    """Copy ``attached`` (from :func:`discover`) to every destination after their subjects, parents
+    before children; several destinations share one source read per referrer (:func:`copy_fanout`).
 
-    A referrer already on the destination (HEAD by digest, or its cosign tag on the same digest) is
-    not copied again; every subject's referrers are then made discoverable there.
+    A referrer already on a destination (HEAD by digest, or its cosign tag on the same digest) is not
+    copied there again; every subject's referrers are then made discoverable on each destination. A
+    destination that fails one gets the error in its report (:attr:`ReferrerReport.failure`) and no
+    further referrers; the others go on.
+
+    :returns: one report per destination, in order
     """
-    report = ReferrerReport(found=sum(len(a.walk()) for a in attached))
-    if not attached:
-        return report
-    if not isinstance(destination, Referrers) or not destination.keeps_referrers:
-        report.notes.append(f"{destination.name} cannot keep referrers: {report.found} not copied")
-        return report
-    limits = limits or Limits()
+    found = sum(len(a.walk()) for a in attached)
+    reports = [ReferrerReport(found=found) for _ in destinations]
+    live: list[int] = []
+    for i, dest in enumerate(destinations):
+        if isinstance(dest, Referrers) and dest.keeps_referrers:
+            live.append(i)
+        elif found:
+            reports[i].notes.append(f"{dest.name} cannot keep referrers: {found} not copied")
     level: list[Attached] = list(attached)
     limiter = anyio.CapacityLimiter(max(1, jobs))
-    while level:
-        async with fail_fast(), anyio.create_task_group() as tg:
+    while level and live:
+        async with anyio.create_task_group() as tg:
             for item in level:
-                tg.start_soon(_copy_one, limiter, source, destination, item, ledger, reporter, limits, blob_jobs,
-                              report)
-        await _index(destination, level, report)
+                tg.start_soon(_copy_one, limiter, source, destinations, live, item, ledger, reporter,
+                              limits or Limits(), blob_jobs, reports)
+        live = [i for i in live if reports[i].failure is None]
+        for i in live:
+            await _index(destinations[i], level, reports[i])
         level = [child for item in level for child in item.children]
-    return report
+    return reports
 
 
-async def _copy_one(limiter: anyio.CapacityLimiter, source: Source, destination: Destination, item: Attached,
-                    ledger: BlobLedger, reporter: Reporter, limits: Limits, blob_jobs: int,
-                    report: ReferrerReport) -> None:
+async def _copy_one(limiter: anyio.CapacityLimiter, source: Source, destinations: Sequence[Destination],
+                    live: list[int], item: Attached, ledger: BlobLedger, reporter: Reporter, limits: Limits,
+                    blob_jobs: int, reports: list[ReferrerReport]) -> None:
     async with limiter:
-        if item.tag is None and await destination.head(str(item.digest)) == item.digest:
-            report.present += 1
+        need: list[int] = []
+        for i in live:
+            if item.tag is None and await destinations[i].head(str(item.digest)) == item.digest:
+                reports[i].present += 1
+            elif reports[i].failure is None:
+                need.append(i)
+        if not need:
             return
-        result: CopyResult = await copy_image(source, destination, item.tag or str(item.digest), target_tag=item.tag,
-                                              blob_jobs=blob_jobs, reporter=reporter, ledger=ledger, plan=item.plan,
-                                              limits=limits)
-    if result.up_to_date:
+        targets = [Target(destinations[i], item.tag) for i in need]
+        await copy_fanout(source, targets, item.tag or str(item.digest), blob_jobs=blob_jobs, reporter=reporter,
+                          ledger=ledger, plan=item.plan, limits=limits, commit=False)
+    for i, target in zip(need, targets, strict=True):
+        _tally(reports[i], target)
+
+
+def _tally(report: ReferrerReport, target: Target) -> None:
+    if target.error is not None:
+        report.failure = report.failure or target.error
+        report.notes.append(f"referrer {target.destination.name}: {target.error}")
+    elif target.result is not None and target.result.up_to_date:
         report.present += 1
     else:
         report.copied += 1
 
 
-async def _index(destination: Referrers, level: Sequence[Attached], report: ReferrerReport) -> None:
+async def _index(destination: Destination, level: Sequence[Attached], report: ReferrerReport) -> None:
     """Make each subject's untagged referrers of this level discoverable (cosign tags need nothing)."""
+    assert isinstance(destination, Referrers)
     by_subject: dict[Digest, list[Manifest]] = {}
     for item in level:
         if item.tag is None:
             by_subject.setdefault(item.subject, []).append(item.manifest)
     for subject, manifests in by_subject.items():
-        outcome = await destination.index_referrers(subject, manifests)
+        try:
+            outcome = await destination.index_referrers(subject, manifests)
+        except RegcopyError as exc:
+            report.failure = report.failure or exc
+            report.notes.append(f"indexing the referrers of {subject.short}: {exc}")
+            return
         report.indexed[outcome.via] = report.indexed.get(outcome.via, 0) + 1
+        report.rounds = max(report.rounds, outcome.rounds)
 
 
 async def carry_referrers(
-    source: Source, destination: Destination, plan: ImagePlan, policy: ReferrerPolicy, *, ledger: BlobLedger,
-    tags: Sequence[str] | None = None, reporter: Reporter = null_reporter, limits: Limits | None = None,
-    blob_jobs: int = 6,
-) -> ReferrerReport:
-    """Discover and copy the referrers of everything ``plan`` wrote (after the image itself was copied).
+    source: Source, destinations: Sequence[Destination], plan: ImagePlan, policy: ReferrerPolicy, *,
+    ledger: BlobLedger, tags: Sequence[str] | None = None, reporter: Reporter = null_reporter,
+    limits: Limits | None = None, blob_jobs: int = 6,
+) -> list[ReferrerReport]:
+    """Discover the referrers of everything ``plan`` wrote and copy them to every destination (after
+    the image itself was copied there); one report per destination.
 
     When ``plan`` replaced the source's root (a platform subset), the source root's own referrers
-    are counted as left behind and the report says so: they refer to a digest the destination does
-    not get.
+    are counted as left behind and each report says so: they refer to a digest no destination gets.
     """
     if not policy.enabled:
-        return ReferrerReport()
+        return [ReferrerReport() for _ in destinations]
     attached = await discover(source, subjects_of(plan), policy, tags=tags)
-    report = await copy_referrers(source, destination, attached, ledger=ledger, reporter=reporter, limits=limits,
-                                  blob_jobs=blob_jobs, jobs=policy.jobs)
+    reports = await copy_referrers(source, destinations, attached, ledger=ledger, reporter=reporter,
+                                   limits=limits, blob_jobs=blob_jobs, jobs=policy.jobs)
     if plan.root.digest != plan.source_digest and isinstance(source, Referrers):
         listed = await source.referrers(plan.source_digest, tags=tags, artifact_types=policy.artifact_types)
-        report.left_behind = len(listed.descriptors) + len(listed.tags)
-        if report.left_behind:
+        behind = len(listed.descriptors) + len(listed.tags)
+        for report in reports if behind else ():
+            report.left_behind = behind
             report.notes.append(
-                f"{report.left_behind} referrer(s) of the source root {plan.source_digest.short} not carried: the "
-                f"platform subset is a new manifest {plan.root.digest.short} they do not refer to")
-    return report
+                f"{behind} referrer(s) of the source root {plan.source_digest.short} not carried: the platform "
+                f"subset is a new manifest {plan.root.digest.short} they do not refer to")
+    return reports
+
+
+async def copy_with_referrers(
+    source: Source, destination: Destination, ref: str, *, target_tag: str | None, policy: ReferrerPolicy,
+    ledger: BlobLedger, platforms: Sequence[Platform] = (), blob_jobs: int = 6, reporter: Reporter = null_reporter,
+    force: bool = False, plan: ImagePlan | None = None, limits: Limits | None = None,
+) -> CopyResult:
+    """:func:`~regcopy.engine.copy_image`, then the image's referrers, then one commit.
+
+    :raises RegcopyError: the image or one of its referrers failed (the report is in the error's
+        result only for the image: nothing incomplete is tagged)
+    """
+    plan = plan or await plan_image(source, ref, platforms)
+    result = await copy_image(source, destination, ref, target_tag=target_tag, platforms=platforms,
+                              blob_jobs=blob_jobs, reporter=reporter, ledger=ledger, force=force, plan=plan,
+                              limits=limits or Limits(), commit=False)
+    [report] = await carry_referrers(source, [destination], plan, policy, ledger=ledger, reporter=reporter,
+                                     limits=limits, blob_jobs=blob_jobs)
+    if policy.enabled:
+        result.referrers = report.to_json()
+    if isinstance(destination, Committer) and (not result.up_to_date or report.copied):
+        await destination.commit()
+    if report.failure is not None:
+        raise report.failure
+    return result
+
+
+async def copy_to_many(
+    source: Source, targets: Sequence[Target], ref: str, *, policy: ReferrerPolicy, ledger: BlobLedger,
+    platforms: Sequence[Platform] = (), blob_jobs: int = 6, reporter: Reporter = null_reporter, force: bool = False,
+    limits: Limits | None = None,
+) -> list[Target]:
+    """Fan-out with referrers: :func:`~regcopy.fanout.copy_fanout`, then the referrers of the image to
+    every destination that got it (one source read each), then one commit per destination.
+
+    :returns: ``targets``, each with its result (``result.referrers`` filled) or its error
+    """
+    plan = await plan_image(source, ref, platforms)
+    await copy_fanout(source, targets, ref, platforms=platforms, blob_jobs=blob_jobs, reporter=reporter,
+                      ledger=ledger, force=force, plan=plan, limits=limits, commit=False)
+    done = [t for t in targets if t.error is None]
+    reports = await carry_referrers(source, [t.destination for t in done], plan, policy, ledger=ledger,
+                                    reporter=reporter, limits=limits, blob_jobs=blob_jobs)
+    for target, report in zip(done, reports, strict=True):
+        assert target.result is not None
+        if policy.enabled:
+            target.result.referrers = report.to_json()
+        target.error = report.failure
+        dest = target.destination
+        if target.error is None and isinstance(dest, Committer) and (not target.result.up_to_date or report.copied):
+            try:
+                await dest.commit()
+            except RegcopyError as exc:
+                target.error = exc
+    return list(targets)

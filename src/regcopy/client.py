@@ -20,13 +20,14 @@ from typing import Any, Self
 import aiohttp
 import anyio
 
+from regcopy.artifacts import ReferrerPolicy, copy_with_referrers
 from regcopy.credentials import (
     CredentialStore,
     RoutedCredentials,
     default_credentials,
 )
 from regcopy.digest import Digest, verify_chunks
-from regcopy.engine import CopyResult, copy_image
+from regcopy.engine import CopyResult
 from regcopy.errors import (
     CopyFailed,
     InvalidManifest,
@@ -49,6 +50,7 @@ from regcopy.retention import PrunePlan, PruneReport, load_prune, run_prune
 from regcopy.stores.base import Destination, Source, UploadJournal
 from regcopy.stores.local import LocalStore, RepositoryView, local_identifier, open_local, repositories
 from regcopy.stores.mirrored import MirroredSource
+from regcopy.stores.referrers import RegistryFeatures
 from regcopy.stores.registry import RegistryStore, UploadPolicy
 from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import SyncPlan
@@ -93,6 +95,7 @@ class Client:
         self.default_settings = default_settings or RegistrySettings()
         self._upload_template = upload or UploadPolicy()
         self._uploads: dict[str, UploadPolicy] = {}
+        self._features: dict[str, RegistryFeatures] = {}
         self._transports: dict[tuple[str, str | None, RegistrySettings], Transport] = {}
         self.tokens = TokenCache()
         self.ledger = BlobLedger()
@@ -159,13 +162,17 @@ class Client:
             self._uploads[registry] = policy
         return policy
 
+    def features(self, registry: str) -> RegistryFeatures:
+        """What this client learned about ``registry`` (referrers API, mounts by digest alone)."""
+        return self._features.setdefault(registry, RegistryFeatures())
+
     def registry_store(self, repo: Repository | Reference, *, writable: bool = False,
                        settings: RegistrySettings | None = None) -> RegistryStore:
         """A store for one registry repository."""
         path = repo.path if isinstance(repo, Repository) else repo.repository
         return RegistryStore(self.transport(repo.registry, scheme=repo.scheme, settings=settings), path,
                              self.upload_policy(repo.registry), writable=writable,
-                             journal=self.upload_journal if writable else None)
+                             journal=self.upload_journal if writable else None, features=self.features(repo.registry))
 
     def retries(self) -> int:
         """Request retries so far, over every host."""
@@ -187,8 +194,10 @@ class Client:
         force: bool = False,
         src_settings: RegistrySettings | None = None,
         dst_settings: RegistrySettings | None = None,
+        referrers: bool | ReferrerPolicy = True,
     ) -> CopyResult:
-        """Copy one image or index between any two locations.
+        """Copy one image or index between any two locations, with its referrers (signatures, SBOMs,
+        attestations: :mod:`regcopy.artifacts`).
 
         Locations are registry references (``docker://`` optional) or ``oci:DIR[:REF]``,
         ``oci-archive:FILE[:REF]``, ``docker-archive:FILE[:REF]`` (skopeo's syntax).
@@ -200,6 +209,8 @@ class Client:
         :param jobs: blobs in flight for this image
         :param reporter: receives progress events
         :param force: push even when the destination tag already holds the same digest
+        :param referrers: copy the referrers of every manifest copied (a :class:`ReferrerPolicy` to
+            filter artifact types); False: the image alone
         :raises RegcopyError: the copy failed; nothing incomplete is tagged
         """
         src_loc = _location(src)
@@ -209,10 +220,10 @@ class Client:
                 self._open(dst_loc, writable=True, settings=dst_settings) as destination:
             ident = await _identifier(src_loc, source)
             target_tag = _target_tag(dst_loc, ident)
-            result = await copy_image(
+            result = await copy_with_referrers(
                 source, destination, ident, target_tag=target_tag, platforms=[_platform(p) for p in platforms],
                 blob_jobs=jobs, reporter=reporter or null_reporter, ledger=self.ledger, force=force,
-            )
+                policy=_policy(referrers))
         if isinstance(dst_loc, Reference) and dst_loc.digest and str(dst_loc.digest) != result.digest:
             raise RegcopyError(f"destination digest {dst_loc.digest} differs from the copied {result.digest}")
         # A docker-archive's classic layout has no registry manifest: one was built, so digests are new.
@@ -557,6 +568,10 @@ def _registry_ref(value: str | Reference, *, default_tag: str | None) -> Referen
 
 def _platform(value: PlatformSpec) -> Platform:
     return value if isinstance(value, Platform) else Platform.parse(value)
+
+
+def _policy(value: bool | ReferrerPolicy) -> ReferrerPolicy:
+    return value if isinstance(value, ReferrerPolicy) else ReferrerPolicy(enabled=value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,8 +50,8 @@ from regcopy.stores.base import (
     close_stream,
 )
 
-__all__ = ("ByteBudget", "CopyResult", "ImagePlan", "Limits", "blob_opener", "copy_blob", "copy_image", "plan_image",
-           "push_image")
+__all__ = ("ByteBudget", "CopyResult", "ImagePlan", "Limits", "blob_opener", "copy_blob", "copy_image",
+           "describe_ref", "plan_image", "push_image")
 
 log = logging.getLogger(__name__)
 MAX_DEPTH = 8
@@ -110,6 +110,8 @@ class CopyResult:
     retries: int = 0
     seconds: float = 0.0
     platforms: list[str] = field(default_factory=list)
+    referrers: dict[str, object] | None = None
+    """What the image's referrers came to (``artifacts.ReferrerReport.to_json()``), when they were asked for."""
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready dict of every field."""
@@ -206,6 +208,7 @@ async def copy_image(
     force: bool = False,
     plan: ImagePlan | None = None,
     limits: Limits = Limits(),
+    commit: bool = True,
 ) -> CopyResult:
     """Copy the image or index ``ref`` of ``source`` to ``destination`` under ``target_tag``.
 
@@ -215,6 +218,8 @@ async def copy_image(
     :param force: push even when the destination tag already points at the same digest
     :param plan: a plan made earlier by :func:`plan_image` (saves fetching the manifests again)
     :param limits: run-wide blob and byte limits, on top of ``blob_jobs``
+    :param commit: commit a :class:`Committer` destination at the end (False: the caller commits,
+        after copying the image's referrers too)
     :raises RegcopyError: the first failure (siblings are cancelled; open uploads are aborted)
     """
     started = time.monotonic()
@@ -236,13 +241,18 @@ async def copy_image(
                 ledger.note(destination.storage_id, blob.digest, destination.repository)
         else:
             await _copy_blobs(source, destination, plan.blobs, blob_jobs, reporter, ledger, result, limits)
-            await push_image(destination, plan, target_tag, reporter, result)
+            await push_image(destination, plan, target_tag, reporter, result, commit=commit)
     except BaseException as exc:
         reporter(ImageDone(result.source, result.destination, None, str(exc) or type(exc).__name__))
         raise
     result.seconds = round(time.monotonic() - started, 3)
     reporter(ImageDone(result.source, result.destination, result.digest, None))
     return result
+
+
+def describe_ref(source: Source, ref: str) -> str:
+    """``name@digest`` or ``name:tag`` for reports."""
+    return f"{source.name}@{ref}" if _is_digest(ref) else f"{source.name}:{ref}"
 
 
 def _is_digest(ref: str) -> bool:
@@ -255,13 +265,16 @@ def _is_digest(ref: str) -> bool:
 
 
 async def push_image(destination: Destination, plan: ImagePlan, tag: str | None, reporter: Reporter,
-                     result: CopyResult) -> None:
+                     result: CopyResult, *, commit: bool = True) -> None:
     """Push ``plan``'s child manifests leaves first, then its root under ``tag``, then commit (every
-    blob must be present already)."""
+    blob must be present already).
+
+    :param commit: commit a :class:`Committer` now (False: the caller commits once, after more images)
+    """
     for child in plan.manifests:
         await _push_manifest(destination, child, None, reporter, result)
     await _push_manifest(destination, plan.root, tag, reporter, result)
-    if isinstance(destination, Committer):
+    if commit and isinstance(destination, Committer):
         await destination.commit()
 
 

@@ -30,6 +30,7 @@ from regcopy.engine import (
     Limits,
     blob_opener,
     copy_blob,
+    describe_ref,
     fail_fast,
     plan_image,
     push_image,
@@ -184,9 +185,12 @@ async def _feed(slots: list[_Slot], item: bytes | BaseException | None) -> list[
 async def copy_fanout(
     source: Source, targets: Sequence[Target], ref: str, *, platforms: Sequence[Platform] = (), blob_jobs: int = 6,
     reporter: Reporter = null_reporter, ledger: BlobLedger | None = None, force: bool = False,
-    plan: ImagePlan | None = None, limits: Limits | None = None,
+    plan: ImagePlan | None = None, limits: Limits | None = None, commit: bool = True,
 ) -> list[Target]:
     """Copy ``ref`` of ``source`` to every target, reading each blob from the source once.
+
+    :param commit: commit :class:`~regcopy.stores.base.Committer` destinations at the end (False:
+        the caller commits, after the referrers)
 
     :returns: ``targets``, each with its :class:`CopyResult` or the error that ended it
     :raises RegcopyError: only when the source itself cannot be planned (nothing was written)
@@ -207,7 +211,7 @@ async def copy_fanout(
     async with anyio.create_task_group() as tg:
         for target in active:
             if target.error is None:
-                tg.start_soon(_finish, target, plan, reporter)
+                tg.start_soon(_finish, target, plan, reporter, commit)
     for target in targets:
         assert target.result is not None
         target.result.seconds = round(time.monotonic() - started, 3)
@@ -220,7 +224,7 @@ async def copy_fanout(
 def _result(source: Source, target: Target, ref: str, plan: ImagePlan, platforms: Sequence[Platform]) -> CopyResult:
     dest = target.destination
     return CopyResult(
-        source=f"{source.name}@{ref}" if ref.startswith("sha") and ":" in ref else f"{source.name}:{ref}",
+        source=describe_ref(source, ref),
         destination=f"{dest.name}:{target.tag}" if target.tag else dest.name,
         source_digest=str(plan.source_digest), digest=str(plan.root.digest), tag=target.tag,
         new_digest=plan.built_index, platforms=[str(p) for p in platforms])
@@ -329,10 +333,10 @@ def _count(target: Target, action: BlobAction, size: int) -> None:
         result.blobs_skipped += 1
 
 
-async def _finish(target: Target, plan: ImagePlan, reporter: Reporter) -> None:
+async def _finish(target: Target, plan: ImagePlan, reporter: Reporter, commit: bool) -> None:
     assert target.result is not None
     try:
-        await push_image(target.destination, plan, target.tag, reporter, target.result)
+        await push_image(target.destination, plan, target.tag, reporter, target.result, commit=commit)
     except RegcopyError as exc:
         target.error = exc
 
