@@ -91,6 +91,7 @@ class Tee:
         self._settled = anyio.Event()
         self._joined_any = anyio.Event()
         self.reads = 0
+        self._check_settled()  # no slot at all: nothing to wait for
 
     def opener(self, index: int) -> BlobOpener:
         """Slot ``index``'s opener: the tee on its first whole-blob call, the source alone on any other."""
@@ -248,6 +249,8 @@ async def _up_to_date(target: Target, plan: ImagePlan, ledger: BlobLedger, force
 
 async def _fan_blobs(source: Source, targets: list[Target], plan: ImagePlan, jobs: int, reporter: Reporter,
                      ledger: BlobLedger, limits: Limits) -> None:
+    if not targets:
+        return
     limiter = anyio.CapacityLimiter(max(1, jobs))
 
     async def one(blob: Descriptor) -> None:
