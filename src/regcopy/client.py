@@ -20,7 +20,7 @@ from typing import Any, Self
 import aiohttp
 import anyio
 
-from regcopy.artifacts import ReferrerPolicy, copy_with_referrers
+from regcopy.artifacts import ReferrerPolicy, copy_to_many, copy_with_referrers
 from regcopy.credentials import (
     CredentialStore,
     RoutedCredentials,
@@ -36,6 +36,7 @@ from regcopy.errors import (
     NotFound,
     RegcopyError,
 )
+from regcopy.fanout import Target
 from regcopy.inspect import ImageInfo, image_info
 from regcopy.ledger import BlobLedger
 from regcopy.locations import AnyRepository, LocalRepository, is_local, parse_repository
@@ -230,6 +231,44 @@ class Client:
         result.new_digest = result.new_digest or source.synthesized
         result.retries = self.retries() - retries_before
         return result
+
+    async def copy_fanout(
+        self,
+        src: str | Reference | LocalLocation,
+        destinations: Sequence[str | Reference | LocalLocation],
+        *,
+        platforms: Sequence[PlatformSpec] = (),
+        jobs: int = 6,
+        reporter: Reporter | None = None,
+        force: bool = False,
+        referrers: bool | ReferrerPolicy = True,
+    ) -> list[CopyResult | RegcopyError]:
+        """Copy one image to several destinations, reading each blob from the source once
+        (:mod:`regcopy.fanout`); destinations on one registry get one upload and then mounts.
+
+        :returns: per destination, in order, its result or the error that ended it (the others go on)
+        :raises RegcopyError: the source itself failed (nothing was written)
+        """
+        src_loc = _location(src)
+        dst_locs = [_location(d) for d in destinations]
+        async with AsyncExitStack() as stack:
+            source = await stack.enter_async_context(self._open(src_loc, writable=False, settings=None))
+            ident = await _identifier(src_loc, source)
+            targets = [Target(await stack.enter_async_context(self._open(loc, writable=True, settings=None)),
+                              _target_tag(loc, ident)) for loc in dst_locs]
+            await copy_to_many(source, targets, ident, policy=_policy(referrers), ledger=self.ledger,
+                               platforms=[_platform(p) for p in platforms], blob_jobs=jobs,
+                               reporter=reporter or null_reporter, force=force)
+        out: list[CopyResult | RegcopyError] = []
+        for target in targets:
+            if target.error is not None:
+                error = target.error
+                out.append(error if isinstance(error, RegcopyError) else RegcopyError(str(error)))
+            else:
+                assert target.result is not None
+                target.result.new_digest = target.result.new_digest or source.synthesized
+                out.append(target.result)
+        return out
 
     @asynccontextmanager
     async def _open(self, location: Reference | LocalLocation, *, writable: bool,

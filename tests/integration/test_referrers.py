@@ -13,9 +13,9 @@ from typing import Any
 
 import anyio
 import pytest
+from referrer_cases import SPDX, fallback_digests, sign, subject  # type: ignore[import-not-found]
 
 from conftest import make_client  # type: ignore[import-not-found]
-from referrer_cases import SPDX, fallback_digests, sign, subject  # type: ignore[import-not-found]
 from regcopy.artifacts import ReferrerPolicy
 from servers import artifacts as A
 from servers import skopeo
@@ -47,7 +47,7 @@ async def test_copy_carries_signatures_sbom_and_its_signature_to_a_registry_with
         result = await client.copy(f"{http_registry.host}/src/app:multi", f"{dst.host}/dst/app:v1")
     assert result.referrers is not None
     assert result.referrers["found"] == signed.count() == result.referrers["copied"]
-    tags = set(json.loads(A._request("GET", f"{dst.url}/v2/dst/app/tags/list")[2])["tags"])
+    tags = set(A.tags_list(dst.url, "dst/app"))
     assert set(signed.tags()) <= tags and A.referrers_tag(signed.root.digest) in tags
     assert fallback_digests(dst.url, "dst/app", signed.root.digest) == [signed.sbom.digest]
     index = json.loads(A.get_manifest(dst.url, "dst/app", A.referrers_tag(signed.root.digest)) or b"{}")
@@ -101,10 +101,9 @@ async def test_the_api_is_asked_once_per_registry(
     dst = registry_factory("http")
     for sample in ("oci", "docker", "multi"):
         seed(http_registry, sample, "src/app")
-    async with make_client(http_registry, dst) as client:
-        async with anyio.create_task_group() as tg:
-            for sample in ("oci", "docker", "multi"):
-                tg.start_soon(client.copy, f"{http_registry.host}/src/app:{sample}", f"{dst.host}/dst/app:{sample}")
+    async with make_client(http_registry, dst) as client, anyio.create_task_group() as tg:
+        for sample in ("oci", "docker", "multi"):
+            tg.start_soon(client.copy, f"{http_registry.host}/src/app:{sample}", f"{dst.host}/dst/app:{sample}")
     probes = [e for e in http_registry.access_log() if "/referrers/" in e.path]
     assert len(probes) == 1 and probes[0].status == 404
     assert not [e for e in dst.access_log() if "/referrers/" in e.path]  # learned from the PUT answers
@@ -148,7 +147,8 @@ async def test_two_concurrent_copies_of_referrers_of_one_subject_both_land(
 
             async def second() -> None:
                 with anyio.fail_after(20):
-                    while not any(r.action == "stall" for r in proxy.requests):
+                    # The proxy lives on its own thread: its log is polled, no event crosses over.
+                    while not any(r.action == "stall" for r in proxy.requests):  # noqa: ASYNC110
                         await anyio.sleep(0.02)
                 results.append(await fast.copy(f"{http_registry.host}/two/app:oci", f"{dst.host}/dst/app:v1"))
 
@@ -173,8 +173,8 @@ async def test_platform_subset_carries_the_children_referrers_and_reports_the_ro
     assert result.new_digest and result.referrers is not None
     assert result.referrers["left_behind"] == 2  # the root's signature and SBOM refer to the old index
     assert "not carried" in result.referrers["notes"][0]
-    tags = set(json.loads(A._request("GET", f"{dst.url}/v2/dst/app/tags/list")[2])["tags"])
-    for child, att in signed.attestations.items():
+    tags = set(A.tags_list(dst.url, "dst/app"))
+    for child in signed.attestations:
         assert (f"{A.referrers_tag(child)}.att" in tags) == (child in kept)
     assert f"{A.referrers_tag(signed.root.digest)}.sig" not in tags
     _verify_all(dst, "dst/app", ["two", *(f"{A.referrers_tag(c)}.att" for c in kept)], [])

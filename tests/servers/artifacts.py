@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ("Pushed", "add_to_fallback_index", "attach", "cosign_sign", "get_manifest", "put_blob", "put_manifest",
-           "referrers_tag")
+           "referrers_tag", "tags_list")
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -85,6 +85,11 @@ def put_manifest(base: str, repo: str, ref: str | None, obj: dict[str, Any]) -> 
     media_type = obj["mediaType"]
     _request("PUT", f"{base}/v2/{repo}/manifests/{ref or digest}", data, {"Content-Type": media_type})
     return Pushed(digest, media_type, len(data), data)
+
+
+def tags_list(base: str, repo: str) -> list[str]:
+    """The tags of ``repo`` (one page)."""
+    return list(json.loads(_request("GET", f"{base}/v2/{repo}/tags/list")[2])["tags"] or [])
 
 
 def get_manifest(base: str, repo: str, ref: str) -> bytes | None:

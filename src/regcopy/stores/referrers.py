@@ -61,8 +61,15 @@ class RegistryFeatures:
     settle: float = 0.5
     probes: int = 0
     """Requests spent learning (API probes and refused mounts): at most one of each per host."""
+    mount_asked: bool = False
+    """A mount without ``from`` was answered once (201, 202 or a refusal): later ones need no lock."""
+    mount_learning: anyio.Lock = field(default_factory=anyio.Lock)
     _learning: anyio.Lock = field(default_factory=anyio.Lock)
     _subjects: dict[tuple[str, Digest], anyio.Lock] = field(default_factory=dict)
+
+    def refuses_mount(self) -> bool:
+        """Whether the host refused a mount without ``from`` (never asked again)."""
+        return self.mount_anywhere is False
 
     def subject_lock(self, repository: str, subject: Digest) -> anyio.Lock:
         """The lock ordering this process's writers of one fallback index."""

@@ -214,10 +214,18 @@ class RegistryStore:
         question costs nothing. A registry that refuses the form with an error is not asked again
         (:attr:`RegistryFeatures.mount_anywhere`); that costs one request per host."""
         journaled = await self._journaled(desc)
-        if journaled is not None or self.features.mount_anywhere is False:
+        if journaled is not None or self.features.refuses_mount():
             await self._upload(desc, opener, journaled)
             return False
-        mounted, session = await self._mount_anywhere(desc)
+        if self.features.mount_asked:
+            mounted, session = await self._mount_anywhere(desc)
+        else:
+            async with self.features.mount_learning:  # the first answer decides for every blob in flight
+                if self.features.refuses_mount():  # learned while this one waited
+                    mounted, session = False, None
+                else:
+                    mounted, session = await self._mount_anywhere(desc)
+                    self.features.mount_asked = True
         if not mounted:
             await self._upload(desc, opener, session)
         return mounted
