@@ -1,7 +1,8 @@
 """Progress renderers for the CLI: a rich live display on a TTY, periodic plain lines otherwise.
 
-Both are reporters (synchronous callables taking progress events) that aggregate byte counts and
-never block: rich redraws on its own thread, the plain renderer prints at most every ``interval``.
+Both renderers are reporters (synchronous callables taking progress events) that aggregate byte
+counts and never block: rich redraws on its own thread, the plain renderer prints at most every
+``interval``. Also the text tree of ``regcopy referrers``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from regcopy.artifacts import Attached, ReferrerTree
 from regcopy.progress import (
     BlobDone,
     BlobMounted,
@@ -136,3 +138,25 @@ def make_renderer(mode: str, stream: TextIO = sys.stderr) -> PlainRenderer | Ric
     if mode == "tty" or (mode == "auto" and stream.isatty()):
         return RichRenderer()
     return PlainRenderer(stream)
+
+
+def referrer_tree_text(tree: ReferrerTree) -> str:
+    """``regcopy referrers`` as a tree: the image, its children (by platform), and what refers to each."""
+    lines = [f"{tree.reference} {tree.digest} ({tree.media_type})"]
+    for digest, platform, found in tree.subjects:
+        if digest == tree.digest:
+            _branch(lines, found, "")
+            continue
+        lines.append(f"{platform or 'child'} {digest}")
+        _branch(lines, found, "  ")
+    if not tree.count():
+        lines.append("no referrers")
+    return "\n".join(lines)
+
+
+def _branch(lines: list[str], found: list[Attached], indent: str) -> None:
+    for i, item in enumerate(found):
+        last = i == len(found) - 1
+        how = f"tag {item.tag}" if item.tag else item.via
+        lines.append(f"{indent}{'└── ' if last else '├── '}{item.digest} {item.artifact_type or '-'} ({how})")
+        _branch(lines, item.children, indent + ("    " if last else "│   "))

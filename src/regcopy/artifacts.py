@@ -34,8 +34,8 @@ from regcopy.manifest import Manifest, Platform
 from regcopy.progress import Reporter, null_reporter
 from regcopy.stores.base import Committer, Destination, Referrers, Source
 
-__all__ = ("Attached", "ReferrerPolicy", "ReferrerReport", "carry_referrers", "copy_referrers", "copy_to_many",
-           "copy_with_referrers", "discover", "subjects_of")
+__all__ = ("Attached", "ReferrerPolicy", "ReferrerReport", "ReferrerTree", "carry_referrers", "copy_referrers",
+           "copy_to_many", "copy_with_referrers", "discover", "referrer_tree", "subjects_of")
 
 log = logging.getLogger(__name__)
 
@@ -351,3 +351,36 @@ async def copy_to_many(
             except RegcopyError as exc:
                 target.error = exc
     return list(targets)
+
+
+@dataclass(slots=True)
+class ReferrerTree:
+    """What refers to an image and to each of its children (``regcopy referrers``)."""
+
+    reference: str
+    digest: Digest
+    media_type: str
+    subjects: list[tuple[Digest, str | None, list[Attached]]]
+    """Per manifest of the image (the root first, then each child with its platform): its referrers."""
+
+    def to_json(self) -> dict[str, object]:
+        """The ``-o json`` document."""
+        return {"reference": self.reference, "digest": str(self.digest), "mediaType": self.media_type,
+                "manifests": [{"digest": str(d), "platform": p, "referrers": [a.to_json() for a in found]}
+                              for d, p, found in self.subjects]}
+
+    def count(self) -> int:
+        """Referrers at every depth."""
+        return sum(len(a.walk()) for _, _, found in self.subjects for a in found)
+
+
+async def referrer_tree(source: Source, ref: str, policy: ReferrerPolicy, *,
+                        platforms: Sequence[Platform] = ()) -> ReferrerTree:
+    """The referrers of ``ref`` on ``source`` and of every child manifest, recursively."""
+    plan = await plan_image(source, ref, platforms)
+    platform_of = {c.digest: str(c.platform) for m in (plan.root, *plan.manifests) for c in m.children()
+                   if c.platform is not None}
+    found = await discover(source, subjects_of(plan), ReferrerPolicy(True, policy.artifact_types, policy.depth,
+                                                                      policy.jobs))
+    subjects = [(d, platform_of.get(d), [a for a in found if a.subject == d]) for d in subjects_of(plan)]
+    return ReferrerTree(ref, plan.root.digest, plan.root.media_type, subjects)

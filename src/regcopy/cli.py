@@ -22,7 +22,8 @@ import click
 from regcopy import __version__
 from regcopy._interrupt import Interrupted, handle_signals
 from regcopy._interrupt import run as run_interruptible
-from regcopy._render import make_renderer
+from regcopy._render import make_renderer, referrer_tree_text
+from regcopy.artifacts import ReferrerPolicy
 from regcopy.client import Client
 from regcopy.errors import ConfigError, CredentialError, InvalidReference, RegcopyError
 from regcopy.reference import Reference, Repository, parse_location
@@ -138,9 +139,15 @@ def cli() -> None:
     """Copy container images between OCI/Docker registries, fast and safely."""
 
 
+referrers_option = click.option("--referrers/--no-referrers", default=True, show_default=True,
+                                help="Copy signatures, SBOMs and attestations that refer to each copied manifest.")
+artifact_type_option = click.option("--artifact-type", "artifact_types", multiple=True, metavar="TYPE",
+                                    help="Only referrers of this artifact type (repeatable). Default: all.")
+
+
 @cli.command()
 @click.argument("src")
-@click.argument("dst")
+@click.argument("dst", nargs=-1, required=True)
 @click.option("--all-tags", "-a", is_flag=True, help="Copy every tag of SRC repository to DST repository.")
 @click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]",
               help="Copy only these platforms of an index (repeatable). Default: all.")
@@ -161,23 +168,36 @@ def cli() -> None:
               help="Bytes per PATCH in chunked mode.")
 @click.option("--progress", type=click.Choice(["auto", "tty", "plain", "none"]), default="auto",
               show_default=True, help="Progress display on stderr.")
+@referrers_option
+@artifact_type_option
 @authfile_option
 @insecure_option
 @output_option
 @verbose_option
-def copy(src: str, dst: str, all_tags: bool, platforms: tuple[str, ...], jobs: int, images: int, force: bool,
-         src_tls_verify: bool | None, dest_tls_verify: bool | None, src_cert_dir: str | None,
+def copy(src: str, dst: tuple[str, ...], all_tags: bool, platforms: tuple[str, ...], jobs: int, images: int,
+         force: bool, src_tls_verify: bool | None, dest_tls_verify: bool | None, src_cert_dir: str | None,
          dest_cert_dir: str | None, ca_file: str | None, strategy: str, chunk_size: int, progress: str,
-         authfile: str | None, insecure: tuple[str, ...], output: str, verbose: int) -> None:
+         referrers: bool, artifact_types: tuple[str, ...], authfile: str | None, insecure: tuple[str, ...],
+         output: str, verbose: int) -> None:
     """Copy an image or index from SRC to DST: registries (docker:// optional), oci:DIR[:REF],
-    oci-archive:FILE[:REF], docker-archive:FILE[:REF]."""
+    oci-archive:FILE[:REF], docker-archive:FILE[:REF], with the signatures, SBOMs and attestations
+    that refer to it. Several DSTs get it from one read of SRC."""
     _setup_logging(verbose)
     upload = UploadPolicy(strategy=cast(Strategy, strategy), chunk_size=chunk_size)  # click checked the choice
+    policy = ReferrerPolicy(enabled=referrers, artifact_types=artifact_types)
     try:
         src_loc = parse_location(src, default_tag=None)
-        dst_loc = parse_location(dst, default_tag=None)
+        dst_locs = [parse_location(d, default_tag=None) for d in dst]
     except InvalidReference as exc:
         _fail(str(exc), EXIT_USAGE)
+    if len(dst_locs) > 1:
+        if all_tags:
+            _fail("--all-tags takes one DST", EXIT_USAGE)
+        _copy_many(src_loc, dst_locs, platforms=platforms, jobs=jobs, force=force, policy=policy, progress=progress,
+                   authfile=authfile, insecure=insecure, output=output, upload=upload,
+                   sides=(src_tls_verify, dest_tls_verify, src_cert_dir, dest_cert_dir, ca_file))
+        return
+    dst_loc = dst_locs[0]
 
     async def run() -> Any:
         async with _client(authfile, insecure, upload=upload) as client:
@@ -191,12 +211,38 @@ def copy(src: str, dst: str, all_tags: bool, platforms: tuple[str, ...], jobs: i
                         _repo(src_loc), _repo(dst_loc), jobs=jobs, images=images, reporter=reporter,
                         platforms=platforms, force=force, src_settings=src_settings, dst_settings=dst_settings)
                 return await client.copy(src_loc, dst_loc, platforms=platforms, jobs=jobs, reporter=reporter,
-                                         force=force, src_settings=src_settings, dst_settings=dst_settings)
+                                         force=force, src_settings=src_settings, dst_settings=dst_settings,
+                                         referrers=policy)
 
     result = _run(run)
     results = result if isinstance(result, list) else [result]
     data = [r.to_json() for r in results]
     _emit(data if all_tags else data[0], output, lambda: "\n".join(_summary(r) for r in results))
+
+
+def _copy_many(src_loc: Any, dst_locs: list[Any], *, platforms: tuple[str, ...], jobs: int, force: bool,
+               policy: ReferrerPolicy, progress: str, authfile: str | None, insecure: tuple[str, ...], output: str,
+               upload: UploadPolicy, sides: tuple[Any, ...]) -> None:
+    """``copy SRC DST DST...``: one fan-out; every destination's outcome is printed, exit 1 if one failed."""
+    src_verify, dst_verify, src_certs, dst_certs, ca_file = sides
+
+    async def run() -> list[Any]:
+        async with _client(authfile, insecure, upload=upload) as client:
+            src_settings = _side_settings(src_verify, src_certs, ca_file, client.settings_for(_host(src_loc)))
+            dst_settings = _side_settings(dst_verify, dst_certs, ca_file, client.default_settings)
+            with _progress(progress) as reporter:
+                return await client.copy_fanout(src_loc, dst_locs, platforms=platforms, jobs=jobs, force=force,
+                                                reporter=reporter, referrers=policy, src_settings=src_settings,
+                                                dst_settings=dst_settings)
+
+    results = _run(run)
+    data = [r.to_json() if not isinstance(r, RegcopyError) else {"destination": str(d), "error": str(r)}
+            for d, r in zip(dst_locs, results, strict=True)]
+    _emit(data, output, lambda: "\n".join(
+        f"failed {d}: {r}" if isinstance(r, RegcopyError) else _summary(r) for d, r in zip(dst_locs, results,
+                                                                                             strict=True)))
+    if any(isinstance(r, RegcopyError) for r in results):
+        sys.exit(EXIT_FAILED)
 
 
 def _host(loc: object) -> str:
@@ -217,9 +263,12 @@ def _summary(r: Any) -> str:
     if r.new_digest:
         why = "platform subset" if r.platforms else "manifest built from a docker-archive"
         note = f" (new digest: {why})"
+    refs = r.referrers or {}
+    carried = f", {refs['copied']} referrers copied, {refs['present']} present" if refs.get("found") else ""
+    notes = "".join(f"\n  note: {line}" for line in refs.get("notes", ()))
     return (f"{state} {r.source} -> {r.destination} {r.digest}{note}: {r.blobs_uploaded} uploaded "
             f"({r.bytes_uploaded} bytes), {r.blobs_mounted} mounted, {r.blobs_skipped} skipped, "
-            f"{r.manifests_pushed} manifests, {r.retries} retries, {r.seconds:.2f}s")
+            f"{r.manifests_pushed} manifests{carried}, {r.retries} retries, {r.seconds:.2f}s{notes}")
 
 
 @cli.command()
@@ -263,6 +312,33 @@ def ping(registry: str, scheme: str, ca_file: str | None, grace: float, authfile
         return "\n".join(lines)
 
     _emit(data, output, text)
+
+
+@cli.command(name="referrers")
+@click.argument("ref")
+@click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]",
+              help="Only these platforms of an index (repeatable). Default: all.")
+@artifact_type_option
+@authfile_option
+@insecure_option
+@output_option
+@verbose_option
+def referrers_cmd(ref: str, platforms: tuple[str, ...], artifact_types: tuple[str, ...], authfile: str | None,
+                  insecure: tuple[str, ...], output: str, verbose: int) -> None:
+    """List what refers to REF and to each of its children: signatures, SBOMs, attestations (the
+    referrers API, the fallback tag or cosign's tags), as a tree with artifact types and digests."""
+    _setup_logging(verbose)
+    try:
+        location = parse_location(ref, default_tag="latest")
+    except InvalidReference as exc:
+        _fail(str(exc), EXIT_USAGE)
+
+    async def run() -> Any:
+        async with _client(authfile, insecure) as client:
+            return await client.referrers(location, artifact_types=artifact_types, platforms=platforms)
+
+    tree = _run(run)
+    _emit(tree.to_json(), output, lambda: referrer_tree_text(tree))
 
 
 @cli.command(name="ls")

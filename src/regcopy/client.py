@@ -20,7 +20,7 @@ from typing import Any, Self
 import aiohttp
 import anyio
 
-from regcopy.artifacts import ReferrerPolicy, copy_to_many, copy_with_referrers
+from regcopy.artifacts import ReferrerPolicy, ReferrerTree, copy_to_many, copy_with_referrers, referrer_tree
 from regcopy.credentials import (
     CredentialStore,
     RoutedCredentials,
@@ -242,6 +242,8 @@ class Client:
         reporter: Reporter | None = None,
         force: bool = False,
         referrers: bool | ReferrerPolicy = True,
+        src_settings: RegistrySettings | None = None,
+        dst_settings: RegistrySettings | None = None,
     ) -> list[CopyResult | RegcopyError]:
         """Copy one image to several destinations, reading each blob from the source once
         (:mod:`regcopy.fanout`); destinations on one registry get one upload and then mounts.
@@ -252,9 +254,9 @@ class Client:
         src_loc = _location(src)
         dst_locs = [_location(d) for d in destinations]
         async with AsyncExitStack() as stack:
-            source = await stack.enter_async_context(self._open(src_loc, writable=False, settings=None))
+            source = await stack.enter_async_context(self._open(src_loc, writable=False, settings=src_settings))
             ident = await _identifier(src_loc, source)
-            targets = [Target(await stack.enter_async_context(self._open(loc, writable=True, settings=None)),
+            targets = [Target(await stack.enter_async_context(self._open(loc, writable=True, settings=dst_settings)),
                               _target_tag(loc, ident)) for loc in dst_locs]
             await copy_to_many(source, targets, ident, policy=_policy(referrers), ledger=self.ledger,
                                platforms=[_platform(p) for p in platforms], blob_jobs=jobs,
@@ -278,6 +280,16 @@ class Client:
                 yield store
         else:
             yield self.registry_store(location, writable=writable, settings=settings)
+
+    async def referrers(self, ref: str | Reference | LocalLocation, *, artifact_types: Sequence[str] = (),
+                        platforms: Sequence[PlatformSpec] = ()) -> ReferrerTree:
+        """What refers to an image and to each of its children (signatures, SBOMs, attestations), through
+        the referrers API, the fallback tag or cosign's tags; recursively."""
+        location = _location(ref)
+        async with self._open(location, writable=False, settings=None) as source:
+            ident = await _identifier(location, source)
+            return await referrer_tree(source, ident, ReferrerPolicy(artifact_types=tuple(artifact_types)),
+                                       platforms=[_platform(p) for p in platforms])
 
     async def copy_all_tags(
         self,
