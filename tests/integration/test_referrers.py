@@ -225,3 +225,51 @@ async def test_no_referrers_copies_the_image_alone(
     assert result.referrers is None
     assert A.get_manifest(dst.url, "dst/app", A.referrers_tag(signed.root.digest)) is None
     assert not [e for e in http_registry.access_log() if "/referrers/" in e.path or "/tags/list" in e.path]
+
+
+def _cli(*args: str, authfile: Path) -> Any:
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "regcopy", *args, "--authfile", str(authfile)],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_cli_referrers_tree_and_json(http_registry: RegistryServer, seed: Any, empty_authfile: Path) -> None:
+    seed(http_registry, "multi", "src/app")
+    signed = sign(http_registry.url, http_registry.host, "src/app", "multi", api=False)
+    out = _cli("referrers", f"{http_registry.host}/src/app:multi", "-o", "json", authfile=empty_authfile)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["digest"] == signed.root.digest
+    root = doc["manifests"][0]
+    by_digest = {r["digest"]: r for r in root["referrers"]}
+    assert by_digest[signed.sbom.digest]["artifactType"] == SPDX and by_digest[signed.sbom.digest]["via"] == "fallback"
+    assert [c["digest"] for c in by_digest[signed.sbom.digest]["referrers"]] == [signed.sbom_signature.digest]
+    assert by_digest[signed.signature.digest]["tag"] == f"{A.referrers_tag(signed.root.digest)}.sig"
+    atts = {m["digest"]: [r["artifactType"] for r in m["referrers"]] for m in doc["manifests"][1:]}
+    assert atts == {child: [A.DSSE] for child in signed.attestations}
+    text = _cli("referrers", f"{http_registry.host}/src/app:multi", authfile=empty_authfile).stdout
+    assert f"└── {signed.sbom_signature.digest} {A.SIMPLESIGNING}" in text and "linux/arm64" in text
+
+
+def test_cli_copy_to_several_destinations_with_and_without_referrers(
+    http_registry: RegistryServer, registry_factory: Any, seed: Any, empty_authfile: Path
+) -> None:
+    one, two = registry_factory("http"), registry_factory("http")
+    digest = seed(http_registry, "oci", "src/app")
+    signed = sign(http_registry.url, http_registry.host, "src/app", "oci", api=False, children=False)
+    out = _cli("copy", f"{http_registry.host}/src/app:oci", f"{one.host}/a/app:v1", f"{two.host}/b/app:v1",
+               "-o", "json", "--progress", "none", authfile=empty_authfile)
+    assert out.returncode == 0, out.stderr
+    reports = json.loads(out.stdout)
+    assert [r["digest"] for r in reports] == [digest, digest]
+    assert [r["referrers"]["copied"] for r in reports] == [signed.count(), signed.count()]
+    for server, repo in ((one, "a/app"), (two, "b/app")):
+        assert fallback_digests(server.url, repo, signed.root.digest) == [signed.sbom.digest]
+        skopeo.verify(server, f"{repo}:v1", digest)
+    bare = registry_factory("http")
+    out = _cli("copy", "--no-referrers", f"{http_registry.host}/src/app:oci", f"{bare.host}/c/app:v1",
+               authfile=empty_authfile)
+    assert out.returncode == 0, out.stderr
+    assert A.tags_list(bare.url, "c/app") == ["v1"]
