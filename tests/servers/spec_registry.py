@@ -35,6 +35,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -85,13 +86,16 @@ class SpecRegistry:
         ``OCI-Subject`` to a manifest PUT with a subject; False: 404, as 2.8.2
     :param referrers_page: descriptors per referrers page (0: all on one page; more pages are linked
         with ``Link: <...>; rel="next"``)
+    :param referrers_filter: apply the ``artifactType`` filter (and say so); False: ignore it, as the
+        spec allows (clients filter themselves)
     :param mount_anywhere: mount a blob named by ``?mount=`` alone from any repository holding it
         (the spec's optional ``from``); False: open an upload session, as 2.8.2 does
     """
 
     def __init__(self, root: Path | None = None, *, host: str = "127.0.0.1", referrers: bool = True,
-                 referrers_page: int = 0, mount_anywhere: bool = False) -> None:
+                 referrers_page: int = 0, referrers_filter: bool = True, mount_anywhere: bool = False) -> None:
         self.referrers_api = referrers
+        self.referrers_filter = referrers_filter
         self.referrers_page = referrers_page
         self.mount_anywhere = mount_anywhere
         self._own_root = root is None
@@ -277,14 +281,14 @@ class SpecRegistry:
         found = self.referrer_descriptors(name, digest)
         wanted = request.query.get("artifactType")
         headers = {"Content-Type": _OCI_INDEX}
-        if wanted:
+        if wanted and self.referrers_filter:
             found = [d for d in found if d.get("artifactType") == wanted]
             headers["OCI-Filters-Applied"] = "artifactType"
         page = int(request.query.get("page", "0"))
         size = self.referrers_page or max(len(found), 1)
         chunk = found[page * size:(page + 1) * size]
         if (page + 1) * size < len(found):
-            query = "&".join(f"{k}={v}" for k, v in (("artifactType", wanted), ("page", str(page + 1))) if v)
+            query = urlencode([(k, v) for k, v in (("artifactType", wanted), ("page", str(page + 1))) if v])
             headers["Link"] = f'</v2/{name}/referrers/{digest}?{query}>; rel="next"'
         body = json.dumps({"schemaVersion": 2, "mediaType": _OCI_INDEX, "manifests": chunk})
         return web.Response(body=body.encode(), headers=headers)
