@@ -302,8 +302,11 @@ async def copy_with_referrers(
     source: Source, destination: Destination, ref: str, *, target_tag: str | None, policy: ReferrerPolicy,
     ledger: BlobLedger, platforms: Sequence[Platform] = (), blob_jobs: int = 6, reporter: Reporter = null_reporter,
     force: bool = False, plan: ImagePlan | None = None, limits: Limits | None = None,
+    tags: Sequence[str] | None = None,
 ) -> CopyResult:
     """:func:`~regcopy.engine.copy_image`, then the image's referrers, then one commit.
+
+    :param tags: the source repository's tags when the caller listed them (referrer tags found there)
 
     :raises RegcopyError: the image or one of its referrers failed (the report is in the error's
         result only for the image: nothing incomplete is tagged)
@@ -313,7 +316,7 @@ async def copy_with_referrers(
                               blob_jobs=blob_jobs, reporter=reporter, ledger=ledger, force=force, plan=plan,
                               limits=limits or Limits(), commit=False)
     [report] = await carry_referrers(source, [destination], plan, policy, ledger=ledger, reporter=reporter,
-                                     limits=limits, blob_jobs=blob_jobs)
+                                     limits=limits, blob_jobs=blob_jobs, tags=tags)
     if policy.enabled:
         result.referrers = report.to_json()
     if isinstance(destination, Committer) and (not result.up_to_date or report.copied):
@@ -326,19 +329,19 @@ async def copy_with_referrers(
 async def copy_to_many(
     source: Source, targets: Sequence[Target], ref: str, *, policy: ReferrerPolicy, ledger: BlobLedger,
     platforms: Sequence[Platform] = (), blob_jobs: int = 6, reporter: Reporter = null_reporter, force: bool = False,
-    limits: Limits | None = None,
+    limits: Limits | None = None, plan: ImagePlan | None = None, tags: Sequence[str] | None = None,
 ) -> list[Target]:
     """Fan-out with referrers: :func:`~regcopy.fanout.copy_fanout`, then the referrers of the image to
     every destination that got it (one source read each), then one commit per destination.
 
     :returns: ``targets``, each with its result (``result.referrers`` filled) or its error
     """
-    plan = await plan_image(source, ref, platforms)
+    plan = plan or await plan_image(source, ref, platforms)
     await copy_fanout(source, targets, ref, platforms=platforms, blob_jobs=blob_jobs, reporter=reporter,
                       ledger=ledger, force=force, plan=plan, limits=limits, commit=False)
     done = [t for t in targets if t.error is None]
     reports = await carry_referrers(source, [t.destination for t in done], plan, policy, ledger=ledger,
-                                    reporter=reporter, limits=limits, blob_jobs=blob_jobs)
+                                    reporter=reporter, limits=limits, blob_jobs=blob_jobs, tags=tags)
     for target, report in zip(done, reports, strict=True):
         assert target.result is not None
         if policy.enabled:

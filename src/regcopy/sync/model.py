@@ -48,8 +48,12 @@ class SyncEntry:
     * ``scoped`` (skopeo sync ``--scoped``): target path + ``/`` + the source registry and repository
       (``quay.io/org/app`` → ``DEST/quay.io/org/app``).
 
-    :ivar name: how errors and reports refer to the entry (``sync[2]`` or the plan's ``name``)
+    :ivar name: how errors and reports refer to the entry (``sync[2]`` or the plan's ``name``;
+        ``NAME→TARGET`` for each target of a ``targets:`` list)
     :ivar platforms: ``os/arch[/variant]`` strings to keep; empty = every platform
+    :ivar referrers: copy what refers to each image (signatures, SBOMs, attestations); their tags
+        are never selected, filtered or deleted as images
+    :ivar artifact_types: only referrers of these artifact types (empty: all)
     """
 
     name: str
@@ -61,6 +65,8 @@ class SyncEntry:
     tags: TagFilter = TagFilter()
     platforms: tuple[str, ...] = ()
     delete_extra: DeleteExtra | None = None
+    referrers: bool = True
+    artifact_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

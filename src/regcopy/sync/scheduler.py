@@ -34,18 +34,18 @@ from typing import Literal, Protocol, TypeVar
 
 import anyio
 
+from regcopy.artifacts import ReferrerPolicy, copy_to_many, copy_with_referrers
 from regcopy.digest import Digest
 from regcopy.engine import (
     ByteBudget,
     CopyResult,
     ImagePlan,
     Limits,
-    copy_blob,
-    copy_image,
     first_error,
     plan_image,
 )
 from regcopy.errors import RegcopyError
+from regcopy.fanout import Target, fan_blob
 from regcopy.filters import compile_repo_filter, compile_tag_filter
 from regcopy.ledger import BlobAction, BlobDecision, BlobLedger
 from regcopy.locations import (
@@ -64,6 +64,7 @@ from regcopy.stores.base import Destination, Source
 from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import SyncEntry, SyncPlan
 from regcopy.sync.plan import target_repository
+from regcopy.sync.referrers import PairCheck, dry_run_referrers, image_tags, untagged_referrers
 
 __all__ = ("ImageJob", "ImageReport", "SyncBackend", "SyncOptions", "SyncReport", "run_sync")
 
@@ -71,6 +72,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Status = Literal["copied", "up-to-date", "failed", "planned"]
+NO_REFERRERS = ReferrerPolicy(enabled=False)
 
 
 class SyncBackend(Protocol):
@@ -126,6 +128,7 @@ class ImageJob:
     source: AnyReference
     target: AnyReference
     platforms: tuple[Platform, ...] = ()
+    referrers: ReferrerPolicy = NO_REFERRERS
 
     @property
     def identifier(self) -> str:
@@ -158,6 +161,9 @@ class ImageReport:
     error: str | None = None
     note: str | None = None
     served_by: list[str] | None = None
+    referrers: dict[str, object] | None = None
+    """What the image's referrers came to (copied, present, left behind by a platform subset; a dry
+    run: found and to copy), when the entry carries referrers."""
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready dict of every field."""
@@ -209,6 +215,11 @@ class SyncReport:
             out["blobs_mounted"] += r.blobs_mounted
             out["blobs_skipped"] += r.blobs_skipped
             out["bytes_uploaded"] += r.bytes_uploaded
+            refs = r.referrers or {}
+            for key in ("copied", "to_copy"):
+                value = refs.get(key)
+                if isinstance(value, int):
+                    out[f"referrers_{key}"] += value
         return dict(out)
 
     def to_json(self) -> dict[str, object]:
@@ -247,13 +258,14 @@ async def run_sync(
     journal = None if options.dry_run else journal
     try:
         broken: set[str] = set()
-        jobs, dst_tags = await _discover(backend, plan, options, report, ledger, broken)
-        todo = await _check(backend, jobs, dst_tags, options, report, journal)
+        listings: dict[AnyRepository, list[str]] = {}
+        jobs, dst_tags = await _discover(backend, plan, options, report, ledger, broken, listings)
+        todo = await _check(backend, jobs, dst_tags, options, report, journal, listings)
         planned = await _plan(backend, todo, options, report)
         if options.dry_run:
-            await _simulate(planned, ledger, report, options)
+            await _simulate(planned, ledger, report, options, listings)
         else:
-            await _copy(backend, planned, options, reporter, ledger, report, journal)
+            await _copy(backend, planned, options, reporter, ledger, report, journal, listings)
         await _delete_extra(backend, plan, jobs, dst_tags, broken, options, report)
         if journal is not None and report.ok:
             journal.complete()
@@ -275,11 +287,12 @@ async def _bounded(limit: anyio.CapacityLimiter, fn: Callable[[], Awaitable[T]])
 
 async def _discover(
     backend: SyncBackend, plan: SyncPlan, options: SyncOptions, report: SyncReport, ledger: BlobLedger,
-    broken: set[str],
+    broken: set[str], listings: dict[AnyRepository, list[str]],
 ) -> tuple[list[ImageJob], dict[AnyRepository, set[str]]]:
     """Every image the plan selects, and the tags each target repository already has.
 
     :param broken: filled with the names of entries whose discovery failed in part
+    :param listings: filled with each listed source repository's tags (referrer tags included)
     """
     limit = anyio.CapacityLimiter(options.probes)
     catalogs: dict[str, list[str] | BaseException] = {}
@@ -312,7 +325,8 @@ async def _discover(
         try:
             if entry.tags.needs_listing:
                 listing = await _bounded(limit, lambda: backend.list_tags(repo))
-                tags = matcher.select(listing or [])
+                listings[repo] = listing or []
+                tags = matcher.select(image_tags(listing or [], entry.referrers))
             else:
                 tags = sorted(entry.tags.exact)
         except RegcopyError as exc:
@@ -320,8 +334,9 @@ async def _discover(
             broken.add(entry.name)
             return
         platforms = tuple(Platform.parse(p) for p in entry.platforms)
-        jobs.extend(ImageJob(entry.name, repo.with_tag(t), target.with_tag(t), platforms) for t in tags)
-        jobs.extend(ImageJob(entry.name, repo.with_digest(d), target.with_digest(d), platforms)
+        policy = ReferrerPolicy(enabled=entry.referrers, artifact_types=entry.artifact_types)
+        jobs.extend(ImageJob(entry.name, repo.with_tag(t), target.with_tag(t), platforms, policy) for t in tags)
+        jobs.extend(ImageJob(entry.name, repo.with_digest(d), target.with_digest(d), platforms, policy)
                     for d in matcher.digests)
 
     async with anyio.create_task_group() as tg:
@@ -380,13 +395,27 @@ def _dedupe(jobs: list[ImageJob]) -> list[ImageJob]:
 
 
 async def _check(backend: SyncBackend, jobs: list[ImageJob], dst_tags: dict[AnyRepository, set[str]],
-                 options: SyncOptions, report: SyncReport, journal: SyncJournal | None) -> list[ImageJob]:
+                 options: SyncOptions, report: SyncReport, journal: SyncJournal | None,
+                 listings: dict[AnyRepository, list[str]]) -> list[ImageJob]:
     """Drop jobs whose target already holds the source digest; HEAD only where both sides have it.
 
+    An image that carries referrers stays only when they are in sync too (:mod:`regcopy.sync.referrers`).
     Images the journal says an interrupted run finished are dropped without a request.
     """
     limit = anyio.CapacityLimiter(options.probes)
     todo: list[ImageJob] = []
+    pairs: dict[tuple[AnyRepository, AnyRepository], PairCheck] = {}
+
+    async def referrers_in_sync(job: ImageJob, root: Digest) -> bool:
+        source, destination = backend.source(job.source.repo), backend.destination(job.target.repo)
+        key = (job.source.repo, job.target.repo)
+        if key not in pairs:
+            pairs[key] = PairCheck(source, destination, listings.get(job.source.repo, []),
+                                   dst_tags.get(job.target.repo, set()))
+        async with limit:
+            if await untagged_referrers(source, root, job.referrers):
+                return False
+        return await pairs[key].in_sync()
 
     async def check(job: ImageJob) -> None:
         done = journal.finished(str(job.source), str(job.target)) if journal is not None else None
@@ -411,7 +440,14 @@ async def _check(backend: SyncBackend, jobs: list[ImageJob], dst_tags: dict[AnyR
         except BaseExceptionGroup as group:
             _fail(report, job, first_error(group))
             return
-        if found["src"] is not None and found["src"] == found["dst"]:
+        same = found["src"] is not None and found["src"] == found["dst"]
+        if same and job.referrers.enabled and found["src"] is not None:
+            try:
+                same = await referrers_in_sync(job, found["src"])
+            except RegcopyError as exc:
+                _fail(report, job, exc)
+                return
+        if same:
             report.images.append(ImageReport(job.entry, str(job.source), str(job.target), "up-to-date",
                                              str(found["src"]), str(found["dst"])))
             if journal is not None and isinstance(job.target, Reference):
@@ -447,12 +483,21 @@ async def _plan(backend: SyncBackend, jobs: list[ImageJob], options: SyncOptions
                 report: SyncReport) -> list[_Planned]:
     limit = anyio.CapacityLimiter(options.probes)
     out: list[_Planned] = []
+    plans: dict[tuple[str, tuple[Platform, ...]], tuple[anyio.Lock, list[ImagePlan]]] = {}
+
+    async def planned(job: ImageJob, source: Source) -> ImagePlan:
+        # One resolution per source image, however many targets it has (a fan-out reads it once).
+        lock, cached = plans.setdefault((str(job.source), job.platforms), (anyio.Lock(), []))
+        async with lock:
+            if not cached:
+                cached.append(await plan_image(source, job.identifier, job.platforms))
+            return cached[0]
 
     async def one(job: ImageJob) -> None:
         source, destination = backend.source(job.source.repo), backend.destination(job.target.repo)
         try:
             async with limit:
-                plan = await plan_image(source, job.identifier, job.platforms)
+                plan = await planned(job, source)
                 if job.platforms and job.target_tag and await destination.head(job.target_tag) == plan.root.digest:
                     report.images.append(ImageReport(job.entry, str(job.source), str(job.target), "up-to-date",
                                                      str(plan.source_digest), str(plan.root.digest)))
@@ -468,7 +513,8 @@ async def _plan(backend: SyncBackend, jobs: list[ImageJob], options: SyncOptions
     return sorted(out, key=lambda p: (str(p.job.target), str(p.job.source)))
 
 
-async def _simulate(planned: list[_Planned], ledger: BlobLedger, report: SyncReport, options: SyncOptions) -> None:
+async def _simulate(planned: list[_Planned], ledger: BlobLedger, report: SyncReport, options: SyncOptions,
+                    listings: dict[AnyRepository, list[str]]) -> None:
     """A dry run: each blob gets the run's own decision (:meth:`BlobLedger.decide`, HEADs on the
     destination only), on a simulation of the ledger that takes every decided blob as moved."""
     limit = anyio.CapacityLimiter(options.probes)
@@ -488,6 +534,9 @@ async def _simulate(planned: list[_Planned], ledger: BlobLedger, report: SyncRep
         for blob in p.plan.blobs:
             _count(entry, decisions[blob.digest].action, blob.size)
             sim.note(p.destination.storage_id, blob.digest, p.destination.repository)
+        if p.job.referrers.enabled:
+            entry.referrers = await dry_run_referrers(p.source, p.destination, p.plan, p.job.referrers,
+                                                      listings.get(p.job.source.repo))
         report.images.append(entry)
 
 
@@ -518,44 +567,82 @@ def _shared_first(planned: list[_Planned]) -> list[_Planned]:
 
 
 async def _copy(backend: SyncBackend, planned: list[_Planned], options: SyncOptions, reporter: Reporter,
-                ledger: BlobLedger, report: SyncReport, journal: SyncJournal | None) -> None:
+                ledger: BlobLedger, report: SyncReport, journal: SyncJournal | None,
+                listings: dict[AnyRepository, list[str]]) -> None:
+    """Copy every planned image; images of one source bound for several targets (``targets:``, or
+    entries sharing a source) are one fan-out: the source is read once for all of them."""
     limits = Limits(anyio.CapacityLimiter(options.blobs), ByteBudget(options.bytes_in_flight))
     failed: list[_Planned] = []
     prepass = await _seed_shared(planned, limits, reporter, ledger)
     images = anyio.CapacityLimiter(options.images)
 
+    def done(p: _Planned, result: CopyResult, attempt: int, started: float) -> None:
+        _credit_prepass(result, prepass.pop(id(p), []))
+        image = _image_report(p.job, result, attempt, time.monotonic() - started)
+        image.served_by = p.source.served_by  # which mirror (or the upstream) the bytes came from
+        image.referrers = result.referrers
+        report.images.append(image)
+        if journal is not None and isinstance(p.job.target, Reference):
+            # Only registry tags are durable at their PUT: a local store becomes durable when
+            # the run commits it, after this point, so a killed run must copy its images again.
+            journal.image_done(str(p.job.source), str(p.job.target), result.source_digest, result.digest)
+
+    def fail(p: _Planned, exc: BaseException, attempt: int) -> None:
+        if attempt == 1 and options.retry_failed:
+            log.warning("%s -> %s failed (%s); will retry at the end", p.job.source, p.job.target, exc)
+            failed.append(p)
+        else:
+            _fail(report, p.job, exc, attempts=attempt)
+
     async def one(p: _Planned, attempt: int, plan: ImagePlan | None) -> None:
         async with images:
             started = time.monotonic()
             try:
-                result = await copy_image(p.source, p.destination, p.job.identifier, target_tag=p.job.target_tag,
-                                          platforms=p.job.platforms, blob_jobs=options.blob_jobs,
-                                          reporter=reporter, ledger=ledger, plan=plan, limits=limits)
+                result = await copy_with_referrers(
+                    p.source, p.destination, p.job.identifier, target_tag=p.job.target_tag,
+                    platforms=p.job.platforms, blob_jobs=options.blob_jobs, reporter=reporter, ledger=ledger,
+                    plan=plan, limits=limits, policy=p.job.referrers, tags=listings.get(p.job.source.repo))
             except RegcopyError as exc:
-                if attempt == 1 and options.retry_failed:
-                    log.warning("%s -> %s failed (%s); will retry at the end", p.job.source, p.job.target, exc)
-                    failed.append(p)
-                else:
-                    _fail(report, p.job, exc, attempts=attempt)
+                fail(p, exc, attempt)
                 return
-            _credit_prepass(result, prepass.pop(id(p), []))
-            image = _image_report(p.job, result, attempt, time.monotonic() - started)
-            image.served_by = p.source.served_by  # which mirror (or the upstream) the bytes came from
-            report.images.append(image)
-            if journal is not None and isinstance(p.job.target, Reference):
-                # Only registry tags are durable at their PUT: a local store becomes durable when
-                # the run commits it, after this point, so a killed run must copy its images again.
-                journal.image_done(str(p.job.source), str(p.job.target), result.source_digest, result.digest)
+            done(p, result, attempt, started)
+
+    async def group(ps: list[_Planned]) -> None:
+        async with images:
+            started = time.monotonic()
+            targets = [Target(p.destination, p.job.target_tag) for p in ps]
+            first = ps[0]
+            await copy_to_many(first.source, targets, first.job.identifier, policy=first.job.referrers,
+                               ledger=ledger, platforms=first.job.platforms, blob_jobs=options.blob_jobs,
+                               reporter=reporter, limits=limits, plan=first.plan,
+                               tags=listings.get(first.job.source.repo))
+            for p, target in zip(ps, targets, strict=True):
+                if target.error is not None or target.result is None:
+                    fail(p, target.error or RegcopyError("no result"), 1)
+                else:
+                    done(p, target.result, 1, started)
 
     async with anyio.create_task_group() as tg:
         # Largest image first (longest-processing-time scheduling): a 1 GiB layer that starts last
         # is the whole run's tail. Shared blobs are already in place after _seed_shared.
-        for p in sorted(planned, key=lambda p: (-p.plan.total_bytes, str(p.job.target))):
-            tg.start_soon(one, p, 1, p.plan)
+        for ps in sorted(_fan_groups(planned), key=lambda ps: (-ps[0].plan.total_bytes, str(ps[0].job.target))):
+            if len(ps) == 1:
+                tg.start_soon(one, ps[0], 1, ps[0].plan)
+            else:
+                tg.start_soon(group, ps)
     retry, failed[:] = list(failed), []
     async with anyio.create_task_group() as tg:
         for p in retry:
             tg.start_soon(one, p, 2, None)  # re-plan: the source may have changed
+
+
+def _fan_groups(planned: list[_Planned]) -> list[list[_Planned]]:
+    """Planned images of one source image (same reference and platforms, same referrer policy) bound
+    for different targets: each group is copied with one read of the source."""
+    groups: dict[tuple[str, tuple[Platform, ...], ReferrerPolicy], list[_Planned]] = defaultdict(list)
+    for p in planned:
+        groups[(str(p.job.source), p.job.platforms, p.job.referrers)].append(p)
+    return list(groups.values())
 
 
 async def _delete_extra(backend: SyncBackend, plan: SyncPlan, jobs: list[ImageJob],
@@ -580,6 +667,9 @@ async def _delete_extra(backend: SyncBackend, plan: SyncPlan, jobs: list[ImageJo
         budget = DeletionBudget(entry.delete_extra.cap)
         for repo in sorted({j.target.repo for j in jobs if j.entry == entry.name and j.target_tag}, key=str):
             extra = sorted(dst_tags.get(repo, set()) - wanted[repo])
+            if entry.referrers:
+                # Signatures, attestations and fallback indexes travel with the images kept: not extra.
+                extra = image_tags(extra, True)
             destination = backend.destination(repo)
             if not extra or not isinstance(destination, PruneStore):
                 continue  # a local store keeps its extra tags: it cannot delete
@@ -615,20 +705,26 @@ async def _seed_shared(planned: list[_Planned], limits: Limits, reporter: Report
             counts[key] += 1
             first.setdefault(key, (p, blob))
     shared = sorted((v for k, v in first.items() if counts[k] > 1), key=lambda v: -v[1].size)
+    # One source read per shared blob of one source repository, teed to every storage needing it.
+    fans: dict[tuple[str, Digest], list[tuple[_Planned, Descriptor]]] = defaultdict(list)
+    for p, blob in shared:
+        fans[(str(p.job.source.repo), blob.digest)].append((p, blob))
 
-    async def one(p: _Planned, blob: Descriptor) -> None:
+    async def one(items: list[tuple[_Planned, Descriptor]]) -> None:
+        blob = items[0][1]
+        targets = [Target(p.destination, None, CopyResult("", "", "", "", None)) for p, _ in items]
         async with limits.blobs or anyio.CapacityLimiter(1):
-            try:
-                action = await copy_blob(p.source, p.destination, blob, reporter=reporter, ledger=ledger)
-            except RegcopyError as exc:
+            actions = await fan_blob(items[0][0].source, targets, blob, reporter, ledger)
+        for (p, _), target in zip(items, targets, strict=True):
+            if target.error is not None:
                 # Not fatal here: the image copy retries this blob and reports the error if it persists.
-                log.info("shared blob %s into %s failed: %s", blob.digest.short, p.destination.name, exc)
-                return
-            done[id(p)].append((action, blob.size))
+                log.info("shared blob %s into %s failed: %s", blob.digest.short, p.destination.name, target.error)
+            elif id(target) in actions:
+                done[id(p)].append((actions[id(target)], blob.size))
 
     async with anyio.create_task_group() as tg:
-        for p, blob in shared:
-            tg.start_soon(one, p, blob)
+        for items in sorted(fans.values(), key=lambda items: -items[0][1].size):
+            tg.start_soon(one, items)
     return done
 
 
