@@ -32,6 +32,8 @@ __all__ = ("Pushed", "add_to_fallback_index", "attach", "cosign_sign", "get_mani
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 DSSE = "application/vnd.dsse.envelope.v1+json"
 
@@ -95,7 +97,8 @@ def tags_list(base: str, repo: str) -> list[str]:
 def get_manifest(base: str, repo: str, ref: str) -> bytes | None:
     """The bytes a tag or digest holds, or None (404)."""
     status, _, body = _request("GET", f"{base}/v2/{repo}/manifests/{ref}",
-                               headers={"Accept": f"{OCI_INDEX}, {OCI_MANIFEST}"}, ok=(200, 404))
+                               headers={"Accept": ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))},
+                               ok=(200, 404))
     return body if status == 200 else None
 
 
