@@ -180,20 +180,22 @@ async def test_platform_subset_carries_the_children_referrers_and_reports_the_ro
     _verify_all(dst, "dst/app", ["two", *(f"{A.referrers_tag(c)}.att" for c in kept)], [])
 
 
+@pytest.mark.parametrize("transport", ["oci", "oci-archive"])
 async def test_export_to_an_oci_layout_and_back_keeps_the_referrers(
-    http_registry: RegistryServer, registry_factory: Any, seed: Any, tmp_path: Path
+    transport: str, http_registry: RegistryServer, registry_factory: Any, seed: Any, tmp_path: Path
 ) -> None:
     dst = registry_factory("http")
     seed(http_registry, "multi", "src/app")
     signed = sign(http_registry.url, http_registry.host, "src/app", "multi", api=False)
     layout = tmp_path / "export"
     async with make_client(http_registry, dst) as client:
-        out = await client.copy(f"{http_registry.host}/src/app:multi", f"oci:{layout}:v1")
-        entries = json.loads((layout / "index.json").read_text())["manifests"]
-        # The SBOM is an untagged entry of index.json, typed (image-layout.md "index.json file").
-        assert any(e["digest"] == signed.sbom.digest and e.get("artifactType") == SPDX
-                   and "annotations" not in e for e in entries)
-        back = await client.copy(f"oci:{layout}:v1", f"{dst.host}/back/app:v1")
+        out = await client.copy(f"{http_registry.host}/src/app:multi", f"{transport}:{layout}:v1")
+        if transport == "oci":
+            entries = json.loads((layout / "index.json").read_text())["manifests"]
+            # The SBOM is an untagged entry of index.json, typed (image-layout.md "index.json file").
+            assert any(e["digest"] == signed.sbom.digest and e.get("artifactType") == SPDX
+                       and "annotations" not in e for e in entries)
+        back = await client.copy(f"{transport}:{layout}:v1", f"{dst.host}/back/app:v1")
     assert out.referrers is not None and back.referrers is not None
     assert out.referrers["copied"] == back.referrers["copied"] == signed.count()
     assert fallback_digests(dst.url, "back/app", signed.root.digest) == [signed.sbom.digest]

@@ -37,8 +37,9 @@ from regcopy.digest import Digest, Hasher
 from regcopy.errors import InvalidReference, StoreError
 from regcopy.manifest import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, Descriptor, Manifest
 from regcopy.reference import Reference
-from regcopy.stores.base import BlobOpener, close_stream
+from regcopy.stores.base import BlobOpener, IndexOutcome, ReferrerList, close_stream
 from regcopy.stores.layout import CHUNK, LayoutReader, LayoutStore, blob_name, fsync_dir
+from regcopy.stores.referrers import LayoutSubjects, layout_referrers
 from regcopy.stores.scratch import Claim, ScratchArea
 
 __all__ = ("DockerArchiveStore", "OciArchiveStore", "TarFiles", "TarMember", "index_tar", "write_tar")
@@ -341,6 +342,7 @@ class OciArchiveStore(_Archive):
     def __init__(self, path: str | os.PathLike[str], ref: str | None = None, *, writable: bool = False) -> None:
         super().__init__(path, ref, writable=writable)
         self._reader: LayoutReader | None = None
+        self._subjects: LayoutSubjects = {}
 
     async def open(self) -> None:
         """Index the archive (reading) or create the spool (writing). :raises StoreError: unreadable"""
@@ -376,6 +378,20 @@ class OciArchiveStore(_Archive):
 
     async def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
         await self._writer().put_manifest(manifest, tag)
+
+    @property
+    def keeps_referrers(self) -> bool:
+        return True
+
+    async def referrers(self, subject: Digest, *, tags: Sequence[str] | None = None,
+                        artifact_types: Sequence[str] = (), path: str = "") -> ReferrerList:
+        """As a layout keeps them (:func:`~regcopy.stores.referrers.layout_referrers`)."""
+        return await layout_referrers(self._source(), subject, path=path, artifact_types=artifact_types,
+                                      seen=self._subjects)
+
+    async def index_referrers(self, subject: Digest, referrers: Sequence[Manifest]) -> IndexOutcome:
+        """Nothing to do: the spooled layout keeps them as untagged entries."""
+        return IndexOutcome("layout")
 
     async def commit(self) -> None:
         """Write the spooled layout as the archive: oci-layout, index.json, then blobs (sequential)."""
