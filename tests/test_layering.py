@@ -54,6 +54,16 @@ RULES = {
     "regcopy.ledger": ("aiohttp", "regcopy.registry", "regcopy.stores.registry", "regcopy.engine", "regcopy.sync",
                        "regcopy.client"),
 }
+# Values: the settings type and its resolution see no credentials store, transport, store or run.
+RULES["regcopy.settings"] = ("aiohttp", "regcopy.registry", "regcopy.credentials", "regcopy.stores",
+                             "regcopy.engine", "regcopy.sync", "regcopy.retention", "regcopy.context", "regcopy.client")
+# A run's context sits under the client (which owns the session): never the client, never aiohttp.
+RULES["regcopy.context"] = ("aiohttp", "regcopy.client")
+# Sync reaches registries only through its backend: no transport, no client, no run context.
+_SYNC_BAD = ("aiohttp", "regcopy.registry", "regcopy.stores.registry", "regcopy.client", "regcopy.context")
+RULES.update({f"regcopy.sync.{m}": _SYNC_BAD for m in ("model", "plan", "skopeo", "discover", "report", "scheduler")})
+# The command line's flags become overrides: settings values, never a transport.
+RULES["regcopy._flags"] = ("aiohttp", "regcopy.registry", "regcopy.client", "regcopy.context")
 # Retention sits below sync and above the store contract: never a client, sync or HTTP (docs/architecture.md).
 _RETENTION_BAD = ("aiohttp", "regcopy.registry", "regcopy.stores.registry", "regcopy.client", "regcopy.sync")
 RULES.update({f"regcopy.retention{m}": _RETENTION_BAD for m in ("", ".model", ".parse", ".planner", ".delete", ".run")})

@@ -51,9 +51,10 @@ from regcopy.errors import (
 from regcopy.inspect import ImageInfo
 from regcopy.ledger import BlobLedger
 from regcopy.manifest import Descriptor, Manifest, Platform
-from regcopy.reference import LocalLocation, Reference, Repository, parse_location
-from regcopy.registry import PingResult, RegistrySettings
+from regcopy.reference import LocalLocation, Namespace, Reference, Repository, parse_location
+from regcopy.registry import PingResult
 from regcopy.retention import PrunePlan, PruneReport, PruneRule, delete_tags, load_prune, run_prune
+from regcopy.settings import Credentials, Overrides, RegistrySettings
 from regcopy.stores import UploadPolicy
 
 __all__ = (
@@ -69,6 +70,7 @@ __all__ = (
     "Credential",
     "CredentialError",
     "CredentialStore",
+    "Credentials",
     "DeleteResult",
     "Descriptor",
     "Digest",
@@ -81,7 +83,9 @@ __all__ = (
     "LocalLocation",
     "Manifest",
     "ManifestNotFound",
+    "Namespace",
     "NotFound",
+    "Overrides",
     "PermissionDenied",
     "PingResult",
     "Platform",

@@ -1,8 +1,10 @@
-"""Progress renderers for the CLI: a rich live display on a TTY, periodic plain lines otherwise.
+"""What the CLI shows: progress renderers and the text of results.
 
-Both renderers are reporters (synchronous callables taking progress events) that aggregate byte
-counts and never block: rich redraws on its own thread, the plain renderer prints at most every
-``interval``. Also the text tree of ``regcopy referrers``.
+Progress: a rich live display on a TTY, periodic plain lines otherwise. Both are reporters
+(synchronous callables taking progress events) that aggregate byte counts and never block: rich
+redraws on its own thread, the plain renderer prints at most every ``interval``. Results:
+:func:`copy_summary`, :func:`prune_table` and :func:`sync_summary`, the text form of ``-o text``;
+:func:`referrer_tree_text` for ``regcopy referrers``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rich.progress import (
 )
 
 from regcopy.artifacts import Attached, ReferrerTree
+from regcopy.engine import CopyResult
 from regcopy.progress import (
     BlobDone,
     BlobMounted,
@@ -34,8 +37,10 @@ from regcopy.progress import (
     ImageDone,
     ImageStarted,
 )
+from regcopy.retention import PruneReport
+from regcopy.sync import SyncReport
 
-__all__ = ("PlainRenderer", "RichRenderer", "make_renderer")
+__all__ = ("PlainRenderer", "RichRenderer", "copy_summary", "make_renderer", "prune_table", "sync_summary")
 
 
 class _Totals:
@@ -138,6 +143,78 @@ def make_renderer(mode: str, stream: TextIO = sys.stderr) -> PlainRenderer | Ric
     if mode == "tty" or (mode == "auto" and stream.isatty()):
         return RichRenderer()
     return PlainRenderer(stream)
+
+
+# ------------------------------------------------------------------------------------- results
+
+
+def copy_summary(r: CopyResult) -> str:
+    """One line per copied image."""
+    state = "up to date" if r.up_to_date else "copied"
+    note = ""
+    if r.new_digest:
+        why = "platform subset" if r.platforms else "manifest built from a docker-archive"
+        note = f" (new digest: {why})"
+    refs = r.referrers or {}
+    carried = f", {refs['copied']} referrers copied, {refs['present']} present" if refs.get("found") else ""
+    notes = "".join(f"\n  note: {line}" for line in refs.get("notes", ()))  # type: ignore[attr-defined]
+    return (f"{state} {r.source} -> {r.destination} {r.digest}{note}: {r.blobs_uploaded} uploaded "
+            f"({r.bytes_uploaded} bytes), {r.blobs_mounted} mounted, {r.blobs_skipped} skipped, "
+            f"{r.manifests_pushed} manifests{carried}, {r.retries} retries, {r.seconds:.2f}s{notes}")
+
+
+def prune_table(report: PruneReport, show_kept: bool) -> str:
+    """A table of what a prune run did or would do, then errors and totals."""
+    rows: list[tuple[str, ...]] = []
+    for r in report.repositories:
+        groups = [("deleted", r.deleted), ("would delete", r.would_delete), ("skipped", r.skipped)]
+        if show_kept:
+            groups.append(("kept", r.kept))
+        rows.extend((r.repository, d.tag, d.digest[:19], action, d.reason) for action, ds in groups for d in ds)
+    lines = []
+    if rows:
+        head = ("REPOSITORY", "TAG", "DIGEST", "ACTION", "REASON")
+        widths = [max(len(row[i]) for row in (head, *rows)) for i in range(4)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
+                 for row in (head, *rows)]
+    lines.extend(f"ERROR   {e}" for e in report.errors)
+    lines.extend(f"ERROR   {e}" for r in report.repositories for e in r.errors)
+    t = report.totals()
+    gone = f"{t['would_delete']} would be deleted (dry run: pass --yes to delete)" if report.dry_run \
+        else f"{t['deleted']} deleted ({t['manifests_deleted']} manifests)"
+    lines.append(f"{t['repositories']} repositories: {gone}, {t['kept']} kept, {t['skipped']} skipped, "
+                 f"{t['errors']} errors in {report.seconds:.1f}s")
+    return "\n".join(lines)
+
+
+def sync_summary(report: SyncReport) -> str:
+    """A line per image copied, planned or failed, per extra tag, per error, then the totals."""
+    t = report.totals()
+    lines = []
+    for r in report.images:
+        if r.status == "failed":
+            lines.append(f"FAILED  {r.source} -> {r.target}: {r.error}")
+        elif r.status == "planned":
+            lines.append(f"PLAN    {r.source} -> {r.target}: upload {r.blobs_uploaded} ({r.bytes_uploaded} bytes), "
+                         f"mount {r.blobs_mounted}, skip {r.blobs_skipped}")
+        elif r.status == "copied":
+            lines.append(f"copied  {r.source} -> {r.target} {r.target_digest}")
+    lines.extend(f"ERROR   {e}" for e in report.errors)
+    if report.deletions is not None:
+        word = "EXTRA  " if report.dry_run else "deleted"
+        for repo in report.deletions.repositories:
+            gone = repo.would_delete if report.dry_run else repo.deleted
+            lines.extend(f"{word} {repo.repository}:{d.tag} ({d.reason})" for d in gone)
+            lines.extend(f"ERROR   {e}" for e in repo.errors)
+        lines.extend(f"ERROR   {e}" for e in report.deletions.errors)
+    verb = "would upload" if report.dry_run else "uploaded"
+    lines.append(
+        f"{t.get('copied', 0)} copied, {t.get('up-to-date', 0)} up to date, {t.get('planned', 0)} to copy, "
+        f"{t.get('failed', 0)} failed; {verb} {t.get('blobs_uploaded', 0)} blobs "
+        f"({t.get('bytes_uploaded', 0)} bytes), mounted {t.get('blobs_mounted', 0)}, "
+        f"skipped {t.get('blobs_skipped', 0)} in {report.seconds:.1f}s"
+    )
+    return "\n".join(lines)
 
 
 def referrer_tree_text(tree: ReferrerTree) -> str:

@@ -20,15 +20,26 @@ import anyio
 import click
 
 from regcopy import __version__
+from regcopy._flags import insecure_layer, side_fields, side_layer, side_settings
 from regcopy._interrupt import Interrupted, handle_signals
 from regcopy._interrupt import run as run_interruptible
-from regcopy._render import make_renderer, referrer_tree_text
+from regcopy._render import copy_summary, make_renderer, prune_table, referrer_tree_text, sync_summary
 from regcopy.artifacts import ReferrerPolicy
 from regcopy.client import Client
 from regcopy.errors import ConfigError, CredentialError, InvalidReference, RegcopyError
 from regcopy.reference import Reference, Repository, parse_location
-from regcopy.registry._policy import RegistrySettings, SchemeMode
+from regcopy.retention import PruneReport, load_prune
+from regcopy.settings import Layer, Overrides, SchemeMode, stack
 from regcopy.stores.registry import Strategy, UploadPolicy
+from regcopy.sync import (
+    SyncJournal,
+    SyncOptions,
+    SyncPlan,
+    SyncReport,
+    from_skopeo_docker,
+    from_skopeo_yaml,
+    load_plan,
+)
 
 __all__ = ("main",)
 
@@ -65,46 +76,9 @@ def _setup_logging(verbose: int) -> None:
     root.setLevel(level)
 
 
-def _cert_dir(path: str | None) -> dict[str, str]:
-    """skopeo's ``--cert-dir``: ``*.crt`` are CAs, ``*.cert`` + ``*.key`` a client pair (containers-certs.d(5))."""
-    if not path:
-        return {}
-    d = Path(path)
-    if not d.is_dir():
-        raise click.BadParameter(f"{path} is not a directory")
-    out: dict[str, str] = {}
-    cas = sorted(d.glob("*.crt"))
-    if cas:
-        out["ca_file"] = str(cas[0])
-    certs = sorted(d.glob("*.cert"))
-    if certs:
-        out["client_cert"] = str(certs[0])
-        key = certs[0].with_suffix(".key")
-        out["client_key"] = str(key)
-    return out
-
-
-def _side_settings(verify: bool | None, cert_dir: str | None, ca_file: str | None, base: RegistrySettings,
-                   **overrides: Any) -> RegistrySettings:
-    scheme: SchemeMode = base.scheme
-    if verify is False:
-        scheme = "insecure"  # skopeo --tls-verify=false: unverified https or plain http
-    elif verify is True:
-        scheme = "https"
-    extra = _cert_dir(cert_dir)
-    if ca_file:
-        extra["ca_file"] = ca_file
-    return RegistrySettings(**{**_fields(base), "scheme": scheme, **extra, **overrides})
-
-
-def _fields(s: RegistrySettings) -> dict[str, Any]:
-    return {name: getattr(s, name) for name in s.__dataclass_fields__}
-
-
-def _client(authfile: str | None, insecure: tuple[str, ...], **kwargs: Any) -> Client:
-    default = RegistrySettings()
-    settings = {host: default.with_scheme("insecure") for host in insecure}
-    return Client(authfile=authfile, settings=settings, **kwargs)
+def _client(authfile: str | None, insecure: tuple[str, ...], flags: Layer | None = None, **kwargs: Any) -> Client:
+    """A client whose overrides are the command line's: ``--insecure-registry``, then ``flags``."""
+    return Client(authfile=authfile, overrides=stack(insecure_layer(insecure), flags or {}), **kwargs)
 
 
 def _emit(data: Any, output: str, text: Callable[[], str]) -> None:
@@ -201,10 +175,9 @@ def copy(src: str, dst: tuple[str, ...], all_tags: bool, platforms: tuple[str, .
 
     async def run() -> Any:
         async with _client(authfile, insecure, upload=upload) as client:
-            src_settings = _side_settings(src_tls_verify, src_cert_dir, ca_file,
-                                          client.settings_for(_host(src_loc)))
-            dst_settings = _side_settings(dest_tls_verify, dest_cert_dir, ca_file,
-                                          client.settings_for(_host(dst_loc)))
+            src_settings = side_settings(client.settings, src_loc, side_fields(src_tls_verify, src_cert_dir, ca_file))
+            dst_settings = side_settings(client.settings, dst_loc,
+                                         side_fields(dest_tls_verify, dest_cert_dir, ca_file))
             with _progress(progress) as reporter:
                 if all_tags:
                     return await client.copy_all_tags(
@@ -217,7 +190,7 @@ def copy(src: str, dst: tuple[str, ...], all_tags: bool, platforms: tuple[str, .
     result = _run(run)
     results = result if isinstance(result, list) else [result]
     data = [r.to_json() for r in results]
-    _emit(data if all_tags else data[0], output, lambda: "\n".join(_summary(r) for r in results))
+    _emit(data if all_tags else data[0], output, lambda: "\n".join(copy_summary(r) for r in results))
 
 
 def _copy_many(src_loc: Any, dst_locs: list[Any], *, platforms: tuple[str, ...], jobs: int, force: bool,
@@ -228,8 +201,9 @@ def _copy_many(src_loc: Any, dst_locs: list[Any], *, platforms: tuple[str, ...],
 
     async def run() -> list[Any]:
         async with _client(authfile, insecure, upload=upload) as client:
-            src_settings = _side_settings(src_verify, src_certs, ca_file, client.settings_for(_host(src_loc)))
-            dst_settings = _side_settings(dst_verify, dst_certs, ca_file, client.default_settings)
+            src_settings = side_settings(client.settings, src_loc, side_fields(src_verify, src_certs, ca_file))
+            dst_settings = [side_settings(client.settings, loc, side_fields(dst_verify, dst_certs, ca_file))
+                            for loc in dst_locs]
             with _progress(progress) as reporter:
                 return await client.copy_fanout(src_loc, dst_locs, platforms=platforms, jobs=jobs, force=force,
                                                 reporter=reporter, referrers=policy, src_settings=src_settings,
@@ -239,14 +213,12 @@ def _copy_many(src_loc: Any, dst_locs: list[Any], *, platforms: tuple[str, ...],
     data = [r.to_json() if not isinstance(r, RegcopyError) else {"destination": str(d), "error": str(r)}
             for d, r in zip(dst_locs, results, strict=True)]
     _emit(data, output, lambda: "\n".join(
-        f"failed {d}: {r}" if isinstance(r, RegcopyError) else _summary(r) for d, r in zip(dst_locs, results,
+        f"failed {d}: {r}" if isinstance(r, RegcopyError) else copy_summary(r) for d, r in zip(dst_locs, results,
                                                                                              strict=True)))
     if any(isinstance(r, RegcopyError) for r in results):
         sys.exit(EXIT_FAILED)
 
 
-def _host(loc: object) -> str:
-    return loc.registry if isinstance(loc, Reference) else ""
 
 
 def _repo(loc: object) -> Repository:
@@ -255,20 +227,6 @@ def _repo(loc: object) -> Repository:
     if loc.tag or loc.digest:
         raise InvalidReference(str(loc), "--all-tags takes a repository without tag or digest", part="tag")
     return loc.repo
-
-
-def _summary(r: Any) -> str:
-    state = "up to date" if r.up_to_date else "copied"
-    note = ""
-    if r.new_digest:
-        why = "platform subset" if r.platforms else "manifest built from a docker-archive"
-        note = f" (new digest: {why})"
-    refs = r.referrers or {}
-    carried = f", {refs['copied']} referrers copied, {refs['present']} present" if refs.get("found") else ""
-    notes = "".join(f"\n  note: {line}" for line in refs.get("notes", ()))
-    return (f"{state} {r.source} -> {r.destination} {r.digest}{note}: {r.blobs_uploaded} uploaded "
-            f"({r.bytes_uploaded} bytes), {r.blobs_mounted} mounted, {r.blobs_skipped} skipped, "
-            f"{r.manifests_pushed} manifests{carried}, {r.retries} retries, {r.seconds:.2f}s{notes}")
 
 
 @cli.command()
@@ -290,10 +248,10 @@ def ping(registry: str, scheme: str, ca_file: str | None, grace: float, authfile
         if registry.startswith(prefix):
             forced, registry = prefix[:-3], registry[len(prefix):]
     registry = registry.rstrip("/")
-    settings = RegistrySettings(scheme=cast(SchemeMode, scheme), ca_file=ca_file, race_grace=grace)
+    flags = Overrides({"scheme": cast(SchemeMode, scheme), "race_grace": grace, "ca_file": ca_file})
 
     async def run() -> Any:
-        async with Client(authfile=authfile, settings={registry: settings}) as client:
+        async with Client(authfile=authfile, overrides={registry: flags}) as client:
             return await client.ping(registry, scheme=forced)
 
     result = _run(run)
@@ -501,8 +459,6 @@ def prune_cmd(plan_path: str, dry_run: bool | None, yes: bool, cap: int | None, 
     """Delete tags by a retention PLAN (a prune plan, or a sync plan with a prune section): keep the
     latest N by semver or created time, protected tags and anything newer than an age. A dry run
     unless --yes or --no-dry-run."""
-    from regcopy.retention import PruneReport, load_prune
-
     _setup_logging(verbose)
     if dry_run and yes:
         _fail("--dry-run and --yes contradict each other", EXIT_USAGE)
@@ -526,32 +482,9 @@ def prune_cmd(plan_path: str, dry_run: bool | None, yes: bool, cap: int | None, 
     finally:
         if report_path:
             Path(report_path).write_text(json.dumps(report.to_json(), indent=2))
-    _emit(report.to_json(), output, lambda: _prune_table(report, show_kept))
+    _emit(report.to_json(), output, lambda: prune_table(report, show_kept))
     if not report.ok:
         sys.exit(EXIT_FAILED)
-
-
-def _prune_table(report: Any, show_kept: bool) -> str:
-    rows: list[tuple[str, ...]] = []
-    for r in report.repositories:
-        groups = [("deleted", r.deleted), ("would delete", r.would_delete), ("skipped", r.skipped)]
-        if show_kept:
-            groups.append(("kept", r.kept))
-        rows.extend((r.repository, d.tag, d.digest[:19], action, d.reason) for action, ds in groups for d in ds)
-    lines = []
-    if rows:
-        head = ("REPOSITORY", "TAG", "DIGEST", "ACTION", "REASON")
-        widths = [max(len(row[i]) for row in (head, *rows)) for i in range(4)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
-                 for row in (head, *rows)]
-    lines.extend(f"ERROR   {e}" for e in report.errors)
-    lines.extend(f"ERROR   {e}" for r in report.repositories for e in r.errors)
-    t = report.totals()
-    gone = f"{t['would_delete']} would be deleted (dry run: pass --yes to delete)" if report.dry_run \
-        else f"{t['deleted']} deleted ({t['manifests_deleted']} manifests)"
-    lines.append(f"{t['repositories']} repositories: {gone}, {t['kept']} kept, {t['skipped']} skipped, "
-                 f"{t['errors']} errors in {report.seconds:.1f}s")
-    return "\n".join(lines)
 
 
 @cli.command()
@@ -617,39 +550,20 @@ def sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, sco
          output: str, verbose: int) -> None:
     """Mirror many repositories: `regcopy sync PLAN.yaml`, or skopeo's form
     `regcopy sync --src docker|yaml --dest docker [--scoped] [--all] SOURCE DESTINATION`."""
-    from regcopy.sync import SyncJournal, SyncOptions, SyncReport, from_skopeo_docker, from_skopeo_yaml, load_plan
-
     _setup_logging(verbose)
-    try:
-        if src_kind or dest_kind:
-            if len(args) != 2 or not src_kind or not dest_kind:
-                raise click.UsageError("skopeo mode needs --src, --dest, SOURCE and DESTINATION")
-            build = from_skopeo_yaml if src_kind == "yaml" else from_skopeo_docker
-            plan = build(args[0], args[1], scoped=scoped, all_platforms=all_platforms)
-        elif len(args) == 1:
-            plan = load_plan(args[0])
-        else:
-            raise click.UsageError("give a plan file, or --src/--dest with SOURCE and DESTINATION")
-    except (ConfigError, InvalidReference) as exc:
-        _fail(str(exc), EXIT_USAGE)
+    plan = _sync_plan(args, src_kind, dest_kind, scoped=scoped, all_platforms=all_platforms)
+    # The command line's flags win over the plan's registries: (docs/architecture.md, "Settings resolution").
+    flags = stack(side_layer(plan, "src", src_tls_verify, src_cert_dir, src_creds),
+                  side_layer(plan, "dest", dest_tls_verify, dest_cert_dir, dest_creds))
     options = SyncOptions(images=images, blob_jobs=jobs, blobs=blobs, bytes_in_flight=bytes_in_flight,
                           dry_run=dry_run)
     report = SyncReport()
     if state_path is None and report_path and not no_state:
         state_path = f"{report_path}.state"
-    journal = None
-    if state_path and not no_state and not dry_run:
-        try:
-            journal = SyncJournal.open(state_path)
-        except ConfigError as exc:
-            _fail(str(exc), EXIT_USAGE)
-        if journal.resumed:
-            click.echo(f"resuming the interrupted run journalled in {state_path}", err=True)
+    journal = _open_journal(state_path) if state_path and not no_state and not dry_run else None
 
     async def run() -> None:
-        async with _client(authfile, insecure) as client:
-            _apply_side_flags(client, plan, "src", src_tls_verify, src_cert_dir, src_creds)
-            _apply_side_flags(client, plan, "dest", dest_tls_verify, dest_cert_dir, dest_creds)
+        async with _client(authfile, insecure, flags) as client:
             with _progress("none" if dry_run else progress) as reporter:
                 await client.sync(plan, options=options, reporter=reporter, report=report, journal=journal)
 
@@ -660,56 +574,35 @@ def sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, sco
             journal.close()
         if report_path:
             Path(report_path).write_text(json.dumps(report.to_json(), indent=2))
-    _emit(report.to_json(), output, lambda: _sync_summary(report))
+    _emit(report.to_json(), output, lambda: sync_summary(report))
     if not report.ok or (dry_run and (report.out_of_sync or report.extra_tags)):
         sys.exit(EXIT_FAILED)
 
 
-def _apply_side_flags(client: Client, plan: Any, side: str, verify: bool | None, cert_dir: str | None,
-                      creds: str | None) -> None:
-    """skopeo's per-side flags, applied to every host on that side of the plan (plan settings win)."""
-    from regcopy.credentials import StaticCredentials
-
-    hosts = {(e.source if side == "src" else e.target).split("/", 1)[0] for e in plan.entries}
-    for host in hosts:
-        if host in plan.registries:
-            continue  # a skopeo YAML's own tls-verify / cert-dir / credentials for this registry win
-        if verify is not None or cert_dir:
-            client.settings[host] = _side_settings(verify, cert_dir, None, client.settings_for(host))
-        if creds:
-            user, sep, password = creds.partition(":")
-            if not sep:
-                raise click.BadParameter(f"--{side}-creds must be USER:PASSWORD")
-            client.credentials.route(host, StaticCredentials({host: (user, password)}))
+def _sync_plan(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, *, scoped: bool,
+               all_platforms: bool) -> SyncPlan:
+    """The plan ``regcopy sync`` runs: a plan file, or skopeo's ``--src``/``--dest`` form."""
+    try:
+        if src_kind or dest_kind:
+            if len(args) != 2 or not src_kind or not dest_kind:
+                raise click.UsageError("skopeo mode needs --src, --dest, SOURCE and DESTINATION")
+            build = from_skopeo_yaml if src_kind == "yaml" else from_skopeo_docker
+            return build(args[0], args[1], scoped=scoped, all_platforms=all_platforms)
+        if len(args) == 1:
+            return load_plan(args[0])
+        raise click.UsageError("give a plan file, or --src/--dest with SOURCE and DESTINATION")
+    except (ConfigError, InvalidReference) as exc:
+        _fail(str(exc), EXIT_USAGE)
 
 
-def _sync_summary(report: Any) -> str:
-    t = report.totals()
-    lines = []
-    for r in report.images:
-        if r.status == "failed":
-            lines.append(f"FAILED  {r.source} -> {r.target}: {r.error}")
-        elif r.status == "planned":
-            lines.append(f"PLAN    {r.source} -> {r.target}: upload {r.blobs_uploaded} ({r.bytes_uploaded} bytes), "
-                         f"mount {r.blobs_mounted}, skip {r.blobs_skipped}")
-        elif r.status == "copied":
-            lines.append(f"copied  {r.source} -> {r.target} {r.target_digest}")
-    lines.extend(f"ERROR   {e}" for e in report.errors)
-    if report.deletions is not None:
-        word = "EXTRA  " if report.dry_run else "deleted"
-        for repo in report.deletions.repositories:
-            gone = repo.would_delete if report.dry_run else repo.deleted
-            lines.extend(f"{word} {repo.repository}:{d.tag} ({d.reason})" for d in gone)
-            lines.extend(f"ERROR   {e}" for e in repo.errors)
-        lines.extend(f"ERROR   {e}" for e in report.deletions.errors)
-    verb = "would upload" if report.dry_run else "uploaded"
-    lines.append(
-        f"{t.get('copied', 0)} copied, {t.get('up-to-date', 0)} up to date, {t.get('planned', 0)} to copy, "
-        f"{t.get('failed', 0)} failed; {verb} {t.get('blobs_uploaded', 0)} blobs "
-        f"({t.get('bytes_uploaded', 0)} bytes), mounted {t.get('blobs_mounted', 0)}, "
-        f"skipped {t.get('blobs_skipped', 0)} in {report.seconds:.1f}s"
-    )
-    return "\n".join(lines)
+def _open_journal(state_path: str) -> SyncJournal:
+    try:
+        journal = SyncJournal.open(state_path)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    if journal.resumed:
+        click.echo(f"resuming the interrupted run journalled in {state_path}", err=True)
+    return journal
 
 
 def main() -> None:

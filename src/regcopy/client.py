@@ -3,7 +3,9 @@
 One client = one session (created inside the running loop; an injected session is used and never
 closed), one :class:`~regcopy.registry.transport.Transport` per registry host and policy, one token
 cache, one blob ledger shared by every copy it runs (so shared layers cross the wire once per
-destination registry), and one upload policy per host.
+destination registry), and one upload policy per host. Its settings are fixed at construction;
+each sync or prune run sees them through a :class:`~regcopy.context.RunContext` that layers the
+plan's ``registries:`` under the client's overrides (docs/architecture.md, "Settings resolution").
 """
 
 from __future__ import annotations
@@ -14,18 +16,15 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Self
 
 import aiohttp
 import anyio
 
 from regcopy.artifacts import ReferrerPolicy, ReferrerTree, copy_to_many, copy_with_referrers, referrer_tree
-from regcopy.credentials import (
-    CredentialStore,
-    RoutedCredentials,
-    default_credentials,
-)
+from regcopy.context import Pool, RunContext, SyncStores, open_plan_stores
+from regcopy.credentials import CredentialStore, default_credentials
 from regcopy.digest import Digest, verify_chunks
 from regcopy.engine import CopyResult
 from regcopy.errors import (
@@ -39,24 +38,23 @@ from regcopy.errors import (
 from regcopy.fanout import Target
 from regcopy.inspect import ImageInfo, image_info
 from regcopy.ledger import BlobLedger
-from regcopy.locations import AnyRepository, LocalRepository, is_local, parse_repository
 from regcopy.manifest import Manifest, Platform
 from regcopy.progress import Reporter, null_reporter
 from regcopy.reference import LocalLocation, Reference, Repository, parse_location
-from regcopy.registry._policy import RegistrySettings
-from regcopy.registry._tokens import TokenCache
+from regcopy.registry import TokenCache
 from regcopy.registry.manifests import catalog, tags_list
 from regcopy.registry.transport import PingResult, Transport
 from regcopy.retention import PrunePlan, PruneReport, load_prune, run_prune
-from regcopy.stores.base import Destination, Source, UploadJournal
-from regcopy.stores.local import LocalStore, RepositoryView, local_identifier, open_local, repositories
-from regcopy.stores.mirrored import MirroredSource
+from regcopy.settings import Layer, Overrides, RegistrySettings, Settings, resolve
+from regcopy.stores.base import UploadJournal
+from regcopy.stores.local import LocalStore, local_identifier, open_local
 from regcopy.stores.referrers import RegistryFeatures
 from regcopy.stores.registry import RegistryStore, UploadPolicy
 from regcopy.sync.journal import SyncJournal
-from regcopy.sync.model import SyncPlan
+from regcopy.sync.model import SyncOptions, SyncPlan
 from regcopy.sync.plan import load_plan
-from regcopy.sync.scheduler import SyncOptions, SyncReport, run_sync
+from regcopy.sync.report import SyncReport
+from regcopy.sync.scheduler import run_sync
 from regcopy.sync.skopeo import host_platform as skopeo_host_platform
 
 __all__ = ("Client", "DeleteResult", "copy", "host_platform")
@@ -69,6 +67,10 @@ PlatformSpec = str | Platform
 class Client:
     """Copies images and talks to registries; use as ``async with Client(...) as client``.
 
+    Settings resolve in one order (:func:`regcopy.settings.resolve`): ``default_settings`` and
+    ``settings`` are the defaults, a plan's ``registries:`` go over them for the plan's run, and
+    ``overrides`` (what the command line's flags become) go over both.
+
     :param session: an aiohttp session to use (never closed by the client)
     :param credentials: where credentials come from (default: docker config.json, containers
         auth.json and credential helpers, per :func:`regcopy.credentials.default_credentials`)
@@ -76,6 +78,8 @@ class Client:
     :param settings: per-host policy (``{"host:port": RegistrySettings(...)}``)
     :param default_settings: policy for hosts not in ``settings``
     :param upload: default upload policy (copied per host; each host learns its own)
+    :param overrides: per host, what wins over the defaults and over any plan's ``registries:``
+        (settings fields, a credentials source, mirrors)
     """
 
     def __init__(
@@ -87,27 +91,22 @@ class Client:
         settings: Mapping[str, RegistrySettings] | None = None,
         default_settings: RegistrySettings | None = None,
         upload: UploadPolicy | None = None,
+        overrides: Mapping[str, Overrides] | None = None,
     ) -> None:
         self._session = session
         self._owns_session = session is None
-        # Every transport asks this router; plans add per-host routes to it (a mirror is its own host).
-        self.credentials = RoutedCredentials({}, credentials or default_credentials(authfile))
-        self.settings = dict(settings or {})
-        self.default_settings = default_settings or RegistrySettings()
-        self._upload_template = upload or UploadPolicy()
-        self._uploads: dict[str, UploadPolicy] = {}
-        self._features: dict[str, RegistryFeatures] = {}
-        self._transports: dict[tuple[str, str | None, RegistrySettings], Transport] = {}
+        self._defaults = Settings(default_settings or RegistrySettings(), MappingProxyType(dict(settings or {})))
+        self._overrides: Layer = MappingProxyType(dict(overrides or {}))
+        self.settings = resolve(self._defaults, self._overrides)
+        """Every host's settings outside a plan's run (defaults, then the overrides)."""
         self.tokens = TokenCache()
         self.ledger = BlobLedger()
-        self.upload_journal: UploadJournal | None = None
-        """Where destination stores record open upload sessions (set by :meth:`sync` from its journal)."""
-        self.mirrors: dict[str, tuple[str, ...]] = {}
-        """Registry → pull-through caches read first by :meth:`sync` (``host[:port][/prefix]``)."""
+        self._pool = Pool(self._new_transport, credentials or default_credentials(authfile), upload or UploadPolicy())
+        self._context = RunContext(self._pool, self.settings)
 
     async def __aenter__(self) -> Self:
         if self._session is None:
-            d = self.default_settings
+            d = self.settings.default
             # No total timeout: aiohttp's default 5-minute total kills large blob transfers. Each transport
             # passes its host's own connect/read timeouts and bounds answers itself (docs/security.md).
             timeout = aiohttp.ClientTimeout(total=None, connect=d.connect_timeout, sock_connect=d.connect_timeout,
@@ -138,65 +137,56 @@ class Client:
             raise RuntimeError("use the Client inside 'async with'")
         return self._session
 
+    @property
+    def credentials(self) -> CredentialStore:
+        """The store of every host no settings layer gives a credentials source."""
+        return self._pool.credentials
+
     def settings_for(self, registry: str) -> RegistrySettings:
-        """The policy of ``registry``."""
-        return self.settings.get(registry, self.default_settings)
+        """The policy of ``registry`` (outside a plan's run)."""
+        return self.settings.for_host(registry)
+
+    def context(self, registries: Layer | None = None, *, journal: UploadJournal | None = None) -> RunContext:
+        """A run's view of this client: settings resolved as defaults → ``registries`` (a plan's) →
+        the client's overrides, and the run's upload journal. The client itself is left as it is."""
+        return RunContext(self._pool, resolve(self._defaults, registries or {}, self._overrides), journal)
+
+    def _new_transport(self, registry: str, scheme: str | None, settings: RegistrySettings,
+                       credentials: CredentialStore) -> Transport:
+        return Transport(self.session, registry, settings, credentials, self.tokens, forced_scheme=scheme)
 
     def transport(self, registry: str, *, scheme: str | None = None,
                   settings: RegistrySettings | None = None) -> Transport:
         """The transport for ``registry`` (created on first use)."""
-        settings = settings or self.settings_for(registry)
-        key = (registry, scheme, settings)
-        transport = self._transports.get(key)
-        if transport is None:
-            transport = Transport(self.session, registry, settings, self.credentials, self.tokens,
-                                  forced_scheme=scheme)
-            self._transports[key] = transport
-        return transport
+        return self._context.transport(registry, scheme=scheme, settings=settings)
 
     def upload_policy(self, registry: str) -> UploadPolicy:
         """The learned upload policy of ``registry``."""
-        policy = self._uploads.get(registry)
-        if policy is None:
-            t = self._upload_template
-            policy = UploadPolicy(t.strategy, t.chunk_size, t.small_blob, t.restarts)
-            self._uploads[registry] = policy
-        return policy
+        return self._pool.upload_policy(registry)
 
     def features(self, registry: str) -> RegistryFeatures:
         """What this client learned about ``registry`` (referrers API, mounts by digest alone)."""
-        return self._features.setdefault(registry, RegistryFeatures())
+        return self._pool.features(registry)
 
     def registry_store(self, repo: Repository | Reference, *, writable: bool = False,
                        settings: RegistrySettings | None = None) -> RegistryStore:
         """A store for one registry repository."""
-        path = repo.path if isinstance(repo, Repository) else repo.repository
-        return RegistryStore(self.transport(repo.registry, scheme=repo.scheme, settings=settings), path,
-                             self.upload_policy(repo.registry), writable=writable,
-                             journal=self.upload_journal if writable else None, features=self.features(repo.registry))
+        return self._context.registry_store(repo, writable=writable, settings=settings)
 
     def retries(self) -> int:
         """Request retries so far, over every host."""
-        return sum(t.stats["retries"] for t in self._transports.values())
+        return self._pool.retries()
 
     # ------------------------------------------------------------------ operations
     async def ping(self, registry: str, *, scheme: str | None = None) -> PingResult:
         """Probe a registry and report the scheme chosen and why."""
         return await self.transport(registry, scheme=scheme).ping()
 
-    async def copy(
-        self,
-        src: str | Reference | LocalLocation,
-        dst: str | Reference | LocalLocation,
-        *,
-        platforms: Sequence[PlatformSpec] = (),
-        jobs: int = 6,
-        reporter: Reporter | None = None,
-        force: bool = False,
-        src_settings: RegistrySettings | None = None,
-        dst_settings: RegistrySettings | None = None,
-        referrers: bool | ReferrerPolicy = True,
-    ) -> CopyResult:
+    async def copy(self, src: str | Reference | LocalLocation, dst: str | Reference | LocalLocation, *,
+                   platforms: Sequence[PlatformSpec] = (), jobs: int = 6, reporter: Reporter | None = None,
+                   force: bool = False, src_settings: RegistrySettings | None = None,
+                   dst_settings: RegistrySettings | None = None,
+                   referrers: bool | ReferrerPolicy = True) -> CopyResult:
         """Copy one image or index between any two locations, with its referrers (signatures, SBOMs,
         attestations: :mod:`regcopy.artifacts`).
 
@@ -210,12 +200,13 @@ class Client:
         :param jobs: blobs in flight for this image
         :param reporter: receives progress events
         :param force: push even when the destination tag already holds the same digest
+        :param src_settings: settings of the source's host for this copy (default: the client's)
+        :param dst_settings: settings of the destination's host for this copy (default: the client's)
         :param referrers: copy the referrers of every manifest copied (a :class:`ReferrerPolicy` to
             filter artifact types); False: the image alone
         :raises RegcopyError: the copy failed; nothing incomplete is tagged
         """
-        src_loc = _location(src)
-        dst_loc = _location(dst)
+        src_loc, dst_loc = _location(src), _location(dst)
         retries_before = self.retries()
         async with self._open(src_loc, writable=False, settings=src_settings) as source, \
                 self._open(dst_loc, writable=True, settings=dst_settings) as destination:
@@ -232,32 +223,27 @@ class Client:
         result.retries = self.retries() - retries_before
         return result
 
-    async def copy_fanout(
-        self,
-        src: str | Reference | LocalLocation,
-        destinations: Sequence[str | Reference | LocalLocation],
-        *,
-        platforms: Sequence[PlatformSpec] = (),
-        jobs: int = 6,
-        reporter: Reporter | None = None,
-        force: bool = False,
-        referrers: bool | ReferrerPolicy = True,
-        src_settings: RegistrySettings | None = None,
-        dst_settings: RegistrySettings | None = None,
-    ) -> list[CopyResult | RegcopyError]:
+    async def copy_fanout(self, src: str | Reference | LocalLocation,
+                          destinations: Sequence[str | Reference | LocalLocation], *,
+                          platforms: Sequence[PlatformSpec] = (), jobs: int = 6, reporter: Reporter | None = None,
+                          force: bool = False, referrers: bool | ReferrerPolicy = True,
+                          src_settings: RegistrySettings | None = None,
+                          dst_settings: Sequence[RegistrySettings | None] = ()) -> list[CopyResult | RegcopyError]:
         """Copy one image to several destinations, reading each blob from the source once
         (:mod:`regcopy.fanout`); destinations on one registry get one upload and then mounts.
 
+        :param dst_settings: per destination, in order, its host's settings for this copy (default: the client's)
         :returns: per destination, in order, its result or the error that ended it (the others go on)
         :raises RegcopyError: the source itself failed (nothing was written)
         """
         src_loc = _location(src)
         dst_locs = [_location(d) for d in destinations]
+        settings = list(dst_settings) + [None] * (len(dst_locs) - len(dst_settings))
         async with AsyncExitStack() as stack:
             source = await stack.enter_async_context(self._open(src_loc, writable=False, settings=src_settings))
             ident = await _identifier(src_loc, source)
-            targets = [Target(await stack.enter_async_context(self._open(loc, writable=True, settings=dst_settings)),
-                              _target_tag(loc, ident)) for loc in dst_locs]
+            targets = [Target(await stack.enter_async_context(self._open(loc, writable=True, settings=cfg)),
+                              _target_tag(loc, ident)) for loc, cfg in zip(dst_locs, settings, strict=True)]
             await copy_to_many(source, targets, ident, policy=_policy(referrers), ledger=self.ledger,
                                platforms=[_platform(p) for p in platforms], blob_jobs=jobs,
                                reporter=reporter or null_reporter, force=force)
@@ -291,30 +277,15 @@ class Client:
             return await referrer_tree(source, ident, ReferrerPolicy(artifact_types=tuple(artifact_types)),
                                        platforms=[_platform(p) for p in platforms])
 
-    async def copy_all_tags(
-        self,
-        src: str | Repository,
-        dst: str | Repository,
-        *,
-        jobs: int = 6,
-        images: int = 4,
-        reporter: Reporter | None = None,
-        **kwargs: Any,
-    ) -> list[CopyResult]:
+    async def copy_all_tags(self, src: str | Repository, dst: str | Repository, *, jobs: int = 6, images: int = 4,
+                            reporter: Reporter | None = None, **kwargs: Any) -> list[CopyResult]:
         """Copy every tag of a repository, ``images`` at a time (crane ``copy --all-tags``).
 
         :raises CopyFailed: some tags failed (the others were copied)
         """
-        src_repo = src if isinstance(src, Repository) else Repository.parse(_strip_docker(src))
-        dst_repo = dst if isinstance(dst, Repository) else Repository.parse(_strip_docker(dst))
+        src_repo, dst_repo = _repository(src), _repository(dst)
         tags = await tags_list(self.transport(src_repo.registry, scheme=src_repo.scheme), src_repo.path)
-        target = self.registry_store(dst_repo, writable=True)
-        try:
-            await tags_list(target.transport, dst_repo.path)
-            self.ledger.set_empty(target.storage_id, dst_repo.path, False)
-        except NotFound:
-            # A new repository holds only what this copy puts there: its blob HEADs are certain 404s.
-            self.ledger.set_empty(target.storage_id, dst_repo.path, True)
+        await self._note_if_new(dst_repo)
         results: list[CopyResult] = []
         errors: list[BaseException] = []
         limiter = anyio.CapacityLimiter(max(1, images))
@@ -335,9 +306,19 @@ class Client:
             raise CopyFailed(f"{len(errors)} of {len(tags)} tags failed", errors)
         return results
 
+    async def _note_if_new(self, repo: Repository) -> None:
+        """Tell the ledger whether ``repo`` exists: a new repository holds only what a copy puts there,
+        so its blob HEADs are certain 404s."""
+        target = self.registry_store(repo, writable=True)
+        try:
+            await tags_list(target.transport, repo.path)
+            self.ledger.set_empty(target.storage_id, repo.path, False)
+        except NotFound:
+            self.ledger.set_empty(target.storage_id, repo.path, True)
+
     async def tags(self, repo: str | Repository) -> list[str]:
         """Every tag of a repository, sorted."""
-        r = repo if isinstance(repo, Repository) else Repository.parse(_strip_docker(repo))
+        r = _repository(repo)
         return await tags_list(self.transport(r.registry, scheme=r.scheme), r.path)
 
     async def digest(self, ref: str | Reference) -> Digest:
@@ -426,25 +407,13 @@ class Client:
         return sorted(found)
 
     # ------------------------------------------------------------------ sync
-    def apply_plan_registries(self, plan: SyncPlan | PrunePlan) -> None:
-        """Adopt a plan's per-registry settings and credential sources for its hosts."""
-        for host, cfg in plan.registries.items():
-            self.settings[host] = cfg.over(self.settings_for(host))
-            if cfg.mirrors:
-                self.mirrors[host] = cfg.mirrors
-            if cfg.credentials is not None:
-                self.credentials.route(host, cfg.credentials.store(host))
-
-    async def sync(
-        self,
-        plan: SyncPlan | str | Path,
-        *,
-        options: SyncOptions | None = None,
-        reporter: Reporter | None = None,
-        report: SyncReport | None = None,
-        journal: SyncJournal | None = None,
-    ) -> SyncReport:
+    async def sync(self, plan: SyncPlan | str | Path, *, options: SyncOptions | None = None,
+                   reporter: Reporter | None = None, report: SyncReport | None = None,
+                   journal: SyncJournal | None = None) -> SyncReport:
         """Mirror everything a plan names (see :mod:`regcopy.sync.scheduler`).
+
+        The run's settings are the client's with the plan's ``registries:`` layered between its
+        defaults and its overrides (:meth:`context`); the client's own settings stay as they are.
 
         :param plan: a :class:`SyncPlan` or the path of a plan file
         :param report: a report to fill as the run goes (kept by the caller if the run is cancelled)
@@ -455,20 +424,25 @@ class Client:
         """
         if not isinstance(plan, SyncPlan):
             plan = load_plan(plan)
-        self.apply_plan_registries(plan)
         options = options or SyncOptions()
-        previous, self.upload_journal = self.upload_journal, journal or self.upload_journal
-        try:
-            return await self._sync(plan, options, reporter, report, journal)
-        finally:
-            self.upload_journal = previous
+        context = self.context(plan.registries, journal=journal)
+        async with open_plan_stores(plan) as local:
+            result = await run_sync(SyncStores(context, local), plan, options=options,
+                                    reporter=reporter or null_reporter, ledger=self.ledger, report=report,
+                                    journal=journal)
+            if not options.dry_run:
+                # One commit per local target, after every image: an archive is written in one
+                # pass, a layout's index.json replaced once (docs/architecture.md, "Bulk sync").
+                for store in local.targets():
+                    await store.commit()
+        return result
 
     async def prune(self, plan: PrunePlan | str | Path, *, dry_run: bool = True, cap: int | None = None,
                     now: datetime | None = None, report: PruneReport | None = None) -> PruneReport:
         """Apply a retention plan (:mod:`regcopy.retention`); a dry run unless ``dry_run=False``.
 
         :param plan: a :class:`~regcopy.retention.PrunePlan` or the path of a plan file (a prune plan,
-            or a sync plan with a ``prune:`` section); its ``registries:`` are adopted first
+            or a sync plan with a ``prune:`` section); its ``registries:`` are layered as :meth:`sync` does
         :param cap: at most this many manifest deletions over the run
         :param now: the reference time for ``older_than`` (default: now)
         :param report: a report to fill as the run goes (kept by the caller if the run is cancelled)
@@ -476,103 +450,12 @@ class Client:
         """
         if not isinstance(plan, PrunePlan):
             plan = load_prune(plan)
-        self.apply_plan_registries(plan)
-        return await run_prune(self, plan, dry_run=dry_run, cap=cap, now=now, report=report)
-
-    async def _sync(self, plan: SyncPlan, options: SyncOptions, reporter: Reporter | None,
-                    report: SyncReport | None, journal: SyncJournal | None) -> SyncReport:
-        async with _local_stores(plan) as local:
-            result = await run_sync(_Backend(self, local), plan, options=options,
-                                    reporter=reporter or null_reporter, ledger=self.ledger, report=report,
-                                    journal=journal)
-            if not options.dry_run:
-                # One commit per local target, after every image: an archive is written in one
-                # pass, a layout's index.json replaced once (ISSUE #7 §1, §2).
-                for store in local.targets():
-                    await store.commit()
-        return result
+        return await run_prune(self.context(plan.registries), plan, dry_run=dry_run, cap=cap, now=now,
+                               report=report)
 
 
-class _LocalStores:
-    """The local stores a plan names, each opened once for the whole run (keyed by absolute path)."""
-
-    def __init__(self) -> None:
-        self.stores: dict[str, LocalStore] = {}
-        self.writable: set[str] = set()
-
-    def view(self, repo: LocalRepository) -> RepositoryView:
-        return RepositoryView(self.stores[repo.key], repo.path)
-
-    def targets(self) -> list[LocalStore]:
-        return [self.stores[k] for k in sorted(self.writable)]
-
-
-@asynccontextmanager
-async def _local_stores(plan: SyncPlan) -> AsyncIterator[_LocalStores]:
-    """Open every local store of ``plan``: targets writable (they may also be read), sources read-only."""
-    wanted: dict[str, tuple[LocalRepository, bool]] = {}
-    for entry in plan.entries:
-        for text, writable in ((entry.source, False), (entry.target, True)):
-            if is_local(text):
-                repo = parse_repository(text)
-                assert isinstance(repo, LocalRepository)
-                old = wanted.get(repo.key)
-                wanted[repo.key] = (repo, writable or (old is not None and old[1]))
-    local = _LocalStores()
-    async with AsyncExitStack() as stack:
-        for key, (repo, writable) in sorted(wanted.items()):
-            local.stores[key] = await stack.enter_async_context(open_local(repo.location, writable=writable))
-            if writable:
-                local.writable.add(key)
-        yield local
-
-
-class _Backend:
-    """The scheduler's view of a client: listings and stores (sync never sees sessions)."""
-
-    def __init__(self, client: Client, local: _LocalStores) -> None:
-        self.client = client
-        self.local = local
-        self.broken_mirrors: set[str] = set()
-
-    async def catalog(self, registry: str) -> list[str]:
-        if is_local(registry):
-            repo = parse_repository(registry)
-            assert isinstance(repo, LocalRepository)
-            return await repositories(self.local.stores[repo.key])
-        return await catalog(self.client.transport(registry))
-
-    async def list_tags(self, repo: AnyRepository) -> list[str] | None:
-        if isinstance(repo, LocalRepository):
-            # Never None: blobs live store-wide, so a new repository in a store may find them present.
-            return await self.local.view(repo).list_tags()
-        try:
-            return await tags_list(self.client.transport(repo.registry, scheme=repo.scheme), repo.path)
-        except NotFound:
-            return None
-
-    def source(self, repo: AnyRepository) -> Source:
-        if isinstance(repo, LocalRepository):
-            return self.local.view(repo)
-        upstream = self.client.registry_store(repo)
-        mirrors = self.client.mirrors.get(repo.registry, ())
-        if not mirrors:
-            return upstream
-        candidates: list[tuple[str, Source]] = []
-        for mirror in mirrors:
-            host, _, prefix = mirror.partition("/")
-            path = f"{prefix}/{repo.path}" if prefix else repo.path
-            candidates.append((mirror, self.client.registry_store(Repository.parse(f"{host}/{path}"))))
-        return MirroredSource(upstream, candidates, upstream_label=repo.registry, broken=self.broken_mirrors)
-
-    def destination(self, repo: AnyRepository) -> Destination:
-        if isinstance(repo, LocalRepository):
-            return self.local.view(repo)
-        return self.client.registry_store(repo, writable=True)
-
-
-def _strip_docker(text: str) -> str:
-    return text.removeprefix("docker://")
+def _repository(value: str | Repository) -> Repository:
+    return value if isinstance(value, Repository) else Repository.parse(value.removeprefix("docker://"))
 
 
 def _location(value: str | Reference | LocalLocation) -> Reference | LocalLocation:
@@ -656,6 +539,6 @@ async def _pick_platform(store: RegistryStore, index: Manifest, wanted: Platform
 async def copy(src: str | Reference, dst: str | Reference, **kwargs: Any) -> CopyResult:
     """One-shot copy with a temporary :class:`Client` (like ``httpx.get`` or ``crane.Copy``)."""
     client_kwargs = {k: kwargs.pop(k) for k in ("session", "credentials", "authfile", "settings",
-                                                 "default_settings", "upload") if k in kwargs}
+                                                 "default_settings", "upload", "overrides") if k in kwargs}
     async with Client(**client_kwargs) as client:
         return await client.copy(src, dst, **kwargs)

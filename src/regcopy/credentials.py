@@ -38,6 +38,7 @@ from typing import Final, Literal, Protocol, runtime_checkable
 import anyio
 
 from regcopy.errors import ConfigError, CredentialError
+from regcopy.settings import Credentials
 from regcopy.singleflight import SingleFlight
 
 __all__ = (
@@ -47,10 +48,10 @@ __all__ = (
     "CredentialStore",
     "DockerConfigCredentials",
     "HelperCredentials",
-    "RoutedCredentials",
     "StaticCredentials",
     "default_credentials",
     "run_helper",
+    "store_for",
 )
 
 logger = logging.getLogger(__name__)
@@ -398,30 +399,15 @@ class HelperCredentials(CredentialStore):
             self._cache.forget(host)
 
 
-class RoutedCredentials(CredentialStore):
-    """Each listed host asks its own store; every other host asks ``default``.
-
-    A routed host never falls back to ``default``: its credentials come from where the plan says, and
-    nowhere else (one host's credentials are never tried on another, and vice versa).
-    """
-
-    def __init__(self, routes: Mapping[str, CredentialStore], default: CredentialStore) -> None:
-        self._routes = {_registry(h): store for h, store in routes.items()}
-        self._default = default
-
-    def route(self, host: str, store: CredentialStore) -> None:
-        """Send ``host`` to ``store`` from now on."""
-        self._routes[_registry(host)] = store
-
-    def _store(self, registry: str) -> CredentialStore:
-        host = _host_of(registry)
-        return self._routes.get(host, self._default) if host is not None else self._default
-
-    async def get(self, registry: str) -> Credential:
-        return await self._store(registry).get(registry)
-
-    def forget(self, registry: str) -> None:
-        self._store(registry).forget(registry)
+def store_for(host: str, source: Credentials) -> CredentialStore:
+    """The store a settings layer's :class:`~regcopy.settings.Credentials` name for ``host``: its helper,
+    its auth file, or its inline secret (for ``host`` only)."""
+    if source.helper:
+        return HelperCredentials({host: source.helper}, refresh_after=source.refresh_after)
+    if source.authfile:
+        return DockerConfigCredentials([source.authfile], refresh_after=source.refresh_after)
+    return StaticCredentials({host: Credential(
+        username=source.username, password=source.password, identity_token=source.identity_token)})
 
 
 def _helper_answer(returncode: int, stdout: bytes, stderr: bytes, program: str, host: str) -> Credential:

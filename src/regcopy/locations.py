@@ -19,17 +19,18 @@ from typing import TypeAlias
 
 from regcopy.digest import Digest
 from regcopy.errors import InvalidReference
-from regcopy.reference import LocalLocation, Reference, Repository
+from regcopy.reference import LocalLocation, Namespace, Reference, Repository
 
 __all__ = (
+    "Address",
+    "AnyNamespace",
     "AnyReference",
     "AnyRepository",
     "LocalImage",
     "LocalRepository",
     "is_local",
-    "join_endpoint",
+    "parse_namespace",
     "parse_repository",
-    "split_endpoint",
 )
 
 _LOCAL_PREFIXES = ("oci:", "oci-archive:", "docker-archive:")
@@ -42,10 +43,25 @@ def is_local(text: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class LocalRepository:
-    """A repository inside a local store: the store's location (no ref) and a path (maybe empty)."""
+    """A repository inside a local store: the store's location (no ref) and a path (maybe empty).
+
+    Also the local counterpart of a :class:`~regcopy.reference.Namespace`: ``oci:DIR`` (path ``""``)
+    is the whole store, ``oci:DIR:ns`` a prefix inside it. The path is checked as the store's image
+    refs are (c/image's grammar for ``oci:``, a docker name for ``docker-archive:``; never ``@N``).
+    """
 
     location: LocalLocation
     path: str = ""
+
+    def __post_init__(self) -> None:
+        if self.location.ref is not None:
+            raise InvalidReference(str(self.location), "a store's location carries no ref here", part="tag")
+        if not self.path:
+            return
+        text = f"{self.location}:{self.path}"
+        if self.location.transport == "docker-archive" and self.path.startswith("@"):
+            raise InvalidReference(text, "a sync repository cannot be a source index @N", part="tag")
+        LocalLocation(self.location.transport, self.location.path, self.path)  # the ref grammar
 
     @property
     def registry(self) -> str:
@@ -59,7 +75,19 @@ class LocalRepository:
 
     @property
     def name(self) -> str:
-        return join_endpoint(self.registry, self.path)
+        return f"{self.location}:{self.path}" if self.path else str(self.location)
+
+    @property
+    def root(self) -> LocalRepository:
+        """The whole store."""
+        return LocalRepository(self.location)
+
+    def at(self, path: str) -> LocalRepository:
+        """The repository at ``path`` (a full path) of this store.
+
+        :raises InvalidReference: ``path`` is not a ref name of this kind of store
+        """
+        return LocalRepository(self.location, path)
 
     def with_tag(self, tag: str) -> LocalImage:
         return LocalImage(self, tag=tag)
@@ -92,22 +120,15 @@ class LocalImage:
 
 AnyRepository: TypeAlias = Repository | LocalRepository
 AnyReference: TypeAlias = Reference | LocalImage
+AnyNamespace: TypeAlias = Namespace | LocalRepository
+"""A registry or a store, or a prefix in one: what namespace and registry entries read and targets write under."""
+Address: TypeAlias = Repository | Namespace | LocalRepository
+"""Where a sync entry reads or writes: a repository, or a namespace of a registry or a store."""
 
 
-def split_endpoint(text: str) -> tuple[str, str]:
-    """``(store or registry, path)``: ``oci:DIR:ns`` → ``("oci:DIR", "ns")``, ``host/ns`` → ``("host", "ns")``."""
-    if is_local(text):
-        location = LocalLocation.parse(text)
-        return str(LocalLocation(location.transport, location.path)), location.ref or ""
-    host, _, path = text.partition("/")
-    return host, path
-
-
-def join_endpoint(endpoint: str, path: str) -> str:
-    """The inverse of :func:`split_endpoint`."""
-    if is_local(endpoint):
-        return f"{endpoint}:{path}" if path else endpoint
-    return f"{endpoint}/{path}" if path else endpoint
+def _local(text: str) -> LocalRepository:
+    location = LocalLocation.parse(text)
+    return LocalRepository(LocalLocation(location.transport, location.path), location.ref or "")
 
 
 def parse_repository(text: str) -> AnyRepository:
@@ -115,10 +136,12 @@ def parse_repository(text: str) -> AnyRepository:
 
     :raises InvalidReference: malformed
     """
-    if not is_local(text):
-        return Repository.parse(text)
-    location = LocalLocation.parse(text)
-    path = location.ref or ""
-    if location.transport == "docker-archive" and path.startswith("@"):
-        raise InvalidReference(text, "a sync repository cannot be a source index @N", part="tag")
-    return LocalRepository(LocalLocation(location.transport, location.path), path)
+    return _local(text) if is_local(text) else Repository.parse(text)
+
+
+def parse_namespace(text: str) -> AnyNamespace:
+    """A registry namespace (``host[:port][/path]``, :meth:`Namespace.parse`) or a local one (``oci:DIR[:path]``).
+
+    :raises InvalidReference: malformed
+    """
+    return _local(text) if is_local(text) else Namespace.parse(text)

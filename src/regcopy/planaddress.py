@@ -1,17 +1,18 @@
 """Addresses as plan files write them: registry hosts, namespaces or prefixes, and repositories.
 
-Owns the checks that turn address text of a plan (sync, skopeo or prune) into normalised text or a
-:class:`~regcopy.locations.AnyRepository`, on a registry or in a local store (``oci:DIR[:path]``),
-with a :class:`~regcopy.errors.ConfigError` naming where the text sits (:class:`~regcopy.planfile.At`).
-The docker reference grammar itself is :mod:`regcopy.reference`'s.
+Owns the checks that turn address text of a plan (sync, skopeo or prune) into values: a registry
+host, a :class:`~regcopy.locations.AnyNamespace` or an :class:`~regcopy.locations.AnyRepository`, on
+a registry or in a local store (``oci:DIR[:path]``), with a :class:`~regcopy.errors.ConfigError`
+naming where the text sits (:class:`~regcopy.planfile.At`). Each text is parsed here once; what
+comes out is never parsed again. The docker reference grammar itself is :mod:`regcopy.reference`'s.
 """
 
 from __future__ import annotations
 
 from regcopy.errors import ConfigError, InvalidReference
-from regcopy.locations import AnyRepository, LocalRepository, is_local, parse_repository
+from regcopy.locations import AnyNamespace, AnyRepository, LocalRepository, is_local, parse_repository
 from regcopy.planfile import At, short
-from regcopy.reference import DOCKER_HUB, Reference, Repository
+from regcopy.reference import DOCKER_HUB, Namespace, Reference
 
 __all__ = ("as_host", "as_location", "as_repository", "check_no_scheme")
 
@@ -30,8 +31,7 @@ def as_host(text: str, at: At, what: str) -> str:
             f"'localhost'; Docker Hub is {DOCKER_HUB})"
         )
     try:
-        # Repository.parse does the lowercasing and alias mapping; the dummy path is always valid.
-        return Repository.parse(f"{text}/x/x").registry
+        return Namespace.parse(text).registry  # lowercased, Docker Hub aliases folded
     except InvalidReference as exc:
         raise at.error(f"invalid registry {short(text)}: {exc.reason}") from None
 
@@ -54,25 +54,25 @@ def _as_local(text: str, at: At, what: str) -> LocalRepository:
     return repo
 
 
-def as_location(text: str, at: At, *, what: str, host_required: bool) -> tuple[str, str]:
-    """Parse ``host[:port][/path]`` (a namespace, a registry or a target prefix) into (host, path).
+def as_location(text: str, at: At, *, what: str, host_required: bool) -> AnyNamespace:
+    """Parse ``host[:port][/path]`` (a namespace, a registry or a target prefix) into a :class:`Namespace`.
 
     Without ``host_required``, the docker grammar applies: a first component that is not a host
     means Docker Hub (``myorg`` → ``docker.io/myorg``), as in skopeo's destination argument.
     No ``library/`` is added: a prefix is not a repository. A local store (``oci:DIR[:path]``) gives
-    ``("oci:DIR", path)``.
+    a :class:`LocalRepository`.
     """
     if is_local(text):
         repo = _as_local(text, at, what)
         if _has_tag(repo.path):
             raise at.error(f"{what} {short(text)} cannot carry a tag")
-        return repo.registry, repo.path
+        return repo
     check_no_scheme(text, at, what)
     first, slash, rest = text.partition("/")
     if _is_host(first):
         host, path = as_host(first, at, what), rest
         if not slash:
-            return host, ""
+            return Namespace(host)
     elif host_required:
         raise at.error(
             f"{what} {short(text)} must start with a registry host (a host needs a '.', a ':port' or "
@@ -85,10 +85,11 @@ def as_location(text: str, at: At, *, what: str, host_required: bool) -> tuple[s
     if ":" in path.rpartition("/")[2]:
         raise at.error(f"{what} {short(text)} cannot carry a tag")
     try:
-        Repository(host, f"{path}/x")  # grammar of every component; the dummy keeps Hub's namespace rule quiet
+        if not path:
+            raise InvalidReference(text, "empty path component", part="component")
+        return Namespace(host, path)
     except InvalidReference as exc:
         raise at.error(f"invalid {what} {short(text)}: {exc.reason}") from None
-    return host, path
 
 
 def as_repository(text: str, at: At, *, what: str, hint: str) -> AnyRepository:

@@ -22,7 +22,8 @@ from regcopy.digest import Digest
 from regcopy.errors import InvalidReference
 
 __all__ = (
-    "DOCKER_HUB", "LocalLocation", "LocalTransport", "Reference", "Repository", "api_host", "parse_location",
+    "DOCKER_HUB", "LocalLocation", "LocalTransport", "Namespace", "Reference", "Repository", "api_host",
+    "parse_location",
 )
 
 DOCKER_HUB: Final = "docker.io"
@@ -137,8 +138,8 @@ def _check_path(path: str) -> None:
             raise InvalidReference(path, f"path component {comp!r} must be {why}", part="component")
 
 
-def _check_name(registry: str, path: str, scheme: str | None) -> None:
-    """Validate the canonical (already normalised) parts of a repository name."""
+def _check_prefix(registry: str, path: str, scheme: str | None) -> None:
+    """Validate a normalised registry and a path that may be empty (a namespace's prefix)."""
     if scheme is not None and scheme not in _SCHEMES:
         raise InvalidReference(str(scheme), f"unsupported scheme {scheme!r}", part="scheme")
     _check_registry(registry)
@@ -146,11 +147,19 @@ def _check_name(registry: str, path: str, scheme: str | None) -> None:
         raise InvalidReference(registry, f"write {DOCKER_HUB!r} for Docker Hub", part="registry")
     if scheme is None and not _is_domain(registry):
         raise InvalidReference(registry, "registry needs a '.', a ':port' or 'localhost'", part="registry")
-    _check_path(path)
-    if registry == DOCKER_HUB and "/" not in path:
-        raise InvalidReference(path, "Docker Hub repositories need a namespace (library/)", part="repository")
+    if path:
+        _check_path(path)
     if len(registry) + 1 + len(path) > _NAME_MAX:
         raise InvalidReference(path, f"name longer than {_NAME_MAX} characters", part="repository")
+
+
+def _check_name(registry: str, path: str, scheme: str | None) -> None:
+    """Validate the canonical (already normalised) parts of a repository name."""
+    _check_prefix(registry, path, scheme)
+    if not path:
+        raise InvalidReference(path, "empty path component", part="component")
+    if registry == DOCKER_HUB and "/" not in path:
+        raise InvalidReference(path, "Docker Hub repositories need a namespace (library/)", part="repository")
 
 
 def _is_domain(first: str) -> bool:
@@ -264,6 +273,70 @@ class Repository:
     def __str__(self) -> str:
         prefix = f"{self.scheme}://" if self.scheme else ""
         return f"{prefix}{self.registry}/{self.path}"
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """A whole registry or a path prefix in one: ``quay.io``, ``quay.io/org``, ``docker.io/bitnami``.
+
+    What a sync plan mirrors when it names a namespace or a registry, a target prefix, or a mirror.
+    ``registry`` as in :class:`Repository`; ``path`` is empty for the whole registry and, being a
+    prefix rather than a repository, needs no Docker Hub namespace.
+    """
+
+    registry: str
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        _check_prefix(self.registry, self.path, None)
+
+    @classmethod
+    def parse(cls, text: str) -> Self:
+        """Parse ``host[:port][/path]``; a first component that is not a host means Docker Hub
+        (``myorg`` is ``docker.io/myorg``), as in skopeo's destination argument. No ``library/`` is added.
+
+        :raises InvalidReference: a scheme, tag or digest, or an invalid registry or path
+        """
+        if not isinstance(text, str) or not text:
+            raise InvalidReference(repr(text) if not isinstance(text, str) else text, "empty namespace",
+                                   part="repository")
+        with _about(text):
+            if "://" in text:
+                raise InvalidReference(text, "a namespace has no scheme", part="scheme")
+            first, slash, rest = text.partition("/")
+            if not _is_domain(first):
+                first, rest = DOCKER_HUB, text
+            elif not slash:
+                rest = ""
+            if "@" in rest:
+                raise InvalidReference(text, "a namespace has no digest", part="digest")
+            if ":" in rest:
+                raise InvalidReference(text, "a namespace has no tag", part="tag")
+            registry = first.lower() if first.isascii() else first
+            return cls(DOCKER_HUB if registry in _HUB_ALIASES else registry, rest)
+
+    @property
+    def name(self) -> str:
+        """``registry[/path]``."""
+        return f"{self.registry}/{self.path}" if self.path else self.registry
+
+    @property
+    def root(self) -> Namespace:
+        """The whole registry."""
+        return Namespace(self.registry)
+
+    def at(self, path: str) -> Repository:
+        """The repository at ``path`` (a full path) of this registry, normalised as :meth:`Repository.parse`
+        does (Docker Hub: ``app`` is ``library/app``).
+
+        :raises InvalidReference: ``path`` is not a repository path
+        """
+        if self.registry == DOCKER_HUB and path and "/" not in path:
+            path = f"library/{path}"
+        return Repository(self.registry, path)
+
+    def __str__(self) -> str:
+        return self.name
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 import regcopy
-from regcopy.registry import blobs
+from regcopy.registry import blobs, manifests
 from servers.blackhole import Blackhole
 from servers.hostile_registry import HostileRegistry
 from servers.images import layout_contents, read_blob
@@ -228,7 +228,8 @@ async def test_plan_request_timeout_bounds_a_dripping_registry(
     plan = parse_plan({"version": 1, "registries": {hostile.host: {"tls": "http", "request_timeout": 1}},
                        "sync": [{"source": f"{hostile.host}/app", "target": f"oci:{tmp_path / 'out'}"}]})
     async with regcopy.Client(authfile=str(hostile.write_authfile(tmp_path / "auth.json"))) as c:
-        c.apply_plan_registries(plan)
-        assert c.transport(hostile.host).settings.request_timeout == 1.0
+        run = c.context(plan.registries)  # what c.sync(plan) runs with
+        assert run.transport(hostile.host).settings.request_timeout == 1.0
+        assert c.transport(hostile.host).settings.request_timeout == 60.0  # the client itself is unchanged
         with anyio.fail_after(GENEROUS * 3), pytest.raises(regcopy.RegistryTimeout):
-            await c.tags(f"{hostile.host}/app")
+            await manifests.tags_list(run.transport(hostile.host), "app")

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 import regcopy
-from conftest import make_client  # type: ignore[import-not-found]
+from conftest import make_client, settings_for  # type: ignore[import-not-found]
 from regcopy.sync import SyncOptions, parse_plan
 from servers import skopeo
 from servers.faulty_proxy import Fault, FaultyProxy
@@ -82,8 +82,9 @@ async def test_an_unlistable_source_deletes_nothing(http_registry: RegistryServe
     before = skopeo.list_tags(mirrored, "m/a")
     with FaultyProxy(http_registry.url) as proxy:
         proxy.add(Fault(method="GET", path=r"/tags/list", status=500, times=-1))
-        async with make_client(http_registry, mirrored, settings_overrides={"retries": 0}) as client:
-            client.settings[proxy.host] = client.settings_for(http_registry.host)
+        settings = settings_for(http_registry, mirrored, retries=0)
+        settings[proxy.host] = settings[http_registry.host]
+        async with make_client(http_registry, mirrored, settings=settings) as client:
             report = await client.sync(_plan(proxy.host, mirrored, True), options=SyncOptions())
     assert not report.ok and report.deletions is not None
     assert any("discovery failed" in e for e in report.deletions.errors)

@@ -194,6 +194,7 @@ async def test_deletes_disabled_is_an_error_in_the_report(http_registry: Registr
 async def test_client_prune_adopts_the_plans_registries(registry_factory: Any, history: Any, tmp_path: Path) -> None:
     # A TLS registry with basic auth that the client knows nothing about: only the plan's registries:
     # section (CA and credentials) lets it in. run_prune uses its backend as it is, so it cannot.
+    # The plan's settings hold for its run only: the client itself is left as it was.
     server = registry_factory("basic", delete=True)
     assert server.ca_pem_path is not None and server.username and server.password
     repo = f"{server.host}/lib/app"
@@ -210,7 +211,10 @@ async def test_client_prune_adopts_the_plans_registries(registry_factory: Any, h
         report = await client.prune(plan, dry_run=False, now=NOW)
         assert report.ok, report.to_json()
         assert [d.tag for d in report.repositories[0].deleted] == ["0.9.0"]
-        assert await client.tags(repo) == ["2.0.0"]
+        assert client.settings_for(server.host) == regcopy.RegistrySettings()
+        run = client.context(parse_prune(yaml.safe_load(plan.read_text())).registries)
+        assert await regcopy.registry.manifests.tags_list(run.transport(server.host), "lib/app") == ["2.0.0"]
+    assert skopeo.list_tags(server, "lib/app") == ["2.0.0"]
 
 
 def cli(*args: str, authfile: Path) -> subprocess.CompletedProcess[str]:

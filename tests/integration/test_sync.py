@@ -20,6 +20,7 @@ from conftest import (  # type: ignore[import-not-found]
     free_loopback_address,
     make_client,
     manifest_puts,
+    settings_for,
 )
 from regcopy.progress import Event, ImageDone
 from regcopy.sync import SyncOptions, SyncReport, parse_plan
@@ -140,8 +141,9 @@ async def test_whole_registry_with_catalog_pagination_and_repo_filters(
     dst = registry_factory("http")
     plan = parse_plan({"sync": [{"source": src.host, "target": f"{dst.host}/all", "type": "registry",
                                  "repos": {"allow": ["team[0-3]/.*"], "deny": ["team2/.*"]}}]})
-    async with make_client(src, dst) as client:
-        client.settings[src.host] = regcopy.RegistrySettings(scheme="http")
+    settings = settings_for(src, dst)
+    settings[src.host] = regcopy.RegistrySettings(scheme="http")
+    async with make_client(src, dst, settings=settings) as client:
         t = client.transport(src.host)
         report = await client.sync(plan)
         assert t.stats["requests"] > 0
@@ -255,6 +257,30 @@ def test_cli_invalid_plan_names_file_entry_and_key(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- skopeo drop-in naming
+
+
+def test_command_line_flags_win_over_a_plans_registries(
+    source: RegistryServer, registry_factory: Any, tmp_path: Path, empty_authfile: Path
+) -> None:
+    """One precedence rule (docs/architecture.md, "Settings resolution"): defaults, then the plan's
+    ``registries:``, then the flags. The plan says https for a plain-http source; ``--src-tls-verify=false``
+    says otherwise, and wins."""
+    dst = registry_factory("http")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump({
+        "registries": {source.host: {"tls": "https", "max_concurrency": 2}, dst.host: {"tls": "http"}},
+        "sync": [{"source": f"{source.host}/apps/a", "target": f"{dst.host}/m/a", "tags": {"exact": ["v1.0.0"]}}],
+    }))
+    common = (str(plan), "--authfile", str(empty_authfile), "--progress", "none", "-o", "json")
+    refused = cli(*common)
+    assert refused.returncode == 1, refused.stderr
+    totals = json.loads(refused.stdout)["totals"]
+    assert totals["failed"] == 1 and "copied" not in totals  # https to a plain-http registry
+    assert not _exists(dst, "m/a")
+    won = cli(*common, "--src-tls-verify=false")
+    assert won.returncode == 0, won.stderr
+    assert json.loads(won.stdout)["totals"]["copied"] == 1
+    skopeo.verify(dst, "m/a:v1.0.0")
 
 
 def _catalog(server: RegistryServer) -> dict[str, list[str]]:

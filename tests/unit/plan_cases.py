@@ -9,11 +9,21 @@ import pytest
 from hypothesis import strategies as st
 
 from regcopy.errors import ConfigError
-from regcopy.sync.model import SyncPlan
+from regcopy.locations import parse_namespace, parse_repository
+from regcopy.sync.model import SyncEntry, SyncPlan
 
 D0 = "sha256:" + "0" * 64
 D1 = "sha256:" + "0" * 32 + "1" * 32  # the digest of skopeo-sync(1)'s example
 SECRET = "Sup3r-S3cret-Pa55"  # must never appear in an error message
+
+
+def sync_entry(name: str, source: str, target: str, kind: Any = "repository", naming: Any = "prefix",
+               **kw: Any) -> SyncEntry:
+    """A SyncEntry from address text: repositories where the kind and naming say so, else namespaces."""
+    src = parse_repository(source) if kind == "repository" else parse_namespace(source)
+    whole = kind == "repository" and naming == "prefix"
+    dst = parse_repository(target) if whole else parse_namespace(target)
+    return SyncEntry(name, src, dst, kind, naming, **kw)
 
 
 def plan_of(*entries: dict[str, Any], **top: Any) -> dict[str, Any]:

@@ -11,14 +11,13 @@ from memstores import MemDestination, MemMountingDestination, MemSource, MemStor
 from regcopy.digest import Digest
 from regcopy.filters import TagFilter
 from regcopy.ledger import BlobDecision, BlobLedger
-from regcopy.locations import AnyRepository, LocalRepository
+from regcopy.locations import AnyNamespace, AnyRepository, LocalRepository, parse_repository
 from regcopy.manifest import Descriptor
 from regcopy.progress import BlobDone, BlobMounted, BlobSkipped, Event
 from regcopy.reference import LocalLocation, Repository
 from regcopy.stores.base import Destination, Origin, Source
 from regcopy.stores.local import LocalStore, RepositoryView, open_local
-from regcopy.sync.model import SyncEntry, SyncPlan
-from regcopy.sync.scheduler import SyncOptions, SyncReport, run_sync
+from regcopy.sync import SyncEntry, SyncOptions, SyncPlan, SyncReport, run_sync
 
 BLOB = Descriptor("application/octet-stream", Digest.of(b"blob"), 4)
 
@@ -104,7 +103,7 @@ class MemBackend:
         # The source lib/app lives in the destination storage: its blobs can be mounted from it.
         self.storages["mount.test"].blobs["lib/app"] = dict(self.sources["mount.test/lib/app"].blobs)
 
-    async def catalog(self, registry: str) -> list[str]:
+    async def catalog(self, where: AnyNamespace) -> list[str]:
         raise AssertionError("the plan names repositories only")
 
     async def list_tags(self, repo: AnyRepository) -> list[str] | None:
@@ -128,7 +127,8 @@ def _plan() -> SyncPlan:
     pairs = [("far.test/lib/x", "mount.test/mirror/x"), ("far.test/lib/y", "mount.test/mirror/y"),
              ("mount.test/lib/app", "mount.test/mirror/app"), ("far.test/lib/x", "plain.test/copy/x"),
              ("far.test/lib/y", "plain.test/copy/y")]
-    return SyncPlan(tuple(SyncEntry(f"sync[{i}]", src, dst, tags=TagFilter(exact=("v1",)))
+    return SyncPlan(tuple(SyncEntry(f"sync[{i}]", parse_repository(src), parse_repository(dst),
+                                    tags=TagFilter(exact=("v1",)))
                           for i, (src, dst) in enumerate(pairs)))
 
 
@@ -217,7 +217,8 @@ class LayoutBackend(MemBackend):
 async def test_dry_run_predicts_a_local_store_whose_repositories_share_blobs(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     layout = tmp_path / "layout"
-    plan = SyncPlan(tuple(SyncEntry(f"sync[{i}]", src, f"oci:{layout}:copy/{name}", tags=TagFilter(exact=("v1",)))
+    plan = SyncPlan(tuple(SyncEntry(f"sync[{i}]", parse_repository(src), parse_repository(f"oci:{layout}:copy/{name}"),
+                                    tags=TagFilter(exact=("v1",)))
                           for i, (src, name) in enumerate([("far.test/lib/x", "x"), ("far.test/lib/y", "y"),
                                                            ("mount.test/lib/app", "app")])))
     predicted: dict[tuple[str, str], str] = {}

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from regcopy.errors import InvalidReference
-from regcopy.locations import LocalRepository, join_endpoint, parse_repository, split_endpoint
-from regcopy.reference import LocalLocation, Repository
+from regcopy.locations import LocalRepository, parse_namespace, parse_repository
+from regcopy.reference import LocalLocation, Namespace, Repository
 from regcopy.stores.local import join_ref, split_ref
 
 
@@ -20,9 +20,11 @@ from regcopy.stores.local import join_ref, split_ref
     ("reg.example:5000/ns/app", "reg.example:5000", "ns/app"),
     ("reg.example:5000", "reg.example:5000", ""),
 ])
-def test_split_and_join_endpoints(text: str, endpoint: str, path: str) -> None:
-    assert split_endpoint(text) == (endpoint, path)
-    assert join_endpoint(endpoint, path) == text
+def test_namespaces_name_their_store_or_registry_and_path(text: str, endpoint: str, path: str) -> None:
+    namespace = parse_namespace(text)
+    assert (namespace.registry, namespace.path) == (endpoint, path)
+    assert namespace.name == str(namespace) == text
+    assert namespace.root.name == endpoint and namespace.root.path == ""
 
 
 def test_local_repository_refs_and_names() -> None:
@@ -38,6 +40,44 @@ def test_local_repository_refs_and_names() -> None:
     assert parse_repository("reg.example:5000/ns/app") == Repository.parse("reg.example:5000/ns/app")
     with pytest.raises(InvalidReference, match="source index"):
         parse_repository("docker-archive:/d.tar:@1")
+    # A repository value checks its path as the store's refs are checked, whoever builds it.
+    assert bare.at("ns/app") == repo
+    with pytest.raises(InvalidReference):
+        bare.at("bad path")
+    with pytest.raises(InvalidReference, match="source index"):
+        LocalRepository(LocalLocation("docker-archive", "/d.tar"), "@1")
+    with pytest.raises(InvalidReference):
+        LocalRepository(LocalLocation("oci", "/x", "v1"))  # the store's location carries no ref
+
+
+@pytest.mark.parametrize("text, registry, path", [
+    ("quay.io", "quay.io", ""), ("quay.io/org", "quay.io", "org"), ("reg:5000/a/b", "reg:5000", "a/b"),
+    ("myorg", "docker.io", "myorg"), ("index.docker.io/bitnami", "docker.io", "bitnami"), ("Quay.IO/x", "quay.io", "x"),
+    ("localhost", "localhost", ""),
+])
+def test_namespace_parse(text: str, registry: str, path: str) -> None:
+    assert Namespace.parse(text) == Namespace(registry, path)
+
+
+@pytest.mark.parametrize("text, part", [
+    ("https://quay.io/org", "scheme"), ("quay.io/org:v1", "tag"), ("quay.io/org@sha256:" + "a" * 64, "digest"),
+    ("quay.io//org", "component"), ("quay.io/Org", "repository"), ("reg:0/x", "port"), ("", "repository"),
+])
+def test_namespace_parse_refuses(text: str, part: str) -> None:
+    with pytest.raises(InvalidReference) as info:
+        Namespace.parse(text)
+    assert info.value.part == part
+
+
+def test_namespace_repositories_are_normalised() -> None:
+    hub = Namespace("docker.io")
+    assert hub.at("app") == Repository.parse("docker.io/app") == Repository("docker.io", "library/app")
+    assert Namespace("quay.io", "org").at("org/app") == Repository("quay.io", "org/app")
+    assert Namespace("docker.io", "bitnami").name == "docker.io/bitnami"  # a prefix needs no Hub namespace
+    with pytest.raises(InvalidReference):
+        Namespace("quay.io").at("")
+    with pytest.raises(InvalidReference):
+        Namespace("index.docker.io")  # values are normalised: Docker Hub is docker.io
 
 
 @pytest.mark.parametrize("ref, expected", [
@@ -46,6 +86,16 @@ def test_local_repository_refs_and_names() -> None:
 ])
 def test_split_ref(ref: str, expected: tuple[str, str]) -> None:
     assert split_ref(ref) == expected
+
+
+@given(st.text(max_size=60))
+def test_parse_namespace_only_raises_invalid_reference(text: str) -> None:
+    for prefix in ("", "oci:", "docker-archive:"):
+        try:
+            namespace = parse_namespace(prefix + text)
+        except InvalidReference:
+            continue
+        assert parse_namespace(namespace.name) == namespace  # what parses, prints back to the same value
 
 
 @given(st.text(max_size=60))

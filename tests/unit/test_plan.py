@@ -18,13 +18,13 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from plan_cases import D0, DATA, LEAVES, SECRET, check, entry, ns, only_config_errors, plan_of, raises
+from plan_cases import D0, DATA, LEAVES, SECRET, check, entry, ns, only_config_errors, plan_of, raises, sync_entry
 
 from regcopy import plansettings
 from regcopy.errors import ConfigError, InvalidReference
 from regcopy.filters import RepoFilter, TagFilter
-from regcopy.plansettings import Credentials, RegistryConfig
-from regcopy.registry._policy import SCHEME_MODES
+from regcopy.reference import Repository
+from regcopy.settings import SCHEME_MODES, Credentials, Overrides
 from regcopy.sync import plan as sync_plan
 from regcopy.sync.model import SyncEntry, SyncPlan
 from regcopy.sync.plan import load_plan, parse_plan, target_repository
@@ -44,7 +44,7 @@ def write(tmp_path: Path) -> Callable[[str, str], Path]:
 
 
 def E(name: str, source: str, target: str, **kw: Any) -> SyncEntry:  # short: the tables read like dataclasses
-    return SyncEntry(name, source, target, **kw)
+    return sync_entry(name, source, target, **kw)
 
 
 VALID_ENTRIES: list[tuple[dict[str, Any], SyncEntry]] = [
@@ -131,29 +131,30 @@ def test_a_whole_plan() -> None:
             E("two", "quay.io/org", "reg.internal:5000/m", kind="namespace", platforms=("linux/amd64",)),
         ),
         {
-            "reg.internal:5000": RegistryConfig(
-                "reg.internal:5000", "https", "/ca.pem", "/c.pem", "/c.key", Credentials("u", SECRET), 8, 20.0,
-                request_timeout=90.0,
+            "reg.internal:5000": Overrides(
+                {"scheme": "https", "ca_file": "/ca.pem", "client_cert": "/c.pem", "client_key": "/c.key",
+                 "max_concurrency": 8, "requests_per_second": 20.0, "request_timeout": 90.0},
+                Credentials("u", SECRET),
             ),
-            "docker.io": RegistryConfig("docker.io", credentials=Credentials(helper="desktop")),
-            "ghcr.io": RegistryConfig("ghcr.io", credentials=Credentials(authfile="/auth.json")),
-            "acr.example.io": RegistryConfig(
-                "acr.example.io", credentials=Credentials(username="0000", identity_token=SECRET)
-            ),
-            "quay.io": RegistryConfig("quay.io"),
+            "docker.io": Overrides(credentials=Credentials(helper="desktop")),
+            "ghcr.io": Overrides(credentials=Credentials(authfile="/auth.json")),
+            "acr.example.io": Overrides(credentials=Credentials(username="0000", identity_token=SECRET)),
+            "quay.io": Overrides(),  # named, and says nothing: the layers under it decide
         },
         "plan.yaml",
     )
-    assert isinstance(plan.registries["reg.internal:5000"].requests_per_second, float)
+    assert isinstance(plan.registries["reg.internal:5000"].settings["requests_per_second"], float)
     with pytest.raises(TypeError):
-        plan.registries["x"] = RegistryConfig("x")  # type: ignore[index]  # read-only view
+        plan.registries["x"] = Overrides()  # type: ignore[index]  # read-only view
+    with pytest.raises(TypeError):
+        plan.registries["quay.io"].settings["scheme"] = "http"  # type: ignore[index]  # read-only too
     assert SECRET not in repr(plan)
 
 
 @pytest.mark.parametrize("mode", SCHEME_MODES)
 def test_every_tls_mode(mode: str) -> None:
     plan = parse_plan(plan_of(registries={"reg.io": {"tls": mode}}))
-    assert plan.registries["reg.io"].scheme == mode
+    assert plan.registries["reg.io"].settings == {"scheme": mode}
 
 
 def test_optional_sections_may_be_null_or_absent() -> None:
@@ -492,7 +493,8 @@ NAMING: list[tuple[str, str, str, str, str, str]] = [
 
 @pytest.mark.parametrize(("source", "kind", "naming", "target", "repo", "expected"), NAMING)
 def test_target_repository(source: str, kind: Any, naming: Any, target: str, repo: str, expected: str) -> None:
-    assert target_repository(SyncEntry("e", source, target, kind, naming), repo) == expected
+    entry = sync_entry("e", source, target, kind, naming)
+    assert str(target_repository(entry, Repository(entry.source.registry, repo))) == expected
 
 
 def test_naming_covers_every_kind_and_naming() -> None:
@@ -514,13 +516,14 @@ def test_naming_covers_every_kind_and_naming() -> None:
     ],
 )
 def test_target_repository_refuses(source: str, kind: Any, naming: Any, target: str, repo: str) -> None:
-    with pytest.raises(InvalidReference):
-        target_repository(SyncEntry("e", source, target, kind, naming), repo)
+    entry = sync_entry("e", source, target, kind, naming)
+    with pytest.raises(InvalidReference):  # the source repository as a value, or where it lands
+        target_repository(entry, Repository(entry.source.registry, repo))
 
 
 def test_plan_entries_name_their_targets() -> None:
     plan = parse_plan(plan_of(entry(), ns(), ns(type="registry", source="src.io", target="dst.io")))
-    assert [target_repository(e, "org/app") for e in plan.entries] == [
+    assert [str(target_repository(e, Repository(e.source.registry, "org/app"))) for e in plan.entries] == [
         "reg.internal:5000/m/app", "reg.internal:5000/m/app", "dst.io/org/app",
     ]
 

@@ -1,4 +1,4 @@
-"""Per-host connection policy: scheme candidates per mode, the local-host rule, TLS contexts."""
+"""Per-host connection policy (regcopy.settings): scheme candidates per mode, the local-host rule, TLS contexts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from regcopy.registry._policy import SCHEME_MODES, RegistrySettings, is_local_host, split_host_port
+from regcopy.settings import SCHEME_MODES, RegistrySettings, is_local_host, split_host_port
 
 LOCAL = [
     "127.0.0.1",

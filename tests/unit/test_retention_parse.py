@@ -15,11 +15,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from retention_cases import REPO, doc
+from retention_cases import REPO, doc, scope
 
 from regcopy.errors import ConfigError
 from regcopy.filters import RepoFilter
-from regcopy.plansettings import RegistryConfig
 from regcopy.retention import (
     PrunePlan,
     PruneRule,
@@ -28,6 +27,7 @@ from regcopy.retention import (
     parse_prune,
 )
 from regcopy.retention import parse as retention_parse
+from regcopy.settings import Overrides
 
 # ============================================================================================ durations
 
@@ -62,13 +62,13 @@ def test_a_whole_plan() -> None:
         ],
     }, "p.yaml")
     assert plan.path == "p.yaml"
-    assert plan.registries == {"reg.example:5000": RegistryConfig("reg.example:5000", scheme="http")}
+    assert plan.registries == {"reg.example:5000": Overrides({"scheme": "http"})}
     app, team, hub = plan.rules
     protect = (re.compile("latest", re.ASCII), re.compile("release-.*", re.ASCII))
-    assert app == PruneRule("app", REPO, "repository", 5, "semver", protect, timedelta(days=30), 10)
-    assert team == PruneRule("prune[1]", "reg.example:5000/team", "namespace", 2, "created",
+    assert app == PruneRule("app", scope(REPO), "repository", 5, "semver", protect, timedelta(days=30), 10)
+    assert team == PruneRule("prune[1]", scope("reg.example:5000/team", "namespace"), "namespace", 2, "created",
                              repos=RepoFilter(deny=("team/legacy-.*",)))
-    assert hub == PruneRule("prune[2]", "docker.io", "namespace", older_than=timedelta(weeks=2))
+    assert hub == PruneRule("prune[2]", scope("docker.io", "namespace"), "namespace", older_than=timedelta(weeks=2))
 
 
 def test_a_sync_plan_with_a_prune_section(tmp_path: Path) -> None:
@@ -79,7 +79,7 @@ def test_a_sync_plan_with_a_prune_section(tmp_path: Path) -> None:
         "prune:\n  - {repository: reg.example:5000/team/app, keep_latest: 3, protect: [latest]}\n"
     )
     plan = load_prune(path)
-    assert [r.scope for r in plan.rules] == [REPO] and plan.path == str(path)
+    assert [str(r.scope) for r in plan.rules] == [REPO] and plan.path == str(path)
 
 
 def test_rule_for_picks_the_most_specific_rule() -> None:
@@ -88,12 +88,15 @@ def test_rule_for_picks_the_most_specific_rule() -> None:
         {"name": "team", "namespace": "reg.example:5000/team", "older_than": "2w", "repos": {"deny": ["team/skip"]}},
         {"name": "app", "repository": REPO, "keep_latest": 1},
     ))
-    assert plan.rule_for(REPO).name == "app"  # type: ignore[union-attr]
-    assert plan.rule_for("reg.example:5000/team/other").name == "team"  # type: ignore[union-attr]
-    assert plan.rule_for("reg.example:5000/team/skip").name == "all"  # type: ignore[union-attr]
-    assert plan.rule_for("reg.example:5000/teamster/x").name == "all"  # type: ignore[union-attr]
-    assert plan.rule_for("other.example/team/app") is None
-    assert plan.rule_for("reg.example:5000/team") is not None and plan.rule_for("reg.example:5000/team").name == "all"  # type: ignore[union-attr]
+    def rule_for(text: str) -> Any:
+        return plan.rule_for(scope(text))
+
+    assert rule_for(REPO).name == "app"
+    assert rule_for("reg.example:5000/team/other").name == "team"
+    assert rule_for("reg.example:5000/team/skip").name == "all"
+    assert rule_for("reg.example:5000/teamster/x").name == "all"
+    assert rule_for("other.example/team/app") is None
+    assert rule_for("reg.example:5000/team") is not None and rule_for("reg.example:5000/team").name == "all"
 
 
 # document, rule (entry), key, words in the message

@@ -18,12 +18,13 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from plan_cases import D0, D1, DATA, KEYS, LEAVES, SECRET, check, only_config_errors, raises
+from plan_cases import D0, D1, DATA, KEYS, LEAVES, SECRET, check, only_config_errors, raises, sync_entry
 
 from regcopy import planfile
 from regcopy.errors import ConfigError
 from regcopy.filters import TagFilter, unanchored
-from regcopy.plansettings import Credentials, RegistryConfig
+from regcopy.reference import Repository
+from regcopy.settings import Credentials, Overrides
 from regcopy.sync import skopeo as sync_skopeo
 from regcopy.sync.model import SyncEntry, SyncPlan
 from regcopy.sync.plan import target_repository
@@ -101,7 +102,7 @@ def test_the_man_page_example(write: Callable[[str, str], Path], cert_dir: Path,
     dst, host = "my-registry.local.lan/repo", ("linux/amd64",)
 
     def sk(name: str, source: str, tags: TagFilter) -> SyncEntry:
-        return SyncEntry(name, source, dst, "repository", "basename", tags=tags, platforms=host)
+        return sync_entry(name, source, dst, "repository", "basename", tags=tags, platforms=host)
 
     assert plan == SyncPlan(
         (
@@ -114,16 +115,16 @@ def test_the_man_page_example(write: Callable[[str, str], Path], cert_dir: Path,
             sk("quay.io/coreos/etcd", "quay.io/coreos/etcd", TagFilter(exact=("latest",))),
         ),
         {
-            "registry.example.com": RegistryConfig(
-                "registry.example.com", "https", str(cert_dir / "a-ca.crt"), str(cert_dir / "client.cert"),
-                str(cert_dir / "client.key"), Credentials("john", "this is a secret"),
+            "registry.example.com": Overrides(
+                {"scheme": "https", "ca_file": str(cert_dir / "a-ca.crt"), "client_cert": str(cert_dir / "client.cert"),
+                 "client_key": str(cert_dir / "client.key")}, Credentials("john", "this is a secret"),
             ),
-            "quay.io": RegistryConfig("quay.io", "insecure"),
+            "quay.io": Overrides({"scheme": "insecure"}),
         },
         str(path),
     )
     # What skopeo-sync(1) says lands where, and which nginx tags the regex keeps.
-    assert [target_repository(e, e.source.partition("/")[2]) for e in plan.entries] == [
+    assert [str(target_repository(e, e.source)) for e in plan.entries] == [
         f"{dst}/busybox", f"{dst}/redis", f"{dst}/nginx", f"{dst}/alpine", f"{dst}/etcd",
     ]
     nginx = re.compile(plan.entries[2].tags.allow[0])
@@ -136,7 +137,8 @@ def test_the_man_page_example_scoped(write: Callable[[str, str], Path], cert_dir
     path = write(MAN_PAGE_YAML.replace("CERT_DIR", str(cert_dir)), "sync.yml")
     plan = from_skopeo_yaml(path, "my-registry.local.lan/repo/", scoped=True, all_platforms=True)
     assert {e.naming for e in plan.entries} == {"scoped"} and {e.platforms for e in plan.entries} == {()}
-    assert target_repository(plan.entries[4], "coreos/etcd") == "my-registry.local.lan/repo/quay.io/coreos/etcd"
+    assert str(target_repository(plan.entries[4], Repository("quay.io", "coreos/etcd"))) == (
+        "my-registry.local.lan/repo/quay.io/coreos/etcd")
 
 
 def test_skopeo_docker_hub_names_are_normalised(write: Callable[[str, str], Path]) -> None:
@@ -145,13 +147,14 @@ def test_skopeo_docker_hub_names_are_normalised(write: Callable[[str, str], Path
         "index.docker.io:\n  images:\n    nginx: [latest]\n"
     )
     plan = skopeo(write, text, "dst:5000/m", scoped=True)
-    assert [(e.name, e.source) for e in plan.entries] == [
+    assert [(e.name, str(e.source)) for e in plan.entries] == [
         ("docker.io/busybox", "docker.io/library/busybox"),
         ("docker.io/library/alpine", "docker.io/library/alpine"),
         ("docker.io/bitnami/redis", "docker.io/bitnami/redis"),
         ("index.docker.io/nginx", "docker.io/library/nginx"),
     ]
-    assert target_repository(plan.entries[0], "library/busybox") == "dst:5000/m/docker.io/library/busybox"
+    assert str(target_repository(plan.entries[0], Repository("docker.io", "library/busybox"))) == (
+        "dst:5000/m/docker.io/library/busybox")
 
 
 def test_skopeo_keeps_scalars_as_text(write: Callable[[str, str], Path]) -> None:
@@ -176,7 +179,7 @@ def test_skopeo_image_in_several_sections(write: Callable[[str, str], Path]) -> 
         "quay.io/a/b", "quay.io/a/b (images-by-tag-regex)", "quay.io/a/b (images-by-semver)",
         "quay.io/a/b (images)",
     ]
-    assert {e.source for e in plan.entries} == {"quay.io/a/b"}
+    assert {str(e.source) for e in plan.entries} == {"quay.io/a/b"}
     assert [e.tags for e in plan.entries] == [
         TagFilter(exact=("v1",)), TagFilter(allow=(unanchored("^v2"),)), TagFilter(semver=">=3"),
         TagFilter(exact=("v4",)),
@@ -190,7 +193,7 @@ def test_skopeo_image_in_several_sections(write: Callable[[str, str], Path]) -> 
 )
 def test_skopeo_tls_verify(write: Callable[[str, str], Path], value: str, scheme: str) -> None:
     plan = skopeo(write, f"quay.io:\n  tls-verify: {value}\n  images: {{a/b: []}}\n")
-    assert plan.registries == {"quay.io": RegistryConfig("quay.io", scheme)}  # type: ignore[arg-type]
+    assert plan.registries == {"quay.io": Overrides({"scheme": scheme})}
 
 
 def test_skopeo_without_settings_keeps_auto(write: Callable[[str, str], Path]) -> None:
@@ -211,12 +214,12 @@ def test_skopeo_settings_of_one_host_merge(write: Callable[[str, str], Path], ce
     )
     plan = skopeo(write, text)
     assert plan.registries == {
-        "quay.io": RegistryConfig(
-            "quay.io", "insecure", str(cert_dir / "a-ca.crt"), str(cert_dir / "client.cert"),
-            str(cert_dir / "client.key"),
-        )
+        "quay.io": Overrides({
+            "scheme": "insecure", "ca_file": str(cert_dir / "a-ca.crt"), "client_cert": str(cert_dir / "client.cert"),
+            "client_key": str(cert_dir / "client.key"),
+        })
     }
-    assert plan.entries[1].source == "quay.io/coreos/etcd"
+    assert str(plan.entries[1].source) == "quay.io/coreos/etcd"
 
 
 def test_skopeo_cert_dir_variants(write: Callable[[str, str], Path], tmp_path: Path) -> None:
@@ -224,7 +227,7 @@ def test_skopeo_cert_dir_variants(write: Callable[[str, str], Path], tmp_path: P
     only_ca.mkdir()
     (only_ca / "ca.crt").write_text("x")
     plan = skopeo(write, f"quay.io:\n  cert-dir: {only_ca}\n  images: {{a/b: []}}\n")
-    assert plan.registries["quay.io"] == RegistryConfig("quay.io", ca_file=str(only_ca / "ca.crt"))
+    assert plan.registries["quay.io"] == Overrides({"ca_file": str(only_ca / "ca.crt")})
     empty = tmp_path / "empty"
     empty.mkdir()
     assert skopeo(write, f"quay.io:\n  cert-dir: {empty}\n  images: {{a/b: []}}\n").registries == {}
@@ -404,7 +407,8 @@ def test_skopeo_destination_errors(write: Callable[[str, str], Path], destinatio
      ("localhost:5000", "localhost:5000"), ("[::1]:5000/m", "[::1]:5000/m")],
 )
 def test_skopeo_destinations(destination: str, target: str) -> None:
-    assert from_skopeo_docker("quay.io/a/b", destination, scoped=False, all_platforms=True).entries[0].target == target
+    plan = from_skopeo_docker("quay.io/a/b", destination, scoped=False, all_platforms=True)
+    assert str(plan.entries[0].target) == target
 
 
 # --------------------------------------------------------------------------------- skopeo: --src docker
@@ -425,13 +429,13 @@ def test_skopeo_destinations(destination: str, target: str) -> None:
 def test_skopeo_docker_sources(source: str, repo: str, tags: TagFilter) -> None:
     plan = from_skopeo_docker(source, "my-registry.local.lan/repo", scoped=False, all_platforms=True)
     dst = "my-registry.local.lan/repo"
-    assert plan == SyncPlan((SyncEntry(source, repo, dst, "repository", "basename", tags=tags),))
+    assert plan == SyncPlan((sync_entry(source, repo, dst, "repository", "basename", tags=tags),))
 
 
 def test_skopeo_docker_man_page_examples() -> None:
     def where(source: str, dest: str, scoped: bool) -> str:
         (e,) = from_skopeo_docker(source, dest, scoped=scoped, all_platforms=True).entries
-        return target_repository(e, e.source.partition("/")[2])
+        return str(target_repository(e, e.source))
 
     assert where("registry.example.com/busybox", "my-registry.local.lan", False) == "my-registry.local.lan/busybox"
     assert where("registry.example.com/repo/busybox", "my-registry.local.lan/repo", False) == (
@@ -464,7 +468,8 @@ def test_skopeo_docker_source_errors(source: str, says: str) -> None:
 def test_skopeo_docker_scoped_port_is_caught_early() -> None:
     exc = raises(lambda: from_skopeo_docker("reg:5000/app", "dst.io", scoped=True, all_platforms=True))
     check(exc, path=None, entry=None, key="source", says="cannot name the target repository")
-    assert from_skopeo_docker("reg:5000/app", "dst.io", scoped=False, all_platforms=True).entries[0].target == "dst.io"
+    assert str(from_skopeo_docker("reg:5000/app", "dst.io", scoped=False, all_platforms=True).entries[0].target) == (
+        "dst.io")
 
 
 # ------------------------------------------------------------------------------------------ properties

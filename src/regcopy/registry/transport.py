@@ -53,8 +53,8 @@ from regcopy.registry._challenge import Challenge, Scope, merge_scopes, parse_ww
 from regcopy.registry._errors import error_from_response, parse_retry_after, redact_url
 from regcopy.registry._origin import Foreign, Origin, Target, classify, origin_of, show
 from regcopy.registry._pacing import BodyPacer, Progress, paced_chunks, slices
-from regcopy.registry._policy import RegistrySettings, is_local_host
 from regcopy.registry._tokens import Token, TokenCache, parse_token_response, token_key
+from regcopy.settings import RegistrySettings, is_local_host
 
 __all__ = ("PingResult", "ProbeOutcome", "Reply", "Target", "Transport")
 

@@ -15,7 +15,8 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from regcopy.filters import RepoFilter, RepoMatcher, compile_repo_filter
-from regcopy.plansettings import RegistryConfig
+from regcopy.reference import Namespace, Repository
+from regcopy.settings import Overrides
 
 __all__ = (
     "Decision",
@@ -38,14 +39,14 @@ ScopeKind = Literal["repository", "namespace"]
 class PruneRule:
     """What to keep in one repository, or in every repository of a namespace.
 
-    :ivar scope: ``host[:port]/path`` of the repository, or ``host[:port][/prefix]`` of the namespace
+    :ivar scope: the repository, or the namespace (a registry, or a prefix in one)
     :ivar repos: for a namespace, which repositories (full paths, anchored regexes) the rule takes
     :ivar protect: compiled anchored regexes; a tag fully matching one is never deleted
     :ivar cap: at most this many manifests deleted per repository and run
     """
 
     name: str
-    scope: str
+    scope: Repository | Namespace
     kind: ScopeKind = "repository"
     keep_latest: int | None = None
     order: Order = "semver"
@@ -58,15 +59,14 @@ class PruneRule:
         """The pattern protecting ``tag``, or None."""
         return protected_by(self.protect, tag)
 
-    def covers(self, repository: str) -> bool:
-        """Whether ``repository`` (``host/path``) is in this rule's scope (namespace: under the prefix)."""
+    def covers(self, repository: Repository) -> bool:
+        """Whether ``repository`` is in this rule's scope (namespace: under the prefix)."""
         if self.kind == "repository":
             return repository == self.scope
-        host, _, prefix = self.scope.partition("/")
-        repo_host, _, path = repository.partition("/")
-        if repo_host != host or not path or (prefix and not path.startswith(prefix + "/")):
+        prefix = self.scope.path
+        if repository.registry != self.scope.registry or (prefix and not repository.path.startswith(prefix + "/")):
             return False
-        return _repo_matcher(self.repos).matches(path)
+        return _repo_matcher(self.repos).matches(repository.path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +74,10 @@ class PrunePlan:
     """Prune rules plus per-registry settings (the same ``registries:`` section as a sync plan)."""
 
     rules: tuple[PruneRule, ...]
-    registries: Mapping[str, RegistryConfig] = field(default_factory=dict)
+    registries: Mapping[str, Overrides] = field(default_factory=dict)
     path: str | None = None
 
-    def rule_for(self, repository: str) -> PruneRule | None:
+    def rule_for(self, repository: Repository) -> PruneRule | None:
         """The most specific rule covering ``repository``: a repository rule, else the longest namespace."""
         best: PruneRule | None = None
         for rule in self.rules:
@@ -92,7 +92,7 @@ def _repo_matcher(f: RepoFilter) -> RepoMatcher:
 
 
 def _specificity(rule: PruneRule) -> tuple[int, int]:
-    return (rule.kind == "repository", len(rule.scope))
+    return (rule.kind == "repository", len(rule.scope.name))
 
 
 def protected_by(patterns: Sequence[re.Pattern[str]], tag: str) -> str | None:

@@ -15,8 +15,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
-from regcopy.errors import InvalidReference
 from regcopy.filters import RepoFilter, compile_repo_filter
+from regcopy.locations import LocalRepository
 from regcopy.planaddress import as_location, as_repository
 from regcopy.planfile import (
     At,
@@ -34,7 +34,7 @@ from regcopy.planfile import (
     short,
 )
 from regcopy.plansettings import parse_registries
-from regcopy.reference import Repository
+from regcopy.reference import Namespace, Repository
 from regcopy.retention.model import Order, PrunePlan, PruneRule, ScopeKind
 
 __all__ = ("duration_text", "load_prune", "parse_duration", "parse_prune")
@@ -106,7 +106,7 @@ def parse_prune(data: object, path: str | None = None) -> PrunePlan:
     items = required_list(doc, "prune", top, "rule", "rules")
     rules: list[PruneRule] = []
     names: dict[str, int] = {}
-    scopes: dict[tuple[str, str], str] = {}
+    scopes: dict[tuple[str, Repository | Namespace], str] = {}
     for i, item in enumerate(items):
         rule = _rule(item, i, path)
         at = At(path, rule.name, f"prune[{i}]")
@@ -115,7 +115,7 @@ def parse_prune(data: object, path: str | None = None) -> PrunePlan:
         names[rule.name] = i
         if (rule.kind, rule.scope) in scopes:
             other = scopes[rule.kind, rule.scope]
-            raise at.field(rule.kind).error(f"{rule.kind} {rule.scope!r} already has a rule ({other})")
+            raise at.field(rule.kind).error(f"{rule.kind} {rule.scope.name!r} already has a rule ({other})")
         scopes[rule.kind, rule.scope] = rule.name
         rules.append(rule)
     return PrunePlan(tuple(rules), MappingProxyType(registries), path)
@@ -141,7 +141,7 @@ def _rule(item: object, i: int, path: str | None) -> PruneRule:
     return PruneRule(name, scope, kind, keep_latest, order, protect, older_than, cap, repos)
 
 
-def _scope(f: dict[str, object], at: At) -> tuple[ScopeKind, str]:
+def _scope(f: dict[str, object], at: At) -> tuple[ScopeKind, Repository | Namespace]:
     """A rule's ``repository`` (``host/path``) or ``namespace`` (``host[/prefix]``), on a registry."""
     given = [k for k in ("repository", "namespace") if k in f]
     if len(given) != 1:
@@ -149,17 +149,17 @@ def _scope(f: dict[str, object], at: At) -> tuple[ScopeKind, str]:
     kind: ScopeKind = "repository" if given[0] == "repository" else "namespace"
     text = as_string(f[kind], at.field(kind))
     if kind == "namespace":
-        host, prefix = as_location(text.rstrip("/"), at.field(kind), what="namespace", host_required=True)
-        if not _is_registry(host):
+        namespace = as_location(text.rstrip("/"), at.field(kind), what="namespace", host_required=True)
+        if isinstance(namespace, LocalRepository):
             raise at.field(kind).error(f"{short(text)} is not on a registry: prune deletes from registries only")
-        return kind, f"{host}/{prefix}" if prefix else host
+        return kind, namespace
     hint = "a rule covers all tags of a repository; to cover many repositories use namespace"
     repo = as_repository(text, at.field(kind), what="repository", hint=hint)
     if not isinstance(repo, Repository):  # sync plans also name local stores (oci:DIR)
         raise at.field(kind).error(f"{short(text)} is not on a registry: prune deletes from registries only")
     if "repos" in f:
         raise at.field("repos").error("repos filters need a namespace (this rule is one repository)")
-    return kind, repo.name
+    return kind, repo
 
 
 def _order(value: object, at: At, keep_latest: int | None) -> Order:
@@ -178,10 +178,3 @@ def _older_than(value: object, at: At) -> timedelta:
         return parse_duration(value)
     except ValueError as exc:
         raise at.error(str(exc)) from None
-
-
-def _is_registry(host: str) -> bool:
-    try:
-        return Repository.parse(f"{host}/x/x").registry == host
-    except InvalidReference:
-        return False

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from regcopy.errors import RegcopyError
-from regcopy.reference import Repository
+from regcopy.errors import InvalidReference, RegcopyError
+from regcopy.reference import Namespace, Repository
 from regcopy.retention.delete import PruneStore, execute, for_each, inventory, load_created
 from regcopy.retention.model import DeletionBudget, PrunePlan, PruneReport, RepositoryPlan, RepositoryReport
 from regcopy.retention.parse import load_prune
@@ -47,7 +47,8 @@ async def run_prune(
     Repositories are inventoried concurrently; the run-wide ``cap`` is then handed out in repository
     order (so a dry run and the real run choose the same deletions) and deletions run one repository
     at a time. A failing repository is recorded and never stops the others. The backend's settings
-    are used as they are: :meth:`regcopy.Client.prune` adopts the plan's ``registries:`` first.
+    are used as they are: :meth:`regcopy.Client.prune` runs this over a context whose settings
+    already layer the plan's ``registries:`` (docs/architecture.md, "Settings resolution").
 
     :param cap: at most this many manifest deletions over the run (each rule's ``cap`` applies per
         repository as well)
@@ -62,15 +63,15 @@ async def run_prune(
     report = report if report is not None else PruneReport(dry_run=dry_run)
     report.dry_run = dry_run
     repositories = await _discover(backend, plan, report)
-    outcomes: dict[str, _Outcome] = {}
+    outcomes: dict[Repository, _Outcome] = {}
 
-    async def analyse(name: str) -> None:
-        outcomes[name] = await _analyse(backend, plan, name, when)
+    async def analyse(repo: Repository) -> None:
+        outcomes[repo] = await _analyse(backend, plan, repo, when)
 
     await for_each(repositories, analyse, 4)
     budget = DeletionBudget(cap)
-    for name in repositories:
-        target, out, planned = outcomes[name]
+    for repo in repositories:
+        target, out, planned = outcomes[repo]
         report.repositories.append(out)
         if planned is not None:
             planned = planned.limit(budget.take(len(planned.digests)), f"the run's cap of {cap} deletions was reached")
@@ -79,26 +80,26 @@ async def run_prune(
     return report
 
 
-async def _analyse(backend: PruneBackend, plan: PrunePlan, name: str, now: datetime) -> _Outcome:
+async def _analyse(backend: PruneBackend, plan: PrunePlan, repo: Repository, now: datetime) -> _Outcome:
     """Inventory one repository and plan it under its rule (None as the plan when that failed)."""
-    rule = plan.rule_for(name)
+    rule = plan.rule_for(repo)
     assert rule is not None
-    target = backend.registry_store(Repository.parse(name))
-    out = RepositoryReport(name, rule.name)
+    target = backend.registry_store(repo)
+    out = RepositoryReport(repo.name, rule.name)
     try:
         inv = await inventory(target)
         await load_created(target, inv, {inv.tags[t] for t in needs_created(rule, inv.tags)})
-        planned = plan_repository(name, rule, inv.tags, created=inv.created, children=inv.children, now=now)
+        planned = plan_repository(repo.name, rule, inv.tags, created=inv.created, children=inv.children, now=now)
     except RegcopyError as exc:
-        out.errors.append(f"{name}: {exc}")
+        out.errors.append(f"{repo.name}: {exc}")
         return target, out, None
     return target, out, planned
 
 
-async def _discover(backend: PruneBackend, plan: PrunePlan, report: PruneReport) -> list[str]:
+async def _discover(backend: PruneBackend, plan: PrunePlan, report: PruneReport) -> list[Repository]:
     """Every repository some rule covers: repository rules as named, namespaces through catalogs."""
-    names = {r.scope for r in plan.rules if r.kind == "repository"}
-    hosts = sorted({r.scope.partition("/")[0] for r in plan.rules if r.kind == "namespace"})
+    repos = {r.scope for r in plan.rules if isinstance(r.scope, Repository)}
+    hosts = sorted({r.scope.registry for r in plan.rules if isinstance(r.scope, Namespace)})
     catalogs: dict[str, list[str]] = {}
 
     async def load(host: str) -> None:
@@ -109,5 +110,12 @@ async def _discover(backend: PruneBackend, plan: PrunePlan, report: PruneReport)
 
     await for_each(hosts, load, 4)
     for host, paths in catalogs.items():
-        names.update(n for p in paths if plan.rule_for(n := f"{host}/{p}") is not None)
-    return sorted(names)
+        for path in paths:
+            try:
+                repo = Namespace(host).at(path)
+            except InvalidReference as exc:  # a registry listing a name no client could pull
+                report.errors.append(f"{host}: cannot prune {path!r}: {exc.reason}")
+                continue
+            if plan.rule_for(repo) is not None:
+                repos.add(repo)
+    return sorted(repos, key=lambda r: r.name)

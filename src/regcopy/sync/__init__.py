@@ -2,31 +2,33 @@
 
 Owns the sync package's public surface: the plan values of :mod:`regcopy.sync.model` and the plan
 builders of :mod:`regcopy.sync.plan` (regcopy's plan YAML) and :mod:`regcopy.sync.skopeo` (skopeo
-sync's YAML and ``--src docker``),
-plus :func:`target_repository`, the naming rule for where a source repository lands, and the scheduler
-that runs a plan (:func:`run_sync`, :class:`SyncOptions`, :class:`SyncReport`) with its run journal
-(:class:`SyncJournal`).
+sync's YAML and ``--src docker``), plus :func:`target_repository`, the naming rule for where a source
+repository lands, and the scheduler that runs a plan (:func:`run_sync`, :class:`SyncOptions`,
+:class:`SyncReport`, :class:`SyncBackend`) with its run journal (:class:`SyncJournal`).
+A plan's ``registries:`` entries are :class:`~regcopy.settings.Overrides` (``RegistryConfig`` is
+their former name, kept for callers that import it from here).
 """
 
 from __future__ import annotations
 
 from regcopy.filters import RepoFilter, TagFilter
-from regcopy.plansettings import Credentials, RegistryConfig
+from regcopy.settings import Credentials, Overrides
+from regcopy.sync.discover import SyncBackend
 from regcopy.sync.journal import SyncJournal
-from regcopy.sync.model import Naming, SourceKind, SyncEntry, SyncPlan
+from regcopy.sync.model import ImageJob, Naming, SourceKind, SyncEntry, SyncOptions, SyncPlan
 from regcopy.sync.plan import load_plan, parse_plan, target_repository
-from regcopy.sync.scheduler import ImageJob, ImageReport, SyncBackend, SyncOptions, SyncReport, run_sync
+from regcopy.sync.report import ImageReport, SyncReport
+from regcopy.sync.scheduler import run_sync
 from regcopy.sync.skopeo import from_skopeo_docker, from_skopeo_yaml
+
+RegistryConfig = Overrides
 
 __all__ = (
     "Credentials",
     "ImageJob",
     "ImageReport",
-    "from_skopeo_docker",
-    "from_skopeo_yaml",
-    "load_plan",
     "Naming",
-    "parse_plan",
+    "Overrides",
     "RegistryConfig",
     "RepoFilter",
     "SourceKind",
@@ -37,6 +39,10 @@ __all__ = (
     "SyncPlan",
     "SyncReport",
     "TagFilter",
+    "from_skopeo_docker",
+    "from_skopeo_yaml",
+    "load_plan",
+    "parse_plan",
     "run_sync",
     "target_repository",
 )

@@ -20,7 +20,7 @@ from typing import Final
 
 from regcopy.errors import InvalidReference
 from regcopy.filters import RepoFilter, TagFilter
-from regcopy.locations import is_local, join_endpoint, parse_repository, split_endpoint
+from regcopy.locations import Address, AnyRepository, LocalRepository
 from regcopy.planaddress import as_location, as_repository
 from regcopy.planfile import (
     At,
@@ -61,53 +61,50 @@ _MEDIA_TYPE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z
 # --------------------------------------------------------------------------------------- naming
 
 
-def target_repository(entry: SyncEntry, source_repo: str) -> str:
-    """Where one source repository of ``entry`` lands: ``host[:port]/path`` (naming rules of SyncEntry).
+def target_repository(entry: SyncEntry, source: AnyRepository) -> AnyRepository:
+    """Where one source repository of ``entry`` lands (naming rules of SyncEntry).
 
     * ``prefix``, kind ``repository``: ``entry.target`` itself.
     * ``prefix``, kind ``namespace``/``registry``: the source path prefix is replaced by the target
       path (``quay.io/ns`` → ``dst/m``: ``ns/app/x`` → ``dst/m/app/x``; a bare-host source puts the
       whole repository path under the target).
-    * ``basename``: target + the last component of ``source_repo`` (``org/app`` → ``dst/app``).
-    * ``scoped``: target + source registry + ``source_repo`` (``dst/m/quay.io/org/app``).
+    * ``basename``: target + the last component of the source path (``org/app`` → ``dst/app``).
+    * ``scoped``: target + source registry + source path (``dst/m/quay.io/org/app``).
 
     The result is normalised like any repository (``docker.io/app`` → ``docker.io/library/app``).
     Local stores take part the same way (:mod:`regcopy.locations`): a target ``oci:DIR`` puts
     ``ns/app`` at ``oci:DIR:ns/app``, and a kind ``repository`` target ``oci:DIR`` holds bare tags.
 
     :param entry: the plan entry the repository was found for
-    :param source_repo: the repository's full path on the source registry, without the registry
-        (``library/busybox`` on Docker Hub), or its path inside a local source store
-    :raises InvalidReference: ``source_repo`` is not a repository of the entry's source, or the
-        resulting name is invalid (e.g. scoped under a source registry with a ``:port``)
+    :param source: the repository, on the entry's source registry or in its source store
+    :raises InvalidReference: ``source`` is not under the entry's source namespace, or the resulting
+        name is invalid (e.g. scoped under a source registry with a ``:port``)
     """
-    src_host, src_path = split_endpoint(entry.source)
-    if not is_local(src_host):
-        Repository(src_host, source_repo)  # validates source_repo (Docker Hub: with its namespace)
+    target = entry.target
     if entry.naming == "prefix" and entry.kind == "repository":
-        return entry.target
-    dst_host, dst_path = split_endpoint(entry.target)
-    path = "/".join(p for p in (dst_path, _below_target(entry, src_host, src_path, source_repo)) if p)
-    if is_local(dst_host):
-        return parse_repository(join_endpoint(dst_host, path)).name  # validates the ref grammar
-    if not path:
-        raise InvalidReference(entry.target, f"no repository path for {source_repo!r}", part="repository")
-    return Repository.parse(f"{dst_host}/{path}").name
+        assert isinstance(target, Repository | LocalRepository)  # SyncEntry checks its kinds
+        return target
+    assert not isinstance(target, Repository)
+    path = "/".join(p for p in (target.path, _below_target(entry, source)) if p)
+    if not path and not isinstance(target, LocalRepository):
+        raise InvalidReference(str(target), f"no repository path for {source.path!r}", part="repository")
+    return target.at(path)
 
 
-def _below_target(entry: SyncEntry, src_host: str, src_path: str, source_repo: str) -> str:
+def _below_target(entry: SyncEntry, source: AnyRepository) -> str:
     """What :func:`target_repository` puts under the target path, by the entry's naming rule."""
     if entry.naming == "basename":
-        return source_repo.rpartition("/")[2]
+        return source.path.rpartition("/")[2]
     if entry.naming == "scoped":
-        return f"{src_host}/{source_repo}"
-    if not src_path:
-        return source_repo
-    if source_repo == src_path:
+        return f"{source.registry}/{source.path}"
+    prefix = entry.source.path
+    if not prefix:
+        return source.path
+    if source.path == prefix:
         return ""
-    if source_repo.startswith(src_path + "/"):
-        return source_repo[len(src_path) + 1 :]
-    raise InvalidReference(source_repo, f"not a repository under {entry.source}", part="repository")
+    if source.path.startswith(prefix + "/"):
+        return source.path[len(prefix) + 1 :]
+    raise InvalidReference(source.path, f"not a repository under {entry.source}", part="repository")
 
 
 # ----------------------------------------------------------------------------------------- plan
@@ -259,22 +256,7 @@ def _entry(item: object, i: int, defaults: _Defaults, path: str | None) -> SyncE
     for required in ("source", "target"):
         if required not in f:
             raise at.field(required).error(f"missing required key {required!r}")
-    source_text = as_string(f["source"], at.field("source"))
-    target_text = as_string(f["target"], at.field("target"))
-    if kind == "repository":
-        hint = "to mirror a whole registry set type: registry; to copy one tag write tags: {exact: [TAG]}"
-        source = as_repository(source_text, at.field("source"), what="source", hint=hint).name
-        hint = "the target of a repository entry is a repository; tags keep their names"
-        target = as_repository(target_text, at.field("target"), what="target", hint=hint).name
-        if "repos" in f:
-            raise at.field("repos").error("repos filters need type: namespace or registry (this is one repository)")
-    else:
-        host, prefix = as_location(
-            source_text, at.field("source"), what=f"{kind} source", host_required=kind == "registry"
-        )
-        source = join_endpoint(host, prefix)
-        host, prefix = as_location(target_text, at.field("target"), what="target", host_required=False)
-        target = join_endpoint(host, prefix)
+    source, target = _addresses(f, at, kind)
     tags = _tag_filter(f["tags"], at.field("tags")) if "tags" in f else (defaults.tags or TagFilter())
     platforms = as_platforms(f["platforms"], at.field("platforms")) if "platforms" in f else (defaults.platforms or ())
     repos = RepoFilter()
@@ -283,7 +265,7 @@ def _entry(item: object, i: int, defaults: _Defaults, path: str | None) -> SyncE
     delete_extra = None
     if "delete_extra" in f:
         delete_extra = _delete_extra(f["delete_extra"], at.field("delete_extra"))
-        if delete_extra is not None and is_local(target):
+        if delete_extra is not None and isinstance(target, LocalRepository):
             raise at.field("delete_extra").error("needs a registry target (a local store is written afresh)")
     referrers, types = _referrer_keys(f, at, defaults)
     return SyncEntry(name, source, target, kind, "prefix", repos, tags, platforms, delete_extra, referrers, types)
@@ -294,6 +276,23 @@ def _referrer_keys(f: dict[str, object], at: At, defaults: _Defaults) -> tuple[b
     types = (_as_types(f["artifact_types"], at.field("artifact_types")) if "artifact_types" in f
              else defaults.artifact_types or ())
     return referrers is not False, types
+
+
+def _addresses(f: dict[str, object], at: At, kind: SourceKind) -> tuple[Address, Address]:
+    """An entry's source and target: repositories for kind repository, else namespaces."""
+    source_text = as_string(f["source"], at.field("source"))
+    target_text = as_string(f["target"], at.field("target"))
+    if kind == "repository":
+        hint = "to mirror a whole registry set type: registry; to copy one tag write tags: {exact: [TAG]}"
+        source = as_repository(source_text, at.field("source"), what="source", hint=hint)
+        hint = "the target of a repository entry is a repository; tags keep their names"
+        target = as_repository(target_text, at.field("target"), what="target", hint=hint)
+        if "repos" in f:
+            raise at.field("repos").error("repos filters need type: namespace or registry (this is one repository)")
+        return source, target
+    what = f"{kind} source"
+    return (as_location(source_text, at.field("source"), what=what, host_required=kind == "registry"),
+            as_location(target_text, at.field("target"), what="target", host_required=False))
 
 
 def _delete_extra(value: object, at: At) -> DeleteExtra | None:

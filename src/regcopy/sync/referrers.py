@@ -13,7 +13,8 @@ answers its one 404 once and costs nothing more.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import anyio
 
@@ -24,7 +25,7 @@ from regcopy.errors import RegcopyError
 from regcopy.referrer import index_descriptors, parse_referrer_tag
 from regcopy.stores.base import Destination, Referrers, Source
 
-__all__ = ("PairCheck", "dry_run_referrers", "image_tags", "referrer_tags", "untagged_referrers")
+__all__ = ("PairCheck", "ReferrersCheck", "dry_run_referrers", "image_tags", "referrer_tags", "untagged_referrers")
 
 
 def referrer_tags(tags: Sequence[str]) -> list[str]:
@@ -96,6 +97,54 @@ async def _covered(source: Source, destination: Destination, src: Digest, dst: D
     except (RegcopyError, ValueError):
         return False
     return wanted <= listed
+
+
+class ReferrersCheck:
+    """The check phase's question for an up-to-date image: are its referrers in sync too?
+
+    :param backend: the run's stores (``source``/``destination`` by repository)
+    :param src_tags: the source repositories' listings from discovery
+    :param dst_tags: the target repositories' tags from discovery
+    """
+
+    def __init__(self, backend: _Stores, src_tags: Mapping[Any, list[str]], dst_tags: Mapping[Any, set[str]],
+                 limit: anyio.CapacityLimiter) -> None:
+        self.backend = backend
+        self.src_tags = src_tags
+        self.dst_tags = dst_tags
+        self.limit = limit
+        self._pairs: dict[tuple[object, object], PairCheck] = {}
+
+    async def in_sync(self, job: _Job, root: Digest) -> bool:
+        """True when ``job`` carries no referrers, or they are on the target as on the source."""
+        if not job.referrers.enabled:
+            return True
+        source, destination = self.backend.source(job.source.repo), self.backend.destination(job.target.repo)
+        async with self.limit:
+            if await untagged_referrers(source, root, job.referrers):
+                return False  # the copy checks each one (a HEAD apiece) and the target's index
+        key = (job.source.repo, job.target.repo)
+        if key not in self._pairs:
+            self._pairs[key] = PairCheck(source, destination, self.src_tags.get(job.source.repo, []),
+                                         self.dst_tags.get(job.target.repo, set()))
+        return await self._pairs[key].in_sync()
+
+
+class _Stores(Protocol):
+    def source(self, repo: Any) -> Source: ...
+
+    def destination(self, repo: Any) -> Destination: ...
+
+
+class _Job(Protocol):
+    @property
+    def referrers(self) -> ReferrerPolicy: ...
+
+    @property
+    def source(self) -> Any: ...
+
+    @property
+    def target(self) -> Any: ...
 
 
 async def untagged_referrers(source: Source, root: Digest, policy: ReferrerPolicy) -> bool:

@@ -19,7 +19,7 @@ What a skopeo YAML file's sections and settings become:
   ``auto``, i.e. verified https except for local hosts — skopeo would keep its command-line
   setting, whose default verifies) and ``cert-dir`` (containers-certs.d(5): the first ``*.crt``
   → ``ca_file``, the first ``*.cert`` with its ``*.key`` → client pair; the directory is listed
-  now) become :class:`~regcopy.plansettings.RegistryConfig` values.
+  now) become :class:`~regcopy.settings.Overrides` holding only what the file sets.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ import os
 import platform
 import re
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from regcopy.errors import ConfigError, InvalidReference
 from regcopy.filters import TagFilter, unanchored
+from regcopy.locations import AnyNamespace, AnyRepository
 from regcopy.planaddress import as_location, as_repository, check_no_scheme
 from regcopy.planfile import (
     At,
@@ -50,9 +50,8 @@ from regcopy.planfile import (
     read_yaml,
     short,
 )
-from regcopy.plansettings import Credentials, RegistryConfig
 from regcopy.reference import Reference
-from regcopy.registry import SchemeMode
+from regcopy.settings import Credentials, Overrides
 from regcopy.sync.model import Naming, SyncEntry, SyncPlan
 from regcopy.sync.plan import target_repository
 
@@ -67,6 +66,10 @@ _SKOPEO_CREDENTIAL_KEYS: Final = ("username", "password", "identitytoken")
 _GO_YAML_BOOLS: Final[Mapping[str, bool]] = {
     **dict.fromkeys(("y", "Y", "yes", "Yes", "YES", "on", "On", "ON"), True),
     **dict.fromkeys(("n", "N", "no", "No", "NO", "off", "Off", "OFF"), False),
+}
+# The skopeo key each RegistrySettings field comes from (for a conflict's position).
+_SKOPEO_KEY: Final[Mapping[str, str]] = {
+    "scheme": "tls-verify", "ca_file": "cert-dir", "client_cert": "cert-dir", "client_key": "cert-dir",
 }
 # platform.machine() spellings → GOARCH[/variant], as c/image compares them with image platforms.
 _ARCHES: Final[Mapping[str, str]] = {
@@ -101,15 +104,14 @@ def _platform_choice(all_platforms: bool) -> tuple[str, ...]:
     return () if all_platforms else (host_platform(),)
 
 
-def _destination(destination: object) -> str:
+def _destination(destination: object) -> AnyNamespace:
     at = At(None, None, "destination")
     text = as_string(destination, at)
     check_no_scheme(text, at, "destination")
     # skopeo joins DESTINATION and the image with Go's path.Join, which drops a trailing '/' and
     # collapses '//' (skopeo-sync(1) itself writes 'my-registry.local.lan/repo/').
     cleaned = re.sub("/{2,}", "/", text).rstrip("/") or text
-    host, path = as_location(cleaned, at, what="destination", host_required=False)
-    return f"{host}/{path}" if path else host
+    return as_location(cleaned, at, what="destination", host_required=False)
 
 
 def from_skopeo_docker(source: str, destination: str, *, scoped: bool, all_platforms: bool) -> SyncPlan:
@@ -147,10 +149,10 @@ def from_skopeo_docker(source: str, destination: str, *, scoped: bool, all_platf
     elif ref.digest is not None:
         tags = TagFilter(digests=(str(ref.digest),))
     entry = SyncEntry(
-        name=text, source=ref.name, target=_destination(destination), kind="repository",
+        name=text, source=ref.repo, target=_destination(destination), kind="repository",
         naming=_naming(scoped), tags=tags, platforms=_platform_choice(all_platforms),
     )
-    _check_target(entry, ref.repository, at)
+    _check_target(entry, ref.repo, at)
     return SyncPlan((entry,))
 
 
@@ -181,25 +183,26 @@ def from_skopeo_yaml(path: str | Path, destination: str, *, scoped: bool, all_pl
         raise top.error("no images to sync: the file is empty")
     naming, platforms = _naming(scoped), _platform_choice(all_platforms)
     entries: list[SyncEntry] = []
-    registries: dict[str, RegistryConfig] = {}
+    registries: dict[str, Overrides] = {}
     names: set[str] = set()
     for key, block in as_mapping(data, top).items():
         at = At(name, key, None)
-        host, _ = as_location(key, at, what="registry key", host_required=True)
+        host = as_location(key, at, what="registry key", host_required=True).registry
         f = as_mapping({} if block is None else block, at, _SKOPEO_KEYS)
-        _merge_registry(registries, _skopeo_registry(host, f, at), at)
-        entries += _image_entries(key, f, at, SyncEntry(name, "", target, "repository", naming, platforms=platforms),
-                                  names)
+        _merge_registry(registries, host, _skopeo_registry(f, at), at)
+        entries += _image_entries(key, f, at, (target, naming, platforms), names)
     if not entries:
         raise top.error("no images to sync: no registry lists images, images-by-tag-regex or images-by-semver")
     return SyncPlan(tuple(entries), MappingProxyType(registries), name)
 
 
-def _image_entries(key: str, f: dict[str, object], at: At, like: SyncEntry, names: set[str]) -> list[SyncEntry]:
+def _image_entries(key: str, f: dict[str, object], at: At, like: tuple[AnyNamespace, Naming, tuple[str, ...]],
+                   names: set[str]) -> list[SyncEntry]:
     """The entries of one registry key: one per image of each section, in section order.
 
     :param like: the target, naming and platforms every entry shares
     """
+    target, naming, platforms = like
     out: list[SyncEntry] = []
     for section in _SKOPEO_SECTIONS:
         images = f.get(section)
@@ -207,9 +210,9 @@ def _image_entries(key: str, f: dict[str, object], at: At, like: SyncEntry, name
             iat = at.field(section).member(image)
             hint = "list tags and digests as the image's values" if section == "images" else "drop the tag"
             repo = as_repository(f"{key}/{image}", iat, what="image", hint=hint)
-            entry = replace(like, name=_unique(f"{key}/{image}", section, names), source=repo.name,
-                            tags=_skopeo_tags(section, value, iat))
-            _check_target(entry, repo.path, iat)
+            entry = SyncEntry(_unique(f"{key}/{image}", section, names), repo, target, "repository", naming,
+                              tags=_skopeo_tags(section, value, iat), platforms=platforms)
+            _check_target(entry, repo, iat)
             out.append(entry)
     return out
 
@@ -257,8 +260,9 @@ def _unanchored(pattern: str, at: At) -> str:
     return wrapped
 
 
-def _skopeo_registry(host: str, f: dict[str, object], at: At) -> RegistryConfig | None:
-    scheme: SchemeMode = "auto"
+def _skopeo_registry(f: dict[str, object], at: At) -> Overrides | None:
+    """What one registry key says about its host: only the settings it gives (None: nothing)."""
+    settings: dict[str, Any] = {}
     verify = f.get("tls-verify")
     if verify is not None:
         if isinstance(verify, str) and verify in _GO_YAML_BOOLS:
@@ -266,15 +270,14 @@ def _skopeo_registry(host: str, f: dict[str, object], at: At) -> RegistryConfig 
         if not isinstance(verify, bool):
             shown = short(verify) if isinstance(verify, str) else kind_of(verify)
             raise at.field("tls-verify").error(f"must be true or false, not {shown}")
-        scheme = "https" if verify else "insecure"
+        settings["scheme"] = "https" if verify else "insecure"
     credentials = None
     if f.get("credentials") is not None:
         credentials = _skopeo_credentials(f["credentials"], at.field("credentials"))
-    ca_file = client_cert = client_key = None
     if f.get("cert-dir") is not None:
-        ca_file, client_cert, client_key = _cert_dir(f["cert-dir"], at.field("cert-dir"))
-    config = RegistryConfig(host, scheme, ca_file, client_cert, client_key, credentials)
-    return None if config == RegistryConfig(host) else config
+        settings |= _cert_dir(f["cert-dir"], at.field("cert-dir"))
+    said = Overrides(settings, credentials)
+    return said if said else None
 
 
 def _skopeo_credentials(value: object, at: At) -> Credentials | None:
@@ -296,10 +299,10 @@ def _skopeo_credentials(value: object, at: At) -> Credentials | None:
     )
 
 
-def _cert_dir(value: object, at: At) -> tuple[str | None, str | None, str | None]:
+def _cert_dir(value: object, at: At) -> dict[str, str]:
     """containers-certs.d(5) in one directory, read now: ``*.crt`` CAs, ``*.cert`` + ``*.key`` pairs.
 
-    RegistryConfig holds one CA bundle and one client pair, so the first of each (by name) is used.
+    RegistrySettings holds one CA bundle and one client pair, so the first of each (by name) is used.
     A ``*.cert`` without its ``*.key`` (or the reverse) is an error, as in c/image's tlsclientconfig.
     """
     directory = as_string(value, at)
@@ -315,13 +318,15 @@ def _cert_dir(value: object, at: At) -> tuple[str | None, str | None, str | None
             raise at.error(f"missing key {stem}.key for client certificate {n} in {short(directory)}")
         if ext == ".key" and stem + ".cert" not in present:
             raise at.error(f"missing client certificate {stem}.cert for key {n} in {short(directory)}")
+    out: dict[str, str] = {}
     ca = next((n for n in names if n.endswith(".crt")), None)
+    if ca:
+        out["ca_file"] = os.path.join(directory, ca)
     cert = next((n for n in names if n.endswith(".cert")), None)
-    return (
-        os.path.join(directory, ca) if ca else None,
-        os.path.join(directory, cert) if cert else None,
-        os.path.join(directory, cert[: -len(".cert")] + ".key") if cert else None,
-    )
+    if cert:
+        out["client_cert"] = os.path.join(directory, cert)
+        out["client_key"] = os.path.join(directory, cert[: -len(".cert")] + ".key")
+    return out
 
 
 _T = TypeVar("_T")
@@ -333,29 +338,24 @@ def _pick(mine: _T, theirs: _T, unset: _T, at: At, host: str) -> _T:
     return theirs if mine == unset else mine
 
 
-def _merge_registry(registries: dict[str, RegistryConfig], config: RegistryConfig | None, at: At) -> None:
-    # Keys like 'quay.io' and 'quay.io/coreos' share one host, hence one RegistryConfig: a setting
+def _merge_registry(registries: dict[str, Overrides], host: str, said: Overrides | None, at: At) -> None:
+    # Keys like 'quay.io' and 'quay.io/coreos' share one host, hence one Overrides: a setting
     # one key leaves out is taken from the other, a setting both give must agree.
-    if config is None:
+    if said is None:
         return
-    known = registries.get(config.host)
+    known = registries.get(host)
     if known is None:
-        registries[config.host] = config
+        registries[host] = said
         return
-    host, cert_dir = config.host, at.field("cert-dir")
-    registries[host] = RegistryConfig(
-        host,
-        scheme=_pick(config.scheme, known.scheme, "auto", at.field("tls-verify"), host),
-        ca_file=_pick(config.ca_file, known.ca_file, None, cert_dir, host),
-        client_cert=_pick(config.client_cert, known.client_cert, None, cert_dir, host),
-        client_key=_pick(config.client_key, known.client_key, None, cert_dir, host),
-        credentials=_pick(config.credentials, known.credentials, None, at.field("credentials"), host),
-    )
+    for setting in ("scheme", "ca_file", "client_cert", "client_key"):
+        _pick(said.settings.get(setting), known.settings.get(setting), None, at.field(_SKOPEO_KEY[setting]), host)
+    credentials = _pick(said.credentials, known.credentials, None, at.field("credentials"), host)
+    registries[host] = Overrides({**known.settings, **said.settings}, credentials)
 
 
-def _check_target(entry: SyncEntry, source_repo: str, at: At) -> None:
+def _check_target(entry: SyncEntry, source: AnyRepository, at: At) -> None:
     """Fail at plan time if a repository entry's target name cannot be made (scoped + port, length)."""
     try:
-        target_repository(entry, source_repo)
+        target_repository(entry, source)
     except InvalidReference as exc:
         raise at.error(f"cannot name the target repository under {short(entry.target)}: {exc.reason}") from None

@@ -1,6 +1,14 @@
-"""Per-host connection policy: scheme mode, TLS material, limits, timeouts, and the local-host rule.
+"""Per-host settings: the one settings type, the partial overrides that plans and flags give, and their resolution.
 
-Scheme modes (ISSUE #3, PROTOCOL §4):
+:class:`RegistrySettings` is how to talk to one registry host. Everything else that speaks about a
+host is an :class:`Overrides`: a plan's ``registries:`` entry, the command line's flags, a caller's
+``Client(overrides=...)``. An override holds only what its layer sets (fields of RegistrySettings,
+checked against it), plus where the host's credentials come from (:class:`Credentials`) and its
+pull-through mirrors. :func:`resolve` is the one rule that combines them: defaults, then each layer
+in order, a later layer winning field by field (:func:`stack`; docs/architecture.md, "Settings
+resolution").
+
+Scheme modes (docs/architecture.md, "The probe race"):
 
 ``auto``            race https and http for local hosts (loopback, ``localhost``, ``*.localhost``,
                     ``*.local``, private / link-local IP literals); https only for everything else.
@@ -9,16 +17,35 @@ Scheme modes (ISSUE #3, PROTOCOL §4):
 ``http``            plain http only (also what an ``http://`` prefix on a reference means).
 ``insecure``        race unverified https and http for any host (skopeo ``--tls-verify=false``,
                     ``--insecure-registry HOST``).
+
+Values only: nothing here reads a file or opens a connection, except the TLS context a transport
+asks a RegistrySettings for. Secrets never appear in ``repr``.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import ssl
-from dataclasses import dataclass, replace
-from typing import Final, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from types import MappingProxyType
+from typing import Any, Final, Literal
 
-__all__ = ("SchemeMode", "RegistrySettings", "is_local_host", "split_host_port")
+from regcopy.reference import Namespace
+
+__all__ = (
+    "SCHEME_MODES",
+    "Credentials",
+    "Layer",
+    "Overrides",
+    "RegistrySettings",
+    "SchemeMode",
+    "Settings",
+    "is_local_host",
+    "resolve",
+    "split_host_port",
+    "stack",
+)
 
 SchemeMode = Literal["auto", "https", "https-insecure", "http", "insecure"]
 SCHEME_MODES: Final = ("auto", "https", "https-insecure", "http", "insecure")
@@ -153,3 +180,110 @@ def _ssl_context(verify: bool, ca_file: str | None, cert: str | None, key: str |
         _CONTEXTS[recipe] = ctx
     return ctx
 
+
+
+_SETTING_NAMES: Final = frozenset(f.name for f in fields(RegistrySettings))
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Where one registry's credentials come from: inline, a credential helper, or an auth file.
+
+    A description, not a store: :func:`regcopy.credentials.store_for` makes the store. Inline
+    secrets are never shown in ``repr`` or errors.
+    """
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    identity_token: str | None = field(default=None, repr=False)
+    helper: str | None = None
+    authfile: str | None = None
+    refresh_after: float | None = None
+    """Seconds after which a helper's answer is fetched again (besides on rejection)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """What one layer (a plan's ``registries:`` entry, the command line, a caller) says about one host.
+
+    :ivar settings: :class:`RegistrySettings` fields this layer sets, and only those (checked on
+        construction: unknown names and invalid values are a ``ValueError``)
+    :ivar credentials: where the host's credentials come from (None: this layer does not say)
+    :ivar mirrors: pull-through caches read before the host, in order (None: this layer does not
+        say; ``()``: none). A mirror's own settings and credentials are its own host's.
+    """
+
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    credentials: Credentials | None = None
+    mirrors: tuple[Namespace, ...] | None = None
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.settings) - _SETTING_NAMES)
+        if unknown:
+            raise ValueError(f"not a registry setting: {', '.join(unknown)}")
+        replace(RegistrySettings(), **self.settings)  # RegistrySettings checks the values
+        object.__setattr__(self, "settings", MappingProxyType(dict(self.settings)))
+
+    def __bool__(self) -> bool:
+        return bool(self.settings) or self.credentials is not None or self.mirrors is not None
+
+
+Layer = Mapping[str, Overrides]
+"""One layer of overrides: normalised registry ``host[:port]`` → what the layer says about it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every host's resolved settings: a default, the hosts that differ, credential sources and mirrors.
+
+    :ivar default: the settings of a host no layer names
+    :ivar hosts: host → settings, for hosts some layer set a field of
+    :ivar credentials: host → where its credentials come from, for hosts some layer said so
+        (every other host asks the client's credential store)
+    :ivar mirrors: host → the mirrors read before it
+    """
+
+    default: RegistrySettings = field(default_factory=RegistrySettings)
+    hosts: Mapping[str, RegistrySettings] = field(default_factory=dict)
+    credentials: Mapping[str, Credentials] = field(default_factory=dict)
+    mirrors: Mapping[str, tuple[Namespace, ...]] = field(default_factory=dict)
+
+    def for_host(self, host: str) -> RegistrySettings:
+        """The settings of ``host``."""
+        return self.hosts.get(host, self.default)
+
+
+def stack(*layers: Layer) -> dict[str, Overrides]:
+    """One layer that says what ``layers`` say, in order: the one precedence rule of regcopy.
+
+    A later layer wins, field by field (each setting, the credentials source, the mirror list);
+    whatever a later layer leaves out stays as the earlier ones said it. Pure.
+    """
+    out: dict[str, Overrides] = {}
+    for layer in layers:
+        for host, said in layer.items():
+            known = out.get(host)
+            out[host] = said if known is None else Overrides(
+                {**known.settings, **said.settings},
+                said.credentials if said.credentials is not None else known.credentials,
+                said.mirrors if said.mirrors is not None else known.mirrors,
+            )
+    return out
+
+
+def resolve(base: Settings, *layers: Layer) -> Settings:
+    """The settings that hold once ``layers`` are applied over ``base``, in order (:func:`stack`'s rule).
+
+    regcopy applies ``Client(settings=..., default_settings=...)`` (the defaults), then a plan's
+    ``registries:``, then the command line's flags (``Client(overrides=...)``). Pure: ``base`` and the
+    layers are left as they are.
+    """
+    hosts, credentials, mirrors = dict(base.hosts), dict(base.credentials), dict(base.mirrors)
+    for host, said in stack(*layers).items():
+        if said.settings:
+            hosts[host] = replace(hosts.get(host, base.default), **said.settings)
+        if said.credentials is not None:
+            credentials[host] = said.credentials
+        if said.mirrors is not None:
+            mirrors[host] = said.mirrors
+    return Settings(base.default, MappingProxyType(hosts), MappingProxyType(credentials), MappingProxyType(mirrors))
