@@ -35,7 +35,7 @@ def test_artifact_types_are_media_types() -> None:
 def test_targets_make_one_entry_per_target() -> None:
     entries = _plan({"name": "app", "targets": ["a.example/app", "b.example/app", "c.example/app"]})
     assert [e.name for e in entries] == ["app→a.example/app", "app→b.example/app", "app→c.example/app"]  # type: ignore[attr-defined]
-    assert [e.target for e in entries] == ["a.example/app", "b.example/app", "c.example/app"]  # type: ignore[attr-defined]
+    assert [str(e.target) for e in entries] == ["a.example/app", "b.example/app", "c.example/app"]  # type: ignore[attr-defined]
     from_defaults = _plan({}, {"targets": ["a.example/app", "b.example/app"]})
     assert len(from_defaults) == 2
 
