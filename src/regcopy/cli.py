@@ -122,7 +122,7 @@ artifact_type_option = click.option("--artifact-type", "artifact_types", multipl
 @cli.command()
 @click.argument("src")
 @click.argument("dst", nargs=-1, required=True)
-@click.option("--all-tags", "-a", is_flag=True, help="Copy every tag of SRC repository to DST repository.")
+@click.option("--all-tags", "-a", is_flag=True, help="Copy every tag of SRC repository to DST repository (one DST).")
 @click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]",
               help="Copy only these platforms of an index (repeatable). Default: all.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=6, show_default=True, help="Blobs in flight.")
@@ -159,14 +159,10 @@ def copy(src: str, dst: tuple[str, ...], all_tags: bool, platforms: tuple[str, .
     _setup_logging(verbose)
     upload = UploadPolicy(strategy=cast(Strategy, strategy), chunk_size=chunk_size)  # click checked the choice
     policy = ReferrerPolicy(enabled=referrers, artifact_types=artifact_types)
-    try:
-        src_loc = parse_location(src, default_tag=None)
-        dst_locs = [parse_location(d, default_tag=None) for d in dst]
-    except InvalidReference as exc:
-        _fail(str(exc), EXIT_USAGE)
+    src_loc, *dst_locs = _locations(src, *dst)
+    if len(dst_locs) > 1 and all_tags:
+        _fail("--all-tags takes one DST", EXIT_USAGE)
     if len(dst_locs) > 1:
-        if all_tags:
-            _fail("--all-tags takes one DST", EXIT_USAGE)
         _copy_many(src_loc, dst_locs, platforms=platforms, jobs=jobs, force=force, policy=policy, progress=progress,
                    authfile=authfile, insecure=insecure, output=output, upload=upload,
                    sides=(src_tls_verify, dest_tls_verify, src_cert_dir, dest_cert_dir, ca_file))
@@ -191,6 +187,13 @@ def copy(src: str, dst: tuple[str, ...], all_tags: bool, platforms: tuple[str, .
     results = result if isinstance(result, list) else [result]
     data = [r.to_json() for r in results]
     _emit(data if all_tags else data[0], output, lambda: "\n".join(copy_summary(r) for r in results))
+
+
+def _locations(*texts: str) -> list[Any]:
+    try:
+        return [parse_location(t, default_tag=None) for t in texts]
+    except InvalidReference as exc:
+        _fail(str(exc), EXIT_USAGE)
 
 
 def _copy_many(src_loc: Any, dst_locs: list[Any], *, platforms: tuple[str, ...], jobs: int, force: bool,
