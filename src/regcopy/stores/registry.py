@@ -13,6 +13,7 @@ session is DELETEd (best effort: it needs the ``delete`` action); an optional
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -206,52 +207,21 @@ class RegistryStore:
         ``BLOB_UPLOAD_INVALID``, PROTOCOL §2.1) it restarts with a fresh session, as after a failed
         POST. With a :attr:`journal`, a session an earlier run left open is resumed the same way.
         """
-        return await self._upload(desc, opener, await self._journaled(desc))
+        sent = await self._upload(desc, opener, await self._journaled(desc))
+        assert sent is not None  # only a mount by digest ends without sending
+        return sent
 
     async def put_or_mount(self, desc: Descriptor, opener: BlobOpener) -> bool:
-        """Open the upload with ``POST ?mount=<digest>`` (no ``from``): a registry that finds the blob
-        anywhere mounts it (201, nothing sent); otherwise the 202 is the upload's own session, so the
-        question costs nothing. A registry that refuses the form with an error is not asked again
-        (:attr:`RegistryFeatures.mount_anywhere`); that costs one request per host."""
+        """Upload a blob whose session-opening POST carries ``?mount=<digest>`` (no ``from``): a registry
+        that finds the blob anywhere mounts it (201, nothing sent); otherwise the 202 is the upload's own
+        session, so asking costs nothing. A registry that refuses the form with an error is not asked
+        again (:attr:`RegistryFeatures.mount_anywhere`), which costs one request per host."""
         journaled = await self._journaled(desc)
-        if journaled is not None or self.features.refuses_mount():
-            await self._upload(desc, opener, journaled)
-            return False
-        if self.features.mount_asked:
-            mounted, session = await self._mount_anywhere(desc)
-        else:
-            async with self.features.mount_learning:  # the first answer decides for every blob in flight
-                if self.features.refuses_mount():  # learned while this one waited
-                    mounted, session = False, None
-                else:
-                    mounted, session = await self._mount_anywhere(desc)
-                    self.features.mount_asked = True
-        if not mounted:
-            await self._upload(desc, opener, session)
-        return mounted
+        return await self._upload(desc, opener, journaled, mount=True) is None
 
-    async def _mount_anywhere(self, desc: Descriptor) -> tuple[bool, _Session | None]:
-        try:
-            result = await blobs.blob_mount(self.transport, self._repository, desc.digest, None)  # shielded
-        except RegistryError as exc:
-            if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (401, 408, 429):
-                self.features.mount_anywhere = False
-                self.features.probes += 1
-                log.info("%s refuses mounts without 'from' (%s); not asking again", self.transport.registry, exc)
-            return False, None
-        # No await from here to the caller's upload, which owns the session: a cancellation cannot
-        # land between the 202 and the code that closes its session.
-        if result.mounted:
-            self.features.mount_anywhere = True
-            return True, None
-        location = result.location
-        assert location is not None  # a 202 always carries one (blob_mount checks)
-        self.policy.stats.sessions += 1
-        if self.journal is not None:
-            self.journal.session_opened(self.storage_id, self._repository, desc.digest, location)
-        return False, _Session(location, 0, result.min_chunk)
-
-    async def _upload(self, desc: Descriptor, opener: BlobOpener, session: _Session | None) -> int:
+    async def _upload(self, desc: Descriptor, opener: BlobOpener, session: _Session | None, *,
+                      mount: bool = False) -> int | None:
+        """The upload loop; None when a session-opening ``POST ?mount=`` (``mount``) mounted the blob."""
         tally = _Tally()
         attempts = 0
         try:
@@ -260,7 +230,9 @@ class RegistryStore:
                 begun = 0
                 try:
                     if session is None:
-                        session = await self._open(desc)
+                        session = await self._open(desc, mount=mount)
+                        if session is None:
+                            return None
                     begun = session.offset
                     await self._send(desc, opener, strategy, session, tally)
                 except _ShapeRejected as exc:
@@ -329,15 +301,48 @@ class RegistryStore:
                     exc.cause, self.policy.strategy)
 
     # -- sessions
-    async def _open(self, desc: Descriptor) -> _Session:
+    async def _open(self, desc: Descriptor, *, mount: bool = False) -> _Session | None:
+        """A new session (None: ``mount`` asked for the blob by digest and the registry mounted it)."""
         # Shielded: once the registry has opened a session we must learn its Location, or a
         # cancellation here would leave a session nobody can delete (bounded by the timeouts).
         with anyio.CancelScope(shield=True):
-            location, min_chunk = await blobs.upload_start(self.transport, self._repository)
+            if mount and not self.features.refuses_mount():
+                opened = await self._open_mounting(desc)
+                if opened is None:
+                    return None
+                location, min_chunk = opened
+            else:
+                location, min_chunk = await blobs.upload_start(self.transport, self._repository)
             self.policy.stats.sessions += 1
             if self.journal is not None:
                 self.journal.session_opened(self.storage_id, self._repository, desc.digest, location)
         return _Session(location, 0, min_chunk)
+
+    async def _open_mounting(self, desc: Descriptor) -> tuple[str, int] | None:
+        """``POST ?mount=<digest>``: None when mounted, else the session it opened. Until the host's
+        first answer, concurrent uploads wait for it; a refusal (4xx) is learned and answered with a
+        plain POST."""
+        features = self.features
+        async with contextlib.AsyncExitStack() as stack:
+            if not features.mount_asked:
+                await stack.enter_async_context(features.mount_learning)
+            if features.refuses_mount():  # learned while this one waited
+                return await blobs.upload_start(self.transport, self._repository)
+            try:
+                result = await blobs.blob_mount(self.transport, self._repository, desc.digest, None)
+            except RegistryError as exc:
+                if exc.status is None or not 400 <= exc.status < 500 or exc.status in (401, 408, 429):
+                    raise  # a broken or refused POST, as a plain one would be: the upload loop decides
+                features.mount_anywhere, features.mount_asked = False, True
+                features.probes += 1
+                log.info("%s refuses mounts without 'from' (%s); not asking again", self.transport.registry, exc)
+                return await blobs.upload_start(self.transport, self._repository)
+            features.mount_asked = True
+        if result.mounted:
+            features.mount_anywhere = True
+            return None
+        assert result.location is not None  # a 202 always carries one (blob_mount checks)
+        return result.location, result.min_chunk
 
     async def _journaled(self, desc: Descriptor) -> _Session | None:
         """The session an earlier run left for this blob, at the offset the registry holds, if usable."""
