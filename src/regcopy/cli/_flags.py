@@ -9,14 +9,16 @@ layer a :class:`~regcopy.Client` gets at construction, which wins over a plan's 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from regcopy.locations import LocalRepository
 from regcopy.reference import Reference
 from regcopy.settings import Credentials, Overrides, RegistrySettings, Settings, resolve
-from regcopy.sync import SyncPlan
+
+if TYPE_CHECKING:
+    from regcopy.sync import SyncPlan  # the sync package loads the scheduler: not for `--help`
 
 __all__ = ("cert_dir", "insecure_layer", "side_fields", "side_layer", "side_settings")
 

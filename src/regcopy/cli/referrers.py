@@ -1,18 +1,17 @@
 """The command line of supply-chain artifacts and fan-out: ``regcopy referrers REF``, the
 ``--referrers/--no-referrers`` and ``--artifact-type`` options of ``copy``, and ``copy SRC DST
 DST...`` (one read of SRC for every DST, :meth:`~regcopy.Client.copy_fanout`). Flags → one library
-call → rendering, as in :mod:`regcopy.cli`, which registers the command.
+call → rendering, as in :mod:`regcopy.cli`, which names the command.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from regcopy import ReferrerPolicy
 from regcopy.cli._common import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -28,12 +27,13 @@ from regcopy.cli._common import (
     verbose_option,
 )
 from regcopy.cli._flags import side_fields, side_settings
-from regcopy.cli._render import copy_summary, referrer_tree_text
 from regcopy.errors import InvalidReference, RegcopyError
 from regcopy.reference import parse_location
-from regcopy.stores.registry import UploadPolicy
 
-__all__ = ("copy_many", "referrer_flags", "referrers_command")
+if TYPE_CHECKING:
+    from regcopy import ReferrerPolicy, UploadPolicy
+
+__all__ = ("copy_many", "referrer_flags")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,6 +55,8 @@ def copy_many(src_loc: Any, dst_locs: list[Any], *, platforms: tuple[str, ...], 
 
     :param sides: ``--src-tls-verify``, ``--dest-tls-verify``, ``--src-cert-dir``, ``--dest-cert-dir``, ``--ca-file``
     """
+    from regcopy.cli._render import copy_summary
+
     src_verify, dst_verify, src_certs, dst_certs, ca_file = sides
 
     async def run() -> list[Any]:
@@ -76,33 +78,30 @@ def copy_many(src_loc: Any, dst_locs: list[Any], *, platforms: tuple[str, ...], 
         sys.exit(EXIT_FAILED)
 
 
-def referrers_command() -> click.Command:
-    """``regcopy referrers REF``."""
+@click.command(name="referrers")
+@click.argument("ref")
+@click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]",
+              help="Only these platforms of an index (repeatable). Default: all.")
+@_artifact_type_option
+@authfile_option
+@insecure_option
+@output_option
+@verbose_option
+def _referrers(ref: str, platforms: tuple[str, ...], artifact_types: tuple[str, ...], authfile: str | None,
+               insecure: tuple[str, ...], output: str, verbose: int) -> None:
+    """List what refers to REF and to each of its children: signatures, SBOMs, attestations (the
+    referrers API, the fallback tag or cosign's tags), as a tree with artifact types and digests."""
+    from regcopy.cli._render import referrer_tree_text
 
-    @click.command(name="referrers")
-    @click.argument("ref")
-    @click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]",
-                  help="Only these platforms of an index (repeatable). Default: all.")
-    @_artifact_type_option
-    @authfile_option
-    @insecure_option
-    @output_option
-    @verbose_option
-    def referrers(ref: str, platforms: tuple[str, ...], artifact_types: tuple[str, ...], authfile: str | None,
-                  insecure: tuple[str, ...], output: str, verbose: int) -> None:
-        """List what refers to REF and to each of its children: signatures, SBOMs, attestations (the
-        referrers API, the fallback tag or cosign's tags), as a tree with artifact types and digests."""
-        setup_logging(verbose)
-        try:
-            location = parse_location(ref, default_tag="latest")
-        except InvalidReference as exc:
-            fail(str(exc), EXIT_USAGE)
+    setup_logging(verbose)
+    try:
+        location = parse_location(ref, default_tag="latest")
+    except InvalidReference as exc:
+        fail(str(exc), EXIT_USAGE)
 
-        async def run() -> Any:
-            async with make_client(authfile, insecure) as client:
-                return await client.referrers(location, artifact_types=artifact_types, platforms=platforms)
+    async def run() -> Any:
+        async with make_client(authfile, insecure) as client:
+            return await client.referrers(location, artifact_types=artifact_types, platforms=platforms)
 
-        tree = run_async(run)
-        emit(tree.to_json(), output, lambda: referrer_tree_text(tree))
-
-    return referrers
+    tree = run_async(run)
+    emit(tree.to_json(), output, lambda: referrer_tree_text(tree))
