@@ -23,6 +23,7 @@ import aiohttp
 import anyio
 
 from regcopy.context import Pool, RunContext, SyncStores, open_plan_stores
+from regcopy.convert import Format
 from regcopy.credentials import CredentialStore, default_credentials
 from regcopy.digest import Digest, verify_chunks
 from regcopy.engine import CopyResult, copy_image
@@ -178,7 +179,8 @@ class Client:
     async def copy(self, src: str | Reference | LocalLocation, dst: str | Reference | LocalLocation, *,
                    platforms: Sequence[PlatformSpec] = (), jobs: int = 6, reporter: Reporter | None = None,
                    force: bool = False, src_settings: RegistrySettings | None = None,
-                   dst_settings: RegistrySettings | None = None) -> CopyResult:
+                   dst_settings: RegistrySettings | None = None, format: Format | None = None,
+                   preserve_digests: bool = False) -> CopyResult:
         """Copy one image or index between any two locations.
 
         Locations are registry references (``docker://`` optional) or ``oci:DIR[:REF]``,
@@ -193,6 +195,8 @@ class Client:
         :param force: push even when the destination tag already holds the same digest
         :param src_settings: settings of the source's host for this copy (default: the client's)
         :param dst_settings: settings of the destination's host for this copy (default: the client's)
+        :param format: convert the manifests to ``"oci"`` or ``"v2s2"`` (new digests: ``new_digest``)
+        :param preserve_digests: refuse a copy that would change digests (``DigestsNotPreserved``, before writing)
         :raises RegcopyError: the copy failed; nothing incomplete is tagged
         """
         src_loc, dst_loc = _location(src), _location(dst)
@@ -204,6 +208,7 @@ class Client:
             result = await copy_image(
                 source, destination, ident, target_tag=target_tag, platforms=[_platform(p) for p in platforms],
                 blob_jobs=jobs, reporter=reporter or null_reporter, ledger=self.ledger, force=force,
+                format=format, preserve_digests=preserve_digests,
             )
         if isinstance(dst_loc, Reference) and dst_loc.digest and str(dst_loc.digest) != result.digest:
             raise RegcopyError(f"destination digest {dst_loc.digest} differs from the copied {result.digest}")

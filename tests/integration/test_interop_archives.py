@@ -8,11 +8,12 @@ import hashlib
 import json
 from pathlib import Path
 
+import anyio
 import pytest
 import zstandard
 
 import regcopy
-from conftest import make_client  # type: ignore[import-not-found]
+from conftest import Seeder, make_client  # type: ignore[import-not-found]
 from servers import skopeo
 from servers.docker_archives import ArchiveLayer, layer_tar, write_classic_archive
 from servers.oci_tools import Podman, podman_works
@@ -126,3 +127,75 @@ async def test_podman_pulls_what_regcopy_imported_from_a_zstd_archive(http_regis
         image_id = podman.pull(f"{http_registry.host}/interop/pod:v1")
         inspected = json.loads(podman.run("image", "inspect", image_id))[0]
     assert inspected["RootFS"]["Layers"] == [layer.diff_id for layer in archive.layers]
+
+
+# ------------------------------------------------------------------ artifacts are not docker-archive images
+
+
+def _oras_push(server: RegistryServer, tmp_path: Path, ref: str) -> None:
+    """``oras push`` of an SBOM file with oras-py: config ``application/vnd.unknown.config.v1+json``."""
+    import oras.client  # the test extra
+
+    sbom = tmp_path / "sbom.spdx.json"
+    sbom.write_text('{"spdxVersion":"SPDX-2.3","name":"interop"}')
+    client = oras.client.OrasClient(hostname=server.host, insecure=True)
+    client.push(target=f"{server.host}/{ref}", files=[f"{sbom}:application/spdx+json"],
+                disable_path_validation=True)
+
+
+def _sbom_layout(root: Path) -> None:
+    """An OCI 1.1 artifact (``artifactType``, the empty config) in a layout, tagged ``sbom``."""
+    blobs = root / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+
+    def put(data: bytes) -> str:
+        (blobs / hashlib.sha256(data).hexdigest()).write_bytes(data)
+        return _sha(data)
+
+    content = b'{"bomFormat":"CycloneDX"}'
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.cyclonedx+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": put(b"{}"), "size": 2},
+        "layers": [{"mediaType": "application/vnd.cyclonedx+json", "digest": put(content), "size": len(content)}],
+    }).encode()
+    entry = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": put(manifest),
+             "size": len(manifest), "annotations": {"org.opencontainers.image.ref.name": "sbom"}}
+    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+
+
+async def test_an_oras_artifact_is_refused_before_anything_is_written(http_registry: RegistryServer,
+                                                                     tmp_path: Path) -> None:
+    """skopeo refuses an artifact for docker-archive ("unsupported image-specific operation on
+    artifact"); regcopy too, naming its config media type, and writes no file (before: exit 0 and an
+    archive that podman load rejects with "rootFS is not set")."""
+    _oras_push(http_registry, tmp_path, "art/sbom:v1")
+    with pytest.raises(skopeo.SkopeoError, match="artifact"):
+        skopeo.run_skopeo("copy", *http_registry.skopeo_flags("src"), skopeo.docker_ref(http_registry, "art/sbom:v1"),
+                          f"docker-archive:{tmp_path / 'by-skopeo.tar'}:art/sbom:v1")
+    target = tmp_path / "out.tar"
+    async with make_client(http_registry) as client:
+        with pytest.raises(regcopy.StoreError, match=r"artifact \(config media type application/vnd\.unknown"):
+            await client.copy(f"{http_registry.host}/art/sbom:v1", f"docker-archive:{target}:art/sbom:v1")
+    assert sorted([p.name async for p in anyio.Path(tmp_path).iterdir()]) == ["sbom.spdx.json"]  # no archive, no spool
+
+
+async def test_an_oci_1_1_sbom_is_refused_naming_its_artifact_type(tmp_path: Path) -> None:
+    _sbom_layout(tmp_path / "layout")
+    async with regcopy.Client() as client:
+        with pytest.raises(regcopy.StoreError, match=r"artifactType application/vnd\.cyclonedx\+json"):
+            await client.copy(f"oci:{tmp_path / 'layout'}:sbom", f"docker-archive:{tmp_path / 'out.tar'}:x/sbom:v1")
+    assert not (tmp_path / "out.tar").exists()
+
+
+@pytest.mark.skipif(not podman_works(), reason="podman cannot run here (needs root and vfs storage)")
+async def test_podman_loads_the_docker_archive_regcopy_writes(http_registry: RegistryServer, tmp_path: Path,
+                                                              seed: Seeder) -> None:
+    """The positive side of the refusal: a container image written to docker-archive loads in podman."""
+    seed(http_registry, "oci", "interop/img", "v1")
+    target = tmp_path / "img.tar"
+    async with make_client(http_registry) as client:
+        await client.copy(f"{http_registry.host}/interop/img:v1", f"docker-archive:{target}:interop/img:v1")
+    with Podman(tmp_path / "podman") as podman:
+        assert "interop/img:v1" in podman.load(target)

@@ -16,13 +16,14 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import anyio
 
+from regcopy.convert import not_an_image
 from regcopy.digest import Digest
 from regcopy.errors import InvalidReference, StoreError
 from regcopy.manifest import DOCKER_CONFIG, DOCKER_MANIFEST, OCI_CONFIG, OCI_MANIFEST, Descriptor, Manifest
@@ -361,6 +362,18 @@ class DockerArchiveStore(_Archive):
             log.warning("%s: tag %r has no repository; the image is written without RepoTags", self.name, tag)
             return None
         return _familiar(f"{Reference.parse(self.ref).name}:{tag}")
+
+    def admit(self, manifests: Sequence[Manifest]) -> None:
+        """Refuse, before a blob is copied, what ``docker load`` and ``podman load`` cannot load: a
+        multi-platform index, or an artifact (an SBOM, a signature: c/image says "rootFS is not set")."""
+        root = manifests[-1]
+        if root.is_index:
+            raise StoreError(f"{self.name}: a docker-archive holds single-platform images, and {root.digest.short}"
+                             " is a multi-platform index; pass --platform to pick one")
+        for manifest in manifests:
+            why = not_an_image(manifest)
+            if why is not None:
+                raise StoreError(f"{self.name}: {why}; a docker-archive holds container images only")
 
     async def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
         self._writer()

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final, Literal, Protocol
 
+from regcopy.convert import OCI_LAYER_ZSTD
 from regcopy.digest import Digest, Hasher
 from regcopy.errors import StoreError
 from regcopy.manifest import DOCKER_LAYER, OCI_LAYER
@@ -35,9 +36,6 @@ from regcopy.stores.layout import CHUNK
 from regcopy.stores.tarfiles import TarMember
 
 __all__ = (
-    "DOCKER_LAYER_TAR",
-    "OCI_LAYER_TAR",
-    "OCI_LAYER_ZSTD",
     "Compression",
     "PreparedLayer",
     "prepare_layer",
@@ -48,9 +46,6 @@ __all__ = (
 log = logging.getLogger(__name__)
 
 Compression = Literal["gzip", "zstd", "none", "bzip2", "xz"]
-OCI_LAYER_ZSTD: Final = "application/vnd.oci.image.layer.v1.tar+zstd"
-OCI_LAYER_TAR: Final = "application/vnd.oci.image.layer.v1.tar"
-DOCKER_LAYER_TAR: Final = "application/vnd.docker.image.rootfs.diff.tar"
 
 # c/image pkg/compression/compression.go: the magic numbers it recognises.
 _MAGIC: Final[tuple[tuple[bytes, Compression], ...]] = (

@@ -11,7 +11,7 @@ repository of a store that a sync run shares between many images.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Protocol, runtime_checkable
 
@@ -21,7 +21,7 @@ from regcopy.digest import Digest
 from regcopy.manifest import Descriptor, Manifest
 from regcopy.reference import LocalLocation
 from regcopy.stores.archive import OciArchiveStore
-from regcopy.stores.base import BlobOpener, Committer, Destination, Source
+from regcopy.stores.base import Admitter, BlobOpener, Committer, Destination, Source
 from regcopy.stores.dockerarchive import DockerArchiveStore
 from regcopy.stores.layout import LayoutStore
 
@@ -157,6 +157,11 @@ class RepositoryView:
 
     async def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
         await self.store.put_manifest(manifest, None if tag is None else self._ref(tag))
+
+    def admit(self, manifests: Sequence[Manifest]) -> None:
+        """The store's own refusal (:class:`~regcopy.stores.base.Admitter`), before a blob moves."""
+        if isinstance(self.store, Admitter):
+            self.store.admit(manifests)
 
 
 def join_ref(path: str, ref: str) -> str:
