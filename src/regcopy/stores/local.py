@@ -1,4 +1,4 @@
-"""Local stores by location: ``oci:`` layouts, ``oci-archive:`` and ``docker-archive:`` tars.
+"""Local stores by location: ``oci:`` layouts, ``oci-archive:`` and ``docker-archive:`` tars, ``dir:`` images.
 
 Owns the mapping from a :class:`~regcopy.reference.LocalLocation` to its store and the store's life:
 :func:`open_local` opens (indexes an archive, loads a layout) and always closes, removing temp files
@@ -22,6 +22,7 @@ from regcopy.manifest import Descriptor, Manifest
 from regcopy.reference import LocalLocation
 from regcopy.stores.archive import OciArchiveStore
 from regcopy.stores.base import Admitter, BlobOpener, Committer, Destination, Source
+from regcopy.stores.directory import DirectoryStore
 from regcopy.stores.dockerarchive import DockerArchiveStore
 from regcopy.stores.layout import LayoutStore
 
@@ -45,7 +46,7 @@ class LocalStore(Source, Destination, Committer, Protocol):
 
 
 @asynccontextmanager
-async def open_local(location: LocalLocation, *, writable: bool) -> AsyncIterator[LocalStore]:
+async def open_local(location: LocalLocation, *, writable: bool, tree: bool = False) -> AsyncIterator[LocalStore]:
     """Open the store for ``location``; closed (temp files removed) when the block exits.
 
     Reading indexes an archive or loads a layout up front. Writing an archive spools blobs beside
@@ -59,11 +60,14 @@ async def open_local(location: LocalLocation, *, writable: bool) -> AsyncIterato
 
     :param location: the parsed location
     :param writable: open as a destination; read-only stores refuse writes with ``StoreError``
+    :param tree: a ``dir:`` location is a tree of image directories (a sync plan's), not one image
     :returns: an async context manager yielding the store
     :raises StoreError: missing or corrupt layout or archive (the message names the file)
     """
-    store: LayoutStore | OciArchiveStore | DockerArchiveStore
-    if location.transport == "oci":
+    store: LayoutStore | OciArchiveStore | DockerArchiveStore | DirectoryStore
+    if location.transport == "dir":
+        store = DirectoryStore(location.path, writable=writable, tree=tree)
+    elif location.transport == "oci":
         store = LayoutStore(location.path, location.ref, writable=writable)
     elif location.transport == "oci-archive":
         store = OciArchiveStore(location.path, location.ref, writable=writable)
