@@ -12,6 +12,7 @@
 
 __version__ = "0.1.0"
 
+from regcopy.artifacts import ReferrerPolicy, ReferrerTree
 from regcopy.client import Client, DeleteResult, copy
 from regcopy.credentials import (
     ChainCredentials,
@@ -97,6 +98,8 @@ __all__ = (
     "PruneRule",
     "RateLimited",
     "Reference",
+    "ReferrerPolicy",
+    "ReferrerTree",
     "RegcopyError",
     "RegistryError",
     "RegistrySettings",

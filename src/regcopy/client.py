@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,11 +22,12 @@ from typing import Any, Self
 import aiohttp
 import anyio
 
+from regcopy.artifacts import ReferrerPolicy, ReferrerTree, copy_to_many, copy_with_referrers, referrer_tree
 from regcopy.context import Pool, RunContext, SyncStores, open_plan_stores
 from regcopy.convert import Format
 from regcopy.credentials import CredentialStore, default_credentials
 from regcopy.digest import Digest
-from regcopy.engine import CopyResult, copy_image
+from regcopy.engine import CopyResult
 from regcopy.errors import (
     CopyFailed,
     InvalidReference,
@@ -34,6 +35,7 @@ from regcopy.errors import (
     NotFound,
     RegcopyError,
 )
+from regcopy.fanout import Target
 from regcopy.inspect import ImageInfo, image_info
 from regcopy.ledger import BlobLedger
 from regcopy.locations import is_local
@@ -48,6 +50,7 @@ from regcopy.retention import PrunePlan, PruneReport, load_prune, run_prune
 from regcopy.settings import Layer, Overrides, RegistrySettings, Settings, resolve
 from regcopy.stores.base import Source, UploadJournal
 from regcopy.stores.local import LocalStore, RepositoryView, local_identifier, open_local
+from regcopy.stores.referrers import RegistryFeatures
 from regcopy.stores.registry import RegistryStore, UploadPolicy
 from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import SyncOptions, SyncPlan
@@ -163,6 +166,10 @@ class Client:
         """The learned upload policy of ``registry``."""
         return self._pool.upload_policy(registry)
 
+    def features(self, registry: str) -> RegistryFeatures:
+        """What this client learned about ``registry`` (referrers API, mounts by digest alone)."""
+        return self._pool.features(registry)
+
     def registry_store(self, repo: Repository | Reference, *, writable: bool = False,
                        settings: RegistrySettings | None = None) -> RegistryStore:
         """A store for one registry repository."""
@@ -180,12 +187,12 @@ class Client:
     async def copy(self, src: str | Reference | LocalLocation, dst: str | Reference | LocalLocation, *,
                    platforms: Sequence[PlatformSpec] = (), jobs: int = 6, reporter: Reporter | None = None,
                    force: bool = False, src_settings: RegistrySettings | None = None,
-                   dst_settings: RegistrySettings | None = None, format: Format | None = None,
-                   preserve_digests: bool = False) -> CopyResult:
-        """Copy one image or index between any two locations.
+                   dst_settings: RegistrySettings | None = None, referrers: bool | ReferrerPolicy = True,
+                   format: Format | None = None, preserve_digests: bool = False) -> CopyResult:
+        """Copy one image or index between any two locations, with its referrers (signatures, SBOMs,
+        attestations: :mod:`regcopy.artifacts`).
 
-        Locations are registry references (``docker://`` optional) or ``oci:DIR[:REF]``,
-        ``oci-archive:FILE[:REF]``, ``docker-archive:FILE[:REF]`` (skopeo's syntax).
+        Locations: registries (``docker://`` optional), ``oci:``, ``oci-archive:``, ``docker-archive:``, ``dir:``.
 
         :param src: where to read; its tag or digest names the image (``latest`` when a registry
             reference has neither; a local store's only image when it has no ref)
@@ -196,7 +203,8 @@ class Client:
         :param force: push even when the destination tag already holds the same digest
         :param src_settings: settings of the source's host for this copy (default: the client's)
         :param dst_settings: settings of the destination's host for this copy (default: the client's)
-        :param format: convert the manifests to ``"oci"`` or ``"v2s2"`` (new digests: ``new_digest``)
+        :param referrers: copy every copied manifest's referrers (a :class:`ReferrerPolicy` filters types); False: none
+        :param format: ``"oci"`` or ``"v2s2"``: convert the manifests (new digests; no referrers follow)
         :param preserve_digests: refuse a copy that would change digests (``DigestsNotPreserved``, before writing)
         :raises RegcopyError: the copy failed; nothing incomplete is tagged
         """
@@ -206,17 +214,51 @@ class Client:
                 self._open(dst_loc, writable=True, settings=dst_settings) as destination:
             ident = await _identifier(src_loc, source)
             target_tag = _target_tag(dst_loc, ident)
-            result = await copy_image(
+            result = await copy_with_referrers(
                 source, destination, ident, target_tag=target_tag, platforms=[_platform(p) for p in platforms],
                 blob_jobs=jobs, reporter=reporter or null_reporter, ledger=self.ledger, force=force,
-                format=format, preserve_digests=preserve_digests,
-            )
+                policy=_policy(referrers if format is None else False), format=format,
+                preserve_digests=preserve_digests)
         if isinstance(dst_loc, Reference) and dst_loc.digest and str(dst_loc.digest) != result.digest:
             raise RegcopyError(f"destination digest {dst_loc.digest} differs from the copied {result.digest}")
-        # A docker-archive's classic layout has no registry manifest: one was built, so digests are new.
-        result.new_digest = result.new_digest or source.synthesized
+        result.new_digest = result.new_digest or source.synthesized  # a classic docker-archive's was built
         result.retries = self.retries() - retries_before
         return result
+
+    async def copy_fanout(self, src: str | Reference | LocalLocation,
+                          destinations: Sequence[str | Reference | LocalLocation], *,
+                          platforms: Sequence[PlatformSpec] = (), jobs: int = 6, reporter: Reporter | None = None,
+                          force: bool = False, referrers: bool | ReferrerPolicy = True,
+                          src_settings: RegistrySettings | None = None,
+                          dst_settings: Sequence[RegistrySettings | None] = ()) -> list[CopyResult | RegcopyError]:
+        """Copy one image to several destinations, reading each blob from the source once
+        (:mod:`regcopy.fanout`); destinations on one registry get one upload and then mounts.
+
+        :param dst_settings: per destination, in order, its host's settings for this copy (default: the client's)
+        :returns: per destination, in order, its result or the error that ended it (the others go on)
+        :raises RegcopyError: the source itself failed (nothing was written)
+        """
+        src_loc = _location(src)
+        dst_locs = [_location(d) for d in destinations]
+        settings = list(dst_settings) + [None] * (len(dst_locs) - len(dst_settings))
+        async with AsyncExitStack() as stack:
+            source = await stack.enter_async_context(self._open(src_loc, writable=False, settings=src_settings))
+            ident = await _identifier(src_loc, source)
+            targets = [Target(await stack.enter_async_context(self._open(loc, writable=True, settings=cfg)),
+                              _target_tag(loc, ident)) for loc, cfg in zip(dst_locs, settings, strict=True)]
+            await copy_to_many(source, targets, ident, policy=_policy(referrers), ledger=self.ledger,
+                               platforms=[_platform(p) for p in platforms], blob_jobs=jobs,
+                               reporter=reporter or null_reporter, force=force)
+        out: list[CopyResult | RegcopyError] = []
+        for target in targets:
+            if target.error is not None:
+                error = target.error
+                out.append(error if isinstance(error, RegcopyError) else RegcopyError(str(error)))
+            else:
+                assert target.result is not None
+                target.result.new_digest = target.result.new_digest or source.synthesized
+                out.append(target.result)
+        return out
 
     @asynccontextmanager
     async def _open(self, location: Reference | LocalLocation, *, writable: bool,
@@ -226,6 +268,16 @@ class Client:
                 yield store
         else:
             yield self.registry_store(location, writable=writable, settings=settings)
+
+    async def referrers(self, ref: str | Reference | LocalLocation, *, artifact_types: Sequence[str] = (),
+                        platforms: Sequence[PlatformSpec] = ()) -> ReferrerTree:
+        """What refers to an image and to each of its children (signatures, SBOMs, attestations), through
+        the referrers API, the fallback tag or cosign's tags; recursively."""
+        location = _location(ref)
+        async with self._open(location, writable=False, settings=None) as source:
+            ident = await _identifier(location, source)
+            return await referrer_tree(source, ident, ReferrerPolicy(artifact_types=tuple(artifact_types)),
+                                       platforms=[_platform(p) for p in platforms])
 
     async def copy_all_tags(self, src: str | Repository, dst: str | Repository, *, jobs: int = 6, images: int = 4,
                             reporter: Reporter | None = None, **kwargs: Any) -> list[CopyResult]:
@@ -478,6 +530,10 @@ def _registry_ref(value: str | Reference, *, default_tag: str | None) -> Referen
 
 def _platform(value: PlatformSpec) -> Platform:
     return value if isinstance(value, Platform) else Platform.parse(value)
+
+
+def _policy(value: bool | ReferrerPolicy) -> ReferrerPolicy:
+    return value if isinstance(value, ReferrerPolicy) else ReferrerPolicy(enabled=value)
 
 
 @dataclass(frozen=True, slots=True)

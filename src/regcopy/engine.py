@@ -45,6 +45,7 @@ from regcopy.stores.base import (
     BlobOpener,
     Committer,
     Destination,
+    DigestMounter,
     Mounter,
     RangeReader,
     Source,
@@ -52,8 +53,8 @@ from regcopy.stores.base import (
 )
 
 __all__ = (
-    "ByteBudget", "CopyResult", "ImagePlan", "Limits", "convert_plan", "copy_blob", "copy_image", "first_error",
-    "plan_image",
+    "ByteBudget", "CopyResult", "ImagePlan", "Limits", "blob_opener", "convert_plan", "copy_blob", "copy_image",
+    "describe_ref", "fail_fast", "first_error", "plan_image", "push_image",
 )
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ class CopyResult:
     retries: int = 0
     seconds: float = 0.0
     platforms: list[str] = field(default_factory=list)
+    referrers: dict[str, object] | None = None
+    """What the image's referrers came to (``artifacts.ReferrerReport.to_json()``), when they were asked for."""
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready dict of every field."""
@@ -197,7 +200,7 @@ async def _walk(
     for blob in manifest.blobs():
         blobs.setdefault(blob.digest, blob)
     children: list[Manifest] = []
-    async with _fail_fast(), anyio.create_task_group() as tg:
+    async with fail_fast(), anyio.create_task_group() as tg:
         for desc in manifest.children():
             if desc.digest in seen:
                 continue
@@ -232,6 +235,7 @@ async def copy_image(
     force: bool = False,
     plan: ImagePlan | None = None,
     limits: Limits = Limits(),
+    commit: bool = True,
     format: Format | None = None,
     preserve_digests: bool = False,
 ) -> CopyResult:
@@ -243,6 +247,8 @@ async def copy_image(
     :param force: push even when the destination tag already points at the same digest
     :param plan: a plan made earlier by :func:`plan_image` (saves fetching the manifests again)
     :param limits: run-wide blob and byte limits, on top of ``blob_jobs``
+    :param commit: commit a :class:`Committer` destination at the end (False: the caller commits,
+        after copying the image's referrers too)
     :param format: convert the manifests to ``oci`` or ``v2s2`` (new digests, ``new_digest`` in the result)
     :param preserve_digests: fail with :class:`DigestsNotPreserved`, before writing, when the destination
         would not hold the source's digests (a conversion, a new index, a synthesised manifest)
@@ -273,17 +279,18 @@ async def copy_image(
                 ledger.note(destination.storage_id, blob.digest, destination.repository)
         else:
             await _copy_blobs(source, destination, plan.blobs, blob_jobs, reporter, ledger, result, limits)
-            for child in plan.manifests:
-                await _push_manifest(destination, child, None, reporter, result)
-            await _push_manifest(destination, root, target_tag, reporter, result)
-            if isinstance(destination, Committer):
-                await destination.commit()
+            await push_image(destination, plan, target_tag, reporter, result, commit=commit)
     except BaseException as exc:
         reporter(ImageDone(result.source, result.destination, None, str(exc) or type(exc).__name__))
         raise
     result.seconds = round(time.monotonic() - started, 3)
     reporter(ImageDone(result.source, result.destination, result.digest, None))
     return result
+
+
+def describe_ref(source: Source, ref: str) -> str:
+    """``name@digest`` or ``name:tag`` for reports."""
+    return f"{source.name}@{ref}" if _is_digest(ref) else f"{source.name}:{ref}"
 
 
 def _is_digest(ref: str) -> bool:
@@ -293,6 +300,20 @@ def _is_digest(ref: str) -> bool:
     except InvalidReference:
         return False
     return True
+
+
+async def push_image(destination: Destination, plan: ImagePlan, tag: str | None, reporter: Reporter,
+                     result: CopyResult, *, commit: bool = True) -> None:
+    """Push ``plan``'s child manifests leaves first, then its root under ``tag``, then commit (every
+    blob must be present already).
+
+    :param commit: commit a :class:`Committer` now (False: the caller commits once, after more images)
+    """
+    for child in plan.manifests:
+        await _push_manifest(destination, child, None, reporter, result)
+    await _push_manifest(destination, plan.root, tag, reporter, result)
+    if commit and isinstance(destination, Committer):
+        await destination.commit()
 
 
 async def _push_manifest(
@@ -310,14 +331,14 @@ async def _copy_blobs(
     limiter = anyio.CapacityLimiter(max(1, jobs))
     # Big blobs first: the longest transfer starts earliest, small ones fill the gaps.
     ordered = sorted(blobs, key=lambda b: b.size, reverse=True)
-    async with _fail_fast(), anyio.create_task_group() as tg:
+    async with fail_fast(), anyio.create_task_group() as tg:
         for blob in ordered:
             tg.start_soon(_copy_blob_limited, limiter, limits, source, destination, blob, reporter, ledger,
                           result)
 
 
 @asynccontextmanager
-async def _fail_fast() -> AsyncIterator[None]:
+async def fail_fast() -> AsyncIterator[None]:
     """Unwrap a fail-fast task group's exception group into its first real error.
 
     Siblings cancelled by the first failure add nothing, so callers get the cause itself and
@@ -385,24 +406,28 @@ async def _maybe_bytes(budget: ByteBudget | None, size: int) -> AsyncIterator[No
 
 async def copy_blob(
     source: Source, destination: Destination, blob: Descriptor, *, reporter: Reporter = null_reporter,
-    ledger: BlobLedger,
+    ledger: BlobLedger, opener: BlobOpener | None = None,
 ) -> BlobAction:
     """Make one blob present in ``destination``: skip, mount, or upload it, once per storage.
 
     Single-flight per (storage, digest): a concurrent second caller waits for the first, then
     mounts from the repository the first one filled (or finds the blob present).
+
+    :param opener: where an upload reads the bytes (a fan-out's tee); default: the source, verified
     """
     key = (destination.storage_id, blob.digest)
-    action, shared = await ledger.flights.do(key, lambda: _copy_blob(source, destination, blob, reporter, ledger))
+    action, shared = await ledger.flights.do(
+        key, lambda: _copy_blob(source, destination, blob, reporter, ledger, opener))
     if shared:
         # Another copy moved this blob into another repository (or this one) just now:
         # the ledger knows where, so this repository mounts it or finds it present.
-        action = await _copy_blob(source, destination, blob, reporter, ledger)
+        action = await _copy_blob(source, destination, blob, reporter, ledger, opener)
     return action
 
 
 async def _copy_blob(
-    source: Source, destination: Destination, blob: Descriptor, reporter: Reporter, ledger: BlobLedger
+    source: Source, destination: Destination, blob: Descriptor, reporter: Reporter, ledger: BlobLedger,
+    opener: BlobOpener | None = None,
 ) -> BlobAction:
     decision = await ledger.decide(destination, blob, source.origin)
     action: BlobAction = "uploaded"
@@ -414,10 +439,8 @@ async def _copy_blob(
     else:  # nothing to mount from, or every candidate refused
         async with ledger.upload_lease(destination, blob) as leased:
             if not leased:  # another process moved it meanwhile: now it is present or mountable
-                return await _copy_blob(source, destination, blob, reporter, ledger)
-            reporter(BlobStarted(destination.name, str(blob.digest), blob.size))
-            await destination.put_blob(blob, _opener(source, destination.name, blob, reporter))
-            reporter(BlobDone(destination.name, str(blob.digest), blob.size))
+                return await _copy_blob(source, destination, blob, reporter, ledger, opener)
+            action = await _upload(source, destination, blob, reporter, opener)
     ledger.note(destination.storage_id, blob.digest, destination.repository)
     return action
 
@@ -436,8 +459,27 @@ async def _mount(
     return False
 
 
-def _opener(source: Source, dest_name: str, blob: Descriptor, reporter: Reporter) -> BlobOpener:
-    """The blob's opener: verified source bytes from any offset, sharing hash checkpoints across calls."""
+async def _upload(
+    source: Source, destination: Destination, blob: Descriptor, reporter: Reporter, opener: BlobOpener | None
+) -> BlobAction:
+    """Upload ``blob`` from ``opener`` (default: the source, verified); a :class:`DigestMounter` asks
+    its storage for the blob by digest alone on the way (then nothing is sent)."""
+    reporter(BlobStarted(destination.name, str(blob.digest), blob.size))
+    opener = opener or blob_opener(source, destination.name, blob, reporter)
+    if isinstance(destination, DigestMounter):
+        if await destination.put_or_mount(blob, opener):
+            # The storage held the blob under another repository this run knew nothing of.
+            reporter(BlobMounted(destination.name, str(blob.digest), blob.size, "(by digest)"))
+            return "mounted"
+    else:
+        await destination.put_blob(blob, opener)
+    reporter(BlobDone(destination.name, str(blob.digest), blob.size))
+    return "uploaded"
+
+
+def blob_opener(source: Source, dest_name: str, blob: Descriptor, reporter: Reporter) -> BlobOpener:
+    """The blob's opener: verified source bytes from any offset, sharing hash checkpoints across calls,
+    with progress events for ``dest_name``."""
     marks: list[Hasher] = []
 
     def opener(offset: int = 0, /) -> AsyncIterator[bytes]:
