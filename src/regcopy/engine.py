@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from regcopy.convert import Format, convert_manifests
 from regcopy.digest import Digest, Hasher, VerifyingStream
-from regcopy.errors import InvalidManifest, InvalidReference, RegcopyError
+from regcopy.errors import DigestsNotPreserved, InvalidManifest, InvalidReference, RegcopyError
 from regcopy.ledger import BlobAction, BlobLedger
 from regcopy.manifest import Descriptor, Manifest, Platform, build_index
 from regcopy.progress import (
@@ -40,6 +41,7 @@ from regcopy.progress import (
     null_reporter,
 )
 from regcopy.stores.base import (
+    Admitter,
     BlobOpener,
     Committer,
     Destination,
@@ -50,8 +52,10 @@ from regcopy.stores.base import (
     close_stream,
 )
 
-__all__ = ("ByteBudget", "CopyResult", "ImagePlan", "Limits", "blob_opener", "copy_blob", "copy_image",
-           "describe_ref", "fail_fast", "first_error", "plan_image", "push_image")
+__all__ = (
+    "ByteBudget", "CopyResult", "ImagePlan", "Limits", "blob_opener", "convert_plan", "copy_blob", "copy_image",
+    "describe_ref", "fail_fast", "first_error", "plan_image", "push_image",
+)
 
 log = logging.getLogger(__name__)
 _MAX_DEPTH = 8
@@ -128,6 +132,8 @@ class ImagePlan:
     blobs: list[Descriptor]
     built_index: bool = False
     """True when ``root`` is a new index built from a platform subset (a digest no source has)."""
+    converted: bool = False
+    """True when the manifests were converted to another format (``format=``): new digests."""
 
     @property
     def total_bytes(self) -> int:
@@ -151,6 +157,27 @@ async def plan_image(source: Source, ref: str, platforms: Sequence[Platform] = (
     await _walk(source, root, children, blobs, depth=0, seen={root.digest})
     built = root.digest != source_digest and root.is_index
     return ImagePlan(root, source_digest, children, list(blobs.values()), built)
+
+
+def convert_plan(plan: ImagePlan, target: Format) -> ImagePlan:
+    """``plan`` with its manifests in ``target`` format (:mod:`regcopy.convert`); blobs stay as they are.
+
+    :raises UnsupportedMediaType: a manifest cannot be said in ``target``
+    """
+    new = convert_manifests([*plan.manifests, plan.root], target)
+    root = new[plan.root.digest]
+    children = [new[m.digest] for m in plan.manifests]
+    changed = root.digest != plan.root.digest
+    return ImagePlan(root, plan.source_digest, children, plan.blobs, plan.built_index, plan.converted or changed)
+
+
+def _check_preserved(plan: ImagePlan, source: Source) -> None:
+    """Refuse a copy whose digests would not be the source's (before anything is written)."""
+    why = ("its manifests are converted to another format" if plan.converted else
+           "a platform subset of the index is a new index" if plan.built_index else
+           "the source's manifest was built by regcopy (a classic docker-archive)" if source.synthesized else None)
+    if why is not None:
+        raise DigestsNotPreserved(f"{source.name}: digests cannot be preserved: {why}")
 
 
 async def _filter_platforms(source: Source, root: Manifest, platforms: Sequence[Platform]) -> Manifest:
@@ -209,6 +236,8 @@ async def copy_image(
     plan: ImagePlan | None = None,
     limits: Limits = Limits(),
     commit: bool = True,
+    format: Format | None = None,
+    preserve_digests: bool = False,
 ) -> CopyResult:
     """Copy the image or index ``ref`` of ``source`` to ``destination`` under ``target_tag``.
 
@@ -220,20 +249,29 @@ async def copy_image(
     :param limits: run-wide blob and byte limits, on top of ``blob_jobs``
     :param commit: commit a :class:`Committer` destination at the end (False: the caller commits,
         after copying the image's referrers too)
+    :param format: convert the manifests to ``oci`` or ``v2s2`` (new digests, ``new_digest`` in the result)
+    :param preserve_digests: fail with :class:`DigestsNotPreserved`, before writing, when the destination
+        would not hold the source's digests (a conversion, a new index, a synthesised manifest)
     :raises RegcopyError: the first failure (siblings are cancelled; open uploads are aborted)
     """
     started = time.monotonic()
     ledger = ledger or BlobLedger()
     plan = plan or await plan_image(source, ref, platforms)
+    if format is not None:
+        plan = convert_plan(plan, format)
+    if preserve_digests:
+        _check_preserved(plan, source)
     root = plan.root
     result = CopyResult(
         source=f"{source.name}@{ref}" if _is_digest(ref) else f"{source.name}:{ref}",
         destination=f"{destination.name}:{target_tag}" if target_tag else destination.name,
         source_digest=str(plan.source_digest), digest=str(root.digest), tag=target_tag,
-        new_digest=plan.built_index, platforms=[str(p) for p in platforms],
+        new_digest=plan.built_index or plan.converted, platforms=[str(p) for p in platforms],
     )
     reporter(ImageStarted(result.source, result.destination, len(plan.blobs), plan.total_bytes))
     try:
+        if isinstance(destination, Admitter):
+            destination.admit([*plan.manifests, root])
         fresh = (destination.storage_id, destination.repository) in ledger.empty
         if not force and target_tag and not fresh and await destination.head(target_tag) == root.digest:
             result.up_to_date = True

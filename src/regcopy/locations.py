@@ -34,11 +34,11 @@ __all__ = (
     "parse_repository",
 )
 
-_LOCAL_PREFIXES = ("oci:", "oci-archive:", "docker-archive:")
+_LOCAL_PREFIXES = ("oci:", "oci-archive:", "docker-archive:", "dir:")
 
 
 def is_local(text: str) -> bool:
-    """Whether ``text`` names a local store (``oci:``, ``oci-archive:``, ``docker-archive:``)."""
+    """Whether ``text`` names a local store (``oci:``, ``oci-archive:``, ``docker-archive:``, ``dir:``)."""
     return text.startswith(_LOCAL_PREFIXES)
 
 
@@ -62,6 +62,11 @@ class LocalRepository:
         text = f"{self.location}:{self.path}"
         if self.location.transport == "docker-archive" and self.path.startswith("@"):
             raise InvalidReference(text, "a sync repository cannot be a source index @N", part="tag")
+        if self.location.transport == "dir":
+            # A tree of image directories (skopeo sync --dest dir): the path names directories.
+            if any(p in ("", ".", "..") or p.startswith(".") for p in self.path.split("/")):
+                raise InvalidReference(text, "empty, hidden or '..' directory names", part="path")
+            return
         LocalLocation(self.location.transport, self.location.path, self.path)  # the ref grammar
 
     @property

@@ -27,6 +27,7 @@ from regcopy.reference import Reference, parse_location
 
 if TYPE_CHECKING:
     from regcopy import ReferrerPolicy, UploadPolicy
+    from regcopy.convert import Format
     from regcopy.reference import Repository
     from regcopy.stores.registry import Strategy
 
@@ -43,6 +44,7 @@ __all__ = ()
 @click.option("--images", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Tags in flight with --all-tags.")
 @click.option("--force", is_flag=True, help="Push even when DST already holds the same digest.")
+@click.option("--format", "-f", "manifest_format", type=click.Choice(["oci", "v2s2"]), help="Convert manifests.")
 @click.option("--src-tls-verify", type=click.BOOL, default=None, is_flag=False, flag_value=True,
               help="false: allow http and unverified https for the source (skopeo compatible).")
 @click.option("--dest-tls-verify", type=click.BOOL, default=None, is_flag=False, flag_value=True,
@@ -62,13 +64,13 @@ __all__ = ()
 @output_option
 @verbose_option
 def _copy(src: str, dst: tuple[str, ...], all_tags: bool, platforms: tuple[str, ...], jobs: int, images: int,
-          force: bool, src_tls_verify: bool | None, dest_tls_verify: bool | None, src_cert_dir: str | None,
-          dest_cert_dir: str | None, ca_file: str | None, strategy: str, chunk_size: int, progress: str,
-          referrers: bool, artifact_types: tuple[str, ...], authfile: str | None, insecure: tuple[str, ...],
-          output: str, verbose: int) -> None:
+          force: bool, manifest_format: Format | None, src_tls_verify: bool | None, dest_tls_verify: bool | None,
+          src_cert_dir: str | None, dest_cert_dir: str | None, ca_file: str | None, strategy: str, chunk_size: int,
+          progress: str, referrers: bool, artifact_types: tuple[str, ...], authfile: str | None,
+          insecure: tuple[str, ...], output: str, verbose: int) -> None:
     """Copy an image or index from SRC to DST: registries (docker:// optional), oci:DIR[:REF],
-    oci-archive:FILE[:REF], docker-archive:FILE[:REF], with the signatures, SBOMs and attestations
-    that refer to it. Several DSTs get it from one read of SRC. Also `regcopy cp` (crane's name)."""
+    oci-archive:FILE[:REF], docker-archive:FILE[:REF], dir:DIR, with the signatures, SBOMs and
+    attestations that refer to it. Several DSTs get it from one read of SRC. Also `regcopy cp` (crane's name)."""
     from regcopy.cli._render import copy_summary
 
     setup_logging(verbose)
@@ -92,10 +94,11 @@ def _copy(src: str, dst: tuple[str, ...], all_tags: bool, platforms: tuple[str, 
                 if all_tags:
                     return await client.copy_all_tags(
                         _repo(src_loc), _repo(dst_loc), jobs=jobs, images=images, reporter=reporter,
-                        platforms=platforms, force=force, src_settings=src_settings, dst_settings=dst_settings)
+                        platforms=platforms, force=force, src_settings=src_settings, dst_settings=dst_settings,
+                        format=manifest_format)
                 return await client.copy(src_loc, dst_loc, platforms=platforms, jobs=jobs, reporter=reporter,
                                          force=force, src_settings=src_settings, dst_settings=dst_settings,
-                                         referrers=policy)
+                                         referrers=policy, format=manifest_format)
 
     result = run_async(run)
     results = result if isinstance(result, list) else [result]

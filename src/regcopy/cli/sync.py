@@ -38,9 +38,9 @@ __all__ = ()
 
 @click.command(name="sync")
 @click.argument("args", nargs=-1, required=True, metavar="PLAN | SOURCE DESTINATION")
-@click.option("--src", "src_kind", type=click.Choice(["docker", "yaml"]),
-              help="skopeo sync mode: SOURCE is a repository (docker) or a skopeo sync YAML file (yaml).")
-@click.option("--dest", "dest_kind", type=click.Choice(["docker"]), help="skopeo sync mode: DESTINATION kind.")
+@click.option("--src", "src_kind", type=click.Choice(["docker", "yaml", "dir"]),
+              help="skopeo sync mode: SOURCE is a repository, a skopeo sync YAML file or a dir: tree.")
+@click.option("--dest", "dest_kind", type=click.Choice(["docker", "dir"]), help="skopeo sync mode: DESTINATION kind.")
 @click.option("--scoped", is_flag=True, help="skopeo naming: keep the source registry and path under DESTINATION.")
 @click.option("--all", "-a", "all_platforms", is_flag=True,
               help="skopeo mode: every platform of an index (without it, only this machine's platform).")
@@ -137,14 +137,14 @@ def _sync_here(plan: SyncPlan, options: SyncOptions, flags: Layer | None, journa
 def _sync_plan(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, *, scoped: bool,
                all_platforms: bool) -> SyncPlan:
     """The plan ``regcopy sync`` runs: a plan file, or skopeo's ``--src``/``--dest`` form."""
-    from regcopy.sync import from_skopeo_docker, from_skopeo_yaml, load_plan
+    from regcopy.sync import load_plan
+    from regcopy.sync.skopeo import from_skopeo
 
     try:
         if src_kind or dest_kind:
             if len(args) != 2 or not src_kind or not dest_kind:
                 raise click.UsageError("skopeo mode needs --src, --dest, SOURCE and DESTINATION")
-            build = from_skopeo_yaml if src_kind == "yaml" else from_skopeo_docker
-            return build(args[0], args[1], scoped=scoped, all_platforms=all_platforms)
+            return from_skopeo(src_kind, dest_kind, args[0], args[1], scoped=scoped, all_platforms=all_platforms)
         if len(args) == 1:
             return load_plan(args[0])
         raise click.UsageError("give a plan file, or --src/--dest with SOURCE and DESTINATION")
