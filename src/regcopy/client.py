@@ -11,9 +11,10 @@ plan's ``registries:`` under the client's overrides (docs/architecture.md, "Sett
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType, TracebackType
@@ -27,7 +28,7 @@ from regcopy.context import Pool, RunContext, SyncStores, open_plan_stores
 from regcopy.convert import Format
 from regcopy.credentials import CredentialStore, default_credentials
 from regcopy.digest import Digest
-from regcopy.engine import CopyResult
+from regcopy.engine import CopyResult, plan_index_only
 from regcopy.errors import (
     CopyFailed,
     InvalidReference,
@@ -47,7 +48,7 @@ from regcopy.registry import TokenCache
 from regcopy.registry.manifests import catalog, tags_list
 from regcopy.registry.transport import PingResult, Transport
 from regcopy.retention import PrunePlan, PruneReport, load_prune, run_prune
-from regcopy.settings import Layer, Overrides, RegistrySettings, Settings, resolve
+from regcopy.settings import Layer, Overrides, RegistrySettings, Settings, host_cert_dir, resolve
 from regcopy.stores.base import Source, UploadJournal
 from regcopy.stores.local import LocalStore, RepositoryView, local_identifier, open_local
 from regcopy.stores.referrers import RegistryFeatures
@@ -59,7 +60,7 @@ from regcopy.sync.report import SyncReport
 from regcopy.sync.scheduler import PlannedImage, plan_images, run_sync
 from regcopy.sync.skopeo import host_platform as skopeo_host_platform
 
-__all__ = ("Client", "DeleteResult", "PlatformSpec", "copy", "host_platform")
+__all__ = ("Client", "DeleteResult", "PlatformSpec", "copy", "default_certs_d", "host_platform")
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ class Client:
     :param upload: default upload policy (copied per host; each host learns its own)
     :param overrides: per host, what wins over the defaults and over any plan's ``registries:``
         (settings fields, a credentials source, mirrors)
+    :param certs_d: where a host without its own ``cert_dir`` finds one, as ``ROOT/HOST[:PORT]``
+        (default: :func:`default_certs_d`, the directories skopeo, podman and docker read)
     """
 
     def __init__(
@@ -94,8 +97,10 @@ class Client:
         default_settings: RegistrySettings | None = None,
         upload: UploadPolicy | None = None,
         overrides: Mapping[str, Overrides] | None = None,
+        certs_d: Sequence[str] | None = None,
     ) -> None:
         self._session = session
+        self._certs_d = tuple(default_certs_d() if certs_d is None else certs_d)
         self._owns_session = session is None
         self._defaults = Settings(default_settings or RegistrySettings(), MappingProxyType(dict(settings or {})))
         self._overrides: Layer = MappingProxyType(dict(overrides or {}))
@@ -155,6 +160,8 @@ class Client:
 
     def _new_transport(self, registry: str, scheme: str | None, settings: RegistrySettings,
                        credentials: CredentialStore) -> Transport:
+        if settings.cert_dir is None and (found := host_cert_dir(registry, self._certs_d)):
+            settings = replace(settings, cert_dir=found)  # as skopeo and docker read certs.d/HOST[:PORT]
         return Transport(self.session, registry, settings, credentials, self.tokens, forced_scheme=scheme)
 
     def transport(self, registry: str, *, scheme: str | None = None,
@@ -188,7 +195,8 @@ class Client:
                    platforms: Sequence[PlatformSpec] = (), jobs: int = 6, reporter: Reporter | None = None,
                    force: bool = False, src_settings: RegistrySettings | None = None,
                    dst_settings: RegistrySettings | None = None, referrers: bool | ReferrerPolicy = True,
-                   format: Format | None = None, preserve_digests: bool = False) -> CopyResult:
+                   format: Format | None = None, preserve_digests: bool = False, index_only: bool = False,
+                   no_clobber: bool = False) -> CopyResult:
         """Copy one image or index between any two locations, with its referrers (signatures, SBOMs,
         attestations: :mod:`regcopy.artifacts`).
 
@@ -206,6 +214,8 @@ class Client:
         :param referrers: copy every copied manifest's referrers (a :class:`ReferrerPolicy` filters types); False: none
         :param format: ``"oci"`` or ``"v2s2"``: convert the manifests (new digests; no referrers follow)
         :param preserve_digests: refuse a copy that would change digests (``DigestsNotPreserved``, before writing)
+        :param index_only: an index alone, without its children (skopeo ``--multi-arch index-only``)
+        :param no_clobber: refuse to overwrite a destination tag that exists (crane ``copy --no-clobber``)
         :raises RegcopyError: the copy failed; nothing incomplete is tagged
         """
         src_loc, dst_loc = _location(src), _location(dst)
@@ -214,16 +224,13 @@ class Client:
                 self._open(dst_loc, writable=True, settings=dst_settings) as destination:
             ident = await _identifier(src_loc, source)
             target_tag = _target_tag(dst_loc, ident)
+            await _refuse_clobber(destination, target_tag, dst_loc) if no_clobber else None
             result = await copy_with_referrers(
                 source, destination, ident, target_tag=target_tag, platforms=[_platform(p) for p in platforms],
                 blob_jobs=jobs, reporter=reporter or null_reporter, ledger=self.ledger, force=force,
                 policy=_policy(referrers if format is None else False), format=format,
-                preserve_digests=preserve_digests)
-        if isinstance(dst_loc, Reference) and dst_loc.digest and str(dst_loc.digest) != result.digest:
-            raise RegcopyError(f"destination digest {dst_loc.digest} differs from the copied {result.digest}")
-        result.new_digest = result.new_digest or source.synthesized  # a classic docker-archive's was built
-        result.retries = self.retries() - retries_before
-        return result
+                preserve_digests=preserve_digests, plan=await plan_index_only(source, ident) if index_only else None)
+        return _checked(result, dst_loc, source.synthesized, self.retries() - retries_before)
 
     async def copy_fanout(self, src: str | Reference | LocalLocation,
                           destinations: Sequence[str | Reference | LocalLocation], *,
@@ -286,8 +293,10 @@ class Client:
         :raises CopyFailed: some tags failed (the others were copied)
         """
         src_repo, dst_repo = _repository(src), _repository(dst)
-        tags = await tags_list(self.transport(src_repo.registry, scheme=src_repo.scheme), src_repo.path)
-        await self._note_if_new(dst_repo)
+        # The listing uses the copy's own settings of each side, as every image copy of it does.
+        source = self.transport(src_repo.registry, scheme=src_repo.scheme, settings=kwargs.get("src_settings"))
+        tags = await tags_list(source, src_repo.path)
+        await self._note_if_new(dst_repo, kwargs.get("dst_settings"))
         results: list[CopyResult] = []
         errors: list[BaseException] = []
         limiter = anyio.CapacityLimiter(max(1, images))
@@ -308,10 +317,10 @@ class Client:
             raise CopyFailed(f"{len(errors)} of {len(tags)} tags failed", errors)
         return results
 
-    async def _note_if_new(self, repo: Repository) -> None:
+    async def _note_if_new(self, repo: Repository, settings: RegistrySettings | None = None) -> None:
         """Tell the ledger whether ``repo`` exists: a new repository holds only what a copy puts there,
         so its blob HEADs are certain 404s."""
-        target = self.registry_store(repo, writable=True)
+        target = self.registry_store(repo, writable=True, settings=settings)
         try:
             await tags_list(target.transport, repo.path)
             self.ledger.set_empty(target.storage_id, repo.path, False)
@@ -499,6 +508,23 @@ async def _identifier(location: Reference | LocalLocation, store: LocalStore | R
     return await local_identifier(location, store)
 
 
+def _checked(result: CopyResult, dst_loc: Reference | LocalLocation, synthesized: bool, retries: int) -> CopyResult:
+    """A copy's result, checked against a destination pinned by digest, with what the copy does not know."""
+    if isinstance(dst_loc, Reference) and dst_loc.digest and str(dst_loc.digest) != result.digest:
+        raise RegcopyError(f"destination digest {dst_loc.digest} differs from the copied {result.digest}")
+    result.new_digest = result.new_digest or synthesized  # a classic docker-archive's was built
+    result.retries = retries
+    return result
+
+
+async def _refuse_clobber(destination: LocalStore | RegistryStore, tag: str | None,
+                          location: Reference | LocalLocation) -> None:
+    """crane's ``--no-clobber``: an existing destination tag is never overwritten (whatever it holds)."""
+    digest = await destination.head(tag) if tag else None
+    if digest is not None:
+        raise RegcopyError(f"refusing to clobber existing tag {location}@{digest}")
+
+
 def _target_tag(location: Reference | LocalLocation, source_ident: str) -> str | None:
     """The destination tag: the location's own, else the source's tag (never a digest).
 
@@ -543,6 +569,18 @@ class DeleteResult:
     repository: str
     digest: str
     tags: list[str]
+
+
+def default_certs_d() -> tuple[str, ...]:
+    """The ``certs.d`` roots searched for a host's certificate directory: ``$REGCOPY_CERTS_D``
+    (``os.pathsep``-separated) when set, else ``~/.config/containers/certs.d``,
+    ``/etc/containers/certs.d`` and ``/etc/docker/certs.d`` (containers-certs.d(5), docker's
+    ``/etc/docker/certs.d``; the first that has the host wins, as in containers/image)."""
+    configured = os.environ.get("REGCOPY_CERTS_D")
+    if configured is not None:
+        return tuple(p for p in configured.split(os.pathsep) if p)
+    home = os.path.expanduser("~/.config/containers/certs.d")
+    return (home, "/etc/containers/certs.d", "/etc/docker/certs.d")
 
 
 def host_platform() -> Platform:

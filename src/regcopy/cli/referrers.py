@@ -26,12 +26,12 @@ from regcopy.cli._common import (
     setup_logging,
     verbose_option,
 )
-from regcopy.cli._flags import side_fields, side_settings
+from regcopy.cli._flags import side_settings
 from regcopy.errors import InvalidReference, RegcopyError
 from regcopy.reference import parse_location
 
 if TYPE_CHECKING:
-    from regcopy import ReferrerPolicy, UploadPolicy
+    from regcopy import Client, ReferrerPolicy
 
 __all__ = ("copy_many", "referrer_flags")
 
@@ -49,21 +49,19 @@ def referrer_flags(fn: F) -> F:
 
 
 def copy_many(src_loc: Any, dst_locs: list[Any], *, platforms: tuple[str, ...], jobs: int, force: bool,
-              policy: ReferrerPolicy, progress: str, authfile: str | None, insecure: tuple[str, ...], output: str,
-              upload: UploadPolicy, sides: tuple[Any, ...]) -> None:
-    """``copy SRC DST DST...``: one fan-out; every destination's outcome is printed, exit 1 if one failed.
+              policy: ReferrerPolicy, progress: str, output: str, new_client: Callable[[], Client],
+              src_fields: dict[str, Any], dst_fields: dict[str, Any]) -> None:
+    """``copy SRC DST DST...``: one fan-out; every destination's outcome is printed (none with ``output``
+    ``"quiet"``), exit 1 if one failed.
 
-    :param sides: ``--src-tls-verify``, ``--dest-tls-verify``, ``--src-cert-dir``, ``--dest-cert-dir``, ``--ca-file``
+    :param src_fields: the source side's settings fields for this copy (its flags); ``dst_fields`` likewise
     """
     from regcopy.cli._render import copy_summary
 
-    src_verify, dst_verify, src_certs, dst_certs, ca_file = sides
-
     async def run() -> list[Any]:
-        async with make_client(authfile, insecure, upload=upload) as client:
-            src_settings = side_settings(client.settings, src_loc, side_fields(src_verify, src_certs, ca_file))
-            dst_settings = [side_settings(client.settings, loc, side_fields(dst_verify, dst_certs, ca_file))
-                            for loc in dst_locs]
+        async with new_client() as client:
+            src_settings = side_settings(client.settings, src_loc, src_fields)
+            dst_settings = [side_settings(client.settings, loc, dst_fields) for loc in dst_locs]
             with progress_display(progress) as reporter:
                 return await client.copy_fanout(src_loc, dst_locs, platforms=platforms, jobs=jobs, force=force,
                                                 reporter=reporter, referrers=policy, src_settings=src_settings,
@@ -72,8 +70,9 @@ def copy_many(src_loc: Any, dst_locs: list[Any], *, platforms: tuple[str, ...], 
     results = list(zip(dst_locs, run_async(run), strict=True))
     data = [{"destination": str(d), "error": str(r)} if isinstance(r, RegcopyError) else r.to_json()
             for d, r in results]
-    emit(data, output, lambda: "\n".join(f"failed {d}: {r}" if isinstance(r, RegcopyError) else copy_summary(r)
-                                          for d, r in results))
+    if output != "quiet":
+        emit(data, output, lambda: "\n".join(f"failed {d}: {r}" if isinstance(r, RegcopyError) else copy_summary(r)
+                                              for d, r in results))
     if any(isinstance(r, RegcopyError) for _, r in results):
         sys.exit(EXIT_FAILED)
 
