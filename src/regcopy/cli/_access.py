@@ -22,10 +22,12 @@ from typing import Any, Final, TypeVar
 
 import click
 
-from regcopy.settings import Credentials, Overrides
+from regcopy.errors import ConfigError
+from regcopy.settings import Credentials, Overrides, cert_dir_contents
 
 __all__ = (
     "REFUSED",
+    "SYNC_REFUSED",
     "Access",
     "access_flags",
     "parse_duration",
@@ -55,13 +57,20 @@ class Access:
     registry_token: str | None = None
 
     def fields(self) -> dict[str, Any]:
-        """The :class:`~regcopy.settings.RegistrySettings` fields these flags set (only those given)."""
+        """The :class:`~regcopy.settings.RegistrySettings` fields these flags set (only those given).
+
+        :raises click.BadParameter: a ``cert-dir`` that is no directory or holds a half client pair
+        """
         out: dict[str, Any] = {}
         if self.tls_verify is False:
             out["scheme"] = "insecure"  # skopeo --tls-verify=false: unverified https or plain http
         elif self.tls_verify is True:
             out["scheme"] = "https"
         if self.cert_dir:
+            try:
+                cert_dir_contents(self.cert_dir)  # refuse an unusable directory now, not mid-copy
+            except ConfigError as exc:
+                raise click.BadParameter(str(exc), param_hint=f"'{self.flag}cert-dir'") from None
             out["cert_dir"] = self.cert_dir
         return out
 
@@ -235,15 +244,22 @@ REFUSED: Final = {
     "--dest-daemon-host": "regcopy has no docker-daemon: transport",
     "--additional-tag": "regcopy writes one tag per docker-archive",
 }
-"""skopeo's flags regcopy cannot honour, and why."""
+"""skopeo's ``copy`` flags regcopy cannot honour, and why."""
 
+SYNC_REFUSED: Final = {
+    **{name: REFUSED[name] for name in ("--sign-by", "--sign-by-sigstore-private-key", "--sign-passphrase-file")},
+    "--format": "regcopy sync does not convert manifests (regcopy copy --format does, image by image)",
+}
+"""skopeo's ``sync`` flags regcopy cannot honour, and why."""
+
+_SHORT: Final = {"--format": ("-f",)}
 _FLAG_ONLY: Final = ("--dest-compress", "--dest-decompress", "--dest-oci-accept-uncompressed-layers")
 
 
 def _refuse(ctx: click.Context, param: click.Parameter, value: Any) -> None:
     if value:
         name = param.opts[0]
-        raise click.UsageError(f"{name} is not supported: {REFUSED[name]}", ctx)
+        raise click.UsageError(f"{name} is not supported: {(REFUSED | SYNC_REFUSED)[name]}", ctx)
 
 
 def refused_flags(names: Iterable[str]) -> Callable[[F], F]:
@@ -252,8 +268,8 @@ def refused_flags(names: Iterable[str]) -> Callable[[F], F]:
 
     def decorate(fn: F) -> F:
         for name in names:
-            fn = click.option(name, is_flag=name in _FLAG_ONLY, hidden=True, expose_value=False, callback=_refuse,
-                              multiple=name not in _FLAG_ONLY)(fn)
+            fn = click.option(name, *_SHORT.get(name, ()), is_flag=name in _FLAG_ONLY, hidden=True,
+                              expose_value=False, callback=_refuse, multiple=name not in _FLAG_ONLY)(fn)
         return fn
 
     return decorate

@@ -4,13 +4,17 @@ parsers and the client are imported when the verb runs, not when help is shown."
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from regcopy.cli._access import SYNC_REFUSED, Access, access_flags, refused_flags, retry_fields, retry_flags
 from regcopy.cli._common import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -38,20 +42,22 @@ __all__ = ()
 
 @click.command(name="sync")
 @click.argument("args", nargs=-1, required=True, metavar="PLAN | SOURCE DESTINATION")
-@click.option("--src", "src_kind", type=click.Choice(["docker", "yaml", "dir"]),
+@click.option("--src", "-s", "src_kind", type=click.Choice(["docker", "yaml", "dir"]),
               help="skopeo sync mode: SOURCE is a repository, a skopeo sync YAML file or a dir: tree.")
-@click.option("--dest", "dest_kind", type=click.Choice(["docker", "dir"]), help="skopeo sync mode: DESTINATION kind.")
+@click.option("--dest", "-d", "dest_kind", type=click.Choice(["docker", "dir"]),
+              help="skopeo sync mode: DESTINATION kind.")
 @click.option("--scoped", is_flag=True, help="skopeo naming: keep the source registry and path under DESTINATION.")
 @click.option("--all", "-a", "all_platforms", is_flag=True,
               help="skopeo mode: every platform of an index (without it, only this machine's platform).")
-@click.option("--src-tls-verify", type=click.BOOL, default=None, is_flag=False, flag_value=True,
-              help="false: allow http and unverified https for the source registries.")
-@click.option("--dest-tls-verify", type=click.BOOL, default=None, is_flag=False, flag_value=True,
-              help="false: allow http and unverified https for the destination registries.")
-@click.option("--src-cert-dir", type=click.Path(file_okay=False), help="Source CA / client cert directory.")
-@click.option("--dest-cert-dir", type=click.Path(file_okay=False), help="Destination CA / client cert directory.")
-@click.option("--src-creds", metavar="USER:PASSWORD", help="Credentials for the source registries.")
-@click.option("--dest-creds", metavar="USER:PASSWORD", help="Credentials for the destination registries.")
+@click.option("--append-suffix", default="", metavar="SUFFIX", help="skopeo mode: append SUFFIX to each target tag.")
+@click.option("--keep-going", is_flag=True,
+              help="Do not stop at a failed image (regcopy always tries every image; failures exit 1).")
+@click.option("--preserve-digests", is_flag=True,
+              help="Refuse a plan that would change a digest (several platforms of an index make a new index).")
+@click.option("--remove-signatures", is_flag=True, help="Copy no signatures, SBOMs or attestations.")
+@access_flags("src")
+@access_flags("dest")
+@retry_flags
 @click.option("--dry-run", "--check", "dry_run", is_flag=True,
               help="Only plan: images to copy, blobs to upload/mount/skip, bytes; exit 1 if out of sync.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the JSON report here.")
@@ -68,48 +74,121 @@ __all__ = ()
               help="Bytes of blobs in flight over the whole run.")
 @click.option("--progress", type=click.Choice(["auto", "tty", "plain", "none"]), default="auto",
               show_default=True, help="Progress display on stderr.")
-@click.option("--retry-times", type=int, default=None, hidden=True, help="Accepted for skopeo compatibility.")
-@click.option("--preserve-digests", is_flag=True, hidden=True, help="Accepted for skopeo compatibility (always).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress and no summary (errors and -o json still print).")
+@refused_flags(SYNC_REFUSED)
 @scale_flags
 @authfile_option
 @insecure_option
 @output_option
 @verbose_option
-def _sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, scoped: bool, all_platforms: bool,
-         src_tls_verify: bool | None, dest_tls_verify: bool | None, src_cert_dir: str | None,
-         dest_cert_dir: str | None, src_creds: str | None, dest_creds: str | None, dry_run: bool,
-         report_path: str | None, state_path: str | None, no_state: bool, images: int, jobs: int, blobs: int,
-         bytes_in_flight: int, progress: str,
-         retry_times: int | None, preserve_digests: bool, shard: str | None, shards: int | None, ledger: str | None,
-         redis_url: str | None, detach: bool, run_id: str | None, big_image: int, authfile: str | None,
-         insecure: tuple[str, ...], output: str, verbose: int) -> None:
+def _sync(args: tuple[str, ...], **options: Any) -> None:
     """Mirror many repositories: `regcopy sync PLAN.yaml`, or skopeo's form
-    `regcopy sync --src docker|yaml --dest docker [--scoped] [--all] SOURCE DESTINATION`.
+    `regcopy sync --src docker|yaml|dir --dest docker|dir [--scoped] [--all] SOURCE DESTINATION`.
     Scale-out: `--shard I/N` or `--shards N` (static), `--redis URL` (workers: `regcopy worker`)."""
     from regcopy.cli._render import sync_summary
-    from regcopy.settings import stack
     from regcopy.sync import SyncOptions
 
-    setup_logging(verbose)
-    plan = _sync_plan(args, src_kind, dest_kind, scoped=scoped, all_platforms=all_platforms)
-    # The command line's flags win over the plan's registries: (docs/architecture.md, "Settings resolution").
-    flags = stack(side_layer(plan, "src", src_tls_verify, src_cert_dir, src_creds),
-                  side_layer(plan, "dest", dest_tls_verify, dest_cert_dir, dest_creds))
-    options = SyncOptions(images=images, blob_jobs=jobs, blobs=blobs, bytes_in_flight=bytes_in_flight,
-                          dry_run=dry_run)
-    scale = ScaleFlags(shard, shards, ledger, redis_url, detach, run_id, big_image)
+    o = _SyncFlags(**options)
+    setup_logging(o.verbose)
+    plan = _adjusted(_sync_plan(args, o.src_kind, o.dest_kind, scoped=o.scoped, all_platforms=o.all_platforms), o)
+    flags = _flags_layer(plan, o)
+    options_ = SyncOptions(images=o.images, blob_jobs=o.jobs, blobs=o.blobs, bytes_in_flight=o.bytes_in_flight,
+                           dry_run=o.dry_run)
+    progress, output = ("none" if o.quiet else o.progress), o.output
+    scale = ScaleFlags(o.shard, o.shards, o.ledger, o.redis_url, o.detach, o.run_id, o.big_image)
     if scale.any:
-        scaled_sync(cli_hooks(authfile, insecure, flags), scale, plan, plan_file=None if src_kind else args[0],
-                    options=options, report_path=report_path, state_path=state_path, no_state=no_state,
+        scaled_sync(cli_hooks(o.authfile, o.insecure, flags), scale, plan, plan_file=None if o.src_kind else args[0],
+                    options=options_, report_path=o.report_path, state_path=o.state_path, no_state=o.no_state,
                     progress=progress, output=output)
         return
-    if state_path is None and report_path and not no_state:
-        state_path = f"{report_path}.state"
-    journal = _open_journal(state_path) if state_path and not no_state and not dry_run else None
-    report = _sync_here(plan, options, flags, journal, report_path, progress, authfile, insecure)
-    emit(report.to_json(), output, lambda: sync_summary(report))
-    if not report.ok or (dry_run and (report.out_of_sync or report.extra_tags)):
+    state_path = o.state_path
+    if state_path is None and o.report_path and not o.no_state:
+        state_path = f"{o.report_path}.state"
+    journal = _open_journal(state_path) if state_path and not o.no_state and not o.dry_run else None
+    report = _sync_here(plan, options_, flags, journal, o.report_path, progress, o.authfile, o.insecure)
+    if not (o.quiet and output != "json"):
+        emit(report.to_json(), output, lambda: sync_summary(report))
+    if not report.ok or (o.dry_run and (report.out_of_sync or report.extra_tags)):
         sys.exit(EXIT_FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class _SyncFlags:
+    """Every option of ``sync``, typed (click hands them over as keywords)."""
+
+    src_kind: str | None
+    dest_kind: str | None
+    scoped: bool
+    all_platforms: bool
+    append_suffix: str
+    keep_going: bool
+    preserve_digests: bool
+    remove_signatures: bool
+    src_access: Access
+    dest_access: Access
+    retry_times: int | None
+    retry_delay: float | None
+    dry_run: bool
+    report_path: str | None
+    state_path: str | None
+    no_state: bool
+    images: int
+    jobs: int
+    blobs: int
+    bytes_in_flight: int
+    progress: str
+    quiet: bool
+    shard: str | None
+    shards: int | None
+    ledger: str | None
+    redis_url: str | None
+    detach: bool
+    run_id: str | None
+    big_image: int
+    authfile: str | None
+    insecure: tuple[str, ...]
+    output: str
+    verbose: int
+
+
+_SUFFIX = re.compile(r"[A-Za-z0-9_.-]*")
+
+
+def _adjusted(plan: SyncPlan, o: _SyncFlags) -> SyncPlan:
+    """The plan with the skopeo flags that change its entries: ``--append-suffix``, ``--remove-signatures``;
+    ``--preserve-digests`` checked (regcopy sync never converts: only a subset of several platforms of an
+    index, which builds a new index, would change a digest)."""
+    if not _SUFFIX.fullmatch(o.append_suffix):
+        fail(f"--append-suffix {o.append_suffix!r}: a tag may hold only letters, digits, '_', '.' and '-'",
+             EXIT_USAGE)
+    if o.preserve_digests:
+        for entry in plan.entries:
+            if len(entry.platforms) > 1:
+                fail(f"--preserve-digests: {entry.name} keeps {len(entry.platforms)} platforms of each index, "
+                     "which makes new indexes (new digests)", EXIT_USAGE)
+    changes: dict[str, Any] = {}
+    if o.append_suffix:
+        changes["tag_suffix"] = o.append_suffix
+    if o.remove_signatures:
+        changes["referrers"] = False
+    if not changes:
+        return plan
+    return dataclasses.replace(plan, entries=tuple(dataclasses.replace(e, **changes) for e in plan.entries))
+
+
+def _flags_layer(plan: SyncPlan, o: _SyncFlags) -> Layer:
+    """The command line's flags for the plan's hosts; they win over the plan's ``registries:``
+    (docs/architecture.md, "Settings resolution"). The retry flags apply to both sides."""
+    from regcopy.settings import stack
+
+    retry = retry_fields(o.retry_times, o.retry_delay)
+    src = side_layer(plan, "src", o.src_access, retry)
+    dest = side_layer(plan, "dest", o.dest_access, retry)
+    for host in src.keys() & dest.keys():
+        ours, theirs = src[host].credentials, dest[host].credentials
+        if ours is not None and theirs is not None and ours != theirs:
+            fail(f"the source and destination are both on {host}: give that host one set of credentials", EXIT_USAGE)
+    return stack(src, dest)
 
 
 def _sync_here(plan: SyncPlan, options: SyncOptions, flags: Layer | None, journal: SyncJournal | None,

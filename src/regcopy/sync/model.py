@@ -65,6 +65,7 @@ class SyncEntry:
     :ivar referrers: copy what refers to each image (signatures, SBOMs, attestations); their tags
         are never selected, filtered or deleted as images
     :ivar artifact_types: only referrers of these artifact types (empty: all)
+    :ivar tag_suffix: appended to each selected tag at the target (skopeo sync ``--append-suffix``)
     """
 
     name: str
@@ -78,6 +79,7 @@ class SyncEntry:
     delete_extra: DeleteExtra | None = None
     referrers: bool = True
     artifact_types: tuple[str, ...] = ()
+    tag_suffix: str = ""
 
     def __post_init__(self) -> None:
         repository = (Repository, LocalRepository)
