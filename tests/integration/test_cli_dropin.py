@@ -338,3 +338,14 @@ def test_cert_dir_reads_every_ca_and_the_client_pair(registry_factory: Any, seed
     (certs / "client.cert").write_text("x")
     broken = _regcopy(["copy", "--src-tls-verify=false", "--dest-cert-dir", str(certs), *refs], tmp_path)
     assert broken.returncode == 2 and "client.key" in broken.stderr and "Traceback" not in broken.stderr
+
+
+def test_copy_all_tags_lists_with_the_sides_own_settings(registry_factory: Any, seed: Any, tmp_path: Path) -> None:
+    """copy --all-tags with a side's flags (--src-cert-dir) copies every tag; that the listing itself uses
+    the side's settings is tests/integration/test_copy.py::test_copy_all_tags_uses_each_sides_settings."""
+    src, dst = registry_factory("https"), registry_factory("http")
+    one, two = seed(src, "oci", "src/app"), seed(src, "docker", "src/app")
+    out = _regcopy(["copy", "--all-tags", "--src-cert-dir", str(src.cert_dir), "--dest-tls-verify=false",
+                    f"{src.host}/src/app", f"{dst.host}/dst/app"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert _tags(dst, "dst/app") == {"oci": one, "docker": two}
