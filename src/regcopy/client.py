@@ -383,15 +383,16 @@ class Client:
 
     async def inspect(self, ref: str | Reference | LocalLocation, *,
                       platform: PlatformSpec | None = None) -> ImageInfo:
-        """Platform, creation time, labels and layers of an image (of one platform of an index).
+        """Platform, creation time, labels, run settings and layers of an image (of one platform of an index).
 
-        Without ``platform``, an index is resolved to this machine's platform, as skopeo does.
+        Without ``platform``, an index is resolved to this machine's platform, as skopeo does; the
+        result's ``digest`` is the index's (skopeo's ``Digest``), ``manifest_digest`` the chosen image's.
         """
         async with self._reading(ref) as (store, ident, name):
-            manifest = await store.resolve(ident)
+            manifest = root = await store.resolve(ident)
             if manifest.is_index:
                 manifest = await pick_platform(store, manifest, _platform(platform or host_platform()))
-            return image_info(name, manifest, await config_bytes(store, manifest))
+            return image_info(name, manifest, await config_bytes(store, manifest), digest=str(root.digest))
 
     async def tag(self, ref: str | Reference, new_tag: str) -> Digest:
         """Point ``new_tag`` (same repository) at what ``ref`` points to: one manifest PUT, no blob traffic."""

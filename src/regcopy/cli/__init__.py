@@ -29,12 +29,15 @@ __all__ = ("ALIASES", "COMMANDS", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_USAGE
 
 COMMANDS: Final[Mapping[str, str]] = {
     "catalog": "regcopy.cli.query:_catalog",
+    "config": "regcopy.cli.image:_config",
     "copy": "regcopy.cli.copy:_copy",
     "delete": "regcopy.cli.edit:_delete",
     "digest": "regcopy.cli.query:_digest",
     "inspect": "regcopy.cli.image:_inspect",
+    "list-tags": "regcopy.cli.query:_list_tags",
     "ls": "regcopy.cli.query:_ls",
     "manifest": "regcopy.cli.image:_manifest",
+    "manifest-digest": "regcopy.cli.image:_manifest_digest",
     "ping": "regcopy.cli.query:_ping",
     "prune": "regcopy.cli.edit:_prune",
     "referrers": "regcopy.cli.referrers:_referrers",

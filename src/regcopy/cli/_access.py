@@ -30,6 +30,7 @@ __all__ = (
     "SYNC_REFUSED",
     "Access",
     "access_flags",
+    "hosts_of",
     "parse_duration",
     "refused_flags",
     "retry_fields",
@@ -122,6 +123,23 @@ class Access:
         return {host: Overrides(settings, credentials) for host in hosts}
 
 
+def hosts_of(*texts: str) -> list[str]:
+    """The registry hosts of a verb's references or repositories (none for a local location, or for text
+    that does not parse, which the verb itself then reports)."""
+    from regcopy.errors import InvalidReference
+    from regcopy.reference import Reference, parse_location
+
+    hosts = []
+    for text in texts:
+        try:
+            location = parse_location(text, default_tag="latest")
+        except InvalidReference:
+            continue
+        if isinstance(location, Reference):
+            hosts.append(location.registry)
+    return hosts
+
+
 def access_flags(side: str = "") -> Callable[[F], F]:
     """Add one side's flags (``side`` ``"src"``, ``"dest"``, or ``""`` for a verb with one registry)
     and hand the command an :class:`Access` as ``<side>_access`` (``access`` for ``""``).
@@ -129,7 +147,7 @@ def access_flags(side: str = "") -> Callable[[F], F]:
     The one-registry form has no ``--authfile`` of its own: the verb's ``--authfile`` is the client's.
     """
     k = f"{side}_" if side else ""
-    names = [f.name for f in fields(Access) if f.name != "flag"]
+    names = [f.name for f in fields(Access) if f.name != "flag" and (side or f.name != "authfile")]
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
