@@ -1,0 +1,100 @@
+"""The familiar verbs (skopeo's and crane's names) and the housekeeping verbs' access flags, end to end
+against real registries; where skopeo has the same verb, its output is the reference."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from test_cli_dropin import _regcopy  # type: ignore[import-not-found]
+
+from servers import skopeo
+from servers.registry import RegistryServer
+
+
+def _skopeo_json(*args: str) -> Any:
+    return json.loads(skopeo.run_skopeo(*args).stdout)
+
+
+def test_inspect_of_an_index_like_skopeo(http_registry: RegistryServer, seed: Any, tmp_path: Path) -> None:
+    """The digest is the index's (skopeo's Digest); the chosen platform's manifest is shown beside it, with
+    the config's Env, Labels, layers and platform as skopeo reports them."""
+    index = seed(http_registry, "multi", "src/app")
+    ref = f"docker://{http_registry.host}/src/app:multi"
+    theirs = _skopeo_json("inspect", "--tls-verify=false", ref)
+    out = _regcopy(["inspect", "-o", "json", ref], tmp_path)
+    assert out.returncode == 0, out.stderr
+    ours = json.loads(out.stdout)
+    assert ours["digest"] == theirs["Digest"] == index
+    child = skopeo.inspect_digest(http_registry, f"src/app@{ours['manifest_digest']}")
+    assert ours["manifest_digest"] == child != index  # the chosen child, fetched by its digest
+    assert (ours["os"], ours["architecture"]) == (theirs["Os"], theirs["Architecture"])
+    assert [layer["digest"] for layer in ours["layers"]] == theirs["Layers"]
+    assert ours["env"] == theirs["Env"] and ours["labels"] == (theirs["Labels"] or {})
+    assert ours["created"] == theirs["Created"] or ours["created"].startswith(theirs["Created"][:19])
+    text = _regcopy(["inspect", ref], tmp_path).stdout
+    assert f"digest     {index}" in text and f"manifest   {child}" in text and "env        PATH=" in text
+
+
+def test_inspect_of_an_image_shows_its_config(http_registry: RegistryServer, seed: Any, tmp_path: Path) -> None:
+    digest = seed(http_registry, "oci", "src/app")
+    ref = f"docker://{http_registry.host}/src/app:oci"
+    ours = json.loads(_regcopy(["inspect", "-o", "json", ref], tmp_path).stdout)
+    assert ours["digest"] == ours["manifest_digest"] == digest and ours["labels"] == {"kind": "oci"}
+    raw_config = skopeo.run_skopeo("inspect", "--tls-verify=false", "--config", "--raw", ref).stdout
+    config = _regcopy(["inspect", "--config", ref], tmp_path)
+    assert config.returncode == 0 and config.stdout.encode() == raw_config  # byte for byte
+    assert _regcopy(["config", ref], tmp_path).stdout.encode() == raw_config  # crane's name
+    assert hashlib.sha256(raw_config).hexdigest() == ours["config_digest"].removeprefix("sha256:")
+    raw = _regcopy(["inspect", "--raw", ref], tmp_path).stdout.encode()
+    assert raw == skopeo.inspect_raw(http_registry, "src/app:oci")
+
+
+def test_list_tags_like_skopeo(basic_registry: RegistryServer, seed: Any, tmp_path: Path) -> None:
+    """skopeo's JSON shape, through the housekeeping verbs' --cert-dir and --creds."""
+    seed(basic_registry, "oci", "src/app")
+    seed(basic_registry, "docker", "src/app")
+    flags = basic_registry.skopeo_flags()
+    ref = f"docker://{basic_registry.host}/src/app"
+    theirs = _skopeo_json("list-tags", *flags, ref)
+    out = _regcopy(["list-tags", *flags, ref], tmp_path)
+    assert out.returncode == 0, out.stderr
+    ours = json.loads(out.stdout)
+    assert ours["Repository"] == theirs["Repository"]
+    assert sorted(ours["Tags"]) == sorted(theirs["Tags"]) == ["docker", "oci"]
+    anonymous = _regcopy(["list-tags", "--cert-dir", str(basic_registry.cert_dir), ref], tmp_path)
+    assert anonymous.returncode == 1 and "Traceback" not in anonymous.stderr
+
+
+def test_housekeeping_verbs_take_the_access_flags(basic_registry: RegistryServer, seed: Any, tmp_path: Path) -> None:
+    digest = seed(basic_registry, "oci", "src/app")
+    seed(basic_registry, "multi", "src/app", f"sha256-{'a' * 64}")  # a tag shaped like a referrer fallback
+    assert basic_registry.username is not None and basic_registry.password is not None
+    access = ["--cert-dir", str(basic_registry.cert_dir), "--username", basic_registry.username,
+              "--password", basic_registry.password]
+    host = basic_registry.host
+    assert _regcopy(["digest", *access, f"{host}/src/app:oci"], tmp_path).stdout.strip() == digest
+    ls = _regcopy(["ls", *access, "--full-ref", "--omit-digest-tags", f"{host}/src/app"], tmp_path)
+    assert ls.returncode == 0 and ls.stdout.split() == [f"{host}/src/app:oci"], ls.stderr
+    every = _regcopy(["ls", *access, f"{host}/src/app"], tmp_path).stdout.split()
+    assert every == sorted(["oci", f"sha256-{'a' * 64}"])
+    catalog = _regcopy(["catalog", *access, "--full-ref", host], tmp_path)
+    assert catalog.returncode == 0 and catalog.stdout.split() == [f"{host}/src/app"], catalog.stderr
+    manifest = _regcopy(["manifest", *access, f"{host}/src/app:oci"], tmp_path)
+    assert "sha256:" + hashlib.sha256(manifest.stdout.encode()).hexdigest() == digest
+    ping = _regcopy(["ping", "--cert-dir", str(basic_registry.cert_dir), "--tls-verify=true", host], tmp_path)
+    assert ping.returncode == 0 and "https" in ping.stdout, ping.stderr
+    wrong = _regcopy(["digest", "--cert-dir", str(basic_registry.cert_dir), "--creds", "alice:nope",
+                      f"{host}/src/app:oci"], tmp_path)
+    assert wrong.returncode == 1 and "nope" not in wrong.stderr
+
+
+def test_manifest_digest_like_skopeo(http_registry: RegistryServer, seed: Any, tmp_path: Path) -> None:
+    seed(http_registry, "dockerlist", "src/app")
+    manifest = tmp_path / "manifest.json"
+    manifest.write_bytes(skopeo.inspect_raw(http_registry, "src/app:dockerlist"))
+    theirs = skopeo.run_skopeo("manifest-digest", str(manifest)).stdout.decode().strip()
+    out = _regcopy(["manifest-digest", str(manifest)], tmp_path)
+    assert out.returncode == 0 and out.stdout.strip() == theirs
