@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_cli_dropin import _regcopy  # type: ignore[import-not-found]
 
 from servers import skopeo
@@ -98,3 +102,57 @@ def test_manifest_digest_like_skopeo(http_registry: RegistryServer, seed: Any, t
     theirs = skopeo.run_skopeo("manifest-digest", str(manifest)).stdout.decode().strip()
     out = _regcopy(["manifest-digest", str(manifest)], tmp_path)
     assert out.returncode == 0 and out.stdout.strip() == theirs
+
+
+def _login_env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REGISTRY_", "DOCKER_", "XDG_"))}
+    runtime = tmp / "runtime"
+    runtime.mkdir(exist_ok=True)
+    return env | {"HOME": str(tmp), "XDG_RUNTIME_DIR": str(runtime), "REGCOPY_CERTS_D": ""}
+
+
+def _run(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "regcopy", *args], capture_output=True, text=True, input=stdin,
+                          timeout=120, check=False, env=env)
+
+
+@pytest.mark.parametrize("mode", ["basic", "token"])
+def test_login_writes_what_skopeo_login_writes(mode: str, registry_factory: Any, seed: Any, tmp_path: Path) -> None:
+    server = registry_factory(mode)
+    seed(server, "oci", "src/app")
+    assert server.username is not None and server.password is not None
+    theirs = tmp_path / "skopeo-auth.json"
+    skopeo.run_skopeo("login", "--authfile", str(theirs), "--cert-dir", str(server.cert_dir), "--username",
+                      server.username, "--password", server.password, server.host)
+    env = _login_env(tmp_path)
+    certs = ["--cert-dir", str(server.cert_dir)]
+    out = _run(["login", *certs, "-u", server.username, "--password-stdin", server.host], env, server.password + "\n")
+    assert out.returncode == 0 and "Login Succeeded" in out.stdout, out.stderr
+    ours = tmp_path / "runtime" / "containers" / "auth.json"  # podman's and skopeo's default file
+    assert json.loads(ours.read_text())["auths"] == json.loads(theirs.read_text())["auths"]
+    assert ours.stat().st_mode & 0o777 == 0o600
+    # Both tools read it: regcopy by its default search, skopeo with --authfile.
+    ls = _run(["ls", *certs, f"{server.host}/src/app"], env)
+    assert ls.returncode == 0 and ls.stdout.split() == ["oci"], ls.stderr
+    assert skopeo.list_tags(server, "src/app", authfile=ours) == ["oci"]
+    # A refused password writes nothing; logout removes the entry, and a second logout says so.
+    before = ours.read_text()
+    wrong = _run(["login", *certs, "-u", server.username, "--password-stdin", server.host], env, "nope\n")
+    assert wrong.returncode == 1 and ours.read_text() == before and "nope" not in wrong.stderr
+    assert _run(["logout", server.host], env).returncode == 0
+    assert server.host not in json.loads(ours.read_text())["auths"]
+    again = _run(["logout", server.host], env)
+    assert again.returncode == 1 and "not logged into" in again.stderr
+
+
+def test_login_to_docker_config_with_authfile(basic_registry: RegistryServer, tmp_path: Path) -> None:
+    """--authfile names docker's config.json: its other keys are kept."""
+    assert basic_registry.username is not None and basic_registry.password is not None
+    config = tmp_path / ".docker" / "config.json"
+    config.parent.mkdir()
+    config.write_text(json.dumps({"auths": {"other.example": {"auth": "eDp5"}}, "credsStore": "desktop"}))
+    out = _run(["login", "--authfile", str(config), "--cert-dir", str(basic_registry.cert_dir), "-u",
+                basic_registry.username, "-p", basic_registry.password, basic_registry.host], _login_env(tmp_path))
+    assert out.returncode == 0, out.stderr
+    data = json.loads(config.read_text())
+    assert data["credsStore"] == "desktop" and set(data["auths"]) == {"other.example", basic_registry.host}

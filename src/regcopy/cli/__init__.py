@@ -35,6 +35,8 @@ COMMANDS: Final[Mapping[str, str]] = {
     "digest": "regcopy.cli.query:_digest",
     "inspect": "regcopy.cli.image:_inspect",
     "list-tags": "regcopy.cli.query:_list_tags",
+    "login": "regcopy.cli.auth:_login",
+    "logout": "regcopy.cli.auth:_logout",
     "ls": "regcopy.cli.query:_ls",
     "manifest": "regcopy.cli.image:_manifest",
     "manifest-digest": "regcopy.cli.image:_manifest_digest",
