@@ -11,7 +11,6 @@ plan's ``registries:`` under the client's overrides (docs/architecture.md, "Sett
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
@@ -48,7 +47,7 @@ from regcopy.registry import TokenCache
 from regcopy.registry.manifests import catalog, tags_list
 from regcopy.registry.transport import PingResult, Transport
 from regcopy.retention import PrunePlan, PruneReport, load_prune, run_prune
-from regcopy.settings import Layer, Overrides, RegistrySettings, Settings, host_cert_dir, resolve
+from regcopy.settings import Layer, Overrides, RegistrySettings, Settings, default_certs_d, host_cert_dir, resolve
 from regcopy.stores.base import Source, UploadJournal
 from regcopy.stores.local import LocalStore, RepositoryView, local_identifier, open_local
 from regcopy.stores.referrers import RegistryFeatures
@@ -60,7 +59,7 @@ from regcopy.sync.report import SyncReport
 from regcopy.sync.scheduler import PlannedImage, plan_images, run_sync
 from regcopy.sync.skopeo import host_platform as skopeo_host_platform
 
-__all__ = ("Client", "DeleteResult", "PlatformSpec", "copy", "default_certs_d", "host_platform")
+__all__ = ("Client", "DeleteResult", "PlatformSpec", "copy", "host_platform")
 
 log = logging.getLogger(__name__)
 
@@ -403,11 +402,11 @@ class Client:
         await store.put_manifest(manifest, target.tag)
         return manifest.digest
 
-    async def delete(self, ref: str | Reference) -> DeleteResult:
+    async def delete(self, ref: str | Reference, *, dry_run: bool = False) -> DeleteResult:
         """Delete a manifest by digest; a tag is resolved to its digest first.
 
         Every tag pointing at that digest goes with it (distribution deletes the manifest, not the tag):
-        the result lists them so callers can tell the user.
+        the result lists them so callers can tell the user. ``dry_run``: only find them, delete nothing.
 
         :raises Unsupported: deletes are disabled on the registry (405 UNSUPPORTED)
         :raises ManifestNotFound: no such tag or digest
@@ -418,7 +417,8 @@ class Client:
         if digest is None:
             raise ManifestNotFound(f"{r} not found", registry=r.registry)
         tags = await self._tags_pointing_at(store, digest)
-        await store.delete_manifest(digest)
+        if not dry_run:
+            await store.delete_manifest(digest)
         return DeleteResult(f"{r.registry}/{r.repository}", str(digest), tags)
 
     async def _tags_pointing_at(self, store: RegistryStore, digest: Digest) -> list[str]:
@@ -570,18 +570,6 @@ class DeleteResult:
     repository: str
     digest: str
     tags: list[str]
-
-
-def default_certs_d() -> tuple[str, ...]:
-    """The ``certs.d`` roots searched for a host's certificate directory: ``$REGCOPY_CERTS_D``
-    (``os.pathsep``-separated) when set, else ``~/.config/containers/certs.d``,
-    ``/etc/containers/certs.d`` and ``/etc/docker/certs.d`` (containers-certs.d(5), docker's
-    ``/etc/docker/certs.d``; the first that has the host wins, as in containers/image)."""
-    configured = os.environ.get("REGCOPY_CERTS_D")
-    if configured is not None:
-        return tuple(p for p in configured.split(os.pathsep) if p)
-    home = os.path.expanduser("~/.config/containers/certs.d")
-    return (home, "/etc/containers/certs.d", "/etc/docker/certs.d")
 
 
 def host_platform() -> Platform:

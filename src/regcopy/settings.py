@@ -25,6 +25,7 @@ asks a RegistrySettings for (its CA files and certificate directory). Secrets ne
 from __future__ import annotations
 
 import ipaddress
+import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -44,6 +45,7 @@ __all__ = (
     "SchemeMode",
     "Settings",
     "cert_dir_contents",
+    "default_certs_d",
     "host_cert_dir",
     "is_local_host",
     "resolve",
@@ -192,6 +194,18 @@ def _ssl_context(verify: bool, ca_file: str | None, cert: str | None, key: str |
             ctx.verify_mode = ssl.CERT_NONE
         _CONTEXTS[recipe] = ctx
     return ctx
+
+
+def default_certs_d() -> tuple[str, ...]:
+    """The ``certs.d`` roots searched for a host's certificate directory: ``$REGCOPY_CERTS_D``
+    (``os.pathsep``-separated) when set, else ``~/.config/containers/certs.d``,
+    ``/etc/containers/certs.d`` and ``/etc/docker/certs.d`` (containers-certs.d(5), docker's
+    ``/etc/docker/certs.d``; the first that has the host wins, as in containers/image)."""
+    configured = os.environ.get("REGCOPY_CERTS_D")
+    if configured is not None:
+        return tuple(p for p in configured.split(os.pathsep) if p)
+    home = os.path.expanduser("~/.config/containers/certs.d")
+    return (home, "/etc/containers/certs.d", "/etc/docker/certs.d")
 
 
 def host_cert_dir(host: str, roots: tuple[str, ...]) -> str | None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from regcopy.cli._access import Access, access_flags
 from regcopy.cli._common import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -23,7 +24,7 @@ from regcopy.cli._common import (
     setup_logging,
     verbose_option,
 )
-from regcopy.errors import ConfigError
+from regcopy.errors import ConfigError, InvalidReference
 
 __all__ = ()
 
@@ -51,25 +52,45 @@ def _tag(reference: str, new_tag: str, authfile: str | None, insecure: tuple[str
 
 @click.command(name="delete")
 @click.argument("reference")
+@click.option("--dry-run", is_flag=True, help="Only say what would go: the digest and every tag on it.")
+@click.option("--yes", "-y", is_flag=True, help="Delete even when other tags point at the same digest.")
+@access_flags()
 @authfile_option
 @insecure_option
 @output_option
 @verbose_option
-def _delete(reference: str, authfile: str | None, insecure: tuple[str, ...], output: str, verbose: int) -> None:
-    """Delete the manifest REFERENCE points to (a tag is resolved to its digest; every tag on it goes)."""
+def _delete(reference: str, dry_run: bool, yes: bool, access: Access, authfile: str | None,
+            insecure: tuple[str, ...], output: str, verbose: int) -> None:
+    """Delete the manifest REFERENCE points to (a tag is resolved to its digest). Every tag on that digest
+    goes with it (the registry deletes manifests, not tags): when tags other than REFERENCE's would go,
+    they are listed and nothing is deleted without --yes."""
+    from regcopy.reference import Reference
+
     setup_logging(verbose)
+    try:
+        ref = Reference.parse(reference.removeprefix("docker://"), default_tag="latest")
+    except InvalidReference as exc:
+        fail(str(exc), EXIT_USAGE)
 
-    async def run() -> Any:
-        async with make_client(authfile, insecure) as client:
-            return await client.delete(reference)
+    async def run(dry: bool) -> Any:
+        async with make_client(authfile, insecure, access.layer([ref.registry])) as client:
+            return await client.delete(ref, dry_run=dry)
 
-    result = run_async(run)
+    preview = run_async(lambda: run(True))
+    others = [t for t in preview.tags if t != ref.tag]
+    if not dry_run and others and not yes:
+        fail(f"{preview.repository}@{preview.digest} is also tagged {', '.join(others)}: deleting it deletes "
+             "those tags too; say --yes to delete them all", EXIT_USAGE)
+    result = preview if dry_run else run_async(lambda: run(False))
+    data = {"repository": result.repository, "digest": result.digest, "tags": result.tags, "dry_run": dry_run}
+    emit(data, output, lambda: _delete_text(result, dry_run))
 
-    def text() -> str:
-        tags = ", ".join(result.tags) or "none"
-        return f"deleted {result.repository}@{result.digest} (tags that pointed at it, now gone: {tags})"
 
-    emit({"repository": result.repository, "digest": result.digest, "tags": result.tags}, output, text)
+def _delete_text(result: Any, dry_run: bool) -> str:
+    tags = ", ".join(result.tags) or "none"
+    if dry_run:
+        return f"would delete {result.repository}@{result.digest} (and the tags on it: {tags})"
+    return f"deleted {result.repository}@{result.digest} (tags that pointed at it, now gone: {tags})"
 
 
 @click.command(name="prune")
