@@ -26,7 +26,7 @@ from regcopy.artifacts import ReferrerPolicy, ReferrerTree, copy_to_many, copy_w
 from regcopy.context import Pool, RunContext, SyncStores, open_plan_stores
 from regcopy.convert import Format
 from regcopy.credentials import CredentialStore, default_credentials
-from regcopy.digest import Digest
+from regcopy.digest import Digest, VerifyingStream
 from regcopy.engine import CopyResult, plan_index_only
 from regcopy.errors import (
     CopyFailed,
@@ -44,6 +44,7 @@ from regcopy.manifest import Manifest, Platform
 from regcopy.progress import Reporter, null_reporter
 from regcopy.reference import LocalLocation, Reference, Repository, parse_location
 from regcopy.registry import TokenCache
+from regcopy.registry.blobs import blob_chunks
 from regcopy.registry.manifests import catalog, tags_list
 from regcopy.registry.transport import PingResult, Transport
 from regcopy.retention import PrunePlan, PruneReport, load_prune, run_prune
@@ -379,6 +380,17 @@ class Client:
             if manifest.is_index:
                 manifest = await pick_platform(store, manifest, _platform(platform or host_platform()))
             return await config_bytes(store, manifest)
+
+    async def blob(self, ref: str | Reference, write: Callable[[bytes], object]) -> int:
+        """Stream the blob ``REPOSITORY@DIGEST`` into ``write`` (crane ``blob``), verified as it flows
+        (:class:`~regcopy.errors.DigestMismatch`); returns the byte count."""
+        r = _registry_ref(ref, default_tag=None)
+        if r.digest is None:
+            raise InvalidReference(str(ref), "a blob is named by its digest: REPOSITORY@sha256:...", part="digest")
+        stream = VerifyingStream(blob_chunks(self.registry_store(r).transport, r.repository, r.digest, None), r.digest)
+        async for chunk in stream:
+            write(chunk)
+        return stream.hasher.size
 
     async def inspect(self, ref: str | Reference | LocalLocation, *,
                       platform: PlatformSpec | None = None) -> ImageInfo:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli_dropin import _regcopy  # type: ignore[import-not-found]
+from test_cli_dropin import _digest, _regcopy  # type: ignore[import-not-found]
 
 from servers import skopeo
 from servers.registry import RegistryServer
@@ -156,3 +156,42 @@ def test_login_to_docker_config_with_authfile(basic_registry: RegistryServer, tm
     assert out.returncode == 0, out.stderr
     data = json.loads(config.read_text())
     assert data["credsStore"] == "desktop" and set(data["auths"]) == {"other.example", basic_registry.host}
+
+
+def test_blob_writes_the_verified_bytes(basic_registry: RegistryServer, seed: Any, tmp_path: Path) -> None:
+    seed(basic_registry, "oci", "src/app")
+    manifest = json.loads(skopeo.inspect_raw(basic_registry, "src/app:oci"))
+    layer = manifest["layers"][0]
+    access = basic_registry.skopeo_flags()
+    out = subprocess.run([sys.executable, "-m", "regcopy", "blob", *access,
+                          f"{basic_registry.host}/src/app@{layer['digest']}"], capture_output=True, timeout=120,
+                         check=False, env=_login_env(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout) == layer["size"] and "sha256:" + hashlib.sha256(out.stdout).hexdigest() == layer["digest"]
+    tagged = _regcopy(["blob", *access, f"{basic_registry.host}/src/app:oci"], tmp_path)
+    assert tagged.returncode == 2 and "digest" in tagged.stderr
+
+
+def test_copy_no_clobber_and_index_only(http_registry: RegistryServer, seed: Any, tmp_path: Path) -> None:
+    """--no-clobber (crane) refuses an existing destination tag, whatever it holds; --multi-arch index-only
+    (skopeo) copies the index alone once its images are at the destination, and is refused before."""
+    host = http_registry.host
+    oci = seed(http_registry, "oci", "src/app")
+    index = seed(http_registry, "multi", "src/app")
+    first = _regcopy(["copy", "--no-clobber", f"{host}/src/app:oci", f"{host}/dst/app:v1"], tmp_path)
+    assert first.returncode == 0, first.stderr
+    again = _regcopy(["copy", "--no-clobber", f"{host}/src/app:multi", f"{host}/dst/app:v1"], tmp_path)
+    assert again.returncode == 1 and "clobber" in again.stderr
+    assert _digest(http_registry, "dst/app:v1") == oci
+    alone = _regcopy(["copy", "--multi-arch", "index-only", f"{host}/src/app:multi", f"{host}/idx/app:m"], tmp_path)
+    assert alone.returncode == 1 and _digest(http_registry, "idx/app:m") is None
+    for child in json.loads(skopeo.inspect_raw(http_registry, "src/app:multi"))["manifests"]:
+        pushed = _regcopy(["copy", f"{host}/src/app@{child['digest']}", f"{host}/idx/app@{child['digest']}"],
+                          tmp_path)
+        assert pushed.returncode == 0, pushed.stderr
+    out = _regcopy(["copy", "--multi-arch", "index-only", f"{host}/src/app:multi", f"{host}/idx/app:m"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert _digest(http_registry, "idx/app:m") == index
+    both = _regcopy(["copy", "-a", "--platform", "linux/amd64", f"{host}/src/app:multi", f"{host}/x/app:m"],
+                    tmp_path)
+    assert both.returncode == 2 and "contradict" in both.stderr

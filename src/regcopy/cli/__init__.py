@@ -28,6 +28,7 @@ from regcopy.cli._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, fail
 __all__ = ("ALIASES", "COMMANDS", "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_USAGE", "LazyGroup", "cli", "main")
 
 COMMANDS: Final[Mapping[str, str]] = {
+    "blob": "regcopy.cli.image:_blob",
     "catalog": "regcopy.cli.query:_catalog",
     "config": "regcopy.cli.image:_config",
     "copy": "regcopy.cli.copy:_copy",

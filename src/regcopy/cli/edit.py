@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from regcopy.cli._access import Access, access_flags
+from regcopy.cli._access import Access, access_flags, hosts_of
 from regcopy.cli._common import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -32,17 +32,18 @@ __all__ = ()
 @click.command(name="tag")
 @click.argument("reference")
 @click.argument("new_tag")
+@access_flags()
 @authfile_option
 @insecure_option
 @output_option
 @verbose_option
-def _tag(reference: str, new_tag: str, authfile: str | None, insecure: tuple[str, ...], output: str,
+def _tag(reference: str, new_tag: str, access: Access, authfile: str | None, insecure: tuple[str, ...], output: str,
          verbose: int) -> None:
     """Point NEW_TAG (same repository) at REFERENCE: one manifest PUT, no blob traffic."""
     setup_logging(verbose)
 
     async def run() -> str:
-        async with make_client(authfile, insecure) as client:
+        async with make_client(authfile, insecure, access.layer(hosts_of(reference))) as client:
             return str(await client.tag(reference, new_tag))
 
     digest_text = run_async(run)

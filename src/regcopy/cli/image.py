@@ -68,6 +68,25 @@ async def _config_bytes(reference: str, platform: str | None, access: Access, au
         return await client.config(reference, platform=platform)
 
 
+@click.command(name="blob")
+@click.argument("reference", metavar="REPOSITORY@DIGEST")
+@access_flags()
+@authfile_option
+@insecure_option
+@verbose_option
+def _blob(reference: str, access: Access, authfile: str | None, insecure: tuple[str, ...], verbose: int) -> None:
+    """Write the blob REPOSITORY@DIGEST to stdout (crane blob), checked against its digest as it flows."""
+    setup_logging(verbose)
+    out = sys.stdout.buffer
+
+    async def run() -> int:
+        async with make_client(authfile, insecure, access.layer(hosts_of(reference))) as client:
+            return await client.blob(reference, out.write)
+
+    run_async(run)
+    out.flush()
+
+
 @click.command(name="manifest-digest")
 @click.argument("path", type=click.Path(dir_okay=False, exists=True, allow_dash=True))
 def _manifest_digest(path: str) -> None:
