@@ -113,8 +113,8 @@ def _fill(flags: Flags, values: dict[str, str]) -> list[str]:
     return [f.format(**values) for f in flags]
 
 
-def _regcopy(args: list[str], tmp: Path) -> subprocess.CompletedProcess[str]:
-    """``regcopy ARGS`` with no credentials or certificate directories but what ARGS name."""
+def _regcopy(args: list[str], tmp: Path, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    """``regcopy ARGS`` with no credentials or certificate directories but what ARGS (or ``extra_env``) name."""
     empty = tmp / "regcopy-empty-auth.json"
     empty.write_text('{"auths": {}}')
     home = tmp / "regcopy-home"
@@ -122,6 +122,7 @@ def _regcopy(args: list[str], tmp: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REGISTRY_", "DOCKER_", "XDG_"))}
     env.update(HOME=str(home), REGISTRY_AUTH_FILE=str(empty), REGCOPY_CERTS_D="", DOCKER_CONFIG=str(home / ".docker"),
                XDG_RUNTIME_DIR=str(home / "run"))
+    env.update(extra_env)
     return subprocess.run([sys.executable, "-m", "regcopy", *args], capture_output=True, text=True, timeout=180,
                           check=False, env=env, stdin=subprocess.DEVNULL)
 
@@ -349,3 +350,17 @@ def test_copy_all_tags_lists_with_the_sides_own_settings(registry_factory: Any, 
                     f"{src.host}/src/app", f"{dst.host}/dst/app"], tmp_path)
     assert out.returncode == 0, out.stderr
     assert _tags(dst, "dst/app") == {"oci": one, "docker": two}
+
+
+def test_a_broken_certs_d_directory_is_a_clear_error(registry_factory: Any, seed: Any, tmp_path: Path) -> None:
+    """A client certificate without its key in certs.d/HOST:PORT (found only when the transport is made,
+    inside the copy's task group) ends as one clear usage error, not an exception group's dump."""
+    src, dst = registry_factory("http"), registry_factory("https")
+    seed(src, "oci", "src/app")
+    broken = tmp_path / "certs.d" / dst.host
+    broken.mkdir(parents=True)
+    (broken / "client.cert").write_text("x")
+    out = _regcopy(["copy", "--src-tls-verify=false", f"{src.host}/src/app:oci", f"{dst.host}/d/app:oci"],
+                   tmp_path, REGCOPY_CERTS_D=str(tmp_path / "certs.d"))
+    assert out.returncode == 2 and "client.key" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and "+-" not in out.stderr

@@ -53,6 +53,25 @@ def run_async(fn: Callable[[], Awaitable[T]]) -> T:
         fail(str(exc), EXIT_USAGE)
     except RegcopyError as exc:
         fail(str(exc), EXIT_FAILED)
+    except BaseExceptionGroup as group:
+        # A task group's failure (a bad certificate directory met by every transport at once): its
+        # first regcopy error speaks for it; anything else is a bug and is raised as it is.
+        first = _first_regcopy_error(group)
+        if first is None:
+            raise
+        fail(str(first), EXIT_USAGE if isinstance(first, (InvalidReference, ConfigError)) else EXIT_FAILED)
+
+
+def _first_regcopy_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    from regcopy.errors import RegcopyError
+
+    matched, rest = group.split(RegcopyError)
+    if matched is None or rest is not None:
+        return None
+    leaf: BaseException = matched
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf
 
 
 def setup_logging(verbose: int) -> None:

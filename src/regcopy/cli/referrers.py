@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from regcopy.cli._access import Access, access_flags, hosts_of
 from regcopy.cli._common import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -82,12 +83,13 @@ def copy_many(src_loc: Any, dst_locs: list[Any], *, platforms: tuple[str, ...], 
 @click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]",
               help="Only these platforms of an index (repeatable). Default: all.")
 @_artifact_type_option
+@access_flags()
 @authfile_option
 @insecure_option
 @output_option
 @verbose_option
-def _referrers(ref: str, platforms: tuple[str, ...], artifact_types: tuple[str, ...], authfile: str | None,
-               insecure: tuple[str, ...], output: str, verbose: int) -> None:
+def _referrers(ref: str, platforms: tuple[str, ...], artifact_types: tuple[str, ...], access: Access,
+               authfile: str | None, insecure: tuple[str, ...], output: str, verbose: int) -> None:
     """List what refers to REF and to each of its children: signatures, SBOMs, attestations (the
     referrers API, the fallback tag or cosign's tags), as a tree with artifact types and digests."""
     from regcopy.cli._render import referrer_tree_text
@@ -99,7 +101,7 @@ def _referrers(ref: str, platforms: tuple[str, ...], artifact_types: tuple[str, 
         fail(str(exc), EXIT_USAGE)
 
     async def run() -> Any:
-        async with make_client(authfile, insecure) as client:
+        async with make_client(authfile, insecure, access.layer(hosts_of(ref))) as client:
             return await client.referrers(location, artifact_types=artifact_types, platforms=platforms)
 
     tree = run_async(run)
