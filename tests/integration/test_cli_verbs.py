@@ -195,3 +195,17 @@ def test_copy_no_clobber_and_index_only(http_registry: RegistryServer, seed: Any
     both = _regcopy(["copy", "-a", "--platform", "linux/amd64", f"{host}/src/app:multi", f"{host}/x/app:m"],
                     tmp_path)
     assert both.returncode == 2 and "contradict" in both.stderr
+
+
+def test_prune_takes_the_access_flags(basic_registry: RegistryServer, seed: Any, tmp_path: Path) -> None:
+    seed(basic_registry, "oci", "src/app", "1.0.0")
+    seed(basic_registry, "docker", "src/app", "2.0.0")
+    plan = tmp_path / "prune.yaml"
+    plan.write_text(f"prune:\n  - repository: {basic_registry.host}/src/app\n    keep_latest: 1\n")
+    access = basic_registry.skopeo_flags()
+    out = _regcopy(["prune", str(plan), *access, "-o", "json"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["dry_run"] is True and "1.0.0" in out.stdout
+    anonymous = _regcopy(["prune", str(plan), "--cert-dir", str(basic_registry.cert_dir), "-o", "json"], tmp_path)
+    assert anonymous.returncode == 1

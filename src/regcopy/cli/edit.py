@@ -102,12 +102,14 @@ def _delete_text(result: Any, dry_run: bool) -> str:
 @click.option("--cap", type=click.IntRange(0), default=None, help="At most N manifest deletions in this run.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the JSON report here.")
 @click.option("--show-kept", is_flag=True, help="List the kept tags too, with the reason.")
+@access_flags()
 @authfile_option
 @insecure_option
 @output_option
 @verbose_option
 def _prune(plan_path: str, dry_run: bool | None, yes: bool, cap: int | None, report_path: str | None,
-           show_kept: bool, authfile: str | None, insecure: tuple[str, ...], output: str, verbose: int) -> None:
+           show_kept: bool, access: Access, authfile: str | None, insecure: tuple[str, ...], output: str,
+           verbose: int) -> None:
     """Delete tags by a retention PLAN (a prune plan, or a sync plan with a prune section): keep the
     latest N by semver or created time, protected tags and anything newer than an age. A dry run
     unless --yes or --no-dry-run."""
@@ -127,7 +129,8 @@ def _prune(plan_path: str, dry_run: bool | None, yes: bool, cap: int | None, rep
     report = PruneReport(dry_run=dry)
 
     async def run() -> None:
-        async with make_client(authfile, insecure) as client:
+        hosts = sorted({rule.scope.registry for rule in plan.rules})  # the flags speak for every host of the plan
+        async with make_client(authfile, insecure, access.layer(hosts)) as client:
             try:
                 await client.prune(plan, dry_run=dry, cap=cap, report=report)
             except anyio.get_cancelled_exc_class():
