@@ -39,7 +39,7 @@ from regcopy.fanout import Target
 from regcopy.inspect import ImageInfo, image_info
 from regcopy.ledger import BlobLedger
 from regcopy.locations import is_local
-from regcopy.lookup import config_bytes, pick_platform
+from regcopy.lookup import config_bytes, pick_platform, refuse_clobber
 from regcopy.manifest import Manifest, Platform
 from regcopy.progress import Reporter, null_reporter
 from regcopy.reference import LocalLocation, Reference, Repository, parse_location
@@ -224,7 +224,7 @@ class Client:
                 self._open(dst_loc, writable=True, settings=dst_settings) as destination:
             ident = await _identifier(src_loc, source)
             target_tag = _target_tag(dst_loc, ident)
-            await _refuse_clobber(destination, target_tag, dst_loc) if no_clobber else None
+            await refuse_clobber(destination, target_tag, str(dst_loc)) if no_clobber else None
             result = await copy_with_referrers(
                 source, destination, ident, target_tag=target_tag, platforms=[_platform(p) for p in platforms],
                 blob_jobs=jobs, reporter=reporter or null_reporter, ledger=self.ledger, force=force,
@@ -528,14 +528,6 @@ def _checked(result: CopyResult, dst_loc: Reference | LocalLocation, synthesized
     result.new_digest = result.new_digest or synthesized  # a classic docker-archive's was built
     result.retries = retries
     return result
-
-
-async def _refuse_clobber(destination: LocalStore | RegistryStore, tag: str | None,
-                          location: Reference | LocalLocation) -> None:
-    """crane's ``--no-clobber``: an existing destination tag is never overwritten (whatever it holds)."""
-    digest = await destination.head(tag) if tag else None
-    if digest is not None:
-        raise RegcopyError(f"refusing to clobber existing tag {location}@{digest}")
 
 
 def _target_tag(location: Reference | LocalLocation, source_ident: str) -> str | None:

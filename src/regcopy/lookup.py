@@ -1,6 +1,7 @@
 """What a reader asks of any image source, registry or local: one platform of an index, the verified config.
 
-Owns the read-only questions behind ``regcopy digest``, ``manifest``, ``inspect`` and ``config``, asked
+Owns the read-only questions behind ``regcopy digest``, ``manifest``, ``inspect`` and ``config`` (and
+whether a destination tag exists, for ``copy --no-clobber``), asked
 over the store contract (:class:`~regcopy.stores.base.Source`) so a registry repository and a local
 store (``oci:``, archives, ``dir:``) answer them the same way.
 """
@@ -8,11 +9,11 @@ store (``oci:``, archives, ``dir:``) answer them the same way.
 from __future__ import annotations
 
 from regcopy.digest import verify_chunks
-from regcopy.errors import InvalidManifest
+from regcopy.errors import InvalidManifest, RegcopyError
 from regcopy.manifest import Manifest, Platform
-from regcopy.stores.base import Source, close_stream
+from regcopy.stores.base import Destination, Source, close_stream
 
-__all__ = ("config_bytes", "pick_platform")
+__all__ = ("config_bytes", "pick_platform", "refuse_clobber")
 
 _MAX_CONFIG = 16 * 1024 * 1024
 
@@ -48,3 +49,13 @@ async def config_bytes(source: Source, manifest: Manifest) -> bytes:
         await close_stream(stream)
     verify_chunks([data], manifest.config.digest, manifest.config.size, what="image config")
     return data
+
+
+async def refuse_clobber(destination: Destination, tag: str | None, name: str) -> None:
+    """crane's ``copy --no-clobber``: an existing destination tag is never overwritten, whatever it holds.
+
+    :raises RegcopyError: ``tag`` exists at ``destination`` (``name`` says where, in the message)
+    """
+    digest = await destination.head(tag) if tag else None
+    if digest is not None:
+        raise RegcopyError(f"refusing to clobber existing tag {name}@{digest}")
