@@ -11,8 +11,9 @@ plan's ``registries:`` under the client's overrides (docs/architecture.md, "Sett
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ import anyio
 from regcopy.context import Pool, RunContext, SyncStores, open_plan_stores
 from regcopy.credentials import CredentialStore, default_credentials
 from regcopy.digest import Digest, verify_chunks
-from regcopy.engine import CopyResult, copy_image
+from regcopy.engine import CopyResult, Limits, copy_image
 from regcopy.errors import (
     CopyFailed,
     InvalidManifest,
@@ -37,9 +38,10 @@ from regcopy.errors import (
 from regcopy.inspect import ImageInfo, image_info
 from regcopy.ledger import BlobLedger
 from regcopy.manifest import Manifest, Platform
-from regcopy.progress import Reporter, null_reporter
+from regcopy.progress import Reporter, RunSummary, null_reporter
 from regcopy.reference import LocalLocation, Reference, Repository, parse_location
 from regcopy.registry import TokenCache
+from regcopy.registry.limits import HostLimits
 from regcopy.registry.manifests import catalog, tags_list
 from regcopy.registry.transport import PingResult, Transport
 from regcopy.retention import PrunePlan, PruneReport, load_prune, run_prune
@@ -53,6 +55,7 @@ from regcopy.sync.plan import load_plan
 from regcopy.sync.report import SyncReport
 from regcopy.sync.scheduler import PlannedImage, plan_images, run_sync
 from regcopy.sync.skopeo import host_platform as skopeo_host_platform
+from regcopy.throttle import TokenBucket
 
 __all__ = ("Client", "DeleteResult", "PlatformSpec", "copy", "host_platform")
 
@@ -77,6 +80,8 @@ class Client:
     :param upload: default upload policy (copied per host; each host learns its own)
     :param overrides: per host, what wins over the defaults and over any plan's ``registries:``
         (settings fields, a credentials source, mirrors)
+    :param limit_rate: blob bytes per second over everything the client copies (``--limit-rate``);
+        each host's own ``limit_rate`` applies too
     """
 
     def __init__(
@@ -89,6 +94,7 @@ class Client:
         default_settings: RegistrySettings | None = None,
         upload: UploadPolicy | None = None,
         overrides: Mapping[str, Overrides] | None = None,
+        limit_rate: int | None = None,
     ) -> None:
         self._session = session
         self._owns_session = session is None
@@ -100,6 +106,8 @@ class Client:
         self.ledger = BlobLedger()
         self._pool = Pool(self._new_transport, credentials or default_credentials(authfile), upload or UploadPolicy())
         self._context = RunContext(self._pool, self.settings)
+        self.bandwidth = TokenBucket(limit_rate, max(256 * 1024, limit_rate / 10)) if limit_rate else None
+        """The client-wide byte cap (None: none)."""
 
     async def __aenter__(self) -> Self:
         if self._session is None:
@@ -149,8 +157,26 @@ class Client:
         return RunContext(self._pool, resolve(self._defaults, registries or {}, self._overrides), journal)
 
     def _new_transport(self, registry: str, scheme: str | None, settings: RegistrySettings,
-                       credentials: CredentialStore) -> Transport:
-        return Transport(self.session, registry, settings, credentials, self.tokens, forced_scheme=scheme)
+                       credentials: CredentialStore, limits: HostLimits) -> Transport:
+        return Transport(self.session, registry, settings, credentials, self.tokens, forced_scheme=scheme,
+                         limits=limits)
+
+    def host_report(self, since: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, dict[str, object]]:
+        """Per host what the client's requests met: requests, retries, 429s, pulls, concurrency, quota
+        (docs/events.md); with ``since`` (an earlier report), the counters since then."""
+        return self._pool.host_report(since)
+
+    @contextmanager
+    def _watching(self, reporter: Reporter | None) -> Iterator[None]:
+        """Hand the events of every host to ``reporter`` while the block runs."""
+        if reporter is None:
+            yield
+            return
+        self._pool.events.add(reporter)
+        try:
+            yield
+        finally:
+            self._pool.events.remove(reporter)
 
     def transport(self, registry: str, *, scheme: str | None = None,
                   settings: RegistrySettings | None = None) -> Transport:
@@ -195,6 +221,23 @@ class Client:
         :param dst_settings: settings of the destination's host for this copy (default: the client's)
         :raises RegcopyError: the copy failed; nothing incomplete is tagged
         """
+        started, before = time.monotonic(), self.host_report()
+        result: CopyResult | None = None
+        try:
+            with self._watching(reporter):
+                result = await self._copy(src, dst, platforms=platforms, jobs=jobs, reporter=reporter, force=force,
+                                          src_settings=src_settings, dst_settings=dst_settings)
+            return result
+        finally:
+            hosts = self.host_report(before)
+            if result is not None:
+                result.hosts = hosts
+            if reporter is not None:
+                reporter(_summary([result], time.monotonic() - started, hosts))
+
+    async def _copy(self, src: str | Reference | LocalLocation, dst: str | Reference | LocalLocation, *,
+                    platforms: Sequence[PlatformSpec], jobs: int, reporter: Reporter | None, force: bool,
+                    src_settings: RegistrySettings | None, dst_settings: RegistrySettings | None) -> CopyResult:
         src_loc, dst_loc = _location(src), _location(dst)
         retries_before = self.retries()
         async with self._open(src_loc, writable=False, settings=src_settings) as source, \
@@ -204,6 +247,7 @@ class Client:
             result = await copy_image(
                 source, destination, ident, target_tag=target_tag, platforms=[_platform(p) for p in platforms],
                 blob_jobs=jobs, reporter=reporter or null_reporter, ledger=self.ledger, force=force,
+                limits=Limits(bandwidth=self.bandwidth),
             )
         if isinstance(dst_loc, Reference) and dst_loc.digest and str(dst_loc.digest) != result.digest:
             raise RegcopyError(f"destination digest {dst_loc.digest} differs from the copied {result.digest}")
@@ -228,23 +272,31 @@ class Client:
         :raises CopyFailed: some tags failed (the others were copied)
         """
         src_repo, dst_repo = _repository(src), _repository(dst)
-        tags = await tags_list(self.transport(src_repo.registry, scheme=src_repo.scheme), src_repo.path)
-        await self._note_if_new(dst_repo)
+        started, before = time.monotonic(), self.host_report()
         results: list[CopyResult] = []
         errors: list[BaseException] = []
         limiter = anyio.CapacityLimiter(max(1, images))
+        kwargs = {"platforms": (), "force": False, "src_settings": None, "dst_settings": None, **kwargs}
 
         async def one(tag: str) -> None:
             async with limiter:
                 try:
-                    results.append(await self.copy(src_repo.with_tag(tag), dst_repo.with_tag(tag), jobs=jobs,
-                                                   reporter=reporter, **kwargs))
+                    results.append(await self._copy(src_repo.with_tag(tag), dst_repo.with_tag(tag), jobs=jobs,
+                                                    reporter=reporter, **kwargs))
                 except RegcopyError as exc:
                     errors.append(exc)
 
-        async with anyio.create_task_group() as tg:
-            for tag in tags:
-                tg.start_soon(one, tag)
+        try:
+            with self._watching(reporter):
+                tags = await tags_list(self.transport(src_repo.registry, scheme=src_repo.scheme), src_repo.path)
+                await self._note_if_new(dst_repo)
+                async with anyio.create_task_group() as tg:
+                    for tag in tags:
+                        tg.start_soon(one, tag)
+        finally:
+            if reporter is not None:
+                reporter(_summary([*results, *[None] * len(errors)], time.monotonic() - started,
+                                  self.host_report(before)))
         results.sort(key=lambda r: r.tag or "")
         if errors:
             raise CopyFailed(f"{len(errors)} of {len(tags)} tags failed", errors)
@@ -371,16 +423,25 @@ class Client:
             plan = load_plan(plan)
         options = options or SyncOptions()
         context = self.context(plan.registries, journal=journal)
-        async with open_plan_stores(plan) as local:
-            result = await run_sync(SyncStores(context, local), plan, options=options,
-                                    reporter=reporter or null_reporter, ledger=self.ledger, report=report,
-                                    journal=journal, select=select)
-            if not options.dry_run:
-                # One commit per local target, after every image: an archive is written in one
-                # pass, a layout's index.json replaced once (docs/architecture.md, "Bulk sync").
-                for store in local.targets():
-                    await store.commit()
-        return result
+        report = report if report is not None else SyncReport()
+        before = self.host_report()
+        try:
+            with self._watching(reporter):
+                async with open_plan_stores(plan) as local:
+                    await run_sync(SyncStores(context, local), plan, options=options,
+                                   reporter=reporter or null_reporter, ledger=self.ledger, report=report,
+                                   journal=journal, select=select, bandwidth=self.bandwidth)
+                    if not options.dry_run:
+                        # One commit per local target, after every image: an archive is written in one
+                        # pass, a layout's index.json replaced once (docs/architecture.md, "Bulk sync").
+                        for store in local.targets():
+                            await store.commit()
+        finally:
+            report.hosts = self.host_report(before)
+            if reporter is not None:
+                reporter(RunSummary(report.counts(), report.totals().get("bytes_uploaded", 0),
+                                    round(report.seconds, 3), report.hosts))
+        return report
 
     async def plan_sync(self, plan: SyncPlan, *, options: SyncOptions, report: SyncReport) -> list[PlannedImage]:
         """Discover, check and plan ``plan`` without copying (a distributed run's submitter): the
@@ -405,6 +466,17 @@ class Client:
             plan = load_prune(plan)
         return await run_prune(self.context(plan.registries), plan, dry_run=dry_run, cap=cap, now=now,
                                report=report)
+
+
+def _summary(results: Sequence[CopyResult | None], seconds: float,
+             hosts: Mapping[str, Mapping[str, object]]) -> RunSummary:
+    """The run summary of one or more copies (None: a failed one)."""
+    images: dict[str, int] = {}
+    for r in results:
+        state = "failed" if r is None else "up-to-date" if r.up_to_date else "copied"
+        images[state] = images.get(state, 0) + 1
+    sent = sum(r.bytes_uploaded for r in results if r is not None)
+    return RunSummary(images, sent, round(seconds, 3), hosts)
 
 
 def _repository(value: str | Repository) -> Repository:
@@ -487,7 +559,7 @@ async def _pick_platform(store: RegistryStore, index: Manifest, wanted: Platform
 
 async def copy(src: str | Reference, dst: str | Reference, **kwargs: Any) -> CopyResult:
     """One-shot copy with a temporary :class:`Client` (like ``httpx.get`` or ``crane.Copy``)."""
-    client_kwargs = {k: kwargs.pop(k) for k in ("session", "credentials", "authfile", "settings",
-                                                 "default_settings", "upload", "overrides") if k in kwargs}
+    names = ("session", "credentials", "authfile", "settings", "default_settings", "upload", "overrides", "limit_rate")
+    client_kwargs = {k: kwargs.pop(k) for k in names if k in kwargs}
     async with Client(**client_kwargs) as client:
         return await client.copy(src, dst, **kwargs)

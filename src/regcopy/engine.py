@@ -26,7 +26,7 @@ import anyio
 from regcopy.digest import Digest, Hasher, VerifyingStream
 from regcopy.errors import InvalidManifest, InvalidReference, RegcopyError
 from regcopy.ledger import BlobAction, BlobLedger
-from regcopy.manifest import Descriptor, Manifest, Platform, build_index
+from regcopy.manifest import INDEX_TYPES, Descriptor, Manifest, Platform, build_index
 from regcopy.progress import (
     BlobDone,
     BlobMounted,
@@ -37,9 +37,20 @@ from regcopy.progress import (
     ImageStarted,
     ManifestPushed,
     Reporter,
+    current_image,
     null_reporter,
 )
-from regcopy.stores.base import BlobOpener, Committer, Destination, Mounter, RangeReader, Source, close_stream
+from regcopy.stores.base import (
+    BlobOpener,
+    Committer,
+    Destination,
+    ManifestHead,
+    Mounter,
+    RangeReader,
+    Source,
+    close_stream,
+)
+from regcopy.throttle import TokenBucket
 
 __all__ = ("ByteBudget", "CopyResult", "ImagePlan", "Limits", "copy_blob", "copy_image", "first_error", "plan_image")
 
@@ -75,10 +86,15 @@ class ByteBudget:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Run-wide limits shared by every image of a run (sync); None = per-image defaults only."""
+    """Run-wide limits shared by every image of a run (sync); None = per-image defaults only.
+
+    :ivar bandwidth: blob bytes per second over the run (``--limit-rate``), taken as the source's
+        bytes flow into the destination, so each byte counts once whatever the two ends are
+    """
 
     blobs: anyio.CapacityLimiter | None = None
     bytes: ByteBudget | None = None
+    bandwidth: TokenBucket | None = None
 
 
 @dataclass(slots=True)
@@ -100,6 +116,8 @@ class CopyResult:
     retries: int = 0
     seconds: float = 0.0
     platforms: list[str] = field(default_factory=list)
+    hosts: dict[str, dict[str, object]] = field(default_factory=dict)
+    """Per host what the copy's requests met: requests, retries, 429s, pulls (manifest GETs), concurrency."""
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready dict of every field."""
@@ -203,16 +221,84 @@ async def copy_image(
     :param blob_jobs: blobs transferred at once for this image
     :param ledger: the run's blob ledger (shared across copies for dedup and mounts)
     :param force: push even when the destination tag already points at the same digest
-    :param plan: a plan made earlier by :func:`plan_image` (saves fetching the manifests again)
+    :param plan: a plan made earlier by :func:`plan_image` (saves fetching the manifests again);
+        without one, the source and the destination tag are HEADed first, so an image already in
+        place costs no manifest GET (no pull counted on Docker Hub)
     :param limits: run-wide blob and byte limits, on top of ``blob_jobs``
     :raises RegcopyError: the first failure (siblings are cancelled; open uploads are aborted)
     """
+    shown = f"{destination.name}:{target_tag}" if target_tag else destination.name
+    token = current_image.set(shown)  # every event of this copy's tasks names the image
+    try:
+        ledger = ledger or BlobLedger()
+        if plan is None and not force and target_tag:
+            there = await _already_there(source, destination, ref, target_tag, platforms, ledger)
+            if there is not None:
+                return _up_to_date(source, ref, shown, target_tag, there, platforms, reporter)
+        plan = plan or await plan_image(source, ref, platforms)
+        return await _copy_planned(source, destination, ref, target_tag, plan, platforms, blob_jobs, reporter,
+                                   ledger, force, limits)
+    finally:
+        current_image.reset(token)
+
+
+async def _already_there(source: Source, destination: Destination, ref: str, target_tag: str,
+                         platforms: Sequence[Platform], ledger: BlobLedger) -> Digest | None:
+    """The digest the destination tag holds when HEADs alone show it is the image: no manifest GET,
+    which Docker Hub would count as a pull (docs/registry-quirks.md#docker-hub-pull-limits).
+
+    Only for a source whose HEAD tells the media type (a registry: reading a local store's manifest
+    costs nothing, and the manifests let the ledger learn the blobs the destination holds). With
+    ``platforms`` the destination holds a subset the source index does not name, so only a source
+    that is no index can be judged this way.
+    """
+    if (destination.storage_id, destination.repository) in ledger.empty or not isinstance(source, ManifestHead):
+        return None
+    heads: dict[str, tuple[Digest | None, str]] = {}
+
+    async def source_head() -> None:
+        info = await source.head_manifest(ref)
+        heads["src"] = (info.digest, info.media_type) if info is not None else (None, "")
+
+    async def destination_head() -> None:
+        heads["dst"] = (await destination.head(target_tag), "")
+
+    try:
+        async with _fail_fast(), anyio.create_task_group() as tg:
+            tg.start_soon(source_head)
+            tg.start_soon(destination_head)
+    except RegcopyError as exc:
+        log.debug("HEADs before the copy failed (%s): the manifests tell", exc)
+        return None  # the GETs that follow show the real problem, if any
+    (src, media_type), (dst, _) = heads["src"], heads["dst"]
+    if dst is None or src != dst:
+        return None
+    if platforms and (not media_type or media_type in INDEX_TYPES):
+        return None
+    return dst
+
+
+def _up_to_date(source: Source, ref: str, shown: str, target_tag: str, digest: Digest,
+                platforms: Sequence[Platform], reporter: Reporter) -> CopyResult:
+    """The result of a copy the HEADs found done."""
+    result = CopyResult(source=_source_name(source, ref), destination=shown, source_digest=str(digest),
+                        digest=str(digest), tag=target_tag, up_to_date=True, platforms=[str(p) for p in platforms])
+    reporter(ImageStarted(result.source, result.destination, 0, 0))
+    reporter(ImageDone(result.source, result.destination, result.digest, None, up_to_date=True))
+    return result
+
+
+def _source_name(source: Source, ref: str) -> str:
+    return f"{source.name}@{ref}" if _is_digest(ref) else f"{source.name}:{ref}"
+
+
+async def _copy_planned(source: Source, destination: Destination, ref: str, target_tag: str | None,
+                        plan: ImagePlan, platforms: Sequence[Platform], blob_jobs: int, reporter: Reporter,
+                        ledger: BlobLedger, force: bool, limits: Limits) -> CopyResult:
     started = time.monotonic()
-    ledger = ledger or BlobLedger()
-    plan = plan or await plan_image(source, ref, platforms)
     root = plan.root
     result = CopyResult(
-        source=f"{source.name}@{ref}" if _is_digest(ref) else f"{source.name}:{ref}",
+        source=_source_name(source, ref),
         destination=f"{destination.name}:{target_tag}" if target_tag else destination.name,
         source_digest=str(plan.source_digest), digest=str(root.digest), tag=target_tag,
         new_digest=plan.built_index, platforms=[str(p) for p in platforms],
@@ -235,7 +321,7 @@ async def copy_image(
         reporter(ImageDone(result.source, result.destination, None, str(exc) or type(exc).__name__))
         raise
     result.seconds = round(time.monotonic() - started, 3)
-    reporter(ImageDone(result.source, result.destination, result.digest, None))
+    reporter(ImageDone(result.source, result.destination, result.digest, None, up_to_date=result.up_to_date))
     return result
 
 
@@ -308,7 +394,8 @@ async def _copy_blob_limited(
     reporter: Reporter, ledger: BlobLedger, result: CopyResult,
 ) -> None:
     async with limiter, _maybe(limits.blobs), _maybe_bytes(limits.bytes, blob.size):
-        action = await copy_blob(source, destination, blob, reporter=reporter, ledger=ledger)
+        action = await copy_blob(source, destination, blob, reporter=reporter, ledger=ledger,
+                                 bandwidth=limits.bandwidth)
         if action == "uploaded":
             result.blobs_uploaded += 1
             result.bytes_uploaded += blob.size
@@ -338,24 +425,28 @@ async def _maybe_bytes(budget: ByteBudget | None, size: int) -> AsyncIterator[No
 
 async def copy_blob(
     source: Source, destination: Destination, blob: Descriptor, *, reporter: Reporter = null_reporter,
-    ledger: BlobLedger,
+    ledger: BlobLedger, bandwidth: TokenBucket | None = None,
 ) -> BlobAction:
     """Make one blob present in ``destination``: skip, mount, or upload it, once per storage.
 
     Single-flight per (storage, digest): a concurrent second caller waits for the first, then
     mounts from the repository the first one filled (or finds the blob present).
+
+    :param bandwidth: the run's byte cap, taken as the bytes flow
     """
     key = (destination.storage_id, blob.digest)
-    action, shared = await ledger.flights.do(key, lambda: _copy_blob(source, destination, blob, reporter, ledger))
+    action, shared = await ledger.flights.do(
+        key, lambda: _copy_blob(source, destination, blob, reporter, ledger, bandwidth))
     if shared:
         # Another copy moved this blob into another repository (or this one) just now:
         # the ledger knows where, so this repository mounts it or finds it present.
-        action = await _copy_blob(source, destination, blob, reporter, ledger)
+        action = await _copy_blob(source, destination, blob, reporter, ledger, bandwidth)
     return action
 
 
 async def _copy_blob(
-    source: Source, destination: Destination, blob: Descriptor, reporter: Reporter, ledger: BlobLedger
+    source: Source, destination: Destination, blob: Descriptor, reporter: Reporter, ledger: BlobLedger,
+    bandwidth: TokenBucket | None,
 ) -> BlobAction:
     decision = await ledger.decide(destination, blob, source.origin)
     action: BlobAction = "uploaded"
@@ -367,9 +458,9 @@ async def _copy_blob(
     else:  # nothing to mount from, or every candidate refused
         async with ledger.upload_lease(destination, blob) as leased:
             if not leased:  # another process moved it meanwhile: now it is present or mountable
-                return await _copy_blob(source, destination, blob, reporter, ledger)
+                return await _copy_blob(source, destination, blob, reporter, ledger, bandwidth)
             reporter(BlobStarted(destination.name, str(blob.digest), blob.size))
-            await destination.put_blob(blob, _opener(source, destination.name, blob, reporter))
+            await destination.put_blob(blob, _opener(source, destination.name, blob, reporter, bandwidth))
             reporter(BlobDone(destination.name, str(blob.digest), blob.size))
     ledger.note(destination.storage_id, blob.digest, destination.repository)
     return action
@@ -389,18 +480,20 @@ async def _mount(
     return False
 
 
-def _opener(source: Source, dest_name: str, blob: Descriptor, reporter: Reporter) -> BlobOpener:
+def _opener(source: Source, dest_name: str, blob: Descriptor, reporter: Reporter,
+            bandwidth: TokenBucket | None) -> BlobOpener:
     """The blob's opener: verified source bytes from any offset, sharing hash checkpoints across calls."""
     marks: list[Hasher] = []
 
     def opener(offset: int = 0, /) -> AsyncIterator[bytes]:
-        return _verified(source, dest_name, blob, reporter, offset, marks)
+        return _verified(source, dest_name, blob, reporter, offset, marks, bandwidth)
 
     return opener
 
 
 async def _verified(
-    source: Source, dest_name: str, blob: Descriptor, reporter: Reporter, offset: int, marks: list[Hasher]
+    source: Source, dest_name: str, blob: Descriptor, reporter: Reporter, offset: int, marks: list[Hasher],
+    bandwidth: TokenBucket | None,
 ) -> AsyncIterator[bytes]:
     """The source bytes from ``offset``, checked for size and digest as they flow, with progress events.
 
@@ -434,6 +527,8 @@ async def _verified(
                 marks.append(stream.hasher.copy())
             if end > offset:
                 out = chunk if pos >= offset else chunk[offset - pos:]
+                if bandwidth is not None:
+                    await bandwidth.take(len(out))  # waiting on the source, for the upload's pacer
                 reporter(BlobProgress(dest_name, digest, len(out)))
                 yield out
             pos = end

@@ -41,11 +41,11 @@ from regcopy.engine import (
     copy_image,
     plan_image,
 )
-from regcopy.errors import RegcopyError
+from regcopy.errors import PullLimitReached, RegcopyError
 from regcopy.ledger import BlobAction, BlobDecision, BlobLedger
 from regcopy.locations import AnyRepository
 from regcopy.manifest import Descriptor
-from regcopy.progress import Reporter, null_reporter
+from regcopy.progress import ImageDeferred, Reporter, current_image, null_reporter
 from regcopy.reference import Reference
 from regcopy.retention import DeletionBudget, PruneReport, PruneStore, delete_tags
 from regcopy.stores.base import Destination, Source
@@ -53,6 +53,7 @@ from regcopy.sync.discover import Discovery, SyncBackend, bounded, check, discov
 from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import ImageJob, SyncOptions, SyncPlan
 from regcopy.sync.report import ImageReport, SyncReport, count_blob, record_failure
+from regcopy.throttle import TokenBucket
 
 __all__ = ("PlannedImage", "plan_images", "run_sync")
 
@@ -69,14 +70,19 @@ async def run_sync(
     report: SyncReport | None = None,
     journal: SyncJournal | None = None,
     select: Callable[[str], bool] | None = None,
+    bandwidth: TokenBucket | None = None,
 ) -> SyncReport:
     """Mirror everything ``plan`` names; never raises for a single image (see the report).
+
+    An image whose source's pull reserve is reached before its manifests are fetched is ``deferred``:
+    left for a later run (the journal keeps what this one finished), never failed.
 
     :param report: a report to fill (the caller keeps it if the run is cancelled)
     :param select: keep only the source repositories (``host/path``) it accepts (a static shard's part)
     :param journal: the run journal: images it says an interrupted run finished are skipped, every
         image finished now is recorded, and a run without failures marks it complete (unused when
         dry-running)
+    :param bandwidth: blob bytes per second over the run (``--limit-rate``)
     :raises RegcopyError: only for plan-level problems (invalid filters)
     """
     started = time.monotonic()
@@ -84,8 +90,9 @@ async def run_sync(
     report.dry_run = options.dry_run
     ledger = ledger or BlobLedger()
     journal = None if options.dry_run else journal
+    run = _Run(options, reporter, ledger, report, journal, bandwidth)
     try:
-        await _phases(backend, plan, options, reporter, ledger, report, journal, select)
+        await _phases(backend, plan, run, select)
     except BaseException:
         report.interrupted = True
         raise
@@ -94,16 +101,27 @@ async def run_sync(
     return report
 
 
-async def _phases(backend: SyncBackend, plan: SyncPlan, options: SyncOptions, reporter: Reporter,
-                  ledger: BlobLedger, report: SyncReport, journal: SyncJournal | None,
-                  select: Callable[[str], bool] | None) -> None:
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """What every phase of one run shares."""
+
+    options: SyncOptions
+    reporter: Reporter
+    ledger: BlobLedger
+    report: SyncReport
+    journal: SyncJournal | None
+    bandwidth: TokenBucket | None = None
+
+
+async def _phases(backend: SyncBackend, plan: SyncPlan, run: _Run, select: Callable[[str], bool] | None) -> None:
     """Discover, check, plan, then simulate (dry run) or copy, and delete extra tags."""
-    found = await discover(backend, plan, options, report, ledger, select)
-    planned = await _plan(backend, await check(backend, found, options, report, journal), options, report)
+    options, report, journal = run.options, run.report, run.journal
+    found = await discover(backend, plan, options, report, run.ledger, select)
+    planned = await _plan(backend, await check(backend, found, options, report, journal), run)
     if options.dry_run:
-        await _simulate(planned, ledger, report, options)
+        await _simulate(planned, run.ledger, report, options)
     else:
-        await _copy(backend, planned, options, reporter, ledger, report, journal)
+        await _copy(backend, planned, run)
     await _delete_extra(backend, plan, found, options, report)
     if journal is not None and report.ok:
         journal.complete()
@@ -116,7 +134,8 @@ async def plan_images(backend: SyncBackend, plan: SyncPlan, *, options: SyncOpti
     Up-to-date images and failures go to ``report``; what a distributed run hands to its workers.
     """
     found = await discover(backend, plan, options, report, ledger)
-    return await _plan(backend, await check(backend, found, options, report, None), options, report)
+    run = _Run(options, null_reporter, ledger, report, None)
+    return await _plan(backend, await check(backend, found, options, report, None), run)
 
 
 # -------------------------------------------------------------------------------------------- plan
@@ -135,10 +154,10 @@ class _Planned:
 PlannedImage = _Planned
 
 
-async def _plan(backend: SyncBackend, jobs: list[ImageJob], options: SyncOptions,
-                report: SyncReport) -> list[_Planned]:
-    limit = anyio.CapacityLimiter(options.probes)
+async def _plan(backend: SyncBackend, jobs: list[ImageJob], run: _Run) -> list[_Planned]:
+    limit = anyio.CapacityLimiter(run.options.probes)
     out: list[_Planned] = []
+    report = run.report
 
     async def one(job: ImageJob) -> None:
         source, destination = backend.source(job.source.repo), backend.destination(job.target.repo)
@@ -148,9 +167,10 @@ async def _plan(backend: SyncBackend, jobs: list[ImageJob], options: SyncOptions
                 if job.platforms and job.target_tag and await destination.head(job.target_tag) == plan.root.digest:
                     report.images.append(ImageReport.of(job, "up-to-date", str(plan.source_digest),
                                                         str(plan.root.digest)))
+                    _journal(run, job, str(plan.source_digest), str(plan.root.digest))
                     return
         except RegcopyError as exc:
-            record_failure(report, job, exc)
+            _failed(run, job, exc)
             return
         out.append(_Planned(job, plan, source, destination))
 
@@ -198,9 +218,23 @@ def _shared_first(planned: list[_Planned]) -> list[_Planned]:
     return sorted(planned, key=lambda p: (-shared_bytes(p), str(p.job.target)))
 
 
-async def _copy(backend: SyncBackend, planned: list[_Planned], options: SyncOptions, reporter: Reporter,
-                ledger: BlobLedger, report: SyncReport, journal: SyncJournal | None) -> None:
-    limits = Limits(anyio.CapacityLimiter(options.blobs), ByteBudget(options.bytes_in_flight))
+def _journal(run: _Run, job: ImageJob, source_digest: str, target_digest: str) -> None:
+    """Journal an image the target holds now (registry targets only: see ``_copy``)."""
+    if run.journal is not None and isinstance(job.target, Reference):
+        run.journal.image_done(str(job.source), str(job.target), source_digest, target_digest,
+                               tuple(str(p) for p in job.platforms))
+
+
+def _failed(run: _Run, job: ImageJob, exc: RegcopyError, attempts: int = 1) -> None:
+    """Record a failed image; one whose source's pull reserve was reached is deferred, and said so."""
+    record_failure(run.report, job, exc, attempts)
+    if isinstance(exc, PullLimitReached):
+        run.reporter(ImageDeferred(str(job.source), str(job.target), str(exc), image=str(job.target)))
+
+
+async def _copy(backend: SyncBackend, planned: list[_Planned], run: _Run) -> None:
+    options, reporter, ledger, report = run.options, run.reporter, run.ledger, run.report
+    limits = Limits(anyio.CapacityLimiter(options.blobs), ByteBudget(options.bytes_in_flight), run.bandwidth)
     failed: list[_Planned] = []
     prepass = await _seed_shared(planned, limits, reporter, ledger)
     images = anyio.CapacityLimiter(options.images)
@@ -213,20 +247,19 @@ async def _copy(backend: SyncBackend, planned: list[_Planned], options: SyncOpti
                                           platforms=p.job.platforms, blob_jobs=options.blob_jobs,
                                           reporter=reporter, ledger=ledger, plan=plan, limits=limits)
             except RegcopyError as exc:
-                if attempt == 1 and options.retry_failed:
+                if attempt == 1 and options.retry_failed and not isinstance(exc, PullLimitReached):
                     log.warning("%s -> %s failed (%s); will retry at the end", p.job.source, p.job.target, exc)
                     failed.append(p)
                 else:
-                    record_failure(report, p.job, exc, attempts=attempt)
+                    _failed(run, p.job, exc, attempts=attempt)
                 return
             _credit_prepass(result, prepass.pop(id(p), []))
             image = _image_report(p.job, result, attempt, time.monotonic() - started)
             image.served_by = p.source.served_by  # which mirror (or the upstream) the bytes came from
             report.images.append(image)
-            if journal is not None and isinstance(p.job.target, Reference):
-                # Only registry tags are durable at their PUT: a local store becomes durable when
-                # the run commits it, after this point, so a killed run must copy its images again.
-                journal.image_done(str(p.job.source), str(p.job.target), result.source_digest, result.digest)
+            # Only registry tags are durable at their PUT: a local store becomes durable when
+            # the run commits it, after this point, so a killed run must copy its images again.
+            _journal(run, p.job, result.source_digest, result.digest)
 
     async with anyio.create_task_group() as tg:
         # Largest image first (longest-processing-time scheduling): a 1 GiB layer that starts last
@@ -299,12 +332,16 @@ async def _seed_shared(planned: list[_Planned], limits: Limits, reporter: Report
 
     async def one(p: _Planned, blob: Descriptor) -> None:
         async with limits.blobs or anyio.CapacityLimiter(1):
+            token = current_image.set(str(p.job.target))  # the pass's work is credited to this image
             try:
-                action = await copy_blob(p.source, p.destination, blob, reporter=reporter, ledger=ledger)
+                action = await copy_blob(p.source, p.destination, blob, reporter=reporter, ledger=ledger,
+                                         bandwidth=limits.bandwidth)
             except RegcopyError as exc:
                 # Not fatal here: the image copy retries this blob and reports the error if it persists.
                 log.info("shared blob %s into %s failed: %s", blob.digest.short, p.destination.name, exc)
                 return
+            finally:
+                current_image.reset(token)
             done[id(p)].append((action, blob.size))
 
     async with anyio.create_task_group() as tg:
