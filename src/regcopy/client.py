@@ -11,7 +11,6 @@ plan's ``registries:`` under the client's overrides (docs/architecture.md, "Sett
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -221,19 +220,12 @@ class Client:
         :param dst_settings: settings of the destination's host for this copy (default: the client's)
         :raises RegcopyError: the copy failed; nothing incomplete is tagged
         """
-        started, before = time.monotonic(), self.host_report()
-        result: CopyResult | None = None
-        try:
-            with self._watching(reporter):
-                result = await self._copy(src, dst, platforms=platforms, jobs=jobs, reporter=reporter, force=force,
-                                          src_settings=src_settings, dst_settings=dst_settings)
-            return result
-        finally:
-            hosts = self.host_report(before)
-            if result is not None:
-                result.hosts = hosts
-            if reporter is not None:
-                reporter(_summary([result], time.monotonic() - started, hosts))
+        before = self.host_report()
+        with self._watching(reporter):
+            result = await self._copy(src, dst, platforms=platforms, jobs=jobs, reporter=reporter, force=force,
+                                      src_settings=src_settings, dst_settings=dst_settings)
+        result.hosts = self.host_report(before)
+        return result
 
     async def _copy(self, src: str | Reference | LocalLocation, dst: str | Reference | LocalLocation, *,
                     platforms: Sequence[PlatformSpec], jobs: int, reporter: Reporter | None, force: bool,
@@ -272,7 +264,7 @@ class Client:
         :raises CopyFailed: some tags failed (the others were copied)
         """
         src_repo, dst_repo = _repository(src), _repository(dst)
-        started, before = time.monotonic(), self.host_report()
+        before = self.host_report()
         results: list[CopyResult] = []
         errors: list[BaseException] = []
         limiter = anyio.CapacityLimiter(max(1, images))
@@ -286,17 +278,15 @@ class Client:
                 except RegcopyError as exc:
                     errors.append(exc)
 
-        try:
-            with self._watching(reporter):
-                tags = await tags_list(self.transport(src_repo.registry, scheme=src_repo.scheme), src_repo.path)
-                await self._note_if_new(dst_repo)
-                async with anyio.create_task_group() as tg:
-                    for tag in tags:
-                        tg.start_soon(one, tag)
-        finally:
-            if reporter is not None:
-                reporter(_summary([*results, *[None] * len(errors)], time.monotonic() - started,
-                                  self.host_report(before)))
+        with self._watching(reporter):
+            tags = await tags_list(self.transport(src_repo.registry, scheme=src_repo.scheme), src_repo.path)
+            await self._note_if_new(dst_repo)
+            async with anyio.create_task_group() as tg:
+                for tag in tags:
+                    tg.start_soon(one, tag)
+        hosts = self.host_report(before)
+        for r in results:
+            r.hosts = hosts
         results.sort(key=lambda r: r.tag or "")
         if errors:
             raise CopyFailed(f"{len(errors)} of {len(tags)} tags failed", errors)
@@ -466,17 +456,6 @@ class Client:
             plan = load_prune(plan)
         return await run_prune(self.context(plan.registries), plan, dry_run=dry_run, cap=cap, now=now,
                                report=report)
-
-
-def _summary(results: Sequence[CopyResult | None], seconds: float,
-             hosts: Mapping[str, Mapping[str, object]]) -> RunSummary:
-    """The run summary of one or more copies (None: a failed one)."""
-    images: dict[str, int] = {}
-    for r in results:
-        state = "failed" if r is None else "up-to-date" if r.up_to_date else "copied"
-        images[state] = images.get(state, 0) + 1
-    sent = sum(r.bytes_uploaded for r in results if r is not None)
-    return RunSummary(images, sent, round(seconds, 3), hosts)
 
 
 def _repository(value: str | Repository) -> Repository:

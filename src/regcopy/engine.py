@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 import anyio
 
 from regcopy.digest import Digest, Hasher, VerifyingStream
-from regcopy.errors import InvalidManifest, InvalidReference, RegcopyError
+from regcopy.errors import InvalidManifest, InvalidReference, ProtocolViolation, RegcopyError, Unsupported
 from regcopy.ledger import BlobAction, BlobLedger
-from regcopy.manifest import INDEX_TYPES, Descriptor, Manifest, Platform, build_index
+from regcopy.manifest import INDEX_TYPES, Descriptor, Manifest, ManifestInfo, Platform, build_index
 from regcopy.progress import (
     BlobDone,
     BlobMounted,
@@ -231,54 +231,73 @@ async def copy_image(
     token = current_image.set(shown)  # every event of this copy's tasks names the image
     try:
         ledger = ledger or BlobLedger()
+        heads = None
         if plan is None and not force and target_tag:
-            there = await _already_there(source, destination, ref, target_tag, platforms, ledger)
-            if there is not None:
-                return _up_to_date(source, ref, shown, target_tag, there, platforms, reporter)
+            heads = await _heads(source, destination, ref, target_tag, ledger)
+            if heads is not None and _in_place(heads, platforms):
+                return _up_to_date(source, ref, shown, target_tag, heads.destination, platforms, reporter)
         plan = plan or await plan_image(source, ref, platforms)
         return await _copy_planned(source, destination, ref, target_tag, plan, platforms, blob_jobs, reporter,
-                                   ledger, force, limits)
+                                   ledger, force, limits, heads)
     finally:
         current_image.reset(token)
 
 
-async def _already_there(source: Source, destination: Destination, ref: str, target_tag: str,
-                         platforms: Sequence[Platform], ledger: BlobLedger) -> Digest | None:
-    """The digest the destination tag holds when HEADs alone show it is the image: no manifest GET,
-    which Docker Hub would count as a pull (docs/registry-quirks.md#docker-hub-pull-limits).
+@dataclass(frozen=True, slots=True)
+class _Heads:
+    """What HEADs of the source and of the destination tag said before a copy."""
+
+    source: Digest | None
+    media_type: str
+    destination: Digest | None
+
+
+async def _heads(source: Source, destination: Destination, ref: str, target_tag: str,
+                 ledger: BlobLedger) -> _Heads | None:
+    """HEAD the source and the destination tag at once, before any manifest GET (which Docker Hub
+    counts as a pull, docs/registry-quirks.md#docker-hub-pull-limits); None when HEADs cannot tell.
 
     Only for a source whose HEAD tells the media type (a registry: reading a local store's manifest
-    costs nothing, and the manifests let the ledger learn the blobs the destination holds). With
-    ``platforms`` the destination holds a subset the source index does not name, so only a source
-    that is no index can be judged this way.
+    costs nothing, and the manifests let the ledger learn the blobs the destination holds), and a
+    destination repository that may hold the tag.
     """
     if (destination.storage_id, destination.repository) in ledger.empty or not isinstance(source, ManifestHead):
         return None
-    heads: dict[str, tuple[Digest | None, str]] = {}
+    found: dict[str, object] = {}
 
     async def source_head() -> None:
-        info = await source.head_manifest(ref)
-        heads["src"] = (info.digest, info.media_type) if info is not None else (None, "")
+        found["src"] = await source.head_manifest(ref)
 
     async def destination_head() -> None:
-        heads["dst"] = (await destination.head(target_tag), "")
+        found["dst"] = await destination.head(target_tag)
 
     try:
         async with _fail_fast(), anyio.create_task_group() as tg:
             tg.start_soon(source_head)
             tg.start_soon(destination_head)
-    except RegcopyError as exc:
-        log.debug("HEADs before the copy failed (%s): the manifests tell", exc)
-        return None  # the GETs that follow show the real problem, if any
-    (src, media_type), (dst, _) = heads["src"], heads["dst"]
-    if dst is None or src != dst:
+    except (ProtocolViolation, Unsupported) as exc:
+        # A registry whose HEAD answers lack what a HEAD should tell (no Docker-Content-Digest) or
+        # that refuses HEAD: the manifests tell. Any other failure (a token, a dead registry) is the
+        # copy's, and is not met twice.
+        if exc.method != "HEAD":
+            raise
+        log.debug("HEADs before the copy told nothing (%s): the manifests tell", exc)
         return None
-    if platforms and (not media_type or media_type in INDEX_TYPES):
-        return None
-    return dst
+    info, dst = found["src"], found["dst"]
+    assert info is None or isinstance(info, ManifestInfo)
+    assert dst is None or isinstance(dst, Digest)
+    return _Heads(info.digest if info else None, info.media_type if info else "", dst)
 
 
-def _up_to_date(source: Source, ref: str, shown: str, target_tag: str, digest: Digest,
+def _in_place(heads: _Heads, platforms: Sequence[Platform]) -> bool:
+    """Whether the destination tag holds the image. With ``platforms`` it would hold a subset the source
+    index does not name, so only a source that is no index can be judged from HEADs."""
+    if heads.destination is None or heads.source != heads.destination:
+        return False
+    return not platforms or (bool(heads.media_type) and heads.media_type not in INDEX_TYPES)
+
+
+def _up_to_date(source: Source, ref: str, shown: str, target_tag: str, digest: Digest | None,
                 platforms: Sequence[Platform], reporter: Reporter) -> CopyResult:
     """The result of a copy the HEADs found done."""
     result = CopyResult(source=_source_name(source, ref), destination=shown, source_digest=str(digest),
@@ -294,7 +313,7 @@ def _source_name(source: Source, ref: str) -> str:
 
 async def _copy_planned(source: Source, destination: Destination, ref: str, target_tag: str | None,
                         plan: ImagePlan, platforms: Sequence[Platform], blob_jobs: int, reporter: Reporter,
-                        ledger: BlobLedger, force: bool, limits: Limits) -> CopyResult:
+                        ledger: BlobLedger, force: bool, limits: Limits, heads: _Heads | None) -> CopyResult:
     started = time.monotonic()
     root = plan.root
     result = CopyResult(
@@ -306,7 +325,8 @@ async def _copy_planned(source: Source, destination: Destination, ref: str, targ
     reporter(ImageStarted(result.source, result.destination, len(plan.blobs), plan.total_bytes))
     try:
         fresh = (destination.storage_id, destination.repository) in ledger.empty
-        if not force and target_tag and not fresh and await destination.head(target_tag) == root.digest:
+        if not force and target_tag and not fresh and (
+                heads.destination if heads is not None else await destination.head(target_tag)) == root.digest:
             result.up_to_date = True
             for blob in plan.blobs:
                 ledger.note(destination.storage_id, blob.digest, destination.repository)

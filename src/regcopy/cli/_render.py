@@ -1,8 +1,8 @@
 """What the CLI shows: progress renderers and the text of results.
 
-Progress: a rich live display on a TTY, periodic plain lines otherwise. Both are reporters
-(synchronous callables taking progress events) that aggregate byte counts and never block: rich
-redraws on its own thread, the plain renderer prints at most every ``interval``. Results:
+Progress: the live display of :mod:`regcopy.cli._live` on a TTY, periodic plain lines otherwise. Both
+are reporters (synchronous callables taking progress events) that aggregate byte counts and never
+block: rich redraws on its own thread, the plain renderer prints at most every ``interval``. Results:
 :func:`copy_summary`, :func:`prune_table` and :func:`sync_summary`, the text form of ``-o text``.
 """
 
@@ -13,17 +13,7 @@ import time
 from types import TracebackType
 from typing import TextIO
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
-
+from regcopy.cli._live import LiveRenderer
 from regcopy.engine import CopyResult
 from regcopy.progress import (
     BlobDone,
@@ -34,11 +24,12 @@ from regcopy.progress import (
     Event,
     ImageDone,
     ImageStarted,
+    Reporter,
 )
 from regcopy.retention import PruneReport
 from regcopy.sync import SyncReport
 
-__all__ = ("PlainRenderer", "RichRenderer", "copy_summary", "make_renderer", "prune_table", "sync_summary")
+__all__ = ("LiveRenderer", "PlainRenderer", "copy_summary", "make_renderer", "prune_table", "sync_summary", "tee")
 
 
 class _Totals:
@@ -108,38 +99,27 @@ class PlainRenderer:
         print(self.totals.line(), file=self.stream, flush=True)
 
 
-class RichRenderer:
-    """A live rich display: overall bytes and rate, images done/failed, active blobs."""
+def tee(*reporters: Reporter | None) -> Reporter | None:
+    """One reporter handing each event to every given one (None when none is given)."""
+    given = [r for r in reporters if r is not None]
+    if not given:
+        return None
+    if len(given) == 1:
+        return given[0]
 
-    def __init__(self, console: Console | None = None) -> None:
-        self.totals = _Totals()
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            TimeElapsedColumn(), console=console or Console(stderr=True), transient=False,
-        )
-        self.task: TaskID = self.progress.add_task("copying", total=None)
+    def both(event: Event) -> None:
+        for reporter in given:
+            reporter(event)
 
-    def __call__(self, event: Event) -> None:
-        self.totals.apply(event)
-        t = self.totals
-        desc = (f"images {t.images_done}/{t.images_total} (failed {t.images_failed}) "
-                f"blobs ↑{t.uploaded} ⇄{t.mounted} ={t.skipped} active {len(t.active)}")
-        self.progress.update(self.task, completed=t.sent, total=max(t.total, t.sent) or None, description=desc)
-
-    def __enter__(self) -> RichRenderer:
-        self.progress.start()
-        return self
-
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self.progress.stop()
+    return both
 
 
-def make_renderer(mode: str, stream: TextIO = sys.stderr) -> PlainRenderer | RichRenderer | None:
-    """``auto`` picks rich on a TTY and plain lines otherwise; ``none`` renders nothing."""
+def make_renderer(mode: str, stream: TextIO = sys.stderr) -> PlainRenderer | LiveRenderer | None:
+    """``auto`` picks the live display on a TTY and plain lines otherwise; ``none`` renders nothing."""
     if mode == "none":
         return None
     if mode == "tty" or (mode == "auto" and stream.isatty()):
-        return RichRenderer()
+        return LiveRenderer()
     return PlainRenderer(stream)
 
 
