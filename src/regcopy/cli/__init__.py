@@ -8,11 +8,10 @@ DEBUG); machine output to stdout.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar, cast
 
@@ -20,8 +19,8 @@ import anyio
 import click
 
 from regcopy import __version__
-from regcopy.cli._flags import insecure_layer, side_fields, side_layer, side_settings
-from regcopy.cli._render import copy_summary, make_renderer, prune_table, sync_summary
+from regcopy.cli import _flags as opt
+from regcopy.cli._render import copy_summaries, copy_summary, progress_reporter, prune_table, sync_summary
 from regcopy.cli.scale import CliHooks, ScaleFlags, report_group, scale_flags, scaled_sync
 from regcopy.client import Client
 from regcopy.errors import ConfigError, CredentialError, InvalidReference, RegcopyError
@@ -78,24 +77,14 @@ def _setup_logging(verbose: int) -> None:
 
 def _client(authfile: str | None, insecure: tuple[str, ...], flags: Layer | None = None, **kwargs: Any) -> Client:
     """A client whose overrides are the command line's: ``--insecure-registry``, then ``flags``."""
-    return Client(authfile=authfile, overrides=stack(insecure_layer(insecure), flags or {}), **kwargs)
+    return Client(authfile=authfile, overrides=stack(opt.insecure_layer(insecure), flags or {}), **kwargs)
 
 
-def _emit(data: Any, output: str, text: Callable[[], str]) -> None:
-    if output == "json":
-        click.echo(json.dumps(data, indent=2, sort_keys=True))
-    else:
-        click.echo(text())
+def _emit(data: Any, output: str, text: Callable[[], str], events: str | None = None) -> None:
+    # With ``--events -`` stdout is the event stream: the result goes to stderr.
+    err = events == "-"
+    click.echo(json.dumps(data, indent=2, sort_keys=True) if output == "json" else text(), err=err)
 
-
-@contextlib.contextmanager
-def _progress(mode: str) -> Iterator[Callable[[Any], None] | None]:
-    renderer = make_renderer(mode)
-    if renderer is None:
-        yield None
-        return
-    with renderer:
-        yield renderer
 
 
 _verbose_option = click.option("-v", "--verbose", count=True, help="-v for INFO logs, -vv for DEBUG (stderr).")
@@ -136,6 +125,7 @@ def cli() -> None:
               help="Bytes per PATCH in chunked mode.")
 @click.option("--progress", type=click.Choice(["auto", "tty", "plain", "none"]), default="auto",
               show_default=True, help="Progress display on stderr.")
+@opt.throughput_flags
 @_authfile_option
 @_insecure_option
 @_output_option
@@ -143,6 +133,7 @@ def cli() -> None:
 def _copy(src: str, dst: str, all_tags: bool, platforms: tuple[str, ...], jobs: int, images: int, force: bool,
          src_tls_verify: bool | None, dest_tls_verify: bool | None, src_cert_dir: str | None,
          dest_cert_dir: str | None, ca_file: str | None, strategy: str, chunk_size: int, progress: str,
+         limit_rate: int | None, pull_reserve: int | None, events: str | None,
          authfile: str | None, insecure: tuple[str, ...], output: str, verbose: int) -> None:
     """Copy an image or index from SRC to DST: registries (docker:// optional), oci:DIR[:REF],
     oci-archive:FILE[:REF], docker-archive:FILE[:REF]."""
@@ -155,22 +146,23 @@ def _copy(src: str, dst: str, all_tags: bool, platforms: tuple[str, ...], jobs: 
         _fail(str(exc), EXIT_USAGE)
 
     async def run() -> Any:
-        async with _client(authfile, insecure, upload=upload) as client:
-            src_settings = side_settings(client.settings, src_loc, side_fields(src_tls_verify, src_cert_dir, ca_file))
-            dst_settings = side_settings(client.settings, dst_loc,
-                                         side_fields(dest_tls_verify, dest_cert_dir, ca_file))
-            with _progress(progress) as reporter:
+        async with _client(authfile, insecure, upload=upload, limit_rate=limit_rate) as client:
+            src_fields = opt.side_fields(src_tls_verify, src_cert_dir, ca_file) | opt.reserve_fields(pull_reserve)
+            src_settings = opt.side_settings(client.settings, src_loc, src_fields)
+            dst_settings = opt.side_settings(client.settings, dst_loc,
+                                             opt.side_fields(dest_tls_verify, dest_cert_dir, ca_file))
+            with progress_reporter(progress, events) as reporter, copy_summaries(reporter) as done:
                 if all_tags:
-                    return await client.copy_all_tags(
+                    return done(await client.copy_all_tags(
                         _repo(src_loc), _repo(dst_loc), jobs=jobs, images=images, reporter=reporter,
-                        platforms=platforms, force=force, src_settings=src_settings, dst_settings=dst_settings)
-                return await client.copy(src_loc, dst_loc, platforms=platforms, jobs=jobs, reporter=reporter,
-                                         force=force, src_settings=src_settings, dst_settings=dst_settings)
+                        platforms=platforms, force=force, src_settings=src_settings, dst_settings=dst_settings))
+                return done(await client.copy(src_loc, dst_loc, platforms=platforms, jobs=jobs, reporter=reporter,
+                                              force=force, src_settings=src_settings, dst_settings=dst_settings))
 
     result = _run(run)
     results = result if isinstance(result, list) else [result]
     data = [r.to_json() for r in results]
-    _emit(data if all_tags else data[0], output, lambda: "\n".join(copy_summary(r) for r in results))
+    _emit(data if all_tags else data[0], output, lambda: "\n".join(copy_summary(r) for r in results), events)
 
 
 def _repo(loc: object) -> Repository:
@@ -462,6 +454,7 @@ def _digest(reference: str, authfile: str | None, insecure: tuple[str, ...], ver
               show_default=True, help="Progress display on stderr.")
 @click.option("--retry-times", type=int, default=None, hidden=True, help="Accepted for skopeo compatibility.")
 @click.option("--preserve-digests", is_flag=True, hidden=True, help="Accepted for skopeo compatibility (always).")
+@opt.throughput_flags
 @scale_flags
 @_authfile_option
 @_insecure_option
@@ -471,9 +464,10 @@ def _sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, sc
          src_tls_verify: bool | None, dest_tls_verify: bool | None, src_cert_dir: str | None,
          dest_cert_dir: str | None, src_creds: str | None, dest_creds: str | None, dry_run: bool,
          report_path: str | None, state_path: str | None, no_state: bool, images: int, jobs: int, blobs: int,
-         bytes_in_flight: int, progress: str,
-         retry_times: int | None, preserve_digests: bool, shard: str | None, shards: int | None, ledger: str | None,
-         redis_url: str | None, detach: bool, run_id: str | None, big_image: int, authfile: str | None,
+         bytes_in_flight: int, progress: str, retry_times: int | None, preserve_digests: bool,
+         limit_rate: int | None, pull_reserve: int | None, events: str | None, shard: str | None,
+         shards: int | None, ledger: str | None, redis_url: str | None, detach: bool, run_id: str | None,
+         big_image: int, authfile: str | None,
          insecure: tuple[str, ...], output: str, verbose: int) -> None:
     """Mirror many repositories: `regcopy sync PLAN.yaml`, or skopeo's form
     `regcopy sync --src docker|yaml --dest docker [--scoped] [--all] SOURCE DESTINATION`.
@@ -481,8 +475,9 @@ def _sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, sc
     _setup_logging(verbose)
     plan = _sync_plan(args, src_kind, dest_kind, scoped=scoped, all_platforms=all_platforms)
     # The command line's flags win over the plan's registries: (docs/architecture.md, "Settings resolution").
-    flags = stack(side_layer(plan, "src", src_tls_verify, src_cert_dir, src_creds),
-                  side_layer(plan, "dest", dest_tls_verify, dest_cert_dir, dest_creds))
+    flags = stack(opt.side_layer(plan, "src", src_tls_verify, src_cert_dir, src_creds),
+                  opt.side_layer(plan, "dest", dest_tls_verify, dest_cert_dir, dest_creds),
+                  opt.reserve_layer(plan, pull_reserve))
     options = SyncOptions(images=images, blob_jobs=jobs, blobs=blobs, bytes_in_flight=bytes_in_flight,
                           dry_run=dry_run)
     scale = ScaleFlags(shard, shards, ledger, redis_url, detach, run_id, big_image)
@@ -494,20 +489,21 @@ def _sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, sc
     if state_path is None and report_path and not no_state:
         state_path = f"{report_path}.state"
     journal = _open_journal(state_path) if state_path and not no_state and not dry_run else None
-    report = _sync_here(plan, options, flags, journal, report_path, progress, authfile, insecure)
-    _emit(report.to_json(), output, lambda: sync_summary(report))
+    report = _sync_here(plan, options, journal, report_path, progress, events,
+                        lambda: _client(authfile, insecure, flags, limit_rate=limit_rate))
+    _emit(report.to_json(), output, lambda: sync_summary(report), events)
     if not report.ok or (dry_run and (report.out_of_sync or report.extra_tags)):
         sys.exit(EXIT_FAILED)
 
 
-def _sync_here(plan: SyncPlan, options: SyncOptions, flags: Layer | None, journal: SyncJournal | None,
-               report_path: str | None, progress: str, authfile: str | None, insecure: tuple[str, ...]) -> SyncReport:
+def _sync_here(plan: SyncPlan, options: SyncOptions, journal: SyncJournal | None, report_path: str | None,
+               progress: str, events: str | None, make_client: Callable[[], Client]) -> SyncReport:
     """Run ``plan`` in this process; the report is written to ``report_path`` even when the run is interrupted."""
     report = SyncReport()
 
     async def run() -> None:
-        async with _client(authfile, insecure, flags) as client:
-            with _progress("none" if options.dry_run else progress) as reporter:
+        async with make_client() as client:
+            with progress_reporter("none" if options.dry_run else progress, events) as reporter:
                 await client.sync(plan, options=options, reporter=reporter, report=report, journal=journal)
 
     try:
@@ -521,7 +517,7 @@ def _sync_here(plan: SyncPlan, options: SyncOptions, flags: Layer | None, journa
 
 
 def _hooks(authfile: str | None, insecure: tuple[str, ...], flags: Layer | None = None) -> CliHooks:
-    return CliHooks(_run, lambda: _client(authfile, insecure, flags), sync_summary, _progress)
+    return CliHooks(_run, lambda: _client(authfile, insecure, flags), sync_summary, progress_reporter)
 
 
 @cli.command("worker")
