@@ -170,9 +170,11 @@ class PullBudget:
     """Pulls (manifest GETs) to one host: counted, and kept above ``reserve`` when the host says how many remain.
 
     ``remaining`` is what the last answer said (Docker Hub counts the GET it answers); the GETs sent
-    since then and not yet answered are taken off it. Once a new pull would leave fewer than
-    ``reserve``, no new pull starts for the rest of the client's life (the quota's window is hours
-    on Docker Hub): :meth:`admit` raises :class:`~regcopy.errors.PullLimitReached`.
+    since then and not yet answered are taken off it. Until a first manifest answer has told whether
+    the host announces a quota, one pull goes at a time (a burst of pulls sent before that answer
+    could spend the reserve). Once a new pull would leave fewer than ``reserve``, no new pull starts
+    for the rest of the client's life (the quota's window is hours on Docker Hub): :meth:`admit`
+    raises :class:`~regcopy.errors.PullLimitReached`.
     """
 
     def __init__(self, registry: str, reserve: int, emit: Emit) -> None:
@@ -181,14 +183,19 @@ class PullBudget:
         self.count = 0
         self.in_flight = 0
         self.quota: RateLimitHeader | None = None
+        self.known = False
+        """Whether a manifest answer has told whether the host announces a quota."""
         self.stopped = False
         self._emit = emit
+        self._changed = anyio.Event()
 
-    def admit(self) -> None:
-        """Count one pull about to start.
+    async def admit(self) -> None:
+        """Count one pull about to start (after the first answer, when none has come yet).
 
         :raises PullLimitReached: the pull would eat into the reserve (or the quota is spent)
         """
+        while not self.known and self.in_flight and not self.stopped:
+            await self._changed.wait()
         remaining = self.quota.remaining if self.quota is not None else None
         if not self.stopped and remaining is not None and remaining - self.in_flight <= self.reserve:
             self._stop(remaining)
@@ -200,9 +207,14 @@ class PullBudget:
     def done(self) -> None:
         """A pull admitted earlier got its answer (or failed)."""
         self.in_flight -= 1
+        self._changed.set()
+        self._changed = anyio.Event()
 
-    def observe(self, quota: RateLimitHeader) -> None:
-        """The quota an answer announced (any manifest request; a HEAD counts no pull but tells)."""
+    def observe(self, quota: RateLimitHeader | None) -> None:
+        """What a manifest answer announced (a HEAD counts no pull but tells); None: no quota header."""
+        self.known = True
+        if quota is None:
+            return
         old = self.quota or RateLimitHeader(None, None, None)
         self.quota = RateLimitHeader(quota.limit if quota.limit is not None else old.limit,
                                      quota.remaining if quota.remaining is not None else old.remaining,
@@ -287,21 +299,24 @@ class HostLimits:
             self.emit(RateLimitPaused(self.registry, round(seconds, 3), reason))
 
     @asynccontextmanager
-    async def slot(self, *, pull: bool, timed: bool) -> AsyncIterator[Slot]:
+    async def slot(self, *, pull: bool, timed: bool, quota: bool = True) -> AsyncIterator[Slot]:
         """A request's place: the pull budget (for a manifest GET), the pause, a concurrency slot, then
         the quotas; held until the block ends (a download's body included).
 
         :param timed: the answer's latency counts for the adaptive limit (no upload body before it)
+        :param quota: take the quota here; False for a streamed body, which takes it before its first
+            chunk (:meth:`quota_start`): aiohttp sends the headers with that chunk, and the registry
+            counts the request when they arrive
         :raises PullLimitReached: a pull the budget refuses
         """
         if pull:
-            self.pulls.admit()
+            await self.pulls.admit()
         try:
             await self.respect_pause()
             epoch = await self.concurrency.acquire()
             try:
-                if self.quota is not None:
-                    await self.quota.acquire()
+                if quota:
+                    await self.quota_start()
                 self.counts["requests"] += 1
                 slot = Slot(self, epoch, time.monotonic(), timed)
                 try:
@@ -315,12 +330,18 @@ class HostLimits:
             if pull:
                 self.pulls.done()
 
+    async def quota_start(self) -> None:
+        """Wait until one more request keeps the host's quotas, and count it."""
+        if self.quota is not None:
+            await self.quota.acquire()
+
     def answered(self, slot: Slot, status: int, headers: Mapping[str, str], manifest: bool) -> None:
         """Tell the limits what a request's answer said."""
         if manifest:
             quota = parse_ratelimit(headers.get("RateLimit-Limit"), headers.get("RateLimit-Remaining"))
-            if quota is not None:
-                self.observe_quota(quota, refused=status == 429)
+            self.pulls.observe(quota)
+            if quota is not None and quota.remaining == 0:
+                self.pulls.exhausted()  # Docker Hub's 429 TOOMANYREQUESTS says "0" too
         if status == 429 or status == 503:
             self.counts["throttled" if status == 429 else "unavailable"] += 1
             self.concurrency.congested(slot.epoch, f"HTTP {status}")
@@ -328,12 +349,6 @@ class HostLimits:
             self.concurrency.unsteady()
         else:
             self.concurrency.success(time.monotonic() - slot.started if slot.timed else None)
-
-    def observe_quota(self, quota: RateLimitHeader, refused: bool) -> None:
-        """A pull quota announced by an answer; ``refused``: a 429 saying nothing remains."""
-        self.pulls.observe(quota)
-        if refused or quota.remaining == 0:
-            self.pulls.exhausted()
 
     def _failed(self, slot: Slot, exc: TransportError) -> None:
         if exc.registry != self.registry:

@@ -274,14 +274,16 @@ class Transport:
         auth_state = _AuthState(ping.challenge, scopes)
         attempt = 0
         yielded = False
-        pull, timed = method == "GET" and what == "manifest", not (blob and data is not None)
+        # A blob body goes through _capped (the quota before its first chunk); its answer's latency is
+        # the upload's, not the registry's load.
+        pull, streamed = method == "GET" and what == "manifest", blob and bool(data)
         while True:
             await self._state.respect_pause()
             auth = None
             if first.credentials:
                 auth = await self._auth.authorization(auth_state.challenge, auth_state.scopes)
             try:
-                async with self.limits.slot(pull=pull, timed=timed) as slot:
+                async with self.limits.slot(pull=pull, timed=not streamed, quota=not streamed) as slot:
                     with self._bounded(method, first) as scope:
                         async with self._send(method, first, headers, data, auth, follow_redirects, scope,
                                               blob) as (resp, final):
@@ -445,13 +447,20 @@ class Transport:
 
 
     async def _capped(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-        """An upload body under the host's ``limit_rate``: waiting here is waiting on the source, which
-        the minimum-progress rule does not count (``BodyPacer``)."""
+        """An upload body under the host's request quotas and ``limit_rate``: the quota is taken before
+        the first chunk (aiohttp sends the headers with it, ``HostLimits.slot``). Waiting here is waiting
+        on the source, which the minimum-progress rule does not count (``BodyPacer``)."""
         bandwidth = self.limits.bandwidth
+        counted = False
         async for chunk in chunks:
+            if not counted:
+                await self.limits.quota_start()
+                counted = True
             if bandwidth is not None:
                 await bandwidth.take(len(chunk))
             yield chunk
+        if not counted:
+            await self.limits.quota_start()
 
 
 @dataclass(slots=True)
