@@ -75,12 +75,13 @@ async def test_adaptive_concurrency_converges_near_capacity_with_far_fewer_429s(
     # A wide margin: the fixed limit keeps knocking; the adaptive one learns K.
     assert fixed_429 >= 30, f"the fixed run met only {fixed_429} 429s: the workload does not overload the proxy"
     assert adaptive_429 * 5 <= fixed_429, f"adaptive {adaptive_429} vs fixed {fixed_429}"
-    # Converged near K: the limit ends in the AIMD band around K and never ran far above it.
+    # Converged near K: from the ceiling (32) the limit came down to K's band and ended in it (the
+    # AIMD saw-tooth between about K/2 and K+1).
     concurrency = adaptive.hosts[proxy_host(adaptive)]["concurrency"]
     assert isinstance(concurrency, dict)
-    assert 1 <= concurrency["limit"] <= K + 2, concurrency
-    assert concurrency["max"] <= 2 * K, concurrency
-    assert concurrency["changes"] >= 2, concurrency
+    assert K // 2 - 1 <= concurrency["limit"] <= K + 2, concurrency
+    assert concurrency["min"] <= K and concurrency["max"] == 32, concurrency
+    assert concurrency["changes"] >= 3, concurrency
     # Its changes were events, with the reason, and in the report (429 counted per host).
     cuts = [e for e in events if isinstance(e, ConcurrencyChanged) and e.new < e.old]
     assert cuts and all(e.reason == "HTTP 429" for e in cuts)

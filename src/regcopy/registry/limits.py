@@ -5,9 +5,10 @@ its transports for that host, so every copy, run and worker unit of a client (on
 CLI and ``regcopy worker``) shares:
 
 * :class:`AdaptiveLimiter`: requests in flight, an AIMD limit in ``[1, max_concurrency]``
-  (regclient reghttp's per-host throttle, made adaptive the way TCP's congestion window is): slow
-  start, then one more per window of answers while answers stay steady, halved on 429, 503,
-  time-outs and resets, at most once per window of requests sent before the cut;
+  (regclient reghttp's per-host throttle, made adaptive the way TCP's congestion window is): it
+  starts at ``max_concurrency`` (a registry that never pushes back sees what a static limit gives),
+  halves on 429, 503, time-outs and resets, at most once for the requests sent before the cut, and
+  grows by one per window of steady answers (as many answers as the limit, while it was reached);
 * request quotas (``requests_per_second``, ``requests_per_minute``) as windows of
   :mod:`regcopy.throttle`, counted when a request is actually sent;
 * the byte cap of ``limit_rate`` (a :class:`~regcopy.throttle.TokenBucket` on blob bodies);
@@ -42,7 +43,6 @@ __all__ = ("AdaptiveLimiter", "HostLimits", "PullBudget", "Slot", "limits_key", 
 
 log = logging.getLogger(__name__)
 
-_START: Final = 4  # slow start begins here (or at max_concurrency when lower)
 _STEADY: Final = 2.0  # a window whose mean answer time exceeds this multiple of the baseline is not steady
 _DRIFT: Final = 1.05  # the baseline rises this much per unsteady window, so a lasting new level becomes steady
 _MIN_BYTE_BURST: Final = 256 * 1024
@@ -68,8 +68,7 @@ class AdaptiveLimiter:
         self.registry = registry
         self.ceiling = ceiling
         self.adaptive = adaptive
-        self.limit = float(min(ceiling, _START) if adaptive else ceiling)
-        self.threshold = float(ceiling)  # slow start (doubling) below it, one at a time above
+        self.limit = float(ceiling)
         self.in_flight = 0
         self.epoch = 0
         self.low = self.high = int(self.limit)
@@ -127,8 +126,7 @@ class AdaptiveLimiter:
         if not self.adaptive or epoch != self.epoch:
             return
         self.epoch += 1
-        self.threshold = max(1.0, self.limit / 2)
-        self._set(self.threshold, reason)
+        self._set(max(1.0, self.limit / 2), reason)
         self._window = _Window()
 
     def _close_window(self) -> None:
@@ -141,8 +139,7 @@ class AdaptiveLimiter:
             steady_latency = True
         if not (window.steady and steady_latency and window.saturated) or self.limit >= self.ceiling:
             return
-        grown = self.limit * 2 if self.limit < self.threshold else self.limit + 1
-        self._set(min(float(self.ceiling), grown), "steady answers")
+        self._set(min(float(self.ceiling), self.limit + 1), "steady answers")
 
     def _set(self, value: float, reason: str) -> None:
         old, self.limit = int(self.limit), value
@@ -231,9 +228,9 @@ class PullBudget:
             return
         self.stopped = True
         limit, window = (self.quota.limit, self.quota.window) if self.quota else (None, None)
-        log.warning("%s: %d pulls left%s (reserve %d): no new pulls from %s; what is in flight finishes, "
-                    "the rest is left for a later run", self.registry, remaining, _per(limit, window),
-                    self.reserve, self.registry)
+        log.warning("%s: pull reserve reached: %d pulls left%s, %d more being made, reserve %d: no new pulls "
+                    "from %s in this run; what is in flight finishes, the rest is left for a later run",
+                    self.registry, remaining, _per(limit, window), self.in_flight, self.reserve, self.registry)
         self._emit(PullReserveReached(self.registry, remaining, self.reserve, limit, window))
 
     def error(self) -> PullLimitReached:
