@@ -71,14 +71,16 @@ class _Rate:
         self.value = 0.0
         self._stamp = now
         self._bytes = 0
+        self._measured = False
 
     def add(self, n: int, now: float) -> None:
         self._bytes += n
         elapsed = now - self._stamp
         if elapsed >= 0.25:
-            weight = 0.5 ** (elapsed / _RATE_HALF_LIFE)
-            self.value = self.value * weight + (self._bytes / elapsed) * (1 - weight)
-            self._bytes, self._stamp = 0, now
+            sample = self._bytes / elapsed
+            weight = 0.5 ** (elapsed / _RATE_HALF_LIFE) if self._measured else 0.0  # the first sample as is
+            self.value = self.value * weight + sample * (1 - weight)
+            self._bytes, self._stamp, self._measured = 0, now, True
 
 
 @dataclass(slots=True)
