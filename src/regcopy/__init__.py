@@ -12,6 +12,7 @@
 
 __version__ = "0.1.0"
 
+from regcopy.artifacts import ReferrerPolicy, ReferrerTree
 from regcopy.client import Client, DeleteResult, copy
 from regcopy.credentials import (
     ChainCredentials,
@@ -95,6 +96,8 @@ __all__ = (
     "PruneRule",
     "RateLimited",
     "Reference",
+    "ReferrerPolicy",
+    "ReferrerTree",
     "RegcopyError",
     "RegistryError",
     "RegistrySettings",

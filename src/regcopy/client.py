@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,10 +22,11 @@ from typing import Any, Self
 import aiohttp
 import anyio
 
+from regcopy.artifacts import ReferrerPolicy, ReferrerTree, copy_to_many, copy_with_referrers, referrer_tree
 from regcopy.context import Pool, RunContext, SyncStores, open_plan_stores
 from regcopy.credentials import CredentialStore, default_credentials
 from regcopy.digest import Digest, verify_chunks
-from regcopy.engine import CopyResult, Limits, copy_image
+from regcopy.engine import CopyResult, Limits
 from regcopy.errors import (
     CopyFailed,
     InvalidManifest,
@@ -34,6 +35,7 @@ from regcopy.errors import (
     NotFound,
     RegcopyError,
 )
+from regcopy.fanout import Target
 from regcopy.inspect import ImageInfo, image_info
 from regcopy.ledger import BlobLedger
 from regcopy.manifest import Manifest, Platform
@@ -47,6 +49,7 @@ from regcopy.retention import PrunePlan, PruneReport, load_prune, run_prune
 from regcopy.settings import Layer, Overrides, RegistrySettings, Settings, resolve
 from regcopy.stores.base import UploadJournal
 from regcopy.stores.local import LocalStore, local_identifier, open_local
+from regcopy.stores.referrers import RegistryFeatures
 from regcopy.stores.registry import RegistryStore, UploadPolicy
 from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import SyncOptions, SyncPlan
@@ -186,6 +189,10 @@ class Client:
         """The learned upload policy of ``registry``."""
         return self._pool.upload_policy(registry)
 
+    def features(self, registry: str) -> RegistryFeatures:
+        """What this client learned about ``registry`` (referrers API, mounts by digest alone)."""
+        return self._pool.features(registry)
+
     def registry_store(self, repo: Repository | Reference, *, writable: bool = False,
                        settings: RegistrySettings | None = None) -> RegistryStore:
         """A store for one registry repository."""
@@ -203,8 +210,10 @@ class Client:
     async def copy(self, src: str | Reference | LocalLocation, dst: str | Reference | LocalLocation, *,
                    platforms: Sequence[PlatformSpec] = (), jobs: int = 6, reporter: Reporter | None = None,
                    force: bool = False, src_settings: RegistrySettings | None = None,
-                   dst_settings: RegistrySettings | None = None) -> CopyResult:
-        """Copy one image or index between any two locations.
+                   dst_settings: RegistrySettings | None = None,
+                   referrers: bool | ReferrerPolicy = True) -> CopyResult:
+        """Copy one image or index between any two locations, with its referrers (signatures, SBOMs,
+        attestations: :mod:`regcopy.artifacts`).
 
         Locations are registry references (``docker://`` optional) or ``oci:DIR[:REF]``,
         ``oci-archive:FILE[:REF]``, ``docker-archive:FILE[:REF]`` (skopeo's syntax).
@@ -218,35 +227,77 @@ class Client:
         :param force: push even when the destination tag already holds the same digest
         :param src_settings: settings of the source's host for this copy (default: the client's)
         :param dst_settings: settings of the destination's host for this copy (default: the client's)
+        :param referrers: copy the referrers of every manifest copied (a :class:`ReferrerPolicy` to
+            filter artifact types); False: the image alone
         :raises RegcopyError: the copy failed; nothing incomplete is tagged
         """
         before = self.host_report()
         with self._watching(reporter):
             result = await self._copy(src, dst, platforms=platforms, jobs=jobs, reporter=reporter, force=force,
-                                      src_settings=src_settings, dst_settings=dst_settings)
+                                      src_settings=src_settings, dst_settings=dst_settings, referrers=referrers)
         result.hosts = self.host_report(before)
         return result
 
     async def _copy(self, src: str | Reference | LocalLocation, dst: str | Reference | LocalLocation, *,
                     platforms: Sequence[PlatformSpec], jobs: int, reporter: Reporter | None, force: bool,
-                    src_settings: RegistrySettings | None, dst_settings: RegistrySettings | None) -> CopyResult:
+                    src_settings: RegistrySettings | None, dst_settings: RegistrySettings | None,
+                    referrers: bool | ReferrerPolicy = True) -> CopyResult:
         src_loc, dst_loc = _location(src), _location(dst)
         retries_before = self.retries()
         async with self._open(src_loc, writable=False, settings=src_settings) as source, \
                 self._open(dst_loc, writable=True, settings=dst_settings) as destination:
             ident = await _identifier(src_loc, source)
             target_tag = _target_tag(dst_loc, ident)
-            result = await copy_image(
+            result = await copy_with_referrers(
                 source, destination, ident, target_tag=target_tag, platforms=[_platform(p) for p in platforms],
                 blob_jobs=jobs, reporter=reporter or null_reporter, ledger=self.ledger, force=force,
-                limits=Limits(bandwidth=self.bandwidth),
-            )
+                policy=_policy(referrers), limits=Limits(bandwidth=self.bandwidth))
         if isinstance(dst_loc, Reference) and dst_loc.digest and str(dst_loc.digest) != result.digest:
             raise RegcopyError(f"destination digest {dst_loc.digest} differs from the copied {result.digest}")
         # A docker-archive's classic layout has no registry manifest: one was built, so digests are new.
         result.new_digest = result.new_digest or source.synthesized
         result.retries = self.retries() - retries_before
         return result
+
+    async def copy_fanout(self, src: str | Reference | LocalLocation,
+                          destinations: Sequence[str | Reference | LocalLocation], *,
+                          platforms: Sequence[PlatformSpec] = (), jobs: int = 6, reporter: Reporter | None = None,
+                          force: bool = False, referrers: bool | ReferrerPolicy = True,
+                          src_settings: RegistrySettings | None = None,
+                          dst_settings: Sequence[RegistrySettings | None] = ()) -> list[CopyResult | RegcopyError]:
+        """Copy one image to several destinations, reading each blob from the source once
+        (:mod:`regcopy.fanout`); destinations on one registry get one upload and then mounts.
+
+        :param dst_settings: per destination, in order, its host's settings for this copy (default: the client's)
+        :returns: per destination, in order, its result or the error that ended it (the others go on)
+        :raises RegcopyError: the source itself failed (nothing was written)
+        """
+        src_loc = _location(src)
+        dst_locs = [_location(d) for d in destinations]
+        settings = list(dst_settings) + [None] * (len(dst_locs) - len(dst_settings))
+        before = self.host_report()
+        async with AsyncExitStack() as stack:
+            stack.enter_context(self._watching(reporter))
+            source = await stack.enter_async_context(self._open(src_loc, writable=False, settings=src_settings))
+            ident = await _identifier(src_loc, source)
+            targets = [Target(await stack.enter_async_context(self._open(loc, writable=True, settings=cfg)),
+                              _target_tag(loc, ident)) for loc, cfg in zip(dst_locs, settings, strict=True)]
+            await copy_to_many(source, targets, ident, policy=_policy(referrers), ledger=self.ledger,
+                               platforms=[_platform(p) for p in platforms], blob_jobs=jobs,
+                               reporter=reporter or null_reporter, force=force,
+                               limits=Limits(bandwidth=self.bandwidth))
+        hosts = self.host_report(before)
+        out: list[CopyResult | RegcopyError] = []
+        for target in targets:
+            if target.error is not None:
+                error = target.error
+                out.append(error if isinstance(error, RegcopyError) else RegcopyError(str(error)))
+            else:
+                assert target.result is not None
+                target.result.new_digest = target.result.new_digest or source.synthesized
+                target.result.hosts = hosts
+                out.append(target.result)
+        return out
 
     @asynccontextmanager
     async def _open(self, location: Reference | LocalLocation, *, writable: bool,
@@ -256,6 +307,16 @@ class Client:
                 yield store
         else:
             yield self.registry_store(location, writable=writable, settings=settings)
+
+    async def referrers(self, ref: str | Reference | LocalLocation, *, artifact_types: Sequence[str] = (),
+                        platforms: Sequence[PlatformSpec] = ()) -> ReferrerTree:
+        """What refers to an image and to each of its children (signatures, SBOMs, attestations), through
+        the referrers API, the fallback tag or cosign's tags; recursively."""
+        location = _location(ref)
+        async with self._open(location, writable=False, settings=None) as source:
+            ident = await _identifier(location, source)
+            return await referrer_tree(source, ident, ReferrerPolicy(artifact_types=tuple(artifact_types)),
+                                       platforms=[_platform(p) for p in platforms])
 
     async def copy_all_tags(self, src: str | Repository, dst: str | Repository, *, jobs: int = 6, images: int = 4,
                             reporter: Reporter | None = None, **kwargs: Any) -> list[CopyResult]:
@@ -506,6 +567,10 @@ def _registry_ref(value: str | Reference, *, default_tag: str | None) -> Referen
 
 def _platform(value: PlatformSpec) -> Platform:
     return value if isinstance(value, Platform) else Platform.parse(value)
+
+
+def _policy(value: bool | ReferrerPolicy) -> ReferrerPolicy:
+    return value if isinstance(value, ReferrerPolicy) else ReferrerPolicy(enabled=value)
 
 
 @dataclass(frozen=True, slots=True)

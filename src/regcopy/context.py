@@ -31,6 +31,7 @@ from regcopy.settings import Credentials, RegistrySettings, Settings
 from regcopy.stores.base import Destination, Source, UploadJournal
 from regcopy.stores.local import LocalStore, RepositoryView, open_local, repositories
 from regcopy.stores.mirrored import MirroredSource
+from regcopy.stores.referrers import RegistryFeatures
 from regcopy.stores.registry import RegistryStore, UploadPolicy
 from regcopy.sync.model import SyncPlan
 
@@ -57,6 +58,7 @@ class Pool:
         self._transports: dict[tuple[str, str | None, RegistrySettings, int], Transport] = {}
         self._uploads: dict[str, UploadPolicy] = {}
         self._stores: dict[tuple[str, Credentials], CredentialStore] = {}
+        self._features: dict[str, RegistryFeatures] = {}
         self._limits: dict[tuple[object, ...], HostLimits] = {}
         self.events = Broadcast()
         """Where every host's events go: the reporters of the runs going on."""
@@ -100,6 +102,10 @@ class Pool:
             t = self._upload
             policy = self._uploads[registry] = UploadPolicy(t.strategy, t.chunk_size, t.small_blob, t.restarts)
         return policy
+
+    def features(self, registry: str) -> RegistryFeatures:
+        """What runs learned about ``registry``: referrers API, mounts by digest alone (once per host)."""
+        return self._features.setdefault(registry, RegistryFeatures())
 
     def credentials_for(self, host: str, source: Credentials | None) -> CredentialStore:
         """The store answering for ``host``: the one ``source`` names (one per host and source, so
@@ -145,7 +151,7 @@ class RunContext:
         path = repo.path if isinstance(repo, Repository) else repo.repository
         return RegistryStore(self.transport(repo.registry, scheme=repo.scheme, settings=settings), path,
                              self.pool.upload_policy(repo.registry), writable=writable,
-                             journal=self.journal if writable else None)
+                             journal=self.journal if writable else None, features=self.pool.features(repo.registry))
 
     def source(self, repo: Repository) -> Source:
         """A store reading ``repo``: through its registry's mirrors first when the settings name some."""

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 import anyio
 
 from regcopy.digest import Digest, Hasher, VerifyingStream
-from regcopy.errors import InvalidManifest, InvalidReference, ProtocolViolation, RegcopyError, Unsupported
+from regcopy.errors import InvalidManifest, InvalidReference, RegcopyError
 from regcopy.ledger import BlobAction, BlobLedger
-from regcopy.manifest import INDEX_TYPES, Descriptor, Manifest, ManifestInfo, Platform, build_index
+from regcopy.manifest import Descriptor, Manifest, Platform, build_index
 from regcopy.progress import (
     BlobDone,
     BlobMounted,
@@ -44,7 +44,7 @@ from regcopy.stores.base import (
     BlobOpener,
     Committer,
     Destination,
-    ManifestHead,
+    DigestMounter,
     Mounter,
     RangeReader,
     Source,
@@ -52,7 +52,8 @@ from regcopy.stores.base import (
 )
 from regcopy.throttle import TokenBucket
 
-__all__ = ("ByteBudget", "CopyResult", "ImagePlan", "Limits", "copy_blob", "copy_image", "first_error", "plan_image")
+__all__ = ("ByteBudget", "CopyResult", "ImagePlan", "Limits", "blob_opener", "copy_blob", "copy_image",
+           "describe_ref", "fail_fast", "first_error", "plan_image", "push_image")
 
 log = logging.getLogger(__name__)
 _MAX_DEPTH = 8
@@ -116,6 +117,8 @@ class CopyResult:
     retries: int = 0
     seconds: float = 0.0
     platforms: list[str] = field(default_factory=list)
+    referrers: dict[str, object] | None = None
+    """What the image's referrers came to (``artifacts.ReferrerReport.to_json()``), when they were asked for."""
     hosts: dict[str, dict[str, object]] = field(default_factory=dict)
     """Per host what the copy's requests met: requests, retries, 429s, pulls (manifest GETs), concurrency."""
 
@@ -134,6 +137,10 @@ class ImagePlan:
     blobs: list[Descriptor]
     built_index: bool = False
     """True when ``root`` is a new index built from a platform subset (a digest no source has)."""
+    target_seen: bool = False
+    """The destination tag was HEADed while planning (``preflight.plan_copy``): :attr:`target_digest`
+    is what it holds, and the copy does not ask again."""
+    target_digest: Digest | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -179,7 +186,7 @@ async def _walk(
     for blob in manifest.blobs():
         blobs.setdefault(blob.digest, blob)
     children: list[Manifest] = []
-    async with _fail_fast(), anyio.create_task_group() as tg:
+    async with fail_fast(), anyio.create_task_group() as tg:
         for desc in manifest.children():
             if desc.digest in seen:
                 continue
@@ -214,6 +221,7 @@ async def copy_image(
     force: bool = False,
     plan: ImagePlan | None = None,
     limits: Limits = Limits(),
+    commit: bool = True,
 ) -> CopyResult:
     """Copy the image or index ``ref`` of ``source`` to ``destination`` under ``target_tag``.
 
@@ -221,103 +229,28 @@ async def copy_image(
     :param blob_jobs: blobs transferred at once for this image
     :param ledger: the run's blob ledger (shared across copies for dedup and mounts)
     :param force: push even when the destination tag already points at the same digest
-    :param plan: a plan made earlier by :func:`plan_image` (saves fetching the manifests again);
-        without one, the source and the destination tag are HEADed first, so an image already in
-        place costs no manifest GET (no pull counted on Docker Hub)
+    :param plan: a plan made earlier by :func:`plan_image` (saves fetching the manifests again)
     :param limits: run-wide blob and byte limits, on top of ``blob_jobs``
+    :param commit: commit a :class:`Committer` destination at the end (False: the caller commits,
+        after copying the image's referrers too)
     :raises RegcopyError: the first failure (siblings are cancelled; open uploads are aborted)
     """
-    shown = f"{destination.name}:{target_tag}" if target_tag else destination.name
-    token = current_image.set(shown)  # every event of this copy's tasks names the image
-    try:
-        ledger = ledger or BlobLedger()
-        heads = None
-        if plan is None and not force and target_tag:
-            heads = await _heads(source, destination, ref, target_tag, ledger)
-            if heads is not None and _in_place(heads, platforms):
-                return _up_to_date(source, ref, shown, target_tag, heads.destination, platforms, reporter)
+    token = current_image.set(f"{destination.name}:{target_tag}" if target_tag else destination.name)
+    try:  # every event of this copy's tasks names the image
         plan = plan or await plan_image(source, ref, platforms)
         return await _copy_planned(source, destination, ref, target_tag, plan, platforms, blob_jobs, reporter,
-                                   ledger, force, limits, heads)
+                                   ledger or BlobLedger(), force, limits, commit)
     finally:
         current_image.reset(token)
 
 
-@dataclass(frozen=True, slots=True)
-class _Heads:
-    """What HEADs of the source and of the destination tag said before a copy."""
-
-    source: Digest | None
-    media_type: str
-    destination: Digest | None
-
-
-async def _heads(source: Source, destination: Destination, ref: str, target_tag: str,
-                 ledger: BlobLedger) -> _Heads | None:
-    """HEAD the source and the destination tag at once, before any manifest GET (which Docker Hub
-    counts as a pull, docs/registry-quirks.md#docker-hub-pull-limits); None when HEADs cannot tell.
-
-    Only for a source whose HEAD tells the media type (a registry: reading a local store's manifest
-    costs nothing, and the manifests let the ledger learn the blobs the destination holds), and a
-    destination repository that may hold the tag.
-    """
-    if (destination.storage_id, destination.repository) in ledger.empty or not isinstance(source, ManifestHead):
-        return None
-    found: dict[str, object] = {}
-
-    async def source_head() -> None:
-        found["src"] = await source.head_manifest(ref)
-
-    async def destination_head() -> None:
-        found["dst"] = await destination.head(target_tag)
-
-    try:
-        async with _fail_fast(), anyio.create_task_group() as tg:
-            tg.start_soon(source_head)
-            tg.start_soon(destination_head)
-    except (ProtocolViolation, Unsupported) as exc:
-        # A registry whose HEAD answers lack what a HEAD should tell (no Docker-Content-Digest) or
-        # that refuses HEAD: the manifests tell. Any other failure (a token, a dead registry) is the
-        # copy's, and is not met twice.
-        if exc.method != "HEAD":
-            raise
-        log.debug("HEADs before the copy told nothing (%s): the manifests tell", exc)
-        return None
-    info, dst = found["src"], found["dst"]
-    assert info is None or isinstance(info, ManifestInfo)
-    assert dst is None or isinstance(dst, Digest)
-    return _Heads(info.digest if info else None, info.media_type if info else "", dst)
-
-
-def _in_place(heads: _Heads, platforms: Sequence[Platform]) -> bool:
-    """Whether the destination tag holds the image. With ``platforms`` it would hold a subset the source
-    index does not name, so only a source that is no index can be judged from HEADs."""
-    if heads.destination is None or heads.source != heads.destination:
-        return False
-    return not platforms or (bool(heads.media_type) and heads.media_type not in INDEX_TYPES)
-
-
-def _up_to_date(source: Source, ref: str, shown: str, target_tag: str, digest: Digest | None,
-                platforms: Sequence[Platform], reporter: Reporter) -> CopyResult:
-    """The result of a copy the HEADs found done."""
-    result = CopyResult(source=_source_name(source, ref), destination=shown, source_digest=str(digest),
-                        digest=str(digest), tag=target_tag, up_to_date=True, platforms=[str(p) for p in platforms])
-    reporter(ImageStarted(result.source, result.destination, 0, 0))
-    reporter(ImageDone(result.source, result.destination, result.digest, None, up_to_date=True))
-    return result
-
-
-def _source_name(source: Source, ref: str) -> str:
-    return f"{source.name}@{ref}" if _is_digest(ref) else f"{source.name}:{ref}"
-
-
 async def _copy_planned(source: Source, destination: Destination, ref: str, target_tag: str | None,
                         plan: ImagePlan, platforms: Sequence[Platform], blob_jobs: int, reporter: Reporter,
-                        ledger: BlobLedger, force: bool, limits: Limits, heads: _Heads | None) -> CopyResult:
+                        ledger: BlobLedger, force: bool, limits: Limits, commit: bool) -> CopyResult:
     started = time.monotonic()
     root = plan.root
     result = CopyResult(
-        source=_source_name(source, ref),
+        source=f"{source.name}@{ref}" if _is_digest(ref) else f"{source.name}:{ref}",
         destination=f"{destination.name}:{target_tag}" if target_tag else destination.name,
         source_digest=str(plan.source_digest), digest=str(root.digest), tag=target_tag,
         new_digest=plan.built_index, platforms=[str(p) for p in platforms],
@@ -326,23 +259,24 @@ async def _copy_planned(source: Source, destination: Destination, ref: str, targ
     try:
         fresh = (destination.storage_id, destination.repository) in ledger.empty
         if not force and target_tag and not fresh and (
-                heads.destination if heads is not None else await destination.head(target_tag)) == root.digest:
+                plan.target_digest if plan.target_seen else await destination.head(target_tag)) == root.digest:
             result.up_to_date = True
             for blob in plan.blobs:
                 ledger.note(destination.storage_id, blob.digest, destination.repository)
         else:
             await _copy_blobs(source, destination, plan.blobs, blob_jobs, reporter, ledger, result, limits)
-            for child in plan.manifests:
-                await _push_manifest(destination, child, None, reporter, result)
-            await _push_manifest(destination, root, target_tag, reporter, result)
-            if isinstance(destination, Committer):
-                await destination.commit()
+            await push_image(destination, plan, target_tag, reporter, result, commit=commit)
     except BaseException as exc:
         reporter(ImageDone(result.source, result.destination, None, str(exc) or type(exc).__name__))
         raise
     result.seconds = round(time.monotonic() - started, 3)
     reporter(ImageDone(result.source, result.destination, result.digest, None, up_to_date=result.up_to_date))
     return result
+
+
+def describe_ref(source: Source, ref: str) -> str:
+    """``name@digest`` or ``name:tag`` for reports."""
+    return f"{source.name}@{ref}" if _is_digest(ref) else f"{source.name}:{ref}"
 
 
 def _is_digest(ref: str) -> bool:
@@ -352,6 +286,20 @@ def _is_digest(ref: str) -> bool:
     except InvalidReference:
         return False
     return True
+
+
+async def push_image(destination: Destination, plan: ImagePlan, tag: str | None, reporter: Reporter,
+                     result: CopyResult, *, commit: bool = True) -> None:
+    """Push ``plan``'s child manifests leaves first, then its root under ``tag``, then commit (every
+    blob must be present already).
+
+    :param commit: commit a :class:`Committer` now (False: the caller commits once, after more images)
+    """
+    for child in plan.manifests:
+        await _push_manifest(destination, child, None, reporter, result)
+    await _push_manifest(destination, plan.root, tag, reporter, result)
+    if commit and isinstance(destination, Committer):
+        await destination.commit()
 
 
 async def _push_manifest(
@@ -369,14 +317,14 @@ async def _copy_blobs(
     limiter = anyio.CapacityLimiter(max(1, jobs))
     # Big blobs first: the longest transfer starts earliest, small ones fill the gaps.
     ordered = sorted(blobs, key=lambda b: b.size, reverse=True)
-    async with _fail_fast(), anyio.create_task_group() as tg:
+    async with fail_fast(), anyio.create_task_group() as tg:
         for blob in ordered:
             tg.start_soon(_copy_blob_limited, limiter, limits, source, destination, blob, reporter, ledger,
                           result)
 
 
 @asynccontextmanager
-async def _fail_fast() -> AsyncIterator[None]:
+async def fail_fast() -> AsyncIterator[None]:
     """Unwrap a fail-fast task group's exception group into its first real error.
 
     Siblings cancelled by the first failure add nothing, so callers get the cause itself and
@@ -445,28 +393,30 @@ async def _maybe_bytes(budget: ByteBudget | None, size: int) -> AsyncIterator[No
 
 async def copy_blob(
     source: Source, destination: Destination, blob: Descriptor, *, reporter: Reporter = null_reporter,
-    ledger: BlobLedger, bandwidth: TokenBucket | None = None,
+    ledger: BlobLedger, opener: BlobOpener | None = None, bandwidth: TokenBucket | None = None,
 ) -> BlobAction:
     """Make one blob present in ``destination``: skip, mount, or upload it, once per storage.
 
     Single-flight per (storage, digest): a concurrent second caller waits for the first, then
     mounts from the repository the first one filled (or finds the blob present).
 
-    :param bandwidth: the run's byte cap, taken as the bytes flow
+    :param opener: where an upload reads the bytes (a fan-out's tee); default: the source, verified
+    :param bandwidth: the run's byte cap, for the default opener (a tee takes it itself)
     """
     key = (destination.storage_id, blob.digest)
+    opener = opener or blob_opener(source, destination.name, blob, reporter, bandwidth)
     action, shared = await ledger.flights.do(
-        key, lambda: _copy_blob(source, destination, blob, reporter, ledger, bandwidth))
+        key, lambda: _copy_blob(source, destination, blob, reporter, ledger, opener))
     if shared:
         # Another copy moved this blob into another repository (or this one) just now:
         # the ledger knows where, so this repository mounts it or finds it present.
-        action = await _copy_blob(source, destination, blob, reporter, ledger, bandwidth)
+        action = await _copy_blob(source, destination, blob, reporter, ledger, opener)
     return action
 
 
 async def _copy_blob(
     source: Source, destination: Destination, blob: Descriptor, reporter: Reporter, ledger: BlobLedger,
-    bandwidth: TokenBucket | None,
+    opener: BlobOpener | None = None,
 ) -> BlobAction:
     decision = await ledger.decide(destination, blob, source.origin)
     action: BlobAction = "uploaded"
@@ -478,10 +428,8 @@ async def _copy_blob(
     else:  # nothing to mount from, or every candidate refused
         async with ledger.upload_lease(destination, blob) as leased:
             if not leased:  # another process moved it meanwhile: now it is present or mountable
-                return await _copy_blob(source, destination, blob, reporter, ledger, bandwidth)
-            reporter(BlobStarted(destination.name, str(blob.digest), blob.size))
-            await destination.put_blob(blob, _opener(source, destination.name, blob, reporter, bandwidth))
-            reporter(BlobDone(destination.name, str(blob.digest), blob.size))
+                return await _copy_blob(source, destination, blob, reporter, ledger, opener)
+            action = await _upload(source, destination, blob, reporter, opener)
     ledger.note(destination.storage_id, blob.digest, destination.repository)
     return action
 
@@ -500,9 +448,28 @@ async def _mount(
     return False
 
 
-def _opener(source: Source, dest_name: str, blob: Descriptor, reporter: Reporter,
-            bandwidth: TokenBucket | None) -> BlobOpener:
-    """The blob's opener: verified source bytes from any offset, sharing hash checkpoints across calls."""
+async def _upload(
+    source: Source, destination: Destination, blob: Descriptor, reporter: Reporter, opener: BlobOpener | None
+) -> BlobAction:
+    """Upload ``blob`` from ``opener`` (default: the source, verified); a :class:`DigestMounter` asks
+    its storage for the blob by digest alone on the way (then nothing is sent)."""
+    reporter(BlobStarted(destination.name, str(blob.digest), blob.size))
+    opener = opener or blob_opener(source, destination.name, blob, reporter)
+    if isinstance(destination, DigestMounter):
+        if await destination.put_or_mount(blob, opener):
+            # The storage held the blob under another repository this run knew nothing of.
+            reporter(BlobMounted(destination.name, str(blob.digest), blob.size, "(by digest)"))
+            return "mounted"
+    else:
+        await destination.put_blob(blob, opener)
+    reporter(BlobDone(destination.name, str(blob.digest), blob.size))
+    return "uploaded"
+
+
+def blob_opener(source: Source, dest_name: str, blob: Descriptor, reporter: Reporter,
+                bandwidth: TokenBucket | None = None) -> BlobOpener:
+    """The blob's opener: verified source bytes from any offset, sharing hash checkpoints across calls,
+    with progress events for ``dest_name``, at most ``bandwidth``'s rate."""
     marks: list[Hasher] = []
 
     def opener(offset: int = 0, /) -> AsyncIterator[bytes]:

@@ -43,6 +43,10 @@ class SingleFlight(Generic[K, V]):
         self.share_errors = share_errors
         self._calls: dict[K, _Call[V]] = {}
 
+    def busy(self, key: K) -> bool:
+        """Whether a call for ``key`` is in flight now."""
+        return key in self._calls
+
     async def do(self, key: K, work: Callable[[], Awaitable[V]]) -> tuple[V, bool]:
         """Run ``work`` unless a call for ``key`` is in flight, then wait for that one.
 

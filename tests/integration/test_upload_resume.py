@@ -19,7 +19,7 @@ import pytest
 
 import regcopy
 from regcopy.digest import Digest
-from regcopy.engine import _opener, copy_image
+from regcopy.engine import blob_opener, copy_image
 from regcopy.manifest import Descriptor
 from regcopy.reference import LocalLocation, Repository
 from regcopy.registry import blobs
@@ -362,7 +362,7 @@ async def test_opener_resumes_from_a_checkpoint_and_verifies_the_whole_blob(rang
     data = bytes(range(256)) * 20_000  # 5 MB: checkpoints every 1 MiB
     desc = Descriptor("application/octet-stream", Digest.of(data), len(data))
     source = (_RangedSource if ranged else _Source)(data, ranged=ranged)
-    opener = _opener(source, "dst", desc, lambda event: None)  # type: ignore[arg-type]
+    opener = blob_opener(source, "dst", desc, lambda event: None)  # type: ignore[arg-type]
     await _read(opener(), limit=4_500_000)  # a first pass broken at 4.5 MB
     offset = 4_200_000
     assert await _read(opener(offset)) == data[offset:]
@@ -373,7 +373,7 @@ async def test_opener_resumes_from_a_checkpoint_and_verifies_the_whole_blob(rang
     else:
         assert source.opened == [0, 0]
     # A resume with no checkpoint of its own (a journal's) re-hashes from 0.
-    fresh = _opener(source, "dst", desc, lambda event: None)  # type: ignore[arg-type]
+    fresh = blob_opener(source, "dst", desc, lambda event: None)  # type: ignore[arg-type]
     assert await _read(fresh(offset)) == data[offset:]
 
 
@@ -381,6 +381,6 @@ async def test_opener_on_resume_still_catches_wrong_bytes_before_the_offset() ->
     data = bytes(range(256)) * 20_000
     desc = Descriptor("application/octet-stream", Digest.of(data), len(data))
     source = _RangedSource(data, ranged=True, corrupt_at=4_100_000)  # between the checkpoint and the offset
-    opener = _opener(source, "dst", desc, lambda event: None)  # type: ignore[arg-type]
+    opener = blob_opener(source, "dst", desc, lambda event: None)  # type: ignore[arg-type]
     with pytest.raises(regcopy.DigestMismatch):
         await _read(opener(4_200_000))

@@ -9,9 +9,9 @@ as its mode says. Both run on one event loop in a daemon thread, so sync and asy
 
 Script fields (set after start, when the ports are known; ``listener_url`` is the other origin):
     ``tags_link`` / ``catalog_link``: the ``Link`` header of the first tags-list / catalog page.
-    ``upload_location`` / ``mount_location``: the ``Location`` of a session-opening POST (plain /
-        ``?mount=``, which then opens a session instead of mounting), formatted with ``{repo}`` and
-        ``{uuid}``; the session exists, so a listener in ``storage`` mode can complete it.
+    ``upload_location`` / ``mount_location``: the ``Location`` of a session-opening POST (plain or
+        ``?mount=`` alone / ``?mount=&from=``, which then opens a session instead of mounting),
+        formatted with ``{repo}`` and ``{uuid}``; the session exists, so a listener in ``storage`` mode can complete it.
     ``manifest_redirect`` / ``blob_redirect``: a ``307`` to this URL for manifest GET/HEAD / blob GET,
         formatted with ``{repo}`` and ``{ref}`` / ``{digest}``.
     ``drip``: kind → seconds between two bytes of that kind's body (kinds: ``manifest``, ``tags``,
@@ -290,9 +290,10 @@ class HostileRegistry(SpecRegistry):
             await _until_gone(request)
         if kind == "catalog":
             return self._catalog(s.catalog_link if "last" not in request.query else None)
-        if kind == "upload_post" and "mount" in request.query and s.mount_location:
+        # A mount needs ``from`` here, as on 2.8.2: ``?mount=`` alone opens a plain upload session.
+        if kind == "upload_post" and "from" in request.query and s.mount_location:
             return self._opened(request, s.mount_location)
-        if kind == "upload_post" and "mount" not in request.query and s.upload_location:
+        if kind == "upload_post" and "from" not in request.query and s.upload_location:
             return self._opened(request, s.upload_location)
         resp = await handler(request)
         if kind == "tags" and s.tags_link and "last" not in request.query:

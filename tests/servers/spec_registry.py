@@ -4,9 +4,11 @@ This module owns :class:`SpecRegistry`, an aiohttp app on its own loop in a daem
 :mod:`servers.faulty_proxy`), storing blobs and upload sessions in a temp directory and manifests in
 memory. It implements what a copier needs (distribution spec v1.1, docs/protocol.md): ``/v2/``; manifests
 GET/HEAD/PUT by tag or digest; blobs HEAD/GET with ``Range``; uploads POST (plain, ``?digest=``
-monolithic, ``?mount=&from=``), PATCH (streamed, or a chunk with ``Content-Range``: 416 when it does
-not start at the session's size), GET status, PUT ``?digest=`` (sha256 checked: 400 ``DIGEST_INVALID``)
-and DELETE; tags/list. No auth.
+monolithic, ``?mount=&from=``; ``?mount=`` alone with ``mount_anywhere``), PATCH (streamed, or a chunk
+with ``Content-Range``: 416 when it does not start at the session's size), GET status, PUT ``?digest=``
+(sha256 checked: 400 ``DIGEST_INVALID``) and DELETE; tags/list; the referrers API (``GET
+/v2/<name>/referrers/<digest>`` with the ``artifactType`` filter, ``OCI-Filters-Applied`` and ``Link``
+pages; ``OCI-Subject`` on a manifest PUT with a subject), switchable off to behave as 2.8.2. No auth.
 
 The point of it: **a PATCH whose body is cut mid-stream keeps the bytes received so far**, and the
 status request answers ``204`` with ``Range: 0-<last byte held>``, so a client can resume (2.8.2
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import re
 import shutil
 import socket
@@ -32,6 +35,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -46,7 +50,9 @@ _ROUTES = [
     (re.compile(rf"^/v2/{_NAME}/blobs/(?P<digest>sha256:[0-9a-f]{{64}})$"), "blob"),
     (re.compile(rf"^/v2/{_NAME}/manifests/(?P<ref>[A-Za-z0-9_.:-]+)$"), "manifest"),
     (re.compile(rf"^/v2/{_NAME}/tags/list$"), "tags"),
+    (re.compile(rf"^/v2/{_NAME}/referrers/(?P<digest>sha256:[0-9a-f]{{64}})$"), "referrers"),
 ]
+_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 _CONTENT_RANGE = re.compile(r"^([0-9]+)-([0-9]+)$")
 _READ = 256 * 1024
 
@@ -76,9 +82,22 @@ class SpecRegistry:
     """A spec-following registry on ``127.0.0.1:<free port>``; a context manager.
 
     :param root: where blobs and sessions live (default: a temp directory removed on stop)
+    :param referrers: serve the referrers API (distribution spec, "Listing Referrers") and answer
+        ``OCI-Subject`` to a manifest PUT with a subject; False: 404, as 2.8.2
+    :param referrers_page: descriptors per referrers page (0: all on one page; more pages are linked
+        with ``Link: <...>; rel="next"``)
+    :param referrers_filter: apply the ``artifactType`` filter (and say so); False: ignore it, as the
+        spec allows (clients filter themselves)
+    :param mount_anywhere: mount a blob named by ``?mount=`` alone from any repository holding it
+        (the spec's optional ``from``); False: open an upload session, as 2.8.2 does
     """
 
-    def __init__(self, root: Path | None = None, *, host: str = "127.0.0.1") -> None:
+    def __init__(self, root: Path | None = None, *, host: str = "127.0.0.1", referrers: bool = True,
+                 referrers_page: int = 0, referrers_filter: bool = True, mount_anywhere: bool = False) -> None:
+        self.referrers_api = referrers
+        self.referrers_filter = referrers_filter
+        self.referrers_page = referrers_page
+        self.mount_anywhere = mount_anywhere
         self._own_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="spec-registry-")) if root is None else root
         self.bind_host = host
@@ -238,8 +257,11 @@ class SpecRegistry:
         self.manifests.setdefault(name, {})[digest] = (media_type, data)
         if not ref.startswith("sha256:"):
             self.tags.setdefault(name, {})[ref] = digest
-        return web.Response(status=201, headers={"Location": f"/v2/{name}/manifests/{digest}",
-                                                 "Docker-Content-Digest": digest})
+        headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": digest}
+        subject = _subject(data)
+        if subject is not None and self.referrers_api:
+            headers["OCI-Subject"] = subject  # the spec: this registry processed the subject
+        return web.Response(status=201, headers=headers)
 
     def _find_manifest(self, name: str, ref: str) -> tuple[str, tuple[str, bytes]] | None:
         digest = ref if ref.startswith("sha256:") else self.tags.get(name, {}).get(ref)
@@ -250,6 +272,40 @@ class SpecRegistry:
         if name not in self.manifests:
             return _error(404, "NAME_UNKNOWN", name)
         return web.json_response({"name": name, "tags": sorted(self.tags.get(name, {}))})
+
+    # ---------------------------------------------------------------------------------- referrers
+    async def _referrers_get(self, request: web.Request, record: LoggedRequest, name: str,
+                             digest: str) -> web.Response:
+        if not self.referrers_api:
+            return _error(404, "NAME_UNKNOWN", "no such route")
+        found = self.referrer_descriptors(name, digest)
+        wanted = request.query.get("artifactType")
+        headers = {"Content-Type": _OCI_INDEX}
+        if wanted and self.referrers_filter:
+            found = [d for d in found if d.get("artifactType") == wanted]
+            headers["OCI-Filters-Applied"] = "artifactType"
+        page = int(request.query.get("page", "0"))
+        size = self.referrers_page or max(len(found), 1)
+        chunk = found[page * size:(page + 1) * size]
+        if (page + 1) * size < len(found):
+            query = urlencode([(k, v) for k, v in (("artifactType", wanted), ("page", str(page + 1))) if v])
+            headers["Link"] = f'</v2/{name}/referrers/{digest}?{query}>; rel="next"'
+        body = json.dumps({"schemaVersion": 2, "mediaType": _OCI_INDEX, "manifests": chunk})
+        return web.Response(body=body.encode(), headers=headers)
+
+    def referrer_descriptors(self, name: str, digest: str) -> list[dict[str, Any]]:
+        """What the API lists for ``digest``: manifests naming it as subject, then the entries of its
+        fallback tag's index (the spec: registries enabling the API include those)."""
+        out: list[dict[str, Any]] = []
+        for found, (media_type, data) in list(self.manifests.get(name, {}).items()):
+            if _subject(data) == digest:
+                out.append(_referrer_entry(found, media_type, data))
+        fallback = self.tags.get(name, {}).get(digest.replace(":", "-"))
+        if fallback is not None:
+            listed = json.loads(self.manifests[name][fallback][1]).get("manifests") or []
+            have = {d["digest"] for d in out}
+            out.extend(d for d in listed if d.get("digest") not in have)
+        return out
 
     # ---------------------------------------------------------------------------------- blobs
     async def _blob_head(self, request: web.Request, record: LoggedRequest, name: str, digest: str) -> web.Response:
@@ -269,6 +325,8 @@ class SpecRegistry:
     # ---------------------------------------------------------------------------------- uploads
     async def _uploads_post(self, request: web.Request, record: LoggedRequest, name: str) -> web.Response:
         mount, source = request.query.get("mount"), request.query.get("from")
+        if mount and not source and self.mount_anywhere and any(mount in d for d in self.links.values()):
+            source = next(repo for repo, d in self.links.items() if mount in d)
         if mount and source and mount in self.links.get(source, set()):
             self.links.setdefault(name, set()).add(mount)
             return web.Response(status=201, headers={"Location": f"/v2/{name}/blobs/{mount}",
@@ -383,6 +441,27 @@ async def bind_site(runner: web.AppRunner, host: str, ssl_context: ssl.SSLContex
     port: int = sock.getsockname()[1]
     await web.SockSite(runner, sock, ssl_context=ssl_context).start()
     return port
+
+
+def _subject(data: bytes) -> str | None:
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        return None
+    subject = obj.get("subject") if isinstance(obj, dict) else None
+    digest = subject.get("digest") if isinstance(subject, dict) else None
+    return digest if isinstance(digest, str) else None
+
+
+def _referrer_entry(digest: str, media_type: str, data: bytes) -> dict[str, Any]:
+    obj = json.loads(data)
+    entry: dict[str, Any] = {"mediaType": obj.get("mediaType") or media_type, "digest": digest, "size": len(data)}
+    kind = obj.get("artifactType") or (obj.get("config") or {}).get("mediaType")
+    if kind:
+        entry["artifactType"] = kind
+    if obj.get("annotations"):
+        entry["annotations"] = obj["annotations"]
+    return entry
 
 
 def _error(status: int, code: str, message: str) -> web.Response:

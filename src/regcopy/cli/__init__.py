@@ -3,29 +3,46 @@
 Exit codes: 0 success, 1 failure (or out of sync with ``--check``), 2 usage or configuration
 error, 130 interrupted (SIGINT), 143 terminated (SIGTERM): both signals cancel the run, which cleans
 up and writes its report first (:mod:`regcopy.interrupt`). Logs go to stderr (``-v`` INFO, ``-vv``
-DEBUG); machine output to stdout.
+DEBUG); machine output to stdout. What every command shares (the runner, exit codes, options) is
+:mod:`regcopy.cli._common`; ``referrers`` and ``copy``'s fan-out are :mod:`regcopy.cli.referrers`, the
+scale-out commands :mod:`regcopy.cli.scale`; this module registers them all.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, cast
 
 import anyio
 import click
 
-from regcopy import __version__
+from regcopy import ReferrerPolicy, __version__
 from regcopy.cli import _flags as opt
-from regcopy.cli._render import copy_summaries, copy_summary, progress_reporter, prune_table, sync_summary
+from regcopy.cli._common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    authfile_option,
+    emit,
+    fail,
+    insecure_option,
+    make_client,
+    output_option,
+    progress_display,
+    run_async,
+    setup_logging,
+    verbose_option,
+)
+from regcopy.cli._flags import side_fields, side_layer, side_settings
+from regcopy.cli._render import copy_summaries, copy_summary, prune_table, sync_summary
+from regcopy.cli.referrers import copy_many, referrer_flags, referrers_command
 from regcopy.cli.scale import CliHooks, ScaleFlags, report_group, scale_flags, scaled_sync
 from regcopy.client import Client
-from regcopy.errors import ConfigError, CredentialError, InvalidReference, RegcopyError
+from regcopy.errors import ConfigError, InvalidReference
 from regcopy.interrupt import Interrupted, handle_signals
-from regcopy.interrupt import run as run_interruptible
 from regcopy.reference import Reference, Repository, parse_location
 from regcopy.retention import PruneReport, load_prune
 from regcopy.settings import Layer, Overrides, SchemeMode, stack
@@ -42,60 +59,6 @@ from regcopy.sync import (
 
 __all__ = ("EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_USAGE", "cli", "main")
 
-T = TypeVar("T")
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"regcopy: {message}", err=True)
-    sys.exit(code)
-
-
-def _run(fn: Callable[[], Awaitable[T]]) -> T:
-    try:
-        return run_interruptible(fn)
-    except Interrupted as exc:
-        _fail(f"interrupted ({exc})", exc.code)
-    except KeyboardInterrupt:  # a SIGINT whose handler is Python's own (the CLI used as a library)
-        _fail("interrupted", EXIT_INTERRUPTED)
-    except (InvalidReference, ConfigError) as exc:
-        _fail(str(exc), EXIT_USAGE)
-    except CredentialError as exc:
-        _fail(str(exc), EXIT_FAILED)
-    except RegcopyError as exc:
-        _fail(str(exc), EXIT_FAILED)
-
-
-def _setup_logging(verbose: int) -> None:
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("regcopy")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-
-
-def _client(authfile: str | None, insecure: tuple[str, ...], flags: Layer | None = None, **kwargs: Any) -> Client:
-    """A client whose overrides are the command line's: ``--insecure-registry``, then ``flags``."""
-    return Client(authfile=authfile, overrides=stack(opt.insecure_layer(insecure), flags or {}), **kwargs)
-
-
-def _emit(data: Any, output: str, text: Callable[[], str], events: str | None = None) -> None:
-    # With ``--events -`` stdout is the event stream: the result goes to stderr.
-    err = events == "-"
-    click.echo(json.dumps(data, indent=2, sort_keys=True) if output == "json" else text(), err=err)
-
-
-
-_verbose_option = click.option("-v", "--verbose", count=True, help="-v for INFO logs, -vv for DEBUG (stderr).")
-_output_option = click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
-                             show_default=True, help="Result format on stdout.")
-_authfile_option = click.option("--authfile", type=click.Path(dir_okay=False), envvar="REGISTRY_AUTH_FILE",
-                               help="Auth file (docker config.json format). Default: containers/docker search.")
-_insecure_option = click.option("--insecure-registry", "insecure", multiple=True, metavar="HOST",
-                               help="Allow plain http and unverified https for HOST (repeatable).")
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="regcopy")
 def cli() -> None:
@@ -104,8 +67,8 @@ def cli() -> None:
 
 @cli.command(name="copy")
 @click.argument("src")
-@click.argument("dst")
-@click.option("--all-tags", "-a", is_flag=True, help="Copy every tag of SRC repository to DST repository.")
+@click.argument("dst", nargs=-1, required=True)
+@click.option("--all-tags", "-a", is_flag=True, help="Copy every tag of SRC repository to DST repository (one DST).")
 @click.option("--platform", "platforms", multiple=True, metavar="OS/ARCH[/VARIANT]",
               help="Copy only these platforms of an index (repeatable). Default: all.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=6, show_default=True, help="Blobs in flight.")
@@ -125,44 +88,60 @@ def cli() -> None:
               help="Bytes per PATCH in chunked mode.")
 @click.option("--progress", type=click.Choice(["auto", "tty", "plain", "none"]), default="auto",
               show_default=True, help="Progress display on stderr.")
+@referrer_flags
 @opt.throughput_flags
-@_authfile_option
-@_insecure_option
-@_output_option
-@_verbose_option
-def _copy(src: str, dst: str, all_tags: bool, platforms: tuple[str, ...], jobs: int, images: int, force: bool,
-         src_tls_verify: bool | None, dest_tls_verify: bool | None, src_cert_dir: str | None,
+@authfile_option
+@insecure_option
+@output_option
+@verbose_option
+def _copy(src: str, dst: tuple[str, ...], all_tags: bool, platforms: tuple[str, ...], jobs: int, images: int,
+          force: bool, src_tls_verify: bool | None, dest_tls_verify: bool | None, src_cert_dir: str | None,
          dest_cert_dir: str | None, ca_file: str | None, strategy: str, chunk_size: int, progress: str,
-         limit_rate: int | None, pull_reserve: int | None, events: str | None,
-         authfile: str | None, insecure: tuple[str, ...], output: str, verbose: int) -> None:
+         referrers: bool, artifact_types: tuple[str, ...], limit_rate: int | None, pull_reserve: int | None,
+         events: str | None, authfile: str | None, insecure: tuple[str, ...], output: str, verbose: int) -> None:
     """Copy an image or index from SRC to DST: registries (docker:// optional), oci:DIR[:REF],
-    oci-archive:FILE[:REF], docker-archive:FILE[:REF]."""
-    _setup_logging(verbose)
+    oci-archive:FILE[:REF], docker-archive:FILE[:REF], with the signatures, SBOMs and attestations
+    that refer to it. Several DSTs get it from one read of SRC."""
+    setup_logging(verbose)
     upload = UploadPolicy(strategy=cast(Strategy, strategy), chunk_size=chunk_size)  # click checked the choice
-    try:
-        src_loc = parse_location(src, default_tag=None)
-        dst_loc = parse_location(dst, default_tag=None)
-    except InvalidReference as exc:
-        _fail(str(exc), EXIT_USAGE)
+    policy = ReferrerPolicy(enabled=referrers, artifact_types=artifact_types)
+    src_loc, *dst_locs = _locations(src, *dst)
+    if len(dst_locs) > 1:
+        if all_tags:
+            fail("--all-tags takes one DST", EXIT_USAGE)
+        copy_many(src_loc, dst_locs, platforms=platforms, jobs=jobs, force=force, policy=policy, progress=progress,
+                  authfile=authfile, insecure=insecure, output=output, upload=upload,
+                  sides=(src_tls_verify, dest_tls_verify, src_cert_dir, dest_cert_dir, ca_file),
+                  throughput=(limit_rate, pull_reserve, events))
+        return
+    dst_loc = dst_locs[0]
 
     async def run() -> Any:
-        async with _client(authfile, insecure, upload=upload, limit_rate=limit_rate) as client:
-            src_fields = opt.side_fields(src_tls_verify, src_cert_dir, ca_file) | opt.reserve_fields(pull_reserve)
-            src_settings = opt.side_settings(client.settings, src_loc, src_fields)
-            dst_settings = opt.side_settings(client.settings, dst_loc,
-                                             opt.side_fields(dest_tls_verify, dest_cert_dir, ca_file))
-            with progress_reporter(progress, events) as reporter, copy_summaries(reporter) as done:
+        async with make_client(authfile, insecure, upload=upload, limit_rate=limit_rate) as client:
+            src_fields = side_fields(src_tls_verify, src_cert_dir, ca_file) | opt.reserve_fields(pull_reserve)
+            src_settings = side_settings(client.settings, src_loc, src_fields)
+            dst_settings = side_settings(client.settings, dst_loc,
+                                         side_fields(dest_tls_verify, dest_cert_dir, ca_file))
+            with progress_display(progress, events) as reporter, copy_summaries(reporter) as done:
                 if all_tags:
                     return done(await client.copy_all_tags(
                         _repo(src_loc), _repo(dst_loc), jobs=jobs, images=images, reporter=reporter,
                         platforms=platforms, force=force, src_settings=src_settings, dst_settings=dst_settings))
                 return done(await client.copy(src_loc, dst_loc, platforms=platforms, jobs=jobs, reporter=reporter,
-                                              force=force, src_settings=src_settings, dst_settings=dst_settings))
+                                              force=force, src_settings=src_settings, dst_settings=dst_settings,
+                                              referrers=policy))
 
-    result = _run(run)
+    result = run_async(run)
     results = result if isinstance(result, list) else [result]
     data = [r.to_json() for r in results]
-    _emit(data if all_tags else data[0], output, lambda: "\n".join(copy_summary(r) for r in results), events)
+    emit(data if all_tags else data[0], output, lambda: "\n".join(copy_summary(r) for r in results), events)
+
+
+def _locations(*texts: str, default_tag: str | None = None) -> list[Any]:
+    try:
+        return [parse_location(t, default_tag=default_tag) for t in texts]
+    except InvalidReference as exc:
+        fail(str(exc), EXIT_USAGE)
 
 
 def _repo(loc: object) -> Repository:
@@ -180,13 +159,13 @@ def _repo(loc: object) -> Repository:
 @click.option("--ca-file", type=click.Path(dir_okay=False), help="Extra CA bundle (PEM).")
 @click.option("--grace", type=float, default=0.2, show_default=True,
               help="Seconds https may answer after http and still win.")
-@_authfile_option
-@_output_option
-@_verbose_option
+@authfile_option
+@output_option
+@verbose_option
 def _ping(registry: str, scheme: str, ca_file: str | None, grace: float, authfile: str | None, output: str,
          verbose: int) -> None:
     """Probe REGISTRY's /v2/ and print which scheme won, why, and the timings."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     forced = None
     for prefix in ("http://", "https://"):
         if registry.startswith(prefix):
@@ -198,7 +177,7 @@ def _ping(registry: str, scheme: str, ca_file: str | None, grace: float, authfil
         async with Client(authfile=authfile, overrides={registry: flags}) as client:
             return await client.ping(registry, scheme=forced)
 
-    result = _run(run)
+    result = run_async(run)
     data = {
         "registry": result.registry, "scheme": result.scheme, "status": result.status, "reason": result.reason,
         "auth": result.challenge.scheme if result.challenge else None,
@@ -213,72 +192,72 @@ def _ping(registry: str, scheme: str, ca_file: str | None, grace: float, authfil
             lines.append(f"  {p.scheme:5} {p.seconds * 1000:8.1f} ms  {outcome}")
         return "\n".join(lines)
 
-    _emit(data, output, text)
+    emit(data, output, text)
 
 
 @cli.command(name="ls")
 @click.argument("repository")
 @click.option("--filter", "pattern", help="Keep tags fully matching this regex.")
-@_authfile_option
-@_insecure_option
-@_output_option
-@_verbose_option
+@authfile_option
+@insecure_option
+@output_option
+@verbose_option
 def _ls(repository: str, pattern: str | None, authfile: str | None, insecure: tuple[str, ...], output: str,
        verbose: int) -> None:
     """List the tags of REPOSITORY, sorted."""
     import re
 
-    _setup_logging(verbose)
+    setup_logging(verbose)
     regex = re.compile(pattern) if pattern else None
 
     async def run() -> list[str]:
-        async with _client(authfile, insecure) as client:
+        async with make_client(authfile, insecure) as client:
             return await client.tags(repository)
 
-    tags = [t for t in _run(run) if regex is None or regex.fullmatch(t)]
-    _emit(tags, output, lambda: "\n".join(tags))
+    tags = [t for t in run_async(run) if regex is None or regex.fullmatch(t)]
+    emit(tags, output, lambda: "\n".join(tags))
 
 
 @cli.command(name="catalog")
 @click.argument("registry")
 @click.option("--filter", "pattern", help="Keep repositories fully matching this regex.")
-@_authfile_option
-@_insecure_option
-@_output_option
-@_verbose_option
+@authfile_option
+@insecure_option
+@output_option
+@verbose_option
 def _catalog_cmd(registry: str, pattern: str | None, authfile: str | None, insecure: tuple[str, ...], output: str,
                 verbose: int) -> None:
     """List the repositories of REGISTRY (/v2/_catalog), sorted."""
     import re
 
-    _setup_logging(verbose)
+    setup_logging(verbose)
     regex = re.compile(pattern) if pattern else None
 
     async def run() -> list[str]:
-        async with _client(authfile, insecure) as client:
+        async with make_client(authfile, insecure) as client:
             return await client.catalog(registry.removeprefix("docker://").rstrip("/"))
 
-    repos = [r for r in _run(run) if regex is None or regex.fullmatch(r)]
-    _emit(repos, output, lambda: "\n".join(repos))
+    repos = [r for r in run_async(run) if regex is None or regex.fullmatch(r)]
+    emit(repos, output, lambda: "\n".join(repos))
 
 
 @cli.command(name="manifest")
 @click.argument("reference")
 @click.option("--platform", help="With an index: print the manifest of this os/arch[/variant].")
 @click.option("--pretty", is_flag=True, help="Indent the JSON (the raw bytes are printed by default).")
-@_authfile_option
-@_insecure_option
-@_verbose_option
+@authfile_option
+@insecure_option
+@verbose_option
 def _manifest_cmd(reference: str, platform: str | None, pretty: bool, authfile: str | None,
                  insecure: tuple[str, ...], verbose: int) -> None:
     """Print the manifest REFERENCE points to, byte for byte (or --pretty)."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
 
     async def run() -> bytes:
-        async with _client(authfile, insecure) as client:
+        async with make_client(authfile, insecure) as client:
             return (await client.manifest(reference, platform=platform)).data
 
-    data = _run(run)
+    data = run_async(run)
     if pretty:
         click.echo(json.dumps(json.loads(data), indent=2))
     else:
@@ -289,20 +268,20 @@ def _manifest_cmd(reference: str, platform: str | None, pretty: bool, authfile: 
 @cli.command(name="inspect")
 @click.argument("reference")
 @click.option("--platform", help="With an index: the image of this os/arch[/variant] (default: this machine's).")
-@_authfile_option
-@_insecure_option
-@_output_option
-@_verbose_option
+@authfile_option
+@insecure_option
+@output_option
+@verbose_option
 def _inspect_cmd(reference: str, platform: str | None, authfile: str | None, insecure: tuple[str, ...],
                 output: str, verbose: int) -> None:
     """Show an image's platform, creation time, labels, layers and total size."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
 
     async def run() -> Any:
-        async with _client(authfile, insecure) as client:
+        async with make_client(authfile, insecure) as client:
             return await client.inspect(reference, platform=platform)
 
-    info = _run(run)
+    info = run_async(run)
 
     def text() -> str:
         plat = "/".join(p for p in (info.os, info.architecture, info.variant) if p)
@@ -312,51 +291,51 @@ def _inspect_cmd(reference: str, platform: str | None, authfile: str | None, ins
         lines.extend(f"  layer    {layer.digest} {layer.size}" for layer in info.layers)
         return "\n".join(lines)
 
-    _emit(info.to_json(), output, text)
+    emit(info.to_json(), output, text)
 
 
 @cli.command(name="tag")
 @click.argument("reference")
 @click.argument("new_tag")
-@_authfile_option
-@_insecure_option
-@_output_option
-@_verbose_option
+@authfile_option
+@insecure_option
+@output_option
+@verbose_option
 def _tag_cmd(reference: str, new_tag: str, authfile: str | None, insecure: tuple[str, ...], output: str,
             verbose: int) -> None:
     """Point NEW_TAG (same repository) at REFERENCE: one manifest PUT, no blob traffic."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
 
     async def run() -> str:
-        async with _client(authfile, insecure) as client:
+        async with make_client(authfile, insecure) as client:
             return str(await client.tag(reference, new_tag))
 
-    digest_text = _run(run)
-    _emit({"reference": reference, "tag": new_tag, "digest": digest_text}, output,
+    digest_text = run_async(run)
+    emit({"reference": reference, "tag": new_tag, "digest": digest_text}, output,
           lambda: f"tagged {new_tag} -> {digest_text}")
 
 
 @cli.command(name="delete")
 @click.argument("reference")
-@_authfile_option
-@_insecure_option
-@_output_option
-@_verbose_option
+@authfile_option
+@insecure_option
+@output_option
+@verbose_option
 def _delete_cmd(reference: str, authfile: str | None, insecure: tuple[str, ...], output: str, verbose: int) -> None:
     """Delete the manifest REFERENCE points to (a tag is resolved to its digest; every tag on it goes)."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
 
     async def run() -> Any:
-        async with _client(authfile, insecure) as client:
+        async with make_client(authfile, insecure) as client:
             return await client.delete(reference)
 
-    result = _run(run)
+    result = run_async(run)
 
     def text() -> str:
         tags = ", ".join(result.tags) or "none"
         return f"deleted {result.repository}@{result.digest} (tags that pointed at it, now gone: {tags})"
 
-    _emit({"repository": result.repository, "digest": result.digest, "tags": result.tags}, output, text)
+    emit({"repository": result.repository, "digest": result.digest, "tags": result.tags}, output, text)
 
 
 @cli.command(name="prune")
@@ -367,27 +346,27 @@ def _delete_cmd(reference: str, authfile: str | None, insecure: tuple[str, ...],
 @click.option("--cap", type=click.IntRange(0), default=None, help="At most N manifest deletions in this run.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the JSON report here.")
 @click.option("--show-kept", is_flag=True, help="List the kept tags too, with the reason.")
-@_authfile_option
-@_insecure_option
-@_output_option
-@_verbose_option
+@authfile_option
+@insecure_option
+@output_option
+@verbose_option
 def _prune_cmd(plan_path: str, dry_run: bool | None, yes: bool, cap: int | None, report_path: str | None,
               show_kept: bool, authfile: str | None, insecure: tuple[str, ...], output: str, verbose: int) -> None:
     """Delete tags by a retention PLAN (a prune plan, or a sync plan with a prune section): keep the
     latest N by semver or created time, protected tags and anything newer than an age. A dry run
     unless --yes or --no-dry-run."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     if dry_run and yes:
-        _fail("--dry-run and --yes contradict each other", EXIT_USAGE)
+        fail("--dry-run and --yes contradict each other", EXIT_USAGE)
     dry = not yes if dry_run is None else dry_run
     try:
         plan = load_prune(plan_path)
     except ConfigError as exc:
-        _fail(str(exc), EXIT_USAGE)
+        fail(str(exc), EXIT_USAGE)
     report = PruneReport(dry_run=dry)
 
     async def run() -> None:
-        async with _client(authfile, insecure) as client:
+        async with make_client(authfile, insecure) as client:
             try:
                 await client.prune(plan, dry_run=dry, cap=cap, report=report)
             except anyio.get_cancelled_exc_class():
@@ -395,29 +374,29 @@ def _prune_cmd(plan_path: str, dry_run: bool | None, yes: bool, cap: int | None,
                 raise
 
     try:
-        _run(run)
+        run_async(run)
     finally:
         if report_path:
             Path(report_path).write_text(json.dumps(report.to_json(), indent=2))
-    _emit(report.to_json(), output, lambda: prune_table(report, show_kept))
+    emit(report.to_json(), output, lambda: prune_table(report, show_kept))
     if not report.ok:
         sys.exit(EXIT_FAILED)
 
 
 @cli.command(name="digest")
 @click.argument("reference")
-@_authfile_option
-@_insecure_option
-@_verbose_option
+@authfile_option
+@insecure_option
+@verbose_option
 def _digest(reference: str, authfile: str | None, insecure: tuple[str, ...], verbose: int) -> None:
     """Print the digest REFERENCE resolves to (a HEAD request)."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
 
     async def run() -> str:
-        async with _client(authfile, insecure) as client:
+        async with make_client(authfile, insecure) as client:
             return str(await client.digest(reference))
 
-    click.echo(_run(run))
+    click.echo(run_async(run))
 
 
 @cli.command(name="sync")
@@ -456,10 +435,10 @@ def _digest(reference: str, authfile: str | None, insecure: tuple[str, ...], ver
 @click.option("--preserve-digests", is_flag=True, hidden=True, help="Accepted for skopeo compatibility (always).")
 @opt.throughput_flags
 @scale_flags
-@_authfile_option
-@_insecure_option
-@_output_option
-@_verbose_option
+@authfile_option
+@insecure_option
+@output_option
+@verbose_option
 def _sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, scoped: bool, all_platforms: bool,
          src_tls_verify: bool | None, dest_tls_verify: bool | None, src_cert_dir: str | None,
          dest_cert_dir: str | None, src_creds: str | None, dest_creds: str | None, dry_run: bool,
@@ -467,16 +446,15 @@ def _sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, sc
          bytes_in_flight: int, progress: str, retry_times: int | None, preserve_digests: bool,
          limit_rate: int | None, pull_reserve: int | None, events: str | None, shard: str | None,
          shards: int | None, ledger: str | None, redis_url: str | None, detach: bool, run_id: str | None,
-         big_image: int, authfile: str | None,
-         insecure: tuple[str, ...], output: str, verbose: int) -> None:
+         big_image: int, authfile: str | None, insecure: tuple[str, ...], output: str, verbose: int) -> None:
     """Mirror many repositories: `regcopy sync PLAN.yaml`, or skopeo's form
     `regcopy sync --src docker|yaml --dest docker [--scoped] [--all] SOURCE DESTINATION`.
     Scale-out: `--shard I/N` or `--shards N` (static), `--redis URL` (workers: `regcopy worker`)."""
-    _setup_logging(verbose)
+    setup_logging(verbose)
     plan = _sync_plan(args, src_kind, dest_kind, scoped=scoped, all_platforms=all_platforms)
     # The command line's flags win over the plan's registries: (docs/architecture.md, "Settings resolution").
-    flags = stack(opt.side_layer(plan, "src", src_tls_verify, src_cert_dir, src_creds),
-                  opt.side_layer(plan, "dest", dest_tls_verify, dest_cert_dir, dest_creds),
+    flags = stack(side_layer(plan, "src", src_tls_verify, src_cert_dir, src_creds),
+                  side_layer(plan, "dest", dest_tls_verify, dest_cert_dir, dest_creds),
                   opt.reserve_layer(plan, pull_reserve))
     options = SyncOptions(images=images, blob_jobs=jobs, blobs=blobs, bytes_in_flight=bytes_in_flight,
                           dry_run=dry_run)
@@ -490,24 +468,24 @@ def _sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, sc
         state_path = f"{report_path}.state"
     journal = _open_journal(state_path) if state_path and not no_state and not dry_run else None
     report = _sync_here(plan, options, journal, report_path, progress, events,
-                        lambda: _client(authfile, insecure, flags, limit_rate=limit_rate))
-    _emit(report.to_json(), output, lambda: sync_summary(report), events)
+                        lambda: make_client(authfile, insecure, flags, limit_rate=limit_rate))
+    emit(report.to_json(), output, lambda: sync_summary(report), events)
     if not report.ok or (dry_run and (report.out_of_sync or report.extra_tags)):
         sys.exit(EXIT_FAILED)
 
 
 def _sync_here(plan: SyncPlan, options: SyncOptions, journal: SyncJournal | None, report_path: str | None,
-               progress: str, events: str | None, make_client: Callable[[], Client]) -> SyncReport:
+               progress: str, events: str | None, new_client: Callable[[], Client]) -> SyncReport:
     """Run ``plan`` in this process; the report is written to ``report_path`` even when the run is interrupted."""
     report = SyncReport()
 
     async def run() -> None:
-        async with make_client() as client:
-            with progress_reporter("none" if options.dry_run else progress, events) as reporter:
+        async with new_client() as client:
+            with progress_display("none" if options.dry_run else progress, events) as reporter:
                 await client.sync(plan, options=options, reporter=reporter, report=report, journal=journal)
 
     try:
-        _run(run)
+        run_async(run)
     finally:
         if journal is not None:
             journal.close()
@@ -517,7 +495,7 @@ def _sync_here(plan: SyncPlan, options: SyncOptions, journal: SyncJournal | None
 
 
 def _hooks(authfile: str | None, insecure: tuple[str, ...], flags: Layer | None = None) -> CliHooks:
-    return CliHooks(_run, lambda: _client(authfile, insecure, flags), sync_summary, progress_reporter)
+    return CliHooks(run_async, lambda: make_client(authfile, insecure, flags), sync_summary, progress_display)
 
 
 @cli.command("worker")
@@ -530,15 +508,15 @@ def _hooks(authfile: str | None, insecure: tuple[str, ...], flags: Layer | None 
               help="Life of a blob upload lease (renewed every third of it while the upload runs).")
 @click.option("--heartbeat-timeout", type=click.FloatRange(2), default=20.0, show_default=True,
               help="Seconds of silence after which a worker is dead and its units are redelivered.")
-@_authfile_option
-@_insecure_option
-@_verbose_option
+@authfile_option
+@insecure_option
+@verbose_option
 def _worker(redis_url: str, images: int, units: int, lease_seconds: float, heartbeat_timeout: float,
            authfile: str | None, insecure: tuple[str, ...], verbose: int) -> None:
     """Run units of `regcopy sync PLAN --redis URL` runs until SIGTERM (which hands running units back)."""
     from regcopy.cli import scale as commands
 
-    _setup_logging(verbose)
+    setup_logging(verbose)
     commands.worker(_hooks(authfile, insecure), redis_url, units, images, lease_seconds, heartbeat_timeout)
 
 
@@ -547,17 +525,18 @@ def _worker(redis_url: str, images: int, units: int, lease_seconds: float, heart
 @click.option("--redis", "redis_url", required=True, envvar="REGCOPY_REDIS", metavar="redis://HOST[:PORT][/DB]")
 @click.option("--wait", "wait_for", is_flag=True, help="Wait for the run to finish, showing progress.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the final report here.")
-@_output_option
-@_verbose_option
+@output_option
+@verbose_option
 def _status(run_id: str, redis_url: str, wait_for: bool, report_path: str | None, output: str, verbose: int) -> None:
     """Progress of a `sync --redis` run, or its final report (exit 1 when it finished with failures)."""
     from regcopy.cli import scale as commands
 
-    _setup_logging(verbose)
+    setup_logging(verbose)
     commands.status(_hooks(None, ()), redis_url, run_id, wait_for, report_path, output)
 
 
 cli.add_command(report_group())
+cli.add_command(referrers_command())
 
 
 def _sync_plan(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, *, scoped: bool,
@@ -573,14 +552,14 @@ def _sync_plan(args: tuple[str, ...], src_kind: str | None, dest_kind: str | Non
             return load_plan(args[0])
         raise click.UsageError("give a plan file, or --src/--dest with SOURCE and DESTINATION")
     except (ConfigError, InvalidReference) as exc:
-        _fail(str(exc), EXIT_USAGE)
+        fail(str(exc), EXIT_USAGE)
 
 
 def _open_journal(state_path: str) -> SyncJournal:
     try:
         journal = SyncJournal.open(state_path)
     except ConfigError as exc:
-        _fail(str(exc), EXIT_USAGE)
+        fail(str(exc), EXIT_USAGE)
     if journal.resumed:
         click.echo(f"resuming the interrupted run journalled in {state_path}", err=True)
     return journal
@@ -592,4 +571,4 @@ def main() -> None:
         try:
             cli(prog_name="regcopy")
         except Interrupted as exc:  # outside a run: while parsing arguments or printing the result
-            _fail(f"interrupted ({exc})", exc.code)
+            fail(f"interrupted ({exc})", exc.code)

@@ -3,7 +3,8 @@
 Progress: the live display of :mod:`regcopy.cli._live` on a TTY, periodic plain lines otherwise. Both
 are reporters (synchronous callables taking progress events) that aggregate byte counts and never
 block: rich redraws on its own thread, the plain renderer prints at most every ``interval``. Results:
-:func:`copy_summary`, :func:`prune_table` and :func:`sync_summary`, the text form of ``-o text``.
+:func:`copy_summary`, :func:`prune_table` and :func:`sync_summary`, the text form of ``-o text``;
+:func:`referrer_tree_text` for ``regcopy referrers``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from contextlib import ExitStack, contextmanager
 from types import TracebackType
 from typing import TextIO, TypeVar
 
+from regcopy.artifacts import Attached, ReferrerTree
 from regcopy.cli._live import LiveRenderer
 from regcopy.engine import CopyResult
 from regcopy.errors import CopyFailed
@@ -190,9 +192,12 @@ def copy_summary(r: CopyResult) -> str:
     if r.new_digest:
         why = "platform subset" if r.platforms else "manifest built from a docker-archive"
         note = f" (new digest: {why})"
+    refs = r.referrers or {}
+    carried = f", {refs['copied']} referrers copied, {refs['present']} present" if refs.get("found") else ""
+    notes = "".join(f"\n  note: {line}" for line in refs.get("notes", ()))  # type: ignore[attr-defined]
     return (f"{state} {r.source} -> {r.destination} {r.digest}{note}: {r.blobs_uploaded} uploaded "
             f"({r.bytes_uploaded} bytes), {r.blobs_mounted} mounted, {r.blobs_skipped} skipped, "
-            f"{r.manifests_pushed} manifests, {r.retries} retries, {r.seconds:.2f}s")
+            f"{r.manifests_pushed} manifests{carried}, {r.retries} retries, {r.seconds:.2f}s{notes}")
 
 
 def prune_table(report: PruneReport, show_kept: bool) -> str:
@@ -271,3 +276,25 @@ def sync_summary(report: SyncReport) -> str:
         f"skipped {t.get('blobs_skipped', 0)} in {report.seconds:.1f}s"
     )
     return "\n".join(lines)
+
+
+def referrer_tree_text(tree: ReferrerTree) -> str:
+    """``regcopy referrers`` as a tree: the image, its children (by platform), and what refers to each."""
+    lines = [f"{tree.reference} {tree.digest} ({tree.media_type})"]
+    for digest, platform, found in tree.subjects:
+        if digest == tree.digest:
+            _branch(lines, found, "")
+            continue
+        lines.append(f"{platform or 'child'} {digest}")
+        _branch(lines, found, "  ")
+    if not tree.count():
+        lines.append("no referrers")
+    return "\n".join(lines)
+
+
+def _branch(lines: list[str], found: list[Attached], indent: str) -> None:
+    for i, item in enumerate(found):
+        last = i == len(found) - 1
+        how = f"tag {item.tag}" if item.tag else item.via
+        lines.append(f"{indent}{'└── ' if last else '├── '}{item.digest} {item.artifact_type or '-'} ({how})")
+        _branch(lines, item.children, indent + ("    " if last else "│   "))

@@ -50,10 +50,12 @@ _READ_SIZE: Final = 256 * 1024
 
 @dataclass(frozen=True, slots=True)
 class MountResult:
-    """A mount attempt: ``mounted`` (201), or the upload session the registry opened instead (202)."""
+    """A mount attempt: ``mounted`` (201), or the upload session the registry opened instead (202),
+    with its minimum chunk length (``OCI-Chunk-Min-Length``, 0 when unset)."""
 
     mounted: bool
     location: str | None
+    min_chunk: int = 0
 
 
 async def blob_head(t: Transport, repo: str, digest: Digest, *, scopes: Sequence[Scope] = ()) -> int | None:
@@ -125,20 +127,25 @@ def _check_resumed(t: Transport, status: int, content_range: str | None, pos: in
                                 method="GET", url=redact_url(url), status=status)
 
 
-async def blob_mount(t: Transport, repo: str, digest: Digest, from_repo: str) -> MountResult:
+async def blob_mount(t: Transport, repo: str, digest: Digest, from_repo: str | None) -> MountResult:
     """Cross-repository mount (``POST ?mount=&from=``): 201 mounted, 202 an upload session opened.
 
     2.8.2 only mounts when both parameters are present and the token grants pull on ``from``
-    in the same token (docs/protocol.md#pushing-blobs, docs/protocol.md#scopes).
+    in the same token (docs/protocol.md#pushing-blobs, docs/protocol.md#scopes). Without ``from_repo``
+    the registry may look for the blob anywhere (distribution spec: ``from`` MAY be optional); 2.8.2
+    ignores ``mount`` alone and opens a plain session.
     """
-    path = f"/v2/{repo}/blobs/uploads/?mount={quote(str(digest), safe=':')}&from={quote(from_repo, safe='/')}"
+    path = f"/v2/{repo}/blobs/uploads/?mount={quote(str(digest), safe=':')}"
+    scopes = [push_scope(repo)]
+    if from_repo is not None:
+        path += f"&from={quote(from_repo, safe='/')}"
+        scopes.append(pull_scope(from_repo))
     # Shielded like upload_start: a 202 opens a session, whose Location the caller must see to close it.
     with anyio.CancelScope(shield=True):
-        reply = await t.request("POST", path, scopes=(push_scope(repo), pull_scope(from_repo)), ok=(201, 202),
-                                retry=False)
+        reply = await t.request("POST", path, scopes=scopes, ok=(201, 202), retry=False)
     if reply.status == 201:
         return MountResult(True, None)
-    return MountResult(False, _location(t, reply))
+    return MountResult(False, _location(t, reply), _min_chunk(reply))
 
 
 async def upload_start(t: Transport, repo: str) -> tuple[str, int]:
@@ -146,10 +153,14 @@ async def upload_start(t: Transport, repo: str) -> tuple[str, int]:
     length (``OCI-Chunk-Min-Length``, spec §Pushing a blob in chunks; 0 when it sets none)."""
     reply = await t.request("POST", f"/v2/{repo}/blobs/uploads/", scopes=(push_scope(repo),), ok=(202,),
                             headers={"Content-Length": "0"}, retry=False)
+    return _location(t, reply), _min_chunk(reply)
+
+
+def _min_chunk(reply: Reply) -> int:
     min_length = reply.headers.get("OCI-Chunk-Min-Length", "").strip()
     # isascii too: str.isdigit() accepts '²', which int() refuses.
     usable = min_length.isascii() and min_length.isdigit() and len(min_length) <= 18
-    return _location(t, reply), int(min_length) if usable else 0
+    return int(min_length) if usable else 0
 
 
 async def upload_stream(

@@ -68,12 +68,14 @@ class RunKeys:
 
 
 def image_payload(p: PlannedImage) -> dict[str, Any]:
-    """What a worker needs to copy one planned image: references, digest, manifests, size."""
+    """What a worker needs to copy one planned image: references, digest, manifests, size, and which
+    referrers travel with it."""
     manifests = [[m.media_type, base64.b64encode(m.data).decode()] for m in (p.plan.root, *p.plan.manifests)]
     packed = base64.b64encode(zlib.compress(json.dumps(manifests).encode(), 6)).decode()
     return {"entry": p.job.entry, "source": str(p.job.source), "target": str(p.job.target),
             "platforms": [str(x) for x in p.job.platforms], "source_digest": str(p.plan.source_digest),
-            "manifests": packed, "bytes": p.plan.total_bytes}
+            "manifests": packed, "bytes": p.plan.total_bytes,
+            "referrers": {"enabled": p.job.referrers.enabled, "artifact_types": list(p.job.referrers.artifact_types)}}
 
 
 def unpack_plan(image: dict[str, Any]) -> ImagePlan:

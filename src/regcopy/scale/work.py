@@ -1,11 +1,13 @@
 """One unit, run by a worker: its images copied with the engine and the shared ledger, reported to Redis.
 
 The unit's payload holds each image's manifests, so the copy starts at the blobs (no manifest fetched
-again). Target repositories the submitter found empty skip their blob HEADs, as one process does,
-unless the unit was started before (a redelivery: a killed worker may have written there). Each image
-is tried twice (the second time planned afresh), like a one-process sync; its failure is in the unit's
-report, never an exception. The report and the counters go to Redis only when the unit ends: a unit
-cut short is not done, and the queue hands it to another worker.
+again), and whether the image's referrers travel with it (:func:`~regcopy.artifacts.copy_with_referrers`:
+the worker lists the source repository's tags for cosign and fallback tags, one request per image).
+Target repositories the submitter found empty skip their blob HEADs, as one process does, unless the
+unit was started before (a redelivery: a killed worker may have written there). Each image is tried
+twice (the second time planned afresh), like a one-process sync; its failure is in the unit's report,
+never an exception. The report and the counters go to Redis only when the unit ends: a unit cut short
+is not done, and the queue hands it to another worker.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import anyio
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from regcopy.artifacts import ReferrerPolicy, copy_with_referrers
 from regcopy.context import RunContext
-from regcopy.engine import ByteBudget, CopyResult, ImagePlan, Limits, copy_image
+from regcopy.engine import ByteBudget, CopyResult, ImagePlan, Limits
 from regcopy.errors import RegcopyError
 from regcopy.manifest import Platform
 from regcopy.progress import BlobProgress, ImageDone
@@ -136,13 +139,16 @@ async def _image(context: RunContext, ledger: RedisLedger, image: dict[str, Any]
     src = context.source(source.repo)  # the run's pull-through mirrors first, if its plan names any
     dst = context.registry_store(target, writable=True)
     plan: ImagePlan | None = unpack_plan(image)
+    carried = image.get("referrers") or {}
+    policy = ReferrerPolicy(enabled=bool(carried.get("enabled")),
+                            artifact_types=tuple(carried.get("artifact_types", ())))
     async with limits.images:
         for attempt in (1, 2):
             started = time.monotonic()
             try:
-                result = await copy_image(src, dst, source.identifier, target_tag=target.tag, platforms=platforms,
-                                          blob_jobs=limits.blob_jobs, reporter=reporter, ledger=ledger, plan=plan,
-                                          limits=limits.limits)
+                result = await copy_with_referrers(
+                    src, dst, source.identifier, target_tag=target.tag, platforms=platforms, policy=policy,
+                    blob_jobs=limits.blob_jobs, reporter=reporter, ledger=ledger, plan=plan, limits=limits.limits)
             except RegcopyError as exc:
                 if attempt == 1:
                     log.warning("%s -> %s failed (%s); trying again", source, target, exc)
@@ -160,7 +166,8 @@ def _image_report(entry: str, source: Reference, target: Reference, result: Copy
                   seconds: float) -> ImageReport:
     return ImageReport(entry, str(source), str(target), "up-to-date" if result.up_to_date else "copied",
                        result.source_digest, result.digest, result.blobs_uploaded, result.blobs_mounted,
-                       result.blobs_skipped, result.bytes_uploaded, result.retries, attempt, round(seconds, 3))
+                       result.blobs_skipped, result.bytes_uploaded, result.retries, attempt, round(seconds, 3),
+                       referrers=result.referrers)
 
 
 async def flush_progress(redis: aioredis.Redis, progress: dict[str, Progress], prefix: str) -> None:

@@ -14,7 +14,7 @@ tar: the old archive stays as it was. ``docker-archive`` is :mod:`regcopy.stores
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import anyio
@@ -22,8 +22,9 @@ import anyio
 from regcopy.digest import Digest
 from regcopy.errors import StoreError
 from regcopy.manifest import Descriptor, Manifest
-from regcopy.stores.base import BlobOpener
+from regcopy.stores.base import BlobOpener, IndexOutcome, ReferrerList
 from regcopy.stores.layout import LayoutReader, LayoutStore
+from regcopy.stores.layoutreferrers import LayoutSubjects, layout_referrers
 from regcopy.stores.scratch import Claim, ScratchArea
 from regcopy.stores.tarfiles import TarEntry, TarFiles, index_tar, write_tar
 
@@ -124,6 +125,7 @@ class OciArchiveStore(_Archive):
     def __init__(self, path: str | os.PathLike[str], ref: str | None = None, *, writable: bool = False) -> None:
         super().__init__(path, ref, writable=writable)
         self._reader: LayoutReader | None = None
+        self._subjects: LayoutSubjects = {}
 
     async def open(self) -> None:
         """Index the archive (reading) or create the spool (writing). :raises StoreError: unreadable"""
@@ -159,6 +161,20 @@ class OciArchiveStore(_Archive):
 
     async def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
         await self._writer().put_manifest(manifest, tag)
+
+    @property
+    def keeps_referrers(self) -> bool:
+        return True
+
+    async def referrers(self, subject: Digest, *, tags: Sequence[str] | None = None,
+                        artifact_types: Sequence[str] = (), path: str = "") -> ReferrerList:
+        """As a layout keeps them (:func:`~regcopy.stores.layoutreferrers.layout_referrers`)."""
+        return await layout_referrers(self._source(), subject, path=path, artifact_types=artifact_types,
+                                      seen=self._subjects)
+
+    async def index_referrers(self, subject: Digest, referrers: Sequence[Manifest]) -> IndexOutcome:
+        """Nothing to do: the spooled layout keeps them as untagged entries."""
+        return IndexOutcome("layout")
 
     async def commit(self) -> None:
         """Write the spooled layout as the archive: oci-layout, index.json, then blobs (sequential)."""

@@ -10,9 +10,9 @@ optional abilities (cross-repository mounts, a final commit, ranged reads, delet
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import anyio
 
@@ -20,8 +20,8 @@ from regcopy.digest import Digest
 from regcopy.manifest import Descriptor, Manifest, ManifestInfo
 
 __all__ = (
-    "BlobOpener", "Committer", "Deleter", "Destination", "ManifestHead", "Mounter", "Origin", "RangeReader", "Source",
-    "UploadJournal", "close_stream",
+    "BlobOpener", "Committer", "Deleter", "Destination", "DigestMounter", "IndexOutcome", "ManifestHead", "Mounter",
+    "Origin", "RangeReader", "ReferrerList", "Referrers", "ReferrersVia", "Source", "UploadJournal", "close_stream",
 )
 
 
@@ -182,6 +182,78 @@ class Mounter(Protocol):
 
     async def mount_blob(self, desc: Descriptor, from_repository: str) -> bool:
         """Try to mount; True when the blob is now present."""
+        ...
+
+
+@runtime_checkable
+class DigestMounter(Protocol):
+    """A destination that may find a blob anywhere in its storage by digest alone (distribution spec,
+    "Mounting a blob from another repository": ``from`` MAY be optional), asked as it opens the upload."""
+
+    async def put_or_mount(self, desc: Descriptor, opener: BlobOpener) -> bool:
+        """Make the blob present: True when the storage mounted it by digest (nothing sent), False when
+        it was uploaded from ``opener`` as :meth:`Destination.put_blob` does."""
+        ...
+
+
+ReferrersVia = Literal["api", "fallback", "layout", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReferrerList:
+    """What refers to one subject in a store (distribution spec, "Listing Referrers").
+
+    :ivar descriptors: referrer manifests by digest: the referrers API's answer, the fallback tag's
+        index, or a layout's entries whose manifest has this subject
+    :ivar tags: cosign tag-scheme referrers (``sha256-<hex>.sig``/``.att``/``.sbom``) in the repository
+    :ivar via: where ``descriptors`` came from
+    :ivar index_tag: the fallback tag read, when the list came from one
+    """
+
+    subject: Digest
+    descriptors: tuple[Descriptor, ...] = ()
+    tags: tuple[str, ...] = ()
+    via: ReferrersVia = "none"
+    index_tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IndexOutcome:
+    """How a destination made pushed referrers discoverable.
+
+    :ivar via: ``api`` (the registry indexes them), ``fallback`` (the fallback tag's index), ``layout``
+    :ivar written: the fallback index was written (False: it already listed every one)
+    :ivar rounds: read-merge-write rounds until a read showed every entry (concurrent writers cost more)
+    """
+
+    via: ReferrersVia
+    written: bool = False
+    rounds: int = 0
+
+
+@runtime_checkable
+class Referrers(Protocol):
+    """A store that can list the referrers of a manifest and, written to, make pushed ones discoverable."""
+
+    @property
+    def keeps_referrers(self) -> bool:
+        """Whether referrers written here are kept and found again (not so for a docker-archive)."""
+        ...
+
+    async def referrers(self, subject: Digest, *, tags: Sequence[str] | None = None,
+                        artifact_types: Sequence[str] = ()) -> ReferrerList:
+        """What refers to ``subject``.
+
+        :param tags: the repository's tag list when the caller already has it (cosign tags and the
+            fallback tag are found there without another request); None: the store lists them
+        :param artifact_types: keep only referrers of these artifact types (descriptors only: cosign
+            tags carry no type until their manifest is read)
+        """
+        ...
+
+    async def index_referrers(self, subject: Digest, referrers: Sequence[Manifest]) -> IndexOutcome:
+        """After ``referrers`` (manifests whose subject is ``subject``) were pushed by digest: make them
+        discoverable (check the API lists them, or merge them into the fallback index)."""
         ...
 
 

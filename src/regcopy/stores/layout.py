@@ -19,7 +19,7 @@ import logging
 import os
 import stat
 import threading
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -28,7 +28,9 @@ import anyio
 from regcopy.digest import Digest
 from regcopy.errors import InvalidReference, RegcopyError, SizeMismatch, StoreError
 from regcopy.manifest import MAX_MANIFEST_SIZE, OCI_INDEX, Descriptor, Manifest
-from regcopy.stores.base import BlobOpener, close_stream
+from regcopy.referrer import artifact_type
+from regcopy.stores.base import BlobOpener, IndexOutcome, ReferrerList, close_stream
+from regcopy.stores.layoutreferrers import LayoutSubjects, layout_referrers
 from regcopy.stores.scratch import Claim, ScratchArea
 
 __all__ = (
@@ -156,14 +158,16 @@ class LayoutReader:
 
         :raises StoreError: the layout holds no image or several
         """
-        if len(self.entries) == 1:
-            entry = self.entries[0]
+        # Untagged referrers (a signature, an SBOM) are entries too, typed by their artifactType: not images.
+        images = [e for e in self.entries if _ref_name(e) is not None or "artifactType" not in e]
+        if len(images) == 1:
+            entry = images[0]
             return _ref_name(entry) or str(entry["digest"])
         where = self.files.where(_INDEX_FILE)
-        if not self.entries:
+        if not images:
             raise StoreError(f"{where}: the layout holds no image")
-        names = ", ".join(_ref_name(e) or str(e["digest"]) for e in self.entries)
-        raise StoreError(f"{where}: the layout holds {len(self.entries)} images ({names}); name one")
+        names = ", ".join(_ref_name(e) or str(e["digest"]) for e in images)
+        raise StoreError(f"{where}: the layout holds {len(images)} images ({names}); name one")
 
     async def head(self, ref: str) -> Digest | None:
         """The digest ``ref`` names here, or None (a digest counts when its blob exists)."""
@@ -358,6 +362,7 @@ class LayoutStore:
         self._dirs: set[Path] = set()
         self.scratch = ScratchArea.for_layout(self.root)
         self._exclusive = exclusive
+        self._subjects: LayoutSubjects = {}
 
     async def open(self) -> None:
         """Load the layout; a writable store may start from a missing or empty directory, and first
@@ -431,6 +436,21 @@ class LayoutStore:
     async def list_tags(self) -> list[str]:
         return self.reader.tags()
 
+    # -- referrers
+    @property
+    def keeps_referrers(self) -> bool:
+        return True
+
+    async def referrers(self, subject: Digest, *, tags: Sequence[str] | None = None,
+                        artifact_types: Sequence[str] = (), path: str = "") -> ReferrerList:
+        """Entries whose manifest names ``subject``, a fallback tag's index, cosign tags (of ``path``)."""
+        return await layout_referrers(self.reader, subject, path=path, artifact_types=artifact_types,
+                                      seen=self._subjects)
+
+    async def index_referrers(self, subject: Digest, referrers: Sequence[Manifest]) -> IndexOutcome:
+        """Nothing to do: a referrer pushed by digest is an untagged ``index.json`` entry on commit."""
+        return IndexOutcome("layout")
+
     # -- destination
     async def has_blob(self, desc: Descriptor) -> bool:
         return await self.reader.files.size(blob_name(desc.digest)) == desc.size
@@ -460,11 +480,18 @@ class LayoutStore:
         self._children.update(str(d.digest) for d in manifest.children())
         entry: dict[str, Any] = {"mediaType": manifest.media_type, "digest": str(manifest.digest),
                                  "size": len(manifest.data)}
+        if manifest.subject is not None and tag is None:
+            # An untagged referrer stays reachable as an index.json entry (the layout's auxiliary
+            # descriptors, image-layout.md "index.json file"; oras-go's OCI store does the same), typed.
+            kind = artifact_type(manifest)
+            if kind is not None:
+                entry["artifactType"] = kind
         if tag is not None:
             entry["annotations"] = {REF_NAME: tag}
         change = _Change(entry, tag)
         self._changes.append(change)
-        if tag is not None:
+        if tag is not None or manifest.subject is not None:
+            # Seen at once by this store's referrers(), before the commit writes index.json.
             self.reader.entries[:] = change.apply(self.reader.entries)
 
     async def commit(self) -> None:

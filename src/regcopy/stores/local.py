@@ -11,7 +11,7 @@ repository of a store that a sync run shares between many images.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Protocol, runtime_checkable
 
@@ -21,11 +21,12 @@ from regcopy.digest import Digest
 from regcopy.manifest import Descriptor, Manifest
 from regcopy.reference import LocalLocation
 from regcopy.stores.archive import OciArchiveStore
-from regcopy.stores.base import BlobOpener, Committer, Destination, Source
+from regcopy.stores.base import BlobOpener, Committer, Destination, IndexOutcome, ReferrerList, Source
 from regcopy.stores.dockerarchive import DockerArchiveStore
 from regcopy.stores.layout import LayoutStore
 
-__all__ = ("LocalStore", "RepositoryView", "join_ref", "local_identifier", "open_local", "repositories", "split_ref")
+__all__ = ("LocalReferrers", "LocalStore", "RepositoryView", "join_ref", "local_identifier", "open_local",
+           "repositories", "split_ref")
 
 
 @runtime_checkable
@@ -41,6 +42,20 @@ class LocalStore(Source, Destination, Committer, Protocol):
 
     async def aclose(self) -> None:
         """Release temp files and spools (committed output stays)."""
+        ...
+
+
+@runtime_checkable
+class LocalReferrers(Protocol):
+    """A local store that keeps referrers (an OCI layout, an oci-archive), per repository of its refs."""
+
+    async def referrers(self, subject: Digest, *, tags: Sequence[str] | None = None,
+                        artifact_types: Sequence[str] = (), path: str = "") -> ReferrerList:
+        """What refers to ``subject``; cosign and fallback tags are those of repository ``path``."""
+        ...
+
+    async def index_referrers(self, subject: Digest, referrers: Sequence[Manifest]) -> IndexOutcome:
+        """Make pushed referrers discoverable (kept as untagged entries on commit)."""
         ...
 
 
@@ -157,6 +172,23 @@ class RepositoryView:
 
     async def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
         await self.store.put_manifest(manifest, None if tag is None else self._ref(tag))
+
+    @property
+    def keeps_referrers(self) -> bool:
+        return isinstance(self.store, LocalReferrers)
+
+    async def referrers(self, subject: Digest, *, tags: Sequence[str] | None = None,
+                        artifact_types: Sequence[str] = ()) -> ReferrerList:
+        """The store's referrers of ``subject``, with this repository's cosign and fallback tags
+        (none from a store that keeps no referrers: a docker-archive)."""
+        if not isinstance(self.store, LocalReferrers):
+            return ReferrerList(subject)
+        return await self.store.referrers(subject, artifact_types=artifact_types, path=self.path)
+
+    async def index_referrers(self, subject: Digest, referrers: Sequence[Manifest]) -> IndexOutcome:
+        if not isinstance(self.store, LocalReferrers):
+            return IndexOutcome("none")
+        return await self.store.index_referrers(subject, referrers)
 
 
 def join_ref(path: str, ref: str) -> str:

@@ -17,9 +17,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from typing import TypeVar
 
 from regcopy.digest import Digest
-from regcopy.errors import ContentError, RegcopyError, TransportError
+from regcopy.errors import ContentError, RegcopyError, StoreError, TransportError
 from regcopy.manifest import Descriptor, Manifest
-from regcopy.stores.base import Origin, Source
+from regcopy.stores.base import IndexOutcome, Origin, ReferrerList, Referrers, Source
 
 __all__ = ("MirroredSource",)
 
@@ -100,6 +100,20 @@ class MirroredSource:
 
     async def get_manifest(self, digest: Digest) -> Manifest:
         return await self._first(f"manifest {digest.short}", lambda s: s.get_manifest(digest))
+
+    @property
+    def keeps_referrers(self) -> bool:
+        return isinstance(self.upstream, Referrers)
+
+    async def referrers(self, subject: Digest, *, tags: Sequence[str] | None = None,
+                        artifact_types: Sequence[str] = ()) -> ReferrerList:
+        """Asked of the upstream, as tag lists are: a pull-through cache knows only what was pulled."""
+        if not isinstance(self.upstream, Referrers):
+            return ReferrerList(subject)
+        return await self.upstream.referrers(subject, tags=tags, artifact_types=artifact_types)
+
+    async def index_referrers(self, subject: Digest, referrers: Sequence[Manifest]) -> IndexOutcome:
+        raise StoreError(f"{self.name} is a source")
 
     async def list_tags(self) -> list[str]:
         return await self.upstream.list_tags()  # tags lists are not pulls; a cache may be stale

@@ -13,8 +13,9 @@ session is DELETEd (best effort: it needs the ``delete`` action); an optional
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -24,8 +25,10 @@ from regcopy.digest import Digest
 from regcopy.errors import ContentError, RateLimited, RegcopyError, RegistryError, TransportError
 from regcopy.manifest import Descriptor, Manifest, ManifestInfo
 from regcopy.registry import Scope, blobs, manifests
+from regcopy.registry import referrers as referrer_ops
 from regcopy.registry.transport import Transport
-from regcopy.stores.base import BlobOpener, Origin, UploadJournal
+from regcopy.stores.base import BlobOpener, IndexOutcome, Origin, ReferrerList, UploadJournal
+from regcopy.stores.referrers import RegistryFeatures, RegistryReferrers
 
 __all__ = ("RegistryStore", "Strategy", "UploadPolicy", "UploadStats")
 
@@ -77,17 +80,22 @@ class RegistryStore:
     """One repository on one registry, through the client's transport for that host."""
 
     def __init__(self, transport: Transport, repository: str, policy: UploadPolicy, *, writable: bool = False,
-                 journal: UploadJournal | None = None) -> None:
+                 journal: UploadJournal | None = None, features: RegistryFeatures | None = None) -> None:
         """
         :param writable: a destination: every request asks for pull,push, so one token serves
             HEADs and PUTs alike (2.8.2 needs both for POST/PUT/PATCH)
         :param journal: records open upload sessions so a later run can resume them (settable later)
+        :param features: what the run learned about the host (referrers API, mounts by digest), shared
+            by every store on it
         """
         self.transport = transport
         self._repository = repository
         self.policy = policy
         self.writable = writable
         self.journal = journal
+        self.features = features if features is not None else RegistryFeatures()
+        self._referrers = RegistryReferrers(transport, repository, self.features)
+        self._tags: list[str] | None = None
 
     # -- identity
     @property
@@ -140,11 +148,27 @@ class RegistryStore:
 
     async def list_tags(self) -> list[str]:
         try:
-            return await manifests.tags_list(self.transport, self._repository)
+            tags = await manifests.tags_list(self.transport, self._repository)
         except RegistryError as exc:
             if exc.status == 404:
                 return []
             raise
+        self._tags = tags
+        return tags
+
+    # -- referrers
+    @property
+    def keeps_referrers(self) -> bool:
+        return True
+
+    async def referrers(self, subject: Digest, *, tags: Sequence[str] | None = None,
+                        artifact_types: Sequence[str] = ()) -> ReferrerList:
+        if tags is None:
+            tags = self._tags if self._tags is not None else await self.list_tags()
+        return await self._referrers.listing(subject, tags, artifact_types)
+
+    async def index_referrers(self, subject: Digest, referrers: Sequence[Manifest]) -> IndexOutcome:
+        return await self._referrers.index(subject, referrers)
 
     # -- destination
     def _scopes(self) -> tuple[Scope, ...]:
@@ -182,8 +206,22 @@ class RegistryStore:
         ``BLOB_UPLOAD_INVALID``, docs/protocol.md#upload-sessions) it restarts with a fresh session, as after a failed
         POST. With a :attr:`journal`, a session an earlier run left open is resumed the same way.
         """
+        sent = await self._upload(desc, opener, await self._journaled(desc))
+        assert sent is not None  # only a mount by digest ends without sending
+        return sent
+
+    async def put_or_mount(self, desc: Descriptor, opener: BlobOpener) -> bool:
+        """Upload a blob whose session-opening POST carries ``?mount=<digest>`` (no ``from``): a registry
+        that finds the blob anywhere mounts it (201, nothing sent); otherwise the 202 is the upload's own
+        session, so asking costs nothing. A registry that refuses the form with an error is not asked
+        again (:attr:`RegistryFeatures.mount_anywhere`), which costs one request per host."""
+        journaled = await self._journaled(desc)
+        return await self._upload(desc, opener, journaled, mount=True) is None
+
+    async def _upload(self, desc: Descriptor, opener: BlobOpener, session: _Session | None, *,
+                      mount: bool = False) -> int | None:
+        """The upload loop; None when a session-opening ``POST ?mount=`` (``mount``) mounted the blob."""
         tally = _Tally()
-        session = await self._journaled(desc)
         attempts = 0
         try:
             while True:
@@ -191,7 +229,9 @@ class RegistryStore:
                 begun = 0
                 try:
                     if session is None:
-                        session = await self._open(desc)
+                        session = await self._open(desc, mount=mount)
+                        if session is None:
+                            return None
                     begun = session.offset
                     await self._send(desc, opener, strategy, session, tally)
                 except _ShapeRejected as exc:
@@ -260,15 +300,48 @@ class RegistryStore:
                     exc.cause, self.policy.strategy)
 
     # -- sessions
-    async def _open(self, desc: Descriptor) -> _Session:
+    async def _open(self, desc: Descriptor, *, mount: bool = False) -> _Session | None:
+        """A new session (None: ``mount`` asked for the blob by digest and the registry mounted it)."""
         # Shielded: once the registry has opened a session we must learn its Location, or a
         # cancellation here would leave a session nobody can delete (bounded by the timeouts).
         with anyio.CancelScope(shield=True):
-            location, min_chunk = await blobs.upload_start(self.transport, self._repository)
+            if mount and not self.features.refuses_mount():
+                opened = await self._open_mounting(desc)
+                if opened is None:
+                    return None
+                location, min_chunk = opened
+            else:
+                location, min_chunk = await blobs.upload_start(self.transport, self._repository)
             self.policy.stats.sessions += 1
             if self.journal is not None:
                 self.journal.session_opened(self.storage_id, self._repository, desc.digest, location)
         return _Session(location, 0, min_chunk)
+
+    async def _open_mounting(self, desc: Descriptor) -> tuple[str, int] | None:
+        """``POST ?mount=<digest>``: None when mounted, else the session it opened. Until the host's
+        first answer, concurrent uploads wait for it; a refusal (4xx) is learned and answered with a
+        plain POST."""
+        features = self.features
+        async with contextlib.AsyncExitStack() as stack:
+            if not features.mount_asked:
+                await stack.enter_async_context(features.mount_learning)
+            if features.refuses_mount():  # learned while this one waited
+                return await blobs.upload_start(self.transport, self._repository)
+            try:
+                result = await blobs.blob_mount(self.transport, self._repository, desc.digest, None)
+            except RegistryError as exc:
+                if exc.status is None or not 400 <= exc.status < 500 or exc.status in (401, 408, 429):
+                    raise  # a broken or refused POST, as a plain one would be: the upload loop decides
+                features.mount_anywhere, features.mount_asked = False, True
+                features.probes += 1
+                log.info("%s refuses mounts without 'from' (%s); not asking again", self.transport.registry, exc)
+                return await blobs.upload_start(self.transport, self._repository)
+            features.mount_asked = True
+        if result.mounted:
+            features.mount_anywhere = True
+            return None
+        assert result.location is not None  # a 202 always carries one (blob_mount checks)
+        return result.location, result.min_chunk
 
     async def _journaled(self, desc: Descriptor) -> _Session | None:
         """The session an earlier run left for this blob, at the offset the registry holds, if usable."""
@@ -402,7 +475,16 @@ class RegistryStore:
         self.policy.stats.bytes_sent += n
 
     async def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
-        await manifests.manifest_put(self.transport, self._repository, tag or str(manifest.digest), manifest)
+        ref = tag or str(manifest.digest)
+        if manifest.subject is None:
+            await manifests.manifest_put(self.transport, self._repository, ref, manifest)
+        else:
+            # Pushing a referrer tells whether the host indexes subjects itself (distribution spec,
+            # "Pushing Manifests with Subject": OCI-Subject in the answer), at no extra cost.
+            indexed = await referrer_ops.manifest_push(self.transport, self._repository, ref, manifest)
+            self.features.referrers_api = indexed
+        if tag is not None and self._tags is not None and tag not in self._tags:
+            self._tags = sorted([*self._tags, tag])
 
 
 @dataclass(slots=True)

@@ -22,6 +22,7 @@ from typing import Protocol, TypeAlias, TypeVar
 
 import anyio
 
+from regcopy.artifacts import ReferrerPolicy
 from regcopy.digest import Digest
 from regcopy.engine import first_error
 from regcopy.errors import RegcopyError
@@ -34,6 +35,7 @@ from regcopy.stores.base import Destination, ManifestHead, Source
 from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import ImageJob, SyncEntry, SyncOptions, SyncPlan
 from regcopy.sync.plan import target_repository
+from regcopy.sync.referrers import ReferrersCheck, image_tags
 from regcopy.sync.report import ImageReport, SyncReport, record_failure
 
 __all__ = ("Discovery", "SyncBackend", "bounded", "check", "discover")
@@ -69,11 +71,14 @@ class Discovery:
     :ivar jobs: every image the plan selects, once each, sorted by target
     :ivar dst_tags: the tags each target repository holds already
     :ivar broken: names of entries whose discovery failed in part (their extra tags stay)
+    :ivar src_tags: each listed source repository's tags
     """
 
     jobs: list[ImageJob] = field(default_factory=list)
     dst_tags: dict[AnyRepository, set[str]] = field(default_factory=dict)
     broken: set[str] = field(default_factory=set)
+    src_tags: dict[AnyRepository, list[str]] = field(default_factory=dict)
+    """Each listed source repository's tags, referrer tags included (found there without a request)."""
 
 
 async def bounded(limit: anyio.CapacityLimiter, fn: Callable[[], Awaitable[T]]) -> T:
@@ -153,7 +158,9 @@ async def _expand(backend: SyncBackend, plan: SyncPlan, entry: SyncEntry, repo: 
     try:
         if entry.tags.needs_listing:
             listing = await bounded(limit, lambda: backend.list_tags(repo))
-            tags = matcher.select(listing or [])
+            found.src_tags[repo] = listing or []
+            # Referrer tags are not images: they travel with their subjects (sync.referrers).
+            tags = matcher.select(image_tags(listing or [], entry.referrers))
         else:
             tags = sorted(entry.tags.exact)
     except RegcopyError as exc:
@@ -161,8 +168,9 @@ async def _expand(backend: SyncBackend, plan: SyncPlan, entry: SyncEntry, repo: 
         found.broken.add(entry.name)
         return
     platforms = tuple(Platform.parse(p) for p in entry.platforms)
-    found.jobs.extend(ImageJob(entry.name, repo.with_tag(t), target.with_tag(t), platforms) for t in tags)
-    found.jobs.extend(ImageJob(entry.name, repo.with_digest(d), target.with_digest(d), platforms)
+    policy = ReferrerPolicy(enabled=entry.referrers, artifact_types=entry.artifact_types)
+    found.jobs.extend(ImageJob(entry.name, repo.with_tag(t), target.with_tag(t), platforms, policy) for t in tags)
+    found.jobs.extend(ImageJob(entry.name, repo.with_digest(d), target.with_digest(d), platforms, policy)
                       for d in matcher.digests)
 
 
@@ -199,10 +207,12 @@ def _dedupe(jobs: list[ImageJob]) -> list[ImageJob]:
 async def check(backend: SyncBackend, found: Discovery, options: SyncOptions, report: SyncReport,
                 journal: SyncJournal | None) -> list[ImageJob]:
     """The jobs still to do: those whose target does not hold the source digest; HEADs only where
-    both sides have the tag. Images the journal says an interrupted run finished are dropped without
-    a request."""
+    both sides have the tag. An image that carries referrers stays only when they are in sync too
+    (:class:`~regcopy.sync.referrers.Referrers`). Images the journal says an interrupted run finished
+    are dropped without a request."""
     limit = anyio.CapacityLimiter(options.probes)
     todo: list[ImageJob] = []
+    referrers = ReferrersCheck(backend, found.src_tags, found.dst_tags, limit)
 
     async def one(job: ImageJob) -> None:
         if _journalled(job, report, journal):
@@ -219,6 +229,15 @@ async def check(backend: SyncBackend, found: Discovery, options: SyncOptions, re
             return
         if src is None or dst is None or not _in_place(job, src, dst, index, journal):
             todo.append(job)  # a platform subset the HEADs cannot judge is compared after planning
+            return
+        try:
+            # The referrers of what the target holds (with platforms, the subset's own digest).
+            same = await referrers.in_sync(job, dst)
+        except RegcopyError as exc:
+            record_failure(report, job, exc)
+            return
+        if not same:
+            todo.append(job)
             return
         report.images.append(ImageReport.of(job, "up-to-date", str(src), str(dst)))
         if journal is not None and isinstance(job.target, Reference):

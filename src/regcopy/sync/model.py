@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from regcopy.artifacts import ReferrerPolicy
 from regcopy.filters import RepoFilter, TagFilter
 from regcopy.locations import Address, AnyReference, LocalRepository
 from regcopy.manifest import Platform
@@ -23,6 +24,7 @@ from regcopy.settings import Overrides
 __all__ = ("DeleteExtra", "ImageJob", "Naming", "SourceKind", "SyncEntry", "SyncOptions", "SyncPlan")
 
 SourceKind = Literal["repository", "namespace", "registry"]
+_NO_REFERRERS = ReferrerPolicy(enabled=False)
 Naming = Literal["prefix", "basename", "scoped"]
 """How a target repository name is made from a source repository (see :class:`SyncEntry`)."""
 
@@ -57,8 +59,12 @@ class SyncEntry:
     * ``scoped`` (skopeo sync ``--scoped``): target path + ``/`` + the source registry and repository
       (``quay.io/org/app`` → ``DEST/quay.io/org/app``).
 
-    :ivar name: how errors and reports refer to the entry (``sync[2]`` or the plan's ``name``)
+    :ivar name: how errors and reports refer to the entry (``sync[2]`` or the plan's ``name``;
+        ``NAME→TARGET`` for each target of a ``targets:`` list)
     :ivar platforms: ``os/arch[/variant]`` strings to keep; empty = every platform
+    :ivar referrers: copy what refers to each image (signatures, SBOMs, attestations); their tags
+        are never selected, filtered or deleted as images
+    :ivar artifact_types: only referrers of these artifact types (empty: all)
     """
 
     name: str
@@ -70,6 +76,8 @@ class SyncEntry:
     tags: TagFilter = TagFilter()
     platforms: tuple[str, ...] = ()
     delete_extra: DeleteExtra | None = None
+    referrers: bool = True
+    artifact_types: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         repository = (Repository, LocalRepository)
@@ -127,6 +135,8 @@ class ImageJob:
     source: AnyReference
     target: AnyReference
     platforms: tuple[Platform, ...] = ()
+    referrers: ReferrerPolicy = _NO_REFERRERS
+    """Which referrers travel with the image (off: the entry says ``referrers: false``)."""
 
     @property
     def identifier(self) -> str:

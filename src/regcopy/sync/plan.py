@@ -11,8 +11,9 @@ written; :mod:`regcopy.filters` validates and applies them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Final
@@ -49,10 +50,12 @@ __all__ = ("load_plan", "parse_plan", "target_repository")
 
 _KINDS: Final[Mapping[str, SourceKind]] = {"repository": "repository", "namespace": "namespace", "registry": "registry"}
 _TOP_KEYS: Final = ("version", "registries", "defaults", "sync", "prune")  # prune: read by regcopy.retention
-_DEFAULT_KEYS: Final = ("tags", "platforms", "repos")
-_ENTRY_KEYS: Final = ("name", "source", "target", "type", "tags", "platforms", "repos", "delete_extra")
+_DEFAULT_KEYS: Final = ("tags", "platforms", "repos", "referrers", "artifact_types", "targets")
+_ENTRY_KEYS: Final = ("name", "source", "target", "type", "tags", "platforms", "repos", "delete_extra", "targets",
+                      "referrers", "artifact_types")
 _DELETE_EXTRA_KEYS: Final = ("protect", "cap")
 _TAG_KEYS: Final = ("allow", "deny", "semver", "latest", "exact", "digests")
+_MEDIA_TYPE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
 
 
 # --------------------------------------------------------------------------------------- naming
@@ -112,6 +115,9 @@ class _Defaults:
     tags: TagFilter | None = None
     platforms: tuple[str, ...] | None = None
     repos: RepoFilter | None = None
+    referrers: bool | None = None
+    artifact_types: tuple[str, ...] | None = None
+    targets: tuple[str, ...] | None = None
 
 
 def load_plan(path: str | Path) -> SyncPlan:
@@ -151,12 +157,12 @@ def parse_plan(data: object, *, path: str | None = None) -> SyncPlan:
     entries: list[SyncEntry] = []
     first_use: dict[str, int] = {}
     for i, item in enumerate(items):
-        entry = _entry(item, i, defaults, path)
-        if entry.name in first_use:
-            at = At(path, entry.name, f"sync[{i}].name")
-            raise at.error(f"duplicate entry name {short(entry.name)} (also sync[{first_use[entry.name]}])")
-        first_use[entry.name] = i
-        entries.append(entry)
+        for entry in _entries(item, i, defaults, path):
+            if entry.name in first_use:
+                at = At(path, entry.name, f"sync[{i}].name")
+                raise at.error(f"duplicate entry name {short(entry.name)} (also sync[{first_use[entry.name]}])")
+            first_use[entry.name] = i
+            entries.append(entry)
     return SyncPlan(tuple(entries), MappingProxyType(registries), path)
 
 
@@ -186,7 +192,55 @@ def _defaults(value: object, at: At) -> _Defaults:
         tags=_tag_filter(f["tags"], at.field("tags")) if "tags" in f else None,
         platforms=as_platforms(f["platforms"], at.field("platforms")) if "platforms" in f else None,
         repos=as_repo_filter(f["repos"], at.field("repos")) if "repos" in f else None,
+        referrers=_as_bool(f["referrers"], at.field("referrers")) if "referrers" in f else None,
+        artifact_types=_as_types(f["artifact_types"], at.field("artifact_types")) if "artifact_types" in f else None,
+        targets=_as_targets(f["targets"], at.field("targets")) if "targets" in f else None,
     )
+
+
+def _as_bool(value: object, at: At) -> bool:
+    if not isinstance(value, bool):
+        raise at.error(f"must be true or false, not {kind_of(value)}")
+    return value
+
+
+def _as_types(value: object, at: At) -> tuple[str, ...]:
+    """Artifact (media) types: ``type/subtype`` strings."""
+    items = [as_string(v, at.index(i)) for i, v in enumerate(as_list(value, at))]
+    for i, text in enumerate(items):
+        if not _MEDIA_TYPE.fullmatch(text):
+            raise at.index(i).error(f"{short(text)} is not a media type (type/subtype)")
+    return dedupe(items)
+
+
+def _as_targets(value: object, at: At) -> tuple[str, ...]:
+    items = [as_string(v, at.index(i)) for i, v in enumerate(as_list(value, at))]
+    if not items:
+        raise at.error("needs at least one target")
+    if len(set(items)) != len(items):
+        raise at.error("lists a target twice")
+    return tuple(items)
+
+
+def _entries(item: object, i: int, defaults: _Defaults, path: str | None) -> list[SyncEntry]:
+    """One entry per target: ``target: X``, or ``targets: [A, B, C]`` (fan-out: the scheduler reads
+    the source once for all of them), or the defaults' ``targets``."""
+    name, at, mapping = named_item(item, "sync", i, path, "an entry must be a mapping with source and target")
+    if "target" in mapping and "targets" in mapping:
+        raise at.field("targets").error("give target or targets, not both")
+    listed: tuple[str, ...] | None = None
+    if "targets" in mapping:
+        listed = _as_targets(mapping["targets"], at.field("targets"))
+    elif "target" not in mapping and defaults.targets:
+        listed = defaults.targets
+    if listed is None:
+        return [_entry(item, i, defaults, path)]
+    rest = {k: v for k, v in mapping.items() if k != "targets"}
+    out = []
+    for target in listed:
+        one = _entry({**rest, "target": target}, i, defaults, path)
+        out.append(replace(one, name=f"{name}→{target}"))
+    return out
 
 
 def _entry(item: object, i: int, defaults: _Defaults, path: str | None) -> SyncEntry:
@@ -213,7 +267,15 @@ def _entry(item: object, i: int, defaults: _Defaults, path: str | None) -> SyncE
         delete_extra = _delete_extra(f["delete_extra"], at.field("delete_extra"))
         if delete_extra is not None and isinstance(target, LocalRepository):
             raise at.field("delete_extra").error("needs a registry target (a local store is written afresh)")
-    return SyncEntry(name, source, target, kind, "prefix", repos, tags, platforms, delete_extra)
+    referrers, types = _referrer_keys(f, at, defaults)
+    return SyncEntry(name, source, target, kind, "prefix", repos, tags, platforms, delete_extra, referrers, types)
+
+
+def _referrer_keys(f: dict[str, object], at: At, defaults: _Defaults) -> tuple[bool, tuple[str, ...]]:
+    referrers = _as_bool(f["referrers"], at.field("referrers")) if "referrers" in f else defaults.referrers
+    types = (_as_types(f["artifact_types"], at.field("artifact_types")) if "artifact_types" in f
+             else defaults.artifact_types or ())
+    return referrers is not False, types
 
 
 def _addresses(f: dict[str, object], at: At, kind: SourceKind) -> tuple[Address, Address]:

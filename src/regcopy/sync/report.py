@@ -41,6 +41,9 @@ class ImageReport:
     error: str | None = None
     note: str | None = None
     served_by: list[str] | None = None
+    referrers: dict[str, object] | None = None
+    """What the image's referrers came to (copied, present, left behind by a platform subset; a dry
+    run: found and to copy), when the entry carries referrers."""
 
     @classmethod
     def of(cls, job: ImageJob, status: Status, source_digest: str | None = None,
@@ -113,6 +116,10 @@ class SyncReport:
             out["blobs_mounted"] += r.blobs_mounted
             out["blobs_skipped"] += r.blobs_skipped
             out["bytes_uploaded"] += r.bytes_uploaded
+            for key in ("copied", "to_copy"):
+                value = (r.referrers or {}).get(key)
+                if isinstance(value, int):
+                    out[f"referrers_{key}"] += value
         return dict(out)
 
     def to_json(self) -> dict[str, object]:

@@ -31,20 +31,20 @@ from dataclasses import dataclass
 
 import anyio
 
+from regcopy.artifacts import ReferrerPolicy, copy_to_many, copy_with_referrers
 from regcopy.digest import Digest
 from regcopy.engine import (
     ByteBudget,
     CopyResult,
     ImagePlan,
     Limits,
-    copy_blob,
-    copy_image,
     plan_image,
 )
 from regcopy.errors import PullLimitReached, RegcopyError
+from regcopy.fanout import Target, fan_blob
 from regcopy.ledger import BlobAction, BlobDecision, BlobLedger
 from regcopy.locations import AnyRepository
-from regcopy.manifest import Descriptor
+from regcopy.manifest import Descriptor, Platform
 from regcopy.progress import ImageDeferred, Reporter, current_image, null_reporter
 from regcopy.reference import Reference
 from regcopy.retention import DeletionBudget, PruneReport, PruneStore, delete_tags
@@ -52,6 +52,7 @@ from regcopy.stores.base import Destination, Source
 from regcopy.sync.discover import Discovery, SyncBackend, bounded, check, discover
 from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import ImageJob, SyncOptions, SyncPlan
+from regcopy.sync.referrers import dry_run_referrers, image_tags
 from regcopy.sync.report import ImageReport, SyncReport, count_blob, record_failure
 from regcopy.throttle import TokenBucket
 
@@ -90,9 +91,8 @@ async def run_sync(
     report.dry_run = options.dry_run
     ledger = ledger or BlobLedger()
     journal = None if options.dry_run else journal
-    run = _Run(options, reporter, ledger, report, journal, bandwidth)
     try:
-        await _phases(backend, plan, run, select)
+        await _phases(backend, plan, options, reporter, ledger, report, journal, select, bandwidth)
     except BaseException:
         report.interrupted = True
         raise
@@ -101,27 +101,18 @@ async def run_sync(
     return report
 
 
-@dataclass(frozen=True, slots=True)
-class _Run:
-    """What every phase of one run shares."""
-
-    options: SyncOptions
-    reporter: Reporter
-    ledger: BlobLedger
-    report: SyncReport
-    journal: SyncJournal | None
-    bandwidth: TokenBucket | None = None
-
-
-async def _phases(backend: SyncBackend, plan: SyncPlan, run: _Run, select: Callable[[str], bool] | None) -> None:
+async def _phases(backend: SyncBackend, plan: SyncPlan, options: SyncOptions, reporter: Reporter,
+                  ledger: BlobLedger, report: SyncReport, journal: SyncJournal | None,
+                  select: Callable[[str], bool] | None, bandwidth: TokenBucket | None) -> None:
     """Discover, check, plan, then simulate (dry run) or copy, and delete extra tags."""
-    options, report, journal = run.options, run.report, run.journal
-    found = await discover(backend, plan, options, report, run.ledger, select)
-    planned = await _plan(backend, await check(backend, found, options, report, journal), run)
+    found = await discover(backend, plan, options, report, ledger, select)
+    planned = await _plan(backend, await check(backend, found, options, report, journal), options, report,
+                          reporter=reporter, journal=journal)
     if options.dry_run:
-        await _simulate(planned, run.ledger, report, options)
+        await _simulate(planned, ledger, report, options, found.src_tags)
     else:
-        await _copy(backend, planned, run)
+        limits = Limits(anyio.CapacityLimiter(options.blobs), ByteBudget(options.bytes_in_flight), bandwidth)
+        await _copy(backend, planned, options, reporter, ledger, report, journal, found.src_tags, limits)
     await _delete_extra(backend, plan, found, options, report)
     if journal is not None and report.ok:
         journal.complete()
@@ -134,8 +125,7 @@ async def plan_images(backend: SyncBackend, plan: SyncPlan, *, options: SyncOpti
     Up-to-date images and failures go to ``report``; what a distributed run hands to its workers.
     """
     found = await discover(backend, plan, options, report, ledger)
-    run = _Run(options, null_reporter, ledger, report, None)
-    return await _plan(backend, await check(backend, found, options, report, None), run)
+    return await _plan(backend, await check(backend, found, options, report, None), options, report)
 
 
 # -------------------------------------------------------------------------------------------- plan
@@ -154,23 +144,32 @@ class _Planned:
 PlannedImage = _Planned
 
 
-async def _plan(backend: SyncBackend, jobs: list[ImageJob], run: _Run) -> list[_Planned]:
-    limit = anyio.CapacityLimiter(run.options.probes)
+async def _plan(backend: SyncBackend, jobs: list[ImageJob], options: SyncOptions, report: SyncReport, *,
+                reporter: Reporter = null_reporter, journal: SyncJournal | None = None) -> list[_Planned]:
+    limit = anyio.CapacityLimiter(options.probes)
     out: list[_Planned] = []
-    report = run.report
+    plans: dict[tuple[str, tuple[Platform, ...]], tuple[anyio.Lock, list[ImagePlan]]] = {}
+
+    async def planned(job: ImageJob, source: Source) -> ImagePlan:
+        # One resolution per source image, however many targets it has (a fan-out reads it once).
+        lock, cached = plans.setdefault((str(job.source), job.platforms), (anyio.Lock(), []))
+        async with lock:
+            if not cached:
+                cached.append(await plan_image(source, job.identifier, job.platforms))
+            return cached[0]
 
     async def one(job: ImageJob) -> None:
         source, destination = backend.source(job.source.repo), backend.destination(job.target.repo)
         try:
             async with limit:
-                plan = await plan_image(source, job.identifier, job.platforms)
+                plan = await planned(job, source)
                 if job.platforms and job.target_tag and await destination.head(job.target_tag) == plan.root.digest:
                     report.images.append(ImageReport.of(job, "up-to-date", str(plan.source_digest),
                                                         str(plan.root.digest)))
-                    _journal(run, job, str(plan.source_digest), str(plan.root.digest))
+                    _journal(journal, job, str(plan.source_digest), str(plan.root.digest))
                     return
         except RegcopyError as exc:
-            _failed(run, job, exc)
+            _failed(report, reporter, job, exc)
             return
         out.append(_Planned(job, plan, source, destination))
 
@@ -180,7 +179,8 @@ async def _plan(backend: SyncBackend, jobs: list[ImageJob], run: _Run) -> list[_
     return sorted(out, key=lambda p: (str(p.job.target), str(p.job.source)))
 
 
-async def _simulate(planned: list[_Planned], ledger: BlobLedger, report: SyncReport, options: SyncOptions) -> None:
+async def _simulate(planned: list[_Planned], ledger: BlobLedger, report: SyncReport, options: SyncOptions,
+                    src_tags: dict[AnyRepository, list[str]]) -> None:
     """A dry run: each blob gets the run's own decision (:meth:`BlobLedger.decide`, HEADs on the
     destination only), on a simulation of the ledger that takes every decided blob as moved."""
     limit = anyio.CapacityLimiter(options.probes)
@@ -199,6 +199,9 @@ async def _simulate(planned: list[_Planned], ledger: BlobLedger, report: SyncRep
         for blob in p.plan.blobs:
             count_blob(entry, decisions[blob.digest].action, blob.size)
             sim.note(p.destination.storage_id, blob.digest, p.destination.repository)
+        if p.job.referrers.enabled:
+            entry.referrers = await dry_run_referrers(p.source, p.destination, p.plan, p.job.referrers,
+                                                      src_tags.get(p.job.source.repo))
         report.images.append(entry)
 
 
@@ -218,58 +221,106 @@ def _shared_first(planned: list[_Planned]) -> list[_Planned]:
     return sorted(planned, key=lambda p: (-shared_bytes(p), str(p.job.target)))
 
 
-def _journal(run: _Run, job: ImageJob, source_digest: str, target_digest: str) -> None:
-    """Journal an image the target holds now (registry targets only: see ``_copy``)."""
-    if run.journal is not None and isinstance(job.target, Reference):
-        run.journal.image_done(str(job.source), str(job.target), source_digest, target_digest,
-                               tuple(str(p) for p in job.platforms))
+def _journal(journal: SyncJournal | None, job: ImageJob, source_digest: str, target_digest: str) -> None:
+    """Journal an image the target holds now, with the platform subset it holds. Only registry tags
+    are durable at their PUT: a local store becomes durable when the run commits it, after this
+    point, so a killed run must copy its images again."""
+    if journal is not None and isinstance(job.target, Reference):
+        journal.image_done(str(job.source), str(job.target), source_digest, target_digest,
+                           tuple(str(p) for p in job.platforms))
 
 
-def _failed(run: _Run, job: ImageJob, exc: RegcopyError, attempts: int = 1) -> None:
+def _failed(report: SyncReport, reporter: Reporter, job: ImageJob, exc: BaseException, attempts: int = 1) -> None:
     """Record a failed image; one whose source's pull reserve was reached is deferred, and said so."""
-    record_failure(run.report, job, exc, attempts)
+    record_failure(report, job, exc, attempts)
     if isinstance(exc, PullLimitReached):
-        run.reporter(ImageDeferred(str(job.source), str(job.target), str(exc), image=str(job.target)))
+        reporter(ImageDeferred(str(job.source), str(job.target), str(exc), image=str(job.target)))
 
 
-async def _copy(backend: SyncBackend, planned: list[_Planned], run: _Run) -> None:
-    options, reporter, ledger, report = run.options, run.reporter, run.ledger, run.report
-    limits = Limits(anyio.CapacityLimiter(options.blobs), ByteBudget(options.bytes_in_flight), run.bandwidth)
-    failed: list[_Planned] = []
+async def _copy(backend: SyncBackend, planned: list[_Planned], options: SyncOptions, reporter: Reporter,
+                ledger: BlobLedger, report: SyncReport, journal: SyncJournal | None,
+                src_tags: dict[AnyRepository, list[str]], limits: Limits) -> None:
+    """Copy every planned image with its referrers; images of one source image bound for several
+    targets (``targets:``, or entries sharing a source) are one fan-out: one read of the source."""
     prepass = await _seed_shared(planned, limits, reporter, ledger)
-    images = anyio.CapacityLimiter(options.images)
-
-    async def one(p: _Planned, attempt: int, plan: ImagePlan | None) -> None:
-        async with images:
-            started = time.monotonic()
-            try:
-                result = await copy_image(p.source, p.destination, p.job.identifier, target_tag=p.job.target_tag,
-                                          platforms=p.job.platforms, blob_jobs=options.blob_jobs,
-                                          reporter=reporter, ledger=ledger, plan=plan, limits=limits)
-            except RegcopyError as exc:
-                if attempt == 1 and options.retry_failed and not isinstance(exc, PullLimitReached):
-                    log.warning("%s -> %s failed (%s); will retry at the end", p.job.source, p.job.target, exc)
-                    failed.append(p)
-                else:
-                    _failed(run, p.job, exc, attempts=attempt)
-                return
-            _credit_prepass(result, prepass.pop(id(p), []))
-            image = _image_report(p.job, result, attempt, time.monotonic() - started)
-            image.served_by = p.source.served_by  # which mirror (or the upstream) the bytes came from
-            report.images.append(image)
-            # Only registry tags are durable at their PUT: a local store becomes durable when
-            # the run commits it, after this point, so a killed run must copy its images again.
-            _journal(run, p.job, result.source_digest, result.digest)
-
+    copier = _Copier(options, reporter, ledger, report, journal, src_tags, limits, prepass)
     async with anyio.create_task_group() as tg:
         # Largest image first (longest-processing-time scheduling): a 1 GiB layer that starts last
         # is the whole run's tail. Shared blobs are already in place after _seed_shared.
-        for p in sorted(planned, key=lambda p: (-p.plan.total_bytes, str(p.job.target))):
-            tg.start_soon(one, p, 1, p.plan)
-    retry, failed[:] = list(failed), []
+        for group in sorted(_fan_groups(planned), key=lambda g: (-g[0].plan.total_bytes, str(g[0].job.target))):
+            tg.start_soon(copier.group if len(group) > 1 else copier.first, group)
+    retry, copier.failed = list(copier.failed), []
     async with anyio.create_task_group() as tg:
         for p in retry:
-            tg.start_soon(one, p, 2, None)  # re-plan: the source may have changed
+            tg.start_soon(copier.one, p, 2, None)  # re-plan: the source may have changed
+
+
+def _fan_groups(planned: list[_Planned]) -> list[list[_Planned]]:
+    """Planned images of one source image (same reference, platforms and referrer policy) for
+    different targets: each group is copied with one read of the source."""
+    groups: dict[tuple[str, tuple[Platform, ...], ReferrerPolicy], list[_Planned]] = defaultdict(list)
+    for p in planned:
+        groups[(str(p.job.source), p.job.platforms, p.job.referrers)].append(p)
+    return list(groups.values())
+
+
+class _Copier:
+    """One copy pass: each image (or fan-out group) reported, journalled, or kept for the retry."""
+
+    def __init__(self, options: SyncOptions, reporter: Reporter, ledger: BlobLedger, report: SyncReport,
+                 journal: SyncJournal | None, src_tags: dict[AnyRepository, list[str]], limits: Limits,
+                 prepass: dict[int, list[tuple[BlobAction, int]]]) -> None:
+        self.options, self.reporter, self.ledger, self.report = options, reporter, ledger, report
+        self.journal, self.src_tags, self.limits, self.prepass = journal, src_tags, limits, prepass
+        self.images = anyio.CapacityLimiter(options.images)
+        self.failed: list[_Planned] = []
+
+    async def first(self, group: list[_Planned]) -> None:
+        await self.one(group[0], 1, group[0].plan)
+
+    async def one(self, p: _Planned, attempt: int, plan: ImagePlan | None) -> None:
+        async with self.images:
+            started = time.monotonic()
+            try:
+                result = await copy_with_referrers(
+                    p.source, p.destination, p.job.identifier, target_tag=p.job.target_tag,
+                    platforms=p.job.platforms, blob_jobs=self.options.blob_jobs, reporter=self.reporter,
+                    ledger=self.ledger, plan=plan, limits=self.limits, policy=p.job.referrers,
+                    tags=self.src_tags.get(p.job.source.repo))
+            except RegcopyError as exc:
+                self.fail(p, exc, attempt)
+                return
+            self.done(p, result, attempt, started)
+
+    async def group(self, group: list[_Planned]) -> None:
+        first = group[0]
+        async with self.images:
+            started = time.monotonic()
+            targets = [Target(p.destination, p.job.target_tag) for p in group]
+            await copy_to_many(first.source, targets, first.job.identifier, policy=first.job.referrers,
+                               ledger=self.ledger, platforms=first.job.platforms, blob_jobs=self.options.blob_jobs,
+                               reporter=self.reporter, limits=self.limits, plan=first.plan,
+                               tags=self.src_tags.get(first.job.source.repo))
+        for p, target in zip(group, targets, strict=True):
+            if target.error is not None or target.result is None:
+                self.fail(p, target.error or RegcopyError("no result"), 1)
+            else:
+                self.done(p, target.result, 1, started)
+
+    def done(self, p: _Planned, result: CopyResult, attempt: int, started: float) -> None:
+        _credit_prepass(result, self.prepass.pop(id(p), []))
+        image = _image_report(p.job, result, attempt, time.monotonic() - started)
+        image.served_by = p.source.served_by  # which mirror (or the upstream) the bytes came from
+        image.referrers = result.referrers
+        self.report.images.append(image)
+        _journal(self.journal, p.job, result.source_digest, result.digest)
+
+    def fail(self, p: _Planned, exc: BaseException, attempt: int) -> None:
+        if attempt == 1 and self.options.retry_failed and not isinstance(exc, PullLimitReached):
+            log.warning("%s -> %s failed (%s); will retry at the end", p.job.source, p.job.target, exc)
+            self.failed.append(p)
+        else:
+            _failed(self.report, self.reporter, p.job, exc, attempts=attempt)
 
 
 async def _delete_extra(backend: SyncBackend, plan: SyncPlan, found: Discovery, options: SyncOptions,
@@ -294,6 +345,9 @@ async def _delete_extra(backend: SyncBackend, plan: SyncPlan, found: Discovery, 
         budget = DeletionBudget(entry.delete_extra.cap)
         for repo in sorted({j.target.repo for j in jobs if j.entry == entry.name and j.target_tag}, key=str):
             extra = sorted(dst_tags.get(repo, set()) - wanted[repo])
+            if entry.referrers:
+                # Signatures, attestations and fallback indexes travel with the images kept: not extra.
+                extra = image_tags(extra, True)
             destination = backend.destination(repo)
             if not extra or not isinstance(destination, PruneStore):
                 continue  # a local store keeps its extra tags: it cannot delete
@@ -329,24 +383,30 @@ async def _seed_shared(planned: list[_Planned], limits: Limits, reporter: Report
             counts[key] += 1
             first.setdefault(key, (p, blob))
     shared = sorted((v for k, v in first.items() if counts[k] > 1), key=lambda v: -v[1].size)
+    # One source read per shared blob of one source repository, teed to every storage needing it.
+    fans: dict[tuple[str, Digest], list[tuple[_Planned, Descriptor]]] = defaultdict(list)
+    for p, blob in shared:
+        fans[(str(p.job.source.repo), blob.digest)].append((p, blob))
 
-    async def one(p: _Planned, blob: Descriptor) -> None:
-        async with limits.blobs or anyio.CapacityLimiter(1):
-            token = current_image.set(str(p.job.target))  # the pass's work is credited to this image
-            try:
-                action = await copy_blob(p.source, p.destination, blob, reporter=reporter, ledger=ledger,
-                                         bandwidth=limits.bandwidth)
-            except RegcopyError as exc:
+    async def one(items: list[tuple[_Planned, Descriptor]]) -> None:
+        blob = items[0][1]
+        targets = [Target(p.destination, None, CopyResult("", "", "", "", None)) for p, _ in items]
+        token = current_image.set(str(items[0][0].job.target))  # the pass's work is credited to this image
+        try:
+            async with limits.blobs or anyio.CapacityLimiter(1):
+                actions = await fan_blob(items[0][0].source, targets, blob, reporter, ledger, limits.bandwidth)
+        finally:
+            current_image.reset(token)
+        for (p, _), target in zip(items, targets, strict=True):
+            if target.error is not None:
                 # Not fatal here: the image copy retries this blob and reports the error if it persists.
-                log.info("shared blob %s into %s failed: %s", blob.digest.short, p.destination.name, exc)
-                return
-            finally:
-                current_image.reset(token)
-            done[id(p)].append((action, blob.size))
+                log.info("shared blob %s into %s failed: %s", blob.digest.short, p.destination.name, target.error)
+            elif id(target) in actions:
+                done[id(p)].append((actions[id(target)], blob.size))
 
     async with anyio.create_task_group() as tg:
-        for p, blob in shared:
-            tg.start_soon(one, p, blob)
+        for items in sorted(fans.values(), key=lambda items: -items[0][1].size):
+            tg.start_soon(one, items)
     return done
 
 
