@@ -11,8 +11,8 @@ plan's ``registries:`` under the client's overrides (docs/architecture.md, "Sett
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -168,18 +168,6 @@ class Client:
         (docs/events.md); with ``since`` (an earlier report), the counters since then."""
         return self._pool.host_report(since)
 
-    @contextmanager
-    def _watching(self, reporter: Reporter | None) -> Iterator[None]:
-        """Hand the events of every host to ``reporter`` while the block runs."""
-        if reporter is None:
-            yield
-            return
-        self._pool.events.add(reporter)
-        try:
-            yield
-        finally:
-            self._pool.events.remove(reporter)
-
     def transport(self, registry: str, *, scheme: str | None = None,
                   settings: RegistrySettings | None = None) -> Transport:
         """The transport for ``registry`` (created on first use)."""
@@ -232,7 +220,7 @@ class Client:
         :raises RegcopyError: the copy failed; nothing incomplete is tagged
         """
         before = self.host_report()
-        with self._watching(reporter):
+        with self._pool.watching(reporter):
             result = await self._copy(src, dst, platforms=platforms, jobs=jobs, reporter=reporter, force=force,
                                       src_settings=src_settings, dst_settings=dst_settings, referrers=referrers)
         result.hosts = self.host_report(before)
@@ -277,7 +265,7 @@ class Client:
         settings = list(dst_settings) + [None] * (len(dst_locs) - len(dst_settings))
         before = self.host_report()
         async with AsyncExitStack() as stack:
-            stack.enter_context(self._watching(reporter))
+            stack.enter_context(self._pool.watching(reporter))
             source = await stack.enter_async_context(self._open(src_loc, writable=False, settings=src_settings))
             ident = await _identifier(src_loc, source)
             targets = [Target(await stack.enter_async_context(self._open(loc, writable=True, settings=cfg)),
@@ -339,7 +327,7 @@ class Client:
                 except RegcopyError as exc:
                     errors.append(exc)
 
-        with self._watching(reporter):
+        with self._pool.watching(reporter):
             tags = await tags_list(self.transport(src_repo.registry, scheme=src_repo.scheme), src_repo.path)
             await self._note_if_new(dst_repo)
             async with anyio.create_task_group() as tg:
@@ -477,7 +465,7 @@ class Client:
         report = report if report is not None else SyncReport()
         before = self.host_report()
         try:
-            with self._watching(reporter):
+            with self._pool.watching(reporter):
                 async with open_plan_stores(plan) as local:
                     await run_sync(SyncStores(context, local), plan, options=options,
                                    reporter=reporter or null_reporter, ledger=self.ledger, report=report,

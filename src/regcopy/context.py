@@ -16,13 +16,13 @@ each opened once per run (:func:`open_plan_stores`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 
 from regcopy.credentials import CredentialStore, store_for
 from regcopy.errors import NotFound
 from regcopy.locations import AnyNamespace, AnyRepository, LocalRepository
-from regcopy.progress import Broadcast
+from regcopy.progress import Broadcast, Reporter
 from regcopy.reference import Reference, Repository
 from regcopy.registry.limits import HostLimits, limits_key, merge_snapshots, subtract_counters
 from regcopy.registry.manifests import catalog, tags_list
@@ -80,6 +80,18 @@ class Pool:
         if limits is None:
             limits = self._limits[key] = HostLimits(registry, settings, self.events)
         return limits
+
+    @contextmanager
+    def watching(self, reporter: Reporter | None) -> Iterator[None]:
+        """Hand the events of every host to ``reporter`` while the block runs."""
+        if reporter is None:
+            yield
+            return
+        self.events.add(reporter)
+        try:
+            yield
+        finally:
+            self.events.remove(reporter)
 
     def host_report(self, since: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, dict[str, object]]:
         """Per host what its requests met (:meth:`HostLimits.snapshot`), counters taken ``since`` an

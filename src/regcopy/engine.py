@@ -482,15 +482,14 @@ async def _verified(
     source: Source, dest_name: str, blob: Descriptor, reporter: Reporter, offset: int, marks: list[Hasher],
     bandwidth: TokenBucket | None,
 ) -> AsyncIterator[bytes]:
-    """The source bytes from ``offset``, checked for size and digest as they flow, with progress events.
+    """The source bytes from ``offset``, checked for size and digest as they flow, with progress events,
+    at most ``bandwidth``'s rate (its wait is the source's, for the upload's pacer).
 
     A resumed upload (``offset`` > 0) sends only the rest, but the digest covers the whole blob:
-    hashing restarts from the last checkpoint at or before ``offset`` (``marks``: hasher copies
-    taken every ``_mark_interval`` bytes on earlier passes), reading — not sending — the bytes between
-    it and ``offset``; without one (a resume left by an earlier run) that is the whole prefix. So
-    verification is never lost, and a resume inside one run re-reads at most one interval. The
-    bytes before ``offset`` that the registry holds came from the earlier pass; if the source
-    changed in between, the registry's own check at ``PUT ?digest=`` refuses the blob.
+    hashing restarts from the last checkpoint at or before ``offset`` (``marks``: hasher copies taken
+    every ``_mark_interval`` bytes on earlier passes), reading — not sending — the bytes between it and
+    ``offset`` (without one, the whole prefix). So verification is never lost. The bytes before
+    ``offset`` came from the earlier pass; a changed source is refused at ``PUT ?digest=``.
     """
     base = next((m for m in reversed(marks) if m.size <= offset), None)
     start = base.size if base is not None else 0
@@ -515,7 +514,7 @@ async def _verified(
             if end > offset:
                 out = chunk if pos >= offset else chunk[offset - pos:]
                 if bandwidth is not None:
-                    await bandwidth.take(len(out))  # waiting on the source, for the upload's pacer
+                    await bandwidth.take(len(out))
                 reporter(BlobProgress(dest_name, digest, len(out)))
                 yield out
             pos = end

@@ -120,8 +120,7 @@ def _copy(src: str, dst: tuple[str, ...], all_tags: bool, platforms: tuple[str, 
         async with make_client(authfile, insecure, upload=upload, limit_rate=limit_rate) as client:
             src_fields = side_fields(src_tls_verify, src_cert_dir, ca_file) | opt.reserve_fields(pull_reserve)
             src_settings = side_settings(client.settings, src_loc, src_fields)
-            dst_settings = side_settings(client.settings, dst_loc,
-                                         side_fields(dest_tls_verify, dest_cert_dir, ca_file))
+            dst_settings = side_settings(client.settings, dst_loc, side_fields(dest_tls_verify, dest_cert_dir, ca_file))
             with progress_display(progress, events) as reporter, copy_summaries(reporter) as done:
                 if all_tags:
                     return done(await client.copy_all_tags(

@@ -39,7 +39,9 @@ from regcopy.registry._headers import RateLimitHeader, parse_ratelimit
 from regcopy.settings import RegistrySettings
 from regcopy.throttle import Quota, SlidingWindow, TokenBucket
 
-__all__ = ("AdaptiveLimiter", "HostLimits", "PullBudget", "Slot", "limits_key", "merge_snapshots", "subtract_counters")
+__all__ = (
+    "AdaptiveLimiter", "Emit", "HostLimits", "PullBudget", "Slot", "limits_key", "merge_snapshots", "subtract_counters",
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ _DRIFT: Final = 1.05  # the baseline rises this much per unsteady window, so a l
 _MIN_BYTE_BURST: Final = 256 * 1024
 
 Emit = Callable[[Event], None]
+"""Where a host's events go (the client's broadcast)."""
 
 
 def limits_key(registry: str, s: RegistrySettings) -> tuple[object, ...]:

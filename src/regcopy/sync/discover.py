@@ -224,20 +224,17 @@ async def check(backend: SyncBackend, found: Discovery, options: SyncOptions, re
         try:
             async with limit:
                 src, dst, index = await _heads(backend, job)
+            # The referrers of what the target holds (with platforms, the subset's own digest).
+            held = dst if src is not None and dst is not None and _in_place(job, src, dst, index, journal) else None
+            same = held is not None and await referrers.in_sync(job, held)
         except BaseExceptionGroup as group:
             record_failure(report, job, first_error(group))
             return
-        if src is None or dst is None or not _in_place(job, src, dst, index, journal):
-            todo.append(job)  # a platform subset the HEADs cannot judge is compared after planning
-            return
-        try:
-            # The referrers of what the target holds (with platforms, the subset's own digest).
-            same = await referrers.in_sync(job, dst)
         except RegcopyError as exc:
             record_failure(report, job, exc)
             return
         if not same:
-            todo.append(job)
+            todo.append(job)  # a platform subset the HEADs cannot judge is compared after planning
             return
         report.images.append(ImageReport.of(job, "up-to-date", str(src), str(dst)))
         if journal is not None and isinstance(job.target, Reference):
