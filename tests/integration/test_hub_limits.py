@@ -150,6 +150,10 @@ async def test_toomanyrequests_stops_pulls_without_retrying_them(
     assert len(reached) == 1 and reached[0].remaining == 0 and reached[0].registry == proxy.host
     assert len([e for e in events if isinstance(e, ImageDeferred)]) == 4
     assert all("TOOMANYREQUESTS" not in (i.error or "") for i in report.images)
+    # A spent quota is no overload: no pause of the host, no cut of its concurrency (blob GETs go on).
+    host = report.hosts[proxy.host]
+    assert host["paused_seconds"] == 0 and host["throttled"] == 1
+    assert host["concurrency"]["changes"] == 0  # type: ignore[index]
 
 
 def _platform_plan(tmp_path: Path, src: str, dst: str, repo: str) -> Path:

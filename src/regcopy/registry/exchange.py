@@ -26,6 +26,7 @@ from multidict import CIMultiDictProxy
 
 from regcopy.errors import (
     ProtocolViolation,
+    PullLimitReached,
     RateLimited,
     RegcopyError,
     RegistryError,
@@ -206,7 +207,8 @@ class HostState:
     def note_failure(self, err: RegistryError) -> None:
         """Count a failed attempt; a 429 pauses every request to the host."""
         self.consecutive_failures += 1
-        if isinstance(err, RateLimited):
+        # A spent pull quota (PullLimitReached) is no overload: blob requests to the host go on.
+        if isinstance(err, RateLimited) and not isinstance(err, PullLimitReached):
             # One 429 slows every request to this host (regclient's shared per-host backoff).
             delay = err.retry_after if err.retry_after is not None else self.delay(self.consecutive_failures)
             # The same cap as a single request's wait (sleep): a "Retry-After: 3600" must not park every

@@ -337,12 +337,16 @@ class HostLimits:
 
     def answered(self, slot: Slot, status: int, headers: Mapping[str, str], manifest: bool) -> None:
         """Tell the limits what a request's answer said."""
+        spent = False
         if manifest:
             quota = parse_ratelimit(headers.get("RateLimit-Limit"), headers.get("RateLimit-Remaining"))
             self.pulls.observe(quota)
             if quota is not None and quota.remaining == 0:
                 self.pulls.exhausted()  # Docker Hub's 429 TOOMANYREQUESTS says "0" too
-        if status == 429 or status == 503:
+                spent = status == 429
+        if spent:
+            self.counts["throttled"] += 1  # the pull quota, not overload: the limit stays
+        elif status == 429 or status == 503:
             self.counts["throttled" if status == 429 else "unavailable"] += 1
             self.concurrency.congested(slot.epoch, f"HTTP {status}")
         elif status >= 500:
