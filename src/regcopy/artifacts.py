@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from regcopy.convert import Format
 from regcopy.digest import Digest
 from regcopy.engine import CopyResult, ImagePlan, Limits, copy_image, fail_fast, plan_image
 from regcopy.errors import RegcopyError
@@ -303,11 +304,13 @@ async def copy_with_referrers(
     source: Source, destination: Destination, ref: str, *, target_tag: str | None, policy: ReferrerPolicy,
     ledger: BlobLedger, platforms: Sequence[Platform] = (), blob_jobs: int = 6, reporter: Reporter = null_reporter,
     force: bool = False, plan: ImagePlan | None = None, limits: Limits | None = None,
-    tags: Sequence[str] | None = None,
+    tags: Sequence[str] | None = None, format: Format | None = None, preserve_digests: bool = False,
 ) -> CopyResult:
     """:func:`~regcopy.engine.copy_image`, then the image's referrers, then one commit.
 
     :param tags: the source repository's tags when the caller listed them (referrer tags found there)
+    :param format: as :func:`~regcopy.engine.copy_image` (pass a disabled ``policy`` with it: the
+        referrers name the source's digests); ``preserve_digests`` too
 
     :raises RegcopyError: the image or one of its referrers failed (the report is in the error's
         result only for the image: nothing incomplete is tagged)
@@ -317,7 +320,8 @@ async def copy_with_referrers(
                                    ledger=ledger, force=force)
     result = await copy_image(source, destination, ref, target_tag=target_tag, platforms=platforms,
                               blob_jobs=blob_jobs, reporter=reporter, ledger=ledger, force=force, plan=plan,
-                              limits=limits or Limits(), commit=False)
+                              limits=limits or Limits(), commit=False, format=format,
+                              preserve_digests=preserve_digests)
     [report] = await carry_referrers(source, [destination], plan, policy, ledger=ledger, reporter=reporter,
                                      limits=limits, blob_jobs=blob_jobs, tags=tags)
     if policy.enabled:

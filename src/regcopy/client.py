@@ -24,12 +24,12 @@ import anyio
 
 from regcopy.artifacts import ReferrerPolicy, ReferrerTree, copy_to_many, copy_with_referrers, referrer_tree
 from regcopy.context import Pool, RunContext, SyncStores, open_plan_stores
+from regcopy.convert import Format
 from regcopy.credentials import CredentialStore, default_credentials
-from regcopy.digest import Digest, verify_chunks
+from regcopy.digest import Digest
 from regcopy.engine import CopyResult, Limits
 from regcopy.errors import (
     CopyFailed,
-    InvalidManifest,
     InvalidReference,
     ManifestNotFound,
     NotFound,
@@ -38,6 +38,8 @@ from regcopy.errors import (
 from regcopy.fanout import Target
 from regcopy.inspect import ImageInfo, image_info
 from regcopy.ledger import BlobLedger
+from regcopy.locations import is_local, target_tag
+from regcopy.lookup import config_bytes, pick_platform
 from regcopy.manifest import Manifest, Platform
 from regcopy.progress import Reporter, RunSummary, null_reporter
 from regcopy.reference import LocalLocation, Reference, Repository, parse_location
@@ -47,8 +49,8 @@ from regcopy.registry.manifests import catalog, tags_list
 from regcopy.registry.transport import PingResult, Transport
 from regcopy.retention import PrunePlan, PruneReport, load_prune, run_prune
 from regcopy.settings import Layer, Overrides, RegistrySettings, Settings, resolve
-from regcopy.stores.base import UploadJournal
-from regcopy.stores.local import LocalStore, local_identifier, open_local
+from regcopy.stores.base import Source, UploadJournal
+from regcopy.stores.local import LocalStore, RepositoryView, local_identifier, open_local
 from regcopy.stores.referrers import RegistryFeatures
 from regcopy.stores.registry import RegistryStore, UploadPolicy
 from regcopy.sync.journal import SyncJournal
@@ -198,13 +200,12 @@ class Client:
     async def copy(self, src: str | Reference | LocalLocation, dst: str | Reference | LocalLocation, *,
                    platforms: Sequence[PlatformSpec] = (), jobs: int = 6, reporter: Reporter | None = None,
                    force: bool = False, src_settings: RegistrySettings | None = None,
-                   dst_settings: RegistrySettings | None = None,
-                   referrers: bool | ReferrerPolicy = True) -> CopyResult:
+                   dst_settings: RegistrySettings | None = None, referrers: bool | ReferrerPolicy = True,
+                   format: Format | None = None, preserve_digests: bool = False) -> CopyResult:
         """Copy one image or index between any two locations, with its referrers (signatures, SBOMs,
         attestations: :mod:`regcopy.artifacts`).
 
-        Locations are registry references (``docker://`` optional) or ``oci:DIR[:REF]``,
-        ``oci-archive:FILE[:REF]``, ``docker-archive:FILE[:REF]`` (skopeo's syntax).
+        Locations: registries (``docker://`` optional), ``oci:``, ``oci-archive:``, ``docker-archive:``, ``dir:``.
 
         :param src: where to read; its tag or digest names the image (``latest`` when a registry
             reference has neither; a local store's only image when it has no ref)
@@ -215,35 +216,37 @@ class Client:
         :param force: push even when the destination tag already holds the same digest
         :param src_settings: settings of the source's host for this copy (default: the client's)
         :param dst_settings: settings of the destination's host for this copy (default: the client's)
-        :param referrers: copy the referrers of every manifest copied (a :class:`ReferrerPolicy` to
-            filter artifact types); False: the image alone
+        :param referrers: copy every copied manifest's referrers (a :class:`ReferrerPolicy` filters types); False: none
+        :param format: ``"oci"`` or ``"v2s2"``: convert the manifests (new digests; no referrers follow)
+        :param preserve_digests: refuse a copy that would change digests (``DigestsNotPreserved``, before writing)
         :raises RegcopyError: the copy failed; nothing incomplete is tagged
         """
         before = self.host_report()
         with self._pool.watching(reporter):
             result = await self._copy(src, dst, platforms=platforms, jobs=jobs, reporter=reporter, force=force,
-                                      src_settings=src_settings, dst_settings=dst_settings, referrers=referrers)
+                                      src_settings=src_settings, dst_settings=dst_settings, referrers=referrers,
+                                      format=format, preserve_digests=preserve_digests)
         result.hosts = self.host_report(before)
         return result
 
     async def _copy(self, src: str | Reference | LocalLocation, dst: str | Reference | LocalLocation, *,
                     platforms: Sequence[PlatformSpec], jobs: int, reporter: Reporter | None, force: bool,
                     src_settings: RegistrySettings | None, dst_settings: RegistrySettings | None,
-                    referrers: bool | ReferrerPolicy = True) -> CopyResult:
+                    referrers: bool | ReferrerPolicy, format: Format | None,
+                    preserve_digests: bool) -> CopyResult:
         src_loc, dst_loc = _location(src), _location(dst)
         retries_before = self.retries()
         async with self._open(src_loc, writable=False, settings=src_settings) as source, \
                 self._open(dst_loc, writable=True, settings=dst_settings) as destination:
             ident = await _identifier(src_loc, source)
-            target_tag = _target_tag(dst_loc, ident)
             result = await copy_with_referrers(
-                source, destination, ident, target_tag=target_tag, platforms=[_platform(p) for p in platforms],
-                blob_jobs=jobs, reporter=reporter or null_reporter, ledger=self.ledger, force=force,
-                policy=_policy(referrers), limits=Limits(bandwidth=self.bandwidth))
+                source, destination, ident, target_tag=target_tag(dst_loc, ident),
+                platforms=[_platform(p) for p in platforms], blob_jobs=jobs, reporter=reporter or null_reporter,
+                ledger=self.ledger, force=force, policy=_policy(referrers if format is None else False),
+                format=format, preserve_digests=preserve_digests, limits=Limits(bandwidth=self.bandwidth))
         if isinstance(dst_loc, Reference) and dst_loc.digest and str(dst_loc.digest) != result.digest:
             raise RegcopyError(f"destination digest {dst_loc.digest} differs from the copied {result.digest}")
-        # A docker-archive's classic layout has no registry manifest: one was built, so digests are new.
-        result.new_digest = result.new_digest or source.synthesized
+        result.new_digest = result.new_digest or source.synthesized  # a classic docker-archive's was built
         result.retries = self.retries() - retries_before
         return result
 
@@ -269,7 +272,7 @@ class Client:
             source = await stack.enter_async_context(self._open(src_loc, writable=False, settings=src_settings))
             ident = await _identifier(src_loc, source)
             targets = [Target(await stack.enter_async_context(self._open(loc, writable=True, settings=cfg)),
-                              _target_tag(loc, ident)) for loc, cfg in zip(dst_locs, settings, strict=True)]
+                              target_tag(loc, ident)) for loc, cfg in zip(dst_locs, settings, strict=True)]
             await copy_to_many(source, targets, ident, policy=_policy(referrers), ledger=self.ledger,
                                platforms=[_platform(p) for p in platforms], blob_jobs=jobs,
                                reporter=reporter or null_reporter, force=force,
@@ -317,13 +320,12 @@ class Client:
         results: list[CopyResult] = []
         errors: list[BaseException] = []
         limiter = anyio.CapacityLimiter(max(1, images))
-        kwargs = {"platforms": (), "force": False, "src_settings": None, "dst_settings": None, **kwargs}
 
         async def one(tag: str) -> None:
             async with limiter:
                 try:
-                    results.append(await self._copy(src_repo.with_tag(tag), dst_repo.with_tag(tag), jobs=jobs,
-                                                    reporter=reporter, **kwargs))
+                    results.append(await self.copy(src_repo.with_tag(tag), dst_repo.with_tag(tag), jobs=jobs,
+                                                   reporter=reporter, **kwargs))
                 except RegcopyError as exc:
                     errors.append(exc)
 
@@ -351,18 +353,29 @@ class Client:
         except NotFound:
             self.ledger.set_empty(target.storage_id, repo.path, True)
 
-    async def tags(self, repo: str | Repository) -> list[str]:
-        """Every tag of a repository, sorted."""
+    async def tags(self, repo: str | Repository | LocalLocation) -> list[str]:
+        """Every tag of a repository, sorted; of a local store (``oci:DIR``, an archive), every image
+        ref, or with a ref (``oci:DIR:ns/app``) the tags of that repository; a ``dir:`` has none."""
+        if isinstance(repo, LocalLocation) or (isinstance(repo, str) and is_local(repo)):
+            location = repo if isinstance(repo, LocalLocation) else LocalLocation.parse(repo)
+            async with open_local(LocalLocation(location.transport, location.path), writable=False) as store:
+                return await (RepositoryView(store, location.ref) if location.ref else store).list_tags()
         r = _repository(repo)
         return await tags_list(self.transport(r.registry, scheme=r.scheme), r.path)
 
-    async def digest(self, ref: str | Reference) -> Digest:
-        """The digest a reference resolves to (HEAD; no pull is counted on Docker Hub)."""
-        r = _registry_ref(ref, default_tag="latest")
-        store = self.registry_store(r)
-        digest = await store.head(r.identifier)
+    @asynccontextmanager
+    async def _reading(self, ref: str | Reference | LocalLocation) -> AsyncIterator[tuple[Source, str, str]]:
+        """The store behind a registry reference or local location, the identifier to read, a display name."""
+        location = ref if isinstance(ref, Reference | LocalLocation) else parse_location(ref, default_tag="latest")
+        async with self._open(location, writable=False, settings=None) as store:
+            yield store, await _identifier(location, store), str(location)
+
+    async def digest(self, ref: str | Reference | LocalLocation) -> Digest:
+        """The digest a reference or local location resolves to (HEAD; no pull is counted on Docker Hub)."""
+        async with self._reading(ref) as (store, ident, name):
+            digest = await store.head(ident)
         if digest is None:
-            raise ManifestNotFound(f"{r} not found", registry=r.registry)
+            raise ManifestNotFound(f"{name} not found", registry=ref.registry if isinstance(ref, Reference) else None)
         return digest
 
     # ------------------------------------------------------------------ housekeeping
@@ -373,32 +386,38 @@ class Client:
         """
         return await catalog(self.transport(registry))
 
-    async def manifest(self, ref: str | Reference, *, platform: PlatformSpec | None = None) -> Manifest:
+    async def manifest(self, ref: str | Reference | LocalLocation, *,
+                       platform: PlatformSpec | None = None) -> Manifest:
         """The exact manifest bytes a reference points to; with ``platform``, the matching child of an index.
 
         :raises InvalidManifest: no child of the index matches ``platform``
         """
-        r = _registry_ref(ref, default_tag="latest")
-        store = self.registry_store(r)
-        manifest = await store.resolve(r.identifier)
-        if platform is not None and manifest.is_index:
-            manifest = await _pick_platform(store, manifest, _platform(platform))
+        async with self._reading(ref) as (store, ident, _):
+            manifest = await store.resolve(ident)
+            if platform is not None and manifest.is_index:
+                manifest = await pick_platform(store, manifest, _platform(platform))
         return manifest
 
-    async def inspect(self, ref: str | Reference, *, platform: PlatformSpec | None = None) -> ImageInfo:
+    async def config(self, ref: str | Reference | LocalLocation, *, platform: PlatformSpec | None = None) -> bytes:
+        """The image config's exact bytes (verified); an index is resolved to ``platform``, by default
+        this machine's, as skopeo does (crane ``config``, skopeo ``inspect --config --raw``)."""
+        async with self._reading(ref) as (store, ident, _):
+            manifest = await store.resolve(ident)
+            if manifest.is_index:
+                manifest = await pick_platform(store, manifest, _platform(platform or host_platform()))
+            return await config_bytes(store, manifest)
+
+    async def inspect(self, ref: str | Reference | LocalLocation, *,
+                      platform: PlatformSpec | None = None) -> ImageInfo:
         """Platform, creation time, labels and layers of an image (of one platform of an index).
 
         Without ``platform``, an index is resolved to this machine's platform, as skopeo does.
         """
-        r = _registry_ref(ref, default_tag="latest")
-        store = self.registry_store(r)
-        manifest = await store.resolve(r.identifier)
-        if manifest.is_index:
-            manifest = await _pick_platform(store, manifest, _platform(platform or host_platform()))
-        assert manifest.config is not None
-        config = b"".join([chunk async for chunk in store.open_blob(manifest.config)])
-        verify_chunks([config], manifest.config.digest, manifest.config.size, what="image config")
-        return image_info(str(r), manifest, config)
+        async with self._reading(ref) as (store, ident, name):
+            manifest = await store.resolve(ident)
+            if manifest.is_index:
+                manifest = await pick_platform(store, manifest, _platform(platform or host_platform()))
+            return image_info(name, manifest, await config_bytes(store, manifest))
 
     async def tag(self, ref: str | Reference, new_tag: str) -> Digest:
         """Point ``new_tag`` (same repository) at what ``ref`` points to: one manifest PUT, no blob traffic."""
@@ -524,26 +543,6 @@ async def _identifier(location: Reference | LocalLocation, store: LocalStore | R
     return await local_identifier(location, store)
 
 
-def _target_tag(location: Reference | LocalLocation, source_ident: str) -> str | None:
-    """The destination tag: the location's own, else the source's tag (never a digest).
-
-    A local source's ref may be ``repo:tag`` (an OCI ref name or a docker-archive RepoTag): its tag
-    part is the source's tag.
-    """
-    source_tag: str | None = source_ident
-    if source_ident.startswith(("@", "sha256:", "sha512:")):
-        source_tag = None
-    elif ":" in source_ident:
-        source_tag = source_ident.rsplit(":", 1)[1]
-    if isinstance(location, LocalLocation):
-        if location.transport == "docker-archive":
-            return location.ref  # a RepoTags entry ("repo:tag"), or none, as skopeo writes it
-        return location.ref or source_tag
-    if location.tag:
-        return location.tag
-    return None if location.digest else source_tag
-
-
 def _registry_ref(value: str | Reference, *, default_tag: str | None) -> Reference:
     if isinstance(value, Reference):
         return value
@@ -576,17 +575,6 @@ def host_platform() -> Platform:
     The same mapping as skopeo sync without ``--all`` (:func:`regcopy.sync.skopeo.host_platform`).
     """
     return Platform.parse(skopeo_host_platform())
-
-
-async def _pick_platform(store: RegistryStore, index: Manifest, wanted: Platform) -> Manifest:
-    matches = [d for d in index.manifests if d.platform is not None and d.platform.matches(wanted)]
-    if not matches:
-        have = ", ".join(str(d.platform) for d in index.manifests if d.platform) or "none"
-        raise InvalidManifest(f"no platform of the index matches {wanted} (it has {have})")
-    child = await store.get_manifest(matches[0].digest)
-    if child.is_index:
-        return await _pick_platform(store, child, wanted)
-    return child
 
 
 async def copy(src: str | Reference, dst: str | Reference, **kwargs: Any) -> CopyResult:

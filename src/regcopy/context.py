@@ -208,7 +208,8 @@ async def open_plan_stores(plan: SyncPlan) -> AsyncIterator[LocalStores]:
     local = LocalStores()
     async with AsyncExitStack() as stack:
         for key, (repo, writable) in sorted(wanted.items()):
-            local.stores[key] = await stack.enter_async_context(open_local(repo.location, writable=writable))
+            local.stores[key] = await stack.enter_async_context(open_local(repo.location, writable=writable,
+                                                                                     tree=True))
             if writable:
                 local.writable.add(key)
         yield local

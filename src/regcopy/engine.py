@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from regcopy.convert import Format, convert_manifests
 from regcopy.digest import Digest, Hasher, VerifyingStream
-from regcopy.errors import InvalidManifest, InvalidReference, RegcopyError
+from regcopy.errors import DigestsNotPreserved, InvalidManifest, InvalidReference, RegcopyError
 from regcopy.ledger import BlobAction, BlobLedger
 from regcopy.manifest import Descriptor, Manifest, Platform, build_index
 from regcopy.progress import (
@@ -41,6 +42,7 @@ from regcopy.progress import (
     null_reporter,
 )
 from regcopy.stores.base import (
+    Admitter,
     BlobOpener,
     Committer,
     Destination,
@@ -52,8 +54,10 @@ from regcopy.stores.base import (
 )
 from regcopy.throttle import TokenBucket
 
-__all__ = ("ByteBudget", "CopyResult", "ImagePlan", "Limits", "blob_opener", "copy_blob", "copy_image",
-           "describe_ref", "fail_fast", "first_error", "plan_image", "push_image")
+__all__ = (
+    "ByteBudget", "CopyResult", "ImagePlan", "Limits", "blob_opener", "convert_plan", "copy_blob", "copy_image",
+    "describe_ref", "fail_fast", "first_error", "plan_image", "push_image",
+)
 
 log = logging.getLogger(__name__)
 _MAX_DEPTH = 8
@@ -137,6 +141,8 @@ class ImagePlan:
     blobs: list[Descriptor]
     built_index: bool = False
     """True when ``root`` is a new index built from a platform subset (a digest no source has)."""
+    converted: bool = False
+    """True when the manifests were converted to another format (``format=``): new digests."""
     target_seen: bool = False
     """The destination tag was HEADed while planning (``preflight.plan_copy``): :attr:`target_digest`
     is what it holds, and the copy does not ask again."""
@@ -164,6 +170,37 @@ async def plan_image(source: Source, ref: str, platforms: Sequence[Platform] = (
     await _walk(source, root, children, blobs, depth=0, seen={root.digest})
     built = root.digest != source_digest and root.is_index
     return ImagePlan(root, source_digest, children, list(blobs.values()), built)
+
+
+def convert_plan(plan: ImagePlan, target: Format) -> ImagePlan:
+    """``plan`` with its manifests in ``target`` format (:mod:`regcopy.convert`); blobs stay as they are.
+
+    :raises UnsupportedMediaType: a manifest cannot be said in ``target``
+    """
+    new = convert_manifests([*plan.manifests, plan.root], target)
+    root = new[plan.root.digest]
+    children = [new[m.digest] for m in plan.manifests]
+    changed = root.digest != plan.root.digest
+    return ImagePlan(root, plan.source_digest, children, plan.blobs, plan.built_index, plan.converted or changed,
+                     plan.target_seen, plan.target_digest)
+
+
+def _prepared(plan: ImagePlan, source: Source, format: Format | None, preserve_digests: bool) -> ImagePlan:
+    """``plan`` converted to ``format`` (if any), checked to keep the source's digests when asked."""
+    if format is not None:
+        plan = convert_plan(plan, format)
+    if preserve_digests:
+        _check_preserved(plan, source)
+    return plan
+
+
+def _check_preserved(plan: ImagePlan, source: Source) -> None:
+    """Refuse a copy whose digests would not be the source's (before anything is written)."""
+    why = ("its manifests are converted to another format" if plan.converted else
+           "a platform subset of the index is a new index" if plan.built_index else
+           "the source's manifest was built by regcopy (a classic docker-archive)" if source.synthesized else None)
+    if why is not None:
+        raise DigestsNotPreserved(f"{source.name}: digests cannot be preserved: {why}")
 
 
 async def _filter_platforms(source: Source, root: Manifest, platforms: Sequence[Platform]) -> Manifest:
@@ -222,6 +259,8 @@ async def copy_image(
     plan: ImagePlan | None = None,
     limits: Limits = Limits(),
     commit: bool = True,
+    format: Format | None = None,
+    preserve_digests: bool = False,
 ) -> CopyResult:
     """Copy the image or index ``ref`` of ``source`` to ``destination`` under ``target_tag``.
 
@@ -233,11 +272,14 @@ async def copy_image(
     :param limits: run-wide blob and byte limits, on top of ``blob_jobs``
     :param commit: commit a :class:`Committer` destination at the end (False: the caller commits,
         after copying the image's referrers too)
+    :param format: convert the manifests to ``oci`` or ``v2s2`` (new digests, ``new_digest`` in the result)
+    :param preserve_digests: fail with :class:`DigestsNotPreserved`, before writing, when the destination
+        would not hold the source's digests (a conversion, a new index, a synthesised manifest)
     :raises RegcopyError: the first failure (siblings are cancelled; open uploads are aborted)
     """
     token = current_image.set(f"{destination.name}:{target_tag}" if target_tag else destination.name)
     try:  # every event of this copy's tasks names the image
-        plan = plan or await plan_image(source, ref, platforms)
+        plan = _prepared(plan or await plan_image(source, ref, platforms), source, format, preserve_digests)
         return await _copy_planned(source, destination, ref, target_tag, plan, platforms, blob_jobs, reporter,
                                    ledger or BlobLedger(), force, limits, commit)
     finally:
@@ -253,10 +295,12 @@ async def _copy_planned(source: Source, destination: Destination, ref: str, targ
         source=f"{source.name}@{ref}" if _is_digest(ref) else f"{source.name}:{ref}",
         destination=f"{destination.name}:{target_tag}" if target_tag else destination.name,
         source_digest=str(plan.source_digest), digest=str(root.digest), tag=target_tag,
-        new_digest=plan.built_index, platforms=[str(p) for p in platforms],
+        new_digest=plan.built_index or plan.converted, platforms=[str(p) for p in platforms],
     )
     reporter(ImageStarted(result.source, result.destination, len(plan.blobs), plan.total_bytes))
     try:
+        if isinstance(destination, Admitter):
+            destination.admit([*plan.manifests, root])
         fresh = (destination.storage_id, destination.repository) in ledger.empty
         if not force and target_tag and not fresh and (
                 plan.target_digest if plan.target_seen else await destination.head(target_tag)) == root.digest:

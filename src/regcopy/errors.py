@@ -48,6 +48,7 @@ __all__ = (
     "CopyFailed",
     "CredentialError",
     "DigestMismatch",
+    "DigestsNotPreserved",
     "InvalidManifest",
     "InvalidReference",
     "ManifestNotFound",
@@ -322,6 +323,11 @@ class UnsupportedMediaType(ContentError):
 
 class StoreError(RegcopyError):
     """A local OCI layout or archive is missing, corrupt or unwritable."""
+
+
+class DigestsNotPreserved(RegcopyError):
+    """The copy would give the image new digests (a format conversion, a new index of a platform subset,
+    a manifest built for a classic docker-archive) and the caller asked to preserve them; nothing was copied."""
 
 
 class CopyFailed(RegcopyError):

@@ -233,6 +233,8 @@ class Broadcast:
     """One reporter that hands each event to every reporter added, in the order added.
 
     A client's hosts emit through one broadcast; each run adds its reporter for its own duration.
+    Runs may nest or overlap with the same reporter (``copy_all_tags`` runs ``copy``s): it stays
+    until its last run removes it, and gets each event once.
     """
 
     def __init__(self) -> None:
@@ -243,10 +245,13 @@ class Broadcast:
         self._reporters.append(reporter)
 
     def remove(self, reporter: Reporter) -> None:
-        """Stop handing events to ``reporter`` (once; a reporter added twice stays once)."""
+        """Stop handing events to ``reporter`` for one of its runs (added twice: it stays once)."""
         if reporter in self._reporters:
             self._reporters.remove(reporter)
 
     def __call__(self, event: Event) -> None:
+        told: list[Reporter] = []
         for reporter in list(self._reporters):
-            reporter(event)
+            if reporter not in told:
+                told.append(reporter)
+                reporter(event)

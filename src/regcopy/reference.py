@@ -42,10 +42,10 @@ _IPV6_CHARS: Final = frozenset("0123456789abcdefABCDEF:")
 _OCI_COMPONENT: Final = r"[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*"
 _OCI_REF: Final = re.compile(rf"{_OCI_COMPONENT}(?:/{_OCI_COMPONENT})*")
 
-LocalTransport = Literal["oci", "oci-archive", "docker-archive"]
-_LOCAL: Final[dict[str, LocalTransport]] = {t: t for t in ("oci", "oci-archive", "docker-archive")}
+LocalTransport = Literal["oci", "oci-archive", "docker-archive", "dir"]
+_LOCAL: Final[dict[str, LocalTransport]] = {t: t for t in ("oci", "oci-archive", "docker-archive", "dir")}
 # Transports skopeo knows that regcopy does not implement (containers-transports(5)).
-_UNSUPPORTED: Final = frozenset({"containers-storage", "dir", "docker-daemon", "ostree", "sif"})
+_UNSUPPORTED: Final = frozenset({"containers-storage", "docker-daemon", "ostree", "sif"})
 
 
 def api_host(registry: str) -> str:
@@ -429,7 +429,8 @@ class LocalLocation:
     (components of ``[A-Za-z0-9]`` joined by ``-._:@+`` or ``--``, separated by ``/``):
     ``oci:/tmp/l:repo:tag`` → ``/tmp/l`` + ``repo:tag``; an empty ref (``oci:d:``) means none.
     ``docker-archive:``: ``ref`` is a docker reference without digest (``repo:tag``, kept as written)
-    or a source index ``@N``.
+    or a source index ``@N``. ``dir:``: everything after ``dir:`` is the path (c/image
+    ``directory/directory_transport.go``: one image per directory, no ref), so it may contain ``:``.
     """
 
     transport: LocalTransport
@@ -442,6 +443,10 @@ class LocalLocation:
             raise InvalidReference(text, f"unknown local transport {self.transport!r}", part="scheme")
         if not self.path:
             raise InvalidReference(text, "empty path", part="path")
+        if self.transport == "dir":
+            if self.ref is not None:
+                raise InvalidReference(text, "a dir: location holds one image and takes no ref", part="tag")
+            return
         if ":" in self.path:
             # TRANSPORT:PATH:REF splits at the first ':', so such a path would not read back.
             raise InvalidReference(text, f"a {self.transport} path cannot contain ':'", part="path")
@@ -455,7 +460,7 @@ class LocalLocation:
 
     @classmethod
     def parse(cls, text: str) -> Self:
-        """Parse ``oci:…``, ``oci-archive:…`` or ``docker-archive:…``.
+        """Parse ``oci:…``, ``oci-archive:…``, ``docker-archive:…`` or ``dir:…``.
 
         :param text: the location text
         :returns: the location
@@ -464,7 +469,9 @@ class LocalLocation:
         word, sep, rest = text.partition(":") if isinstance(text, str) else ("", "", "")
         transport = _LOCAL.get(word) if sep else None
         if transport is None:
-            raise InvalidReference(str(text), "expected oci:, oci-archive: or docker-archive:", part="scheme")
+            raise InvalidReference(str(text), "expected oci:, oci-archive:, docker-archive: or dir:", part="scheme")
+        if transport == "dir":
+            return cls(transport, rest, None)
         with _about(text):
             path, colon, ref = rest.partition(":")
             if transport != "docker-archive" and not ref:
@@ -491,9 +498,9 @@ def _check_archive_ref(text: str, ref: str) -> None:
 def parse_location(text: str, *, default_tag: str | None = "latest") -> Reference | LocalLocation:
     """Parse a copy source or destination: a registry reference or a local location.
 
-    ``oci:``/``oci-archive:``/``docker-archive:`` are local; anything else is a registry reference.
+    ``oci:``/``oci-archive:``/``docker-archive:``/``dir:`` are local; anything else is a registry reference.
     Only known transports count (``localhost:5000/x`` is a reference); skopeo's other transports
-    (``dir:x``, ...) are refused: write ``docker://dir:x`` for an image named ``dir``.
+    (``sif:x``, ...) are refused: write ``docker://sif:x`` for an image named ``sif``.
 
     :param text: the location text
     :param default_tag: passed to :meth:`Reference.parse`
@@ -504,6 +511,6 @@ def parse_location(text: str, *, default_tag: str | None = "latest") -> Referenc
     if sep and word in _LOCAL:
         return LocalLocation.parse(text)
     if sep and word in _UNSUPPORTED:
-        why = f"unsupported transport {word!r} (use docker://, oci:, oci-archive: or docker-archive:)"
+        why = f"unsupported transport {word!r} (use docker://, oci:, oci-archive:, docker-archive: or dir:)"
         raise InvalidReference(text, why, part="scheme")
     return Reference.parse(text, default_tag=default_tag)

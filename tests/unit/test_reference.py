@@ -294,6 +294,9 @@ LOCAL: list[tuple[str, str, str, str | None]] = [
     ("docker-archive:x.tar:alpine:3.20", "docker-archive", "x.tar", "alpine:3.20"),
     ("docker-archive:x.tar:localhost:5000/a/b:v1", "docker-archive", "x.tar", "localhost:5000/a/b:v1"),
     ("docker-archive:/tmp/x.tar:@0", "docker-archive", "/tmp/x.tar", "@0"),
+    # dir: (c/image directory transport): the whole rest is the path, ':' included (skopeo sync's app:v1).
+    ("dir:/tmp/x", "dir", "/tmp/x", None),
+    ("dir:out/app:v1", "dir", "out/app:v1", None),
 ]
 
 
@@ -323,7 +326,8 @@ def test_local_location(text: str, transport: str, path: str, ref: str | None) -
         ("docker-archive:x.tar:@", "tag", "@N"),
         (f"docker-archive:x.tar:a@{H256}", "digest", "cannot have a digest"),
         ("docker-archive:x.tar:A", "repository", "lowercase"),
-        ("dir:/tmp/x", "scheme", "unsupported transport 'dir'"),
+        ("dir:", "path", "empty path"),
+        ("sif:/tmp/x", "scheme", "unsupported transport 'sif'"),
         ("containers-storage:alpine", "scheme", "unsupported transport"),
         ("docker-daemon:alpine:latest", "scheme", "unsupported transport"),
         ("ftp://x/y", "scheme", "unsupported scheme"),
@@ -372,7 +376,10 @@ def test_local_location_constructor() -> None:
         with pytest.raises(InvalidReference, match="cannot contain ':'"):
             LocalLocation(transport, "a:b", "v1")  # type: ignore[arg-type]
     with pytest.raises(InvalidReference, match="unknown local transport"):
-        LocalLocation("dir", "x")  # type: ignore[arg-type]
+        LocalLocation("sif", "x")  # type: ignore[arg-type]
+    assert str(LocalLocation("dir", "a:b")) == "dir:a:b"
+    with pytest.raises(InvalidReference, match="takes no ref"):
+        LocalLocation("dir", "x", "v1")
     with pytest.raises(InvalidReference):
         LocalLocation("oci", "d", "bad tag")
     with pytest.raises(InvalidReference):

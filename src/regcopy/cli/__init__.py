@@ -36,11 +36,12 @@ from regcopy.cli._common import (
     setup_logging,
     verbose_option,
 )
-from regcopy.cli._flags import side_fields, side_layer, side_settings
+from regcopy.cli._flags import side_layer
 from regcopy.cli._render import copy_summaries, copy_summary, prune_table, sync_summary
 from regcopy.cli.referrers import copy_many, referrer_flags, referrers_command
 from regcopy.cli.scale import CliHooks, ScaleFlags, report_group, scale_flags, scaled_sync
 from regcopy.client import Client
+from regcopy.convert import Format
 from regcopy.errors import ConfigError, InvalidReference
 from regcopy.interrupt import Interrupted, handle_signals
 from regcopy.reference import Reference, Repository, parse_location
@@ -52,10 +53,9 @@ from regcopy.sync import (
     SyncOptions,
     SyncPlan,
     SyncReport,
-    from_skopeo_docker,
-    from_skopeo_yaml,
     load_plan,
 )
+from regcopy.sync.skopeo import from_skopeo
 
 __all__ = ("EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_USAGE", "cli", "main")
 
@@ -75,6 +75,7 @@ def cli() -> None:
 @click.option("--images", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Tags in flight with --all-tags.")
 @click.option("--force", is_flag=True, help="Push even when DST already holds the same digest.")
+@click.option("--format", "-f", "manifest_format", type=click.Choice(["oci", "v2s2"]), help="Convert manifests.")
 @click.option("--src-tls-verify", type=click.BOOL, default=None, is_flag=False, flag_value=True,
               help="false: allow http and unverified https for the source (skopeo compatible).")
 @click.option("--dest-tls-verify", type=click.BOOL, default=None, is_flag=False, flag_value=True,
@@ -95,45 +96,45 @@ def cli() -> None:
 @output_option
 @verbose_option
 def _copy(src: str, dst: tuple[str, ...], all_tags: bool, platforms: tuple[str, ...], jobs: int, images: int,
-          force: bool, src_tls_verify: bool | None, dest_tls_verify: bool | None, src_cert_dir: str | None,
-         dest_cert_dir: str | None, ca_file: str | None, strategy: str, chunk_size: int, progress: str,
-         referrers: bool, artifact_types: tuple[str, ...], limit_rate: int | None, pull_reserve: int | None,
-         events: str | None, authfile: str | None, insecure: tuple[str, ...], output: str, verbose: int) -> None:
+          force: bool, manifest_format: Format | None, src_tls_verify: bool | None, dest_tls_verify: bool | None,
+          src_cert_dir: str | None, dest_cert_dir: str | None, ca_file: str | None, strategy: str, chunk_size: int,
+          progress: str, referrers: bool, artifact_types: tuple[str, ...], limit_rate: int | None,
+          pull_reserve: int | None, events: str | None, authfile: str | None, insecure: tuple[str, ...],
+          output: str, verbose: int) -> None:
     """Copy an image or index from SRC to DST: registries (docker:// optional), oci:DIR[:REF],
-    oci-archive:FILE[:REF], docker-archive:FILE[:REF], with the signatures, SBOMs and attestations
-    that refer to it. Several DSTs get it from one read of SRC."""
+    oci-archive:FILE[:REF], docker-archive:FILE[:REF], dir:DIR, with the signatures, SBOMs and
+    attestations that refer to it. Several DSTs get it from one read of SRC."""
     setup_logging(verbose)
     upload = UploadPolicy(strategy=cast(Strategy, strategy), chunk_size=chunk_size)  # click checked the choice
     policy = ReferrerPolicy(enabled=referrers, artifact_types=artifact_types)
     src_loc, *dst_locs = _locations(src, *dst)
+    sides = (src_tls_verify, dest_tls_verify, src_cert_dir, dest_cert_dir, ca_file)
     if len(dst_locs) > 1:
         if all_tags:
             fail("--all-tags takes one DST", EXIT_USAGE)
         copy_many(src_loc, dst_locs, platforms=platforms, jobs=jobs, force=force, policy=policy, progress=progress,
-                  authfile=authfile, insecure=insecure, output=output, upload=upload,
-                  sides=(src_tls_verify, dest_tls_verify, src_cert_dir, dest_cert_dir, ca_file),
+                  authfile=authfile, insecure=insecure, output=output, upload=upload, sides=sides,
                   throughput=(limit_rate, pull_reserve, events))
         return
     dst_loc = dst_locs[0]
 
     async def run() -> Any:
         async with make_client(authfile, insecure, upload=upload, limit_rate=limit_rate) as client:
-            src_fields = side_fields(src_tls_verify, src_cert_dir, ca_file) | opt.reserve_fields(pull_reserve)
-            src_settings = side_settings(client.settings, src_loc, src_fields)
-            dst_settings = side_settings(client.settings, dst_loc, side_fields(dest_tls_verify, dest_cert_dir, ca_file))
+            src_settings, dst_settings = opt.copy_sides(client.settings, src_loc, dst_loc, sides, pull_reserve)
             with progress_display(progress, events) as reporter, copy_summaries(reporter) as done:
                 if all_tags:
                     return done(await client.copy_all_tags(
                         _repo(src_loc), _repo(dst_loc), jobs=jobs, images=images, reporter=reporter,
-                        platforms=platforms, force=force, src_settings=src_settings, dst_settings=dst_settings))
+                        platforms=platforms, force=force, src_settings=src_settings, dst_settings=dst_settings,
+                        format=manifest_format))
                 return done(await client.copy(src_loc, dst_loc, platforms=platforms, jobs=jobs, reporter=reporter,
                                               force=force, src_settings=src_settings, dst_settings=dst_settings,
-                                              referrers=policy))
+                                              referrers=policy, format=manifest_format))
 
     result = run_async(run)
     results = result if isinstance(result, list) else [result]
-    data = [r.to_json() for r in results]
-    emit(data if all_tags else data[0], output, lambda: "\n".join(copy_summary(r) for r in results), events)
+    data = [r.to_json() for r in results] if all_tags else results[0].to_json()
+    emit(data, output, lambda: "\n".join(copy_summary(r) for r in results), events)
 
 
 def _locations(*texts: str, default_tag: str | None = None) -> list[Any]:
@@ -400,9 +401,9 @@ def _digest(reference: str, authfile: str | None, insecure: tuple[str, ...], ver
 
 @cli.command(name="sync")
 @click.argument("args", nargs=-1, required=True, metavar="PLAN | SOURCE DESTINATION")
-@click.option("--src", "src_kind", type=click.Choice(["docker", "yaml"]),
-              help="skopeo sync mode: SOURCE is a repository (docker) or a skopeo sync YAML file (yaml).")
-@click.option("--dest", "dest_kind", type=click.Choice(["docker"]), help="skopeo sync mode: DESTINATION kind.")
+@click.option("--src", "src_kind", type=click.Choice(["docker", "yaml", "dir"]),
+              help="skopeo sync mode: SOURCE is a repository, a skopeo sync YAML file or a dir: tree.")
+@click.option("--dest", "dest_kind", type=click.Choice(["docker", "dir"]), help="skopeo sync mode: DESTINATION kind.")
 @click.option("--scoped", is_flag=True, help="skopeo naming: keep the source registry and path under DESTINATION.")
 @click.option("--all", "-a", "all_platforms", is_flag=True,
               help="skopeo mode: every platform of an index (without it, only this machine's platform).")
@@ -545,8 +546,7 @@ def _sync_plan(args: tuple[str, ...], src_kind: str | None, dest_kind: str | Non
         if src_kind or dest_kind:
             if len(args) != 2 or not src_kind or not dest_kind:
                 raise click.UsageError("skopeo mode needs --src, --dest, SOURCE and DESTINATION")
-            build = from_skopeo_yaml if src_kind == "yaml" else from_skopeo_docker
-            return build(args[0], args[1], scoped=scoped, all_platforms=all_platforms)
+            return from_skopeo(src_kind, dest_kind, args[0], args[1], scoped=scoped, all_platforms=all_platforms)
         if len(args) == 1:
             return load_plan(args[0])
         raise click.UsageError("give a plan file, or --src/--dest with SOURCE and DESTINATION")

@@ -68,6 +68,16 @@ def side_settings(settings: Settings, location: object, fields: dict[str, Any]) 
     return resolve(settings, {location.registry: Overrides(fields)}).for_host(location.registry)
 
 
+def copy_sides(settings: Settings, src: object, dst: object, sides: tuple[Any, ...],
+               reserve: int | None) -> tuple[RegistrySettings | None, RegistrySettings | None]:
+    """The settings of ``regcopy copy``'s source and destination: each side's flags over its host's
+    (``sides``: ``--src-tls-verify``, ``--dest-tls-verify``, ``--src-cert-dir``, ``--dest-cert-dir``,
+    ``--ca-file``), and ``--pull-reserve`` on the source."""
+    src_verify, dst_verify, src_certs, dst_certs, ca_file = sides
+    return (side_settings(settings, src, side_fields(src_verify, src_certs, ca_file) | reserve_fields(reserve)),
+            side_settings(settings, dst, side_fields(dst_verify, dst_certs, ca_file)))
+
+
 def insecure_layer(hosts: tuple[str, ...]) -> dict[str, Overrides]:
     """``--insecure-registry HOST``: the ``insecure`` scheme mode for each host."""
     return {host: Overrides({"scheme": "insecure"}) for host in hosts}

@@ -20,8 +20,9 @@ from regcopy.digest import Digest
 from regcopy.manifest import Descriptor, Manifest, ManifestInfo
 
 __all__ = (
-    "BlobOpener", "Committer", "Deleter", "Destination", "DigestMounter", "IndexOutcome", "ManifestHead", "Mounter",
-    "Origin", "RangeReader", "ReferrerList", "Referrers", "ReferrersVia", "Source", "UploadJournal", "close_stream",
+    "Admitter", "BlobOpener", "Committer", "Deleter", "Destination", "DigestMounter", "IndexOutcome", "ManifestHead",
+    "Mounter", "Origin", "RangeReader", "ReferrerList", "Referrers", "ReferrersVia", "Source", "UploadJournal",
+    "close_stream",
 )
 
 
@@ -263,6 +264,19 @@ class Deleter(Protocol):
 
     async def delete_manifest(self, digest: Digest) -> None:
         """Delete a manifest by digest; every tag pointing at it goes with it."""
+        ...
+
+
+@runtime_checkable
+class Admitter(Protocol):
+    """A destination that holds only some kinds of manifest (a docker-archive: single-platform container
+    images), asked before anything of a copy is written, so a refusal moves no blob."""
+
+    def admit(self, manifests: Sequence[Manifest]) -> None:
+        """Refuse what this destination cannot hold: raise ``StoreError`` naming the manifest and why.
+
+        :param manifests: every manifest of the copy, leaves first, the root last
+        """
         ...
 
 

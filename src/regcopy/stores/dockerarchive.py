@@ -16,30 +16,23 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import anyio
 
+from regcopy.convert import not_an_image
 from regcopy.digest import Digest
 from regcopy.errors import InvalidReference, StoreError
-from regcopy.manifest import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_MANIFEST, Descriptor, Manifest
+from regcopy.manifest import DOCKER_CONFIG, DOCKER_MANIFEST, OCI_CONFIG, OCI_MANIFEST, Descriptor, Manifest
 from regcopy.reference import Reference
 from regcopy.stores.archive import _Archive
 from regcopy.stores.base import close_stream
+from regcopy.stores.layers import PreparedLayer, prepare_layer
 from regcopy.stores.layout import CHUNK, LayoutReader, blob_name
-from regcopy.stores.tarfiles import (
-    TarEntry,
-    TarFiles,
-    TarMember,
-    gzip_member,
-    index_tar,
-    member_key,
-    range_chunks,
-    write_tar,
-)
+from regcopy.stores.tarfiles import TarEntry, TarFiles, TarMember, index_tar, member_key, range_chunks, write_tar
 
 __all__ = ("DockerArchiveStore",)
 
@@ -101,6 +94,34 @@ def _familiar(text: str) -> str:
 _LayerSource = TarMember | Path | bytes
 
 
+def _diff_ids(config: bytes, entry: _DockerEntry, where: str) -> dict[str, tuple[int, Digest]]:
+    """Layer member name → (its first position, the diff_id the config gives it).
+
+    c/image (docker/internal/tarfile/src.go ``prepareLayerData``) refuses the same checks: a config
+    without ``rootfs``, a count that differs from ``Layers``, one file for two diff_ids.
+    """
+    try:
+        obj = json.loads(config)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise StoreError(f"{where}: the image config is not valid JSON ({str(exc)[:120]})") from exc
+    rootfs = obj.get("rootfs") if isinstance(obj, dict) else None
+    ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise StoreError(f"{where}: the image config has no rootfs.diff_ids; it is not a container image")
+    if len(ids) != len(entry.layers):
+        raise StoreError(f"{where}: {len(entry.layers)} layers in manifest.json, {len(ids)} diff_ids in the config")
+    out: dict[str, tuple[int, Digest]] = {}
+    for position, (name, text) in enumerate(zip(entry.layers, ids, strict=True)):
+        try:
+            diff_id = Digest.parse(text)
+        except InvalidReference as exc:
+            raise StoreError(f"{where}: rootfs.diff_ids[{position}]: {exc.reason}") from exc
+        first = out.setdefault(member_key(name), (position, diff_id))
+        if first[1] != diff_id:
+            raise StoreError(f"{where}: layer file {name!r} is used for two different diff_ids")
+    return out
+
+
 @dataclass(slots=True)
 class _Written:
     manifest: Manifest
@@ -125,7 +146,7 @@ class DockerArchiveStore(_Archive):
         self._resolved: dict[int, Manifest] = {}
         self._manifests: dict[Digest, Manifest] = {}
         self._blobs: dict[Digest, _LayerSource] = {}
-        self._layers: dict[str, tuple[Digest, int, _LayerSource]] = {}
+        self._layers: dict[str, PreparedLayer] = {}
         self._tmpdir: Path | None = None
         self._lock = anyio.Lock()
         self._written: dict[Digest, _Written] = {}
@@ -277,37 +298,47 @@ class DockerArchiveStore(_Archive):
         return all([await reader.files.size(blob_name(b.digest)) == b.size for b in manifest.blobs()])
 
     async def _synthesize(self, entry: _DockerEntry, config: bytes) -> Manifest:
-        """A Docker schema 2 manifest for a classic entry: config verbatim, layers as gzip blobs."""
+        """An image manifest for a classic entry: config verbatim, layers as gzip or zstd blobs whose
+        uncompressed bytes match the config's diff_ids. Docker schema 2, as ``docker load`` would push
+        it, unless a layer is zstd, which only an OCI manifest can type (c/image refuses zstd in schema 2)."""
+        assert self._files is not None
+        diff_ids = _diff_ids(config, entry, self._files.where(entry.config))
         if self._tmpdir is None:
             self._tmpdir = Path(await anyio.to_thread.run_sync(lambda: tempfile.mkdtemp(prefix="regcopy-layers-")))
         limiter = anyio.CapacityLimiter(_LAYER_JOBS)
         try:
             async with anyio.create_task_group() as tg:
-                for name in dict.fromkeys(entry.layers):
-                    tg.start_soon(self._prepare_layer, name, limiter)
+                for name, (position, diff_id) in diff_ids.items():
+                    tg.start_soon(self._prepare_layer, name, position, diff_id, limiter)
         except BaseExceptionGroup as group:
             raise _first_error(group) from None
         config_digest = Digest.of(config)
         self._blobs[config_digest] = config
         layers = [self._layers[member_key(name)] for name in entry.layers]
+        oci = any(layer.compression == "zstd" for layer in layers)
         obj: dict[str, Any] = {
-            "schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
-            "config": {"mediaType": DOCKER_CONFIG, "size": len(config), "digest": str(config_digest)},
-            "layers": [{"mediaType": DOCKER_LAYER, "size": size, "digest": str(d)} for d, size, _ in layers],
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST if oci else DOCKER_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG if oci else DOCKER_CONFIG, "size": len(config),
+                       "digest": str(config_digest)},
+            "layers": [{"mediaType": layer.media_type(oci=oci), "size": layer.size, "digest": str(layer.digest)}
+                       for layer in layers],
         }
-        for digest, _, source in layers:
-            self._blobs[digest] = source
+        for layer in layers:
+            self._blobs[layer.digest] = layer.source
         manifest = Manifest.parse(json.dumps(obj, indent=3).encode())
         self._manifests[manifest.digest] = manifest
         return manifest
 
-    async def _prepare_layer(self, name: str, limiter: anyio.CapacityLimiter) -> None:
+    async def _prepare_layer(self, name: str, position: int, diff_id: Digest,
+                             limiter: anyio.CapacityLimiter) -> None:
         assert self._files is not None and self._tmpdir is not None
         key = member_key(name)
         if key not in self._layers:
             member = self._files.member(name)
+            where = f"{self._display}: layer {position + 1} ({name})"
             self._layers[key] = await anyio.to_thread.run_sync(
-                gzip_member, self.path, member, self._tmpdir, anyio.from_thread.check_cancelled, limiter=limiter)
+                lambda: prepare_layer(self.path, member, self._tmpdir or Path(), where=where, diff_id=diff_id,
+                                      checkpoint=anyio.from_thread.check_cancelled), limiter=limiter)
 
     # -- destination
     def _images(self) -> list[tuple[Manifest, list[str]]]:
@@ -331,6 +362,18 @@ class DockerArchiveStore(_Archive):
             log.warning("%s: tag %r has no repository; the image is written without RepoTags", self.name, tag)
             return None
         return _familiar(f"{Reference.parse(self.ref).name}:{tag}")
+
+    def admit(self, manifests: Sequence[Manifest]) -> None:
+        """Refuse, before a blob is copied, what ``docker load`` and ``podman load`` cannot load: a
+        multi-platform index, or an artifact (an SBOM, a signature: c/image says "rootFS is not set")."""
+        root = manifests[-1]
+        if root.is_index:
+            raise StoreError(f"{self.name}: a docker-archive holds single-platform images, and {root.digest.short}"
+                             " is a multi-platform index; pass --platform to pick one")
+        for manifest in manifests:
+            why = not_an_image(manifest)
+            if why is not None:
+                raise StoreError(f"{self.name}: {why}; a docker-archive holds container images only")
 
     async def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
         self._writer()

@@ -1,4 +1,4 @@
-"""Local stores by location: ``oci:`` layouts, ``oci-archive:`` and ``docker-archive:`` tars.
+"""Local stores by location: ``oci:`` layouts, ``oci-archive:`` and ``docker-archive:`` tars, ``dir:`` images.
 
 Owns the mapping from a :class:`~regcopy.reference.LocalLocation` to its store and the store's life:
 :func:`open_local` opens (indexes an archive, loads a layout) and always closes, removing temp files
@@ -21,7 +21,8 @@ from regcopy.digest import Digest
 from regcopy.manifest import Descriptor, Manifest
 from regcopy.reference import LocalLocation
 from regcopy.stores.archive import OciArchiveStore
-from regcopy.stores.base import BlobOpener, Committer, Destination, IndexOutcome, ReferrerList, Source
+from regcopy.stores.base import Admitter, BlobOpener, Committer, Destination, IndexOutcome, ReferrerList, Source
+from regcopy.stores.directory import DirectoryStore
 from regcopy.stores.dockerarchive import DockerArchiveStore
 from regcopy.stores.layout import LayoutStore
 
@@ -60,7 +61,7 @@ class LocalReferrers(Protocol):
 
 
 @asynccontextmanager
-async def open_local(location: LocalLocation, *, writable: bool) -> AsyncIterator[LocalStore]:
+async def open_local(location: LocalLocation, *, writable: bool, tree: bool = False) -> AsyncIterator[LocalStore]:
     """Open the store for ``location``; closed (temp files removed) when the block exits.
 
     Reading indexes an archive or loads a layout up front. Writing an archive spools blobs beside
@@ -74,11 +75,14 @@ async def open_local(location: LocalLocation, *, writable: bool) -> AsyncIterato
 
     :param location: the parsed location
     :param writable: open as a destination; read-only stores refuse writes with ``StoreError``
+    :param tree: a ``dir:`` location is a tree of image directories (a sync plan's), not one image
     :returns: an async context manager yielding the store
     :raises StoreError: missing or corrupt layout or archive (the message names the file)
     """
-    store: LayoutStore | OciArchiveStore | DockerArchiveStore
-    if location.transport == "oci":
+    store: LayoutStore | OciArchiveStore | DockerArchiveStore | DirectoryStore
+    if location.transport == "dir":
+        store = DirectoryStore(location.path, writable=writable, tree=tree)
+    elif location.transport == "oci":
         store = LayoutStore(location.path, location.ref, writable=writable)
     elif location.transport == "oci-archive":
         store = OciArchiveStore(location.path, location.ref, writable=writable)
@@ -172,6 +176,11 @@ class RepositoryView:
 
     async def put_manifest(self, manifest: Manifest, tag: str | None) -> None:
         await self.store.put_manifest(manifest, None if tag is None else self._ref(tag))
+
+    def admit(self, manifests: Sequence[Manifest]) -> None:
+        """The store's own refusal (:class:`~regcopy.stores.base.Admitter`), before a blob moves."""
+        if isinstance(self.store, Admitter):
+            self.store.admit(manifests)
 
     @property
     def keeps_referrers(self) -> bool:

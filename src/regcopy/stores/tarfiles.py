@@ -10,19 +10,16 @@ pieces). Both archive stores build on it (:mod:`regcopy.stores.archive`,
 
 from __future__ import annotations
 
-import gzip
 import os
 import posixpath
 import tarfile
-import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
 
 import anyio
 
-from regcopy.digest import Digest, Hasher
 from regcopy.errors import StoreError
 from regcopy.stores.layout import CHUNK, fsync_dir
 from regcopy.stores.scratch import ScratchArea
@@ -32,7 +29,6 @@ __all__ = (
     "TarEntry",
     "TarFiles",
     "TarMember",
-    "gzip_member",
     "index_tar",
     "member_key",
     "range_chunks",
@@ -40,7 +36,6 @@ __all__ = (
 )
 
 GZIP_MAGIC: Final = b"\x1f\x8b"
-_GZIP_LEVEL: Final = 6  # what docker and c/image use (Go's gzip.DefaultCompression)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,57 +233,3 @@ class _BytesReader:
         n = len(self._data) if n < 0 else n
         out, self._data = bytes(self._data[:n]), self._data[n:]
         return out
-
-
-class _HashingFile:
-    """A write-only file object that hashes what passes to the real file."""
-
-    def __init__(self, out: IO[bytes]) -> None:
-        self.out = out
-        self.hasher = Hasher()
-
-    def write(self, data: bytes) -> int:
-        self.hasher.update(data)
-        return self.out.write(data)
-
-    def flush(self) -> None:
-        self.out.flush()
-
-
-def gzip_member(archive: Path, member: TarMember, tmpdir: Path,
-                checkpoint: Callable[[], None] = lambda: None) -> tuple[Digest, int, TarMember | Path]:
-    """A member as a gzip blob (a layer as a registry blob): gzip data keeps its bytes and is returned
-    as the member itself, anything else is compressed into a temp file in ``tmpdir``, returned as its path.
-
-    Blocking (a worker thread); memory stays at one :data:`CHUNK` whatever the layer size.
-    ``checkpoint`` is called before every piece, so a cancellation stops a long layer.
-    """
-    with open(archive, "rb") as f:
-        f.seek(member.offset)
-        compressed = f.read(2) == GZIP_MAGIC
-        f.seek(member.offset)
-        if compressed:
-            hasher = Hasher()
-            for chunk in _pieces(f, member.size, checkpoint):
-                hasher.update(chunk)
-            return hasher.digest(), hasher.size, member
-        fd, tmp = tempfile.mkstemp(dir=tmpdir, suffix=".tar.gz")
-        with os.fdopen(fd, "wb") as out:
-            hashing = _HashingFile(out)
-            with gzip.GzipFile(filename="", mode="wb", fileobj=hashing,
-                               compresslevel=_GZIP_LEVEL, mtime=0) as gz:
-                for chunk in _pieces(f, member.size, checkpoint):
-                    gz.write(chunk)
-        return hashing.hasher.digest(), hashing.hasher.size, Path(tmp)
-
-
-def _pieces(f: IO[bytes], size: int, checkpoint: Callable[[], None]) -> Iterator[bytes]:
-    """``size`` bytes of ``f`` in :data:`CHUNK` pieces (fewer if it ends early), each after a checkpoint."""
-    left = size
-    while left:
-        checkpoint()
-        chunk = f.read(min(CHUNK, left))
-        if not chunk:
-            return
-        left -= len(chunk)
-        yield chunk

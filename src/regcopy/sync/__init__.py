@@ -19,7 +19,7 @@ from regcopy.sync.model import ImageJob, Naming, SourceKind, SyncEntry, SyncOpti
 from regcopy.sync.plan import load_plan, parse_plan, target_repository
 from regcopy.sync.report import ImageReport, SyncReport
 from regcopy.sync.scheduler import PlannedImage, plan_images, run_sync
-from regcopy.sync.skopeo import from_skopeo_docker, from_skopeo_yaml
+from regcopy.sync.skopeo import from_skopeo_dir, from_skopeo_docker, from_skopeo_yaml
 
 RegistryConfig = Overrides
 
@@ -40,6 +40,7 @@ __all__ = (
     "SyncPlan",
     "SyncReport",
     "TagFilter",
+    "from_skopeo_dir",
     "from_skopeo_docker",
     "from_skopeo_yaml",
     "load_plan",

@@ -30,11 +30,11 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar, cast
 
 from regcopy.errors import ConfigError, InvalidReference
 from regcopy.filters import TagFilter, unanchored
-from regcopy.locations import AnyNamespace, AnyRepository
+from regcopy.locations import AnyNamespace, AnyRepository, LocalRepository
 from regcopy.planaddress import as_location, as_repository, check_no_scheme
 from regcopy.planfile import (
     At,
@@ -50,12 +50,15 @@ from regcopy.planfile import (
     read_yaml,
     short,
 )
-from regcopy.reference import Reference
+from regcopy.reference import LocalLocation, Reference
 from regcopy.settings import Credentials, Overrides
 from regcopy.sync.model import Naming, SyncEntry, SyncPlan
 from regcopy.sync.plan import target_repository
 
-__all__ = ("from_skopeo_docker", "from_skopeo_yaml", "host_platform")
+__all__ = ("SkopeoKind", "from_skopeo", "from_skopeo_dir", "from_skopeo_docker", "from_skopeo_yaml", "host_platform")
+
+SkopeoKind = Literal["docker", "dir"]
+"""skopeo sync's ``--dest`` kinds (``--src`` also takes ``yaml``)."""
 
 _LEADING_FLAGS: Final = re.compile(r"\(\?([A-Za-z]+)\)")
 _SKOPEO_KEYS: Final = ("images", "images-by-tag-regex", "images-by-semver", "credentials", "tls-verify", "cert-dir")
@@ -104,9 +107,11 @@ def _platform_choice(all_platforms: bool) -> tuple[str, ...]:
     return () if all_platforms else (host_platform(),)
 
 
-def _destination(destination: object) -> AnyNamespace:
+def _destination(destination: object, kind: SkopeoKind = "docker") -> AnyNamespace:
     at = At(None, None, "destination")
     text = as_string(destination, at)
+    if kind == "dir":
+        return _dir_tree(text, at)
     check_no_scheme(text, at, "destination")
     # skopeo joins DESTINATION and the image with Go's path.Join, which drops a trailing '/' and
     # collapses '//' (skopeo-sync(1) itself writes 'my-registry.local.lan/repo/').
@@ -114,7 +119,52 @@ def _destination(destination: object) -> AnyNamespace:
     return as_location(cleaned, at, what="destination", host_required=False)
 
 
-def from_skopeo_docker(source: str, destination: str, *, scoped: bool, all_platforms: bool) -> SyncPlan:
+def from_skopeo(src: str, dest: str, source: str, destination: str, *, scoped: bool, all_platforms: bool) -> SyncPlan:
+    """The plan of ``skopeo sync --src SRC --dest DEST SOURCE DESTINATION`` (``SRC``: docker, yaml or dir;
+    ``DEST``: docker or dir; dir to dir is refused, as skopeo does).
+
+    :raises ConfigError: an unknown kind, dir to dir, or an invalid source or destination
+    """
+    at = At(None, None, "src")
+    if src not in ("docker", "yaml", "dir") or dest not in ("docker", "dir"):
+        raise at.error(f"skopeo sync takes --src docker, yaml or dir and --dest docker or dir, not {src}/{dest}")
+    if src == "dir" == dest:
+        raise at.error("sync from dir to dir is not supported (copy the directories instead)")
+    if src == "dir":
+        return from_skopeo_dir(source, destination, scoped=scoped, all_platforms=all_platforms)
+    build = from_skopeo_yaml if src == "yaml" else from_skopeo_docker
+    return build(source, destination, scoped=scoped, all_platforms=all_platforms, dest=cast(SkopeoKind, dest))
+
+
+def _dir_tree(text: str, at: At) -> LocalRepository:
+    """A tree of ``dir:`` image directories at ``text`` (skopeo sync ``--src dir``/``--dest dir``)."""
+    try:
+        return LocalRepository(LocalLocation("dir", text.rstrip("/") or text))
+    except InvalidReference as exc:
+        raise at.error(f"invalid directory {short(text)}: {exc.reason}") from None
+
+
+def from_skopeo_dir(source: str, destination: str, *, scoped: bool, all_platforms: bool) -> SyncPlan:
+    """The plan of ``skopeo sync --src dir --dest docker SOURCE DESTINATION``.
+
+    ``SOURCE`` is a tree of ``dir:`` image directories (one holding ``manifest.json`` is an image; its
+    path below ``SOURCE`` is ``NAME:TAG``, as ``--dest dir`` writes them; ``SOURCE`` itself may be one).
+    Each lands at ``DESTINATION/<basename of NAME>:TAG``, or with ``--scoped`` at
+    ``DESTINATION/NAME:TAG`` (skopeo's ``destSuffix``: the directory path below ``SOURCE``). One entry of
+    kind ``namespace`` over the whole tree.
+
+    :raises ConfigError: invalid source or destination (``.key`` is ``source`` or ``destination``)
+    """
+    at = At(None, None, "source")
+    entry = SyncEntry(
+        name=source, source=_dir_tree(as_string(source, at), at), target=_destination(destination),
+        kind="namespace", naming="prefix" if scoped else "basename", platforms=_platform_choice(all_platforms),
+    )
+    return SyncPlan((entry,))
+
+
+def from_skopeo_docker(source: str, destination: str, *, scoped: bool, all_platforms: bool,
+                       dest: SkopeoKind = "docker") -> SyncPlan:
     """The plan of ``skopeo sync --src docker --dest docker SOURCE DESTINATION``.
 
     ``SOURCE`` is a docker reference (normalised as skopeo does: ``busybox`` is
@@ -124,6 +174,7 @@ def from_skopeo_docker(source: str, destination: str, *, scoped: bool, all_platf
 
     :param scoped: skopeo ``--scoped`` (``DEST/<registry>/<repository>``) instead of ``DEST/<basename>``
     :param all_platforms: skopeo ``--all``; otherwise only this machine's platform is copied
+    :param dest: ``dir``: images land in the directory ``DESTINATION/<name>:<tag>/``, as skopeo writes them
     :raises ConfigError: invalid source or destination (``.key`` is ``source`` or ``destination``)
     """
     at = At(None, None, "source")
@@ -143,13 +194,10 @@ def from_skopeo_docker(source: str, destination: str, *, scoped: bool, all_platf
     if ref.tag is not None and ref.digest is not None:
         # c/image's docker transport refuses name:tag@digest as a source as well.
         raise at.error(f"source {short(text)} has both a tag and a digest; give one")
-    tags = TagFilter()
-    if ref.tag is not None:
-        tags = TagFilter(exact=(ref.tag,))
-    elif ref.digest is not None:
-        tags = TagFilter(digests=(str(ref.digest),))
+    exact, digests = (ref.tag,) if ref.tag is not None else (), (str(ref.digest),) if ref.digest is not None else ()
+    tags = TagFilter(exact=exact, digests=digests) if exact or digests else TagFilter()
     entry = SyncEntry(
-        name=text, source=ref.repo, target=_destination(destination), kind="repository",
+        name=text, source=ref.repo, target=_destination(destination, dest), kind="repository",
         naming=_naming(scoped), tags=tags, platforms=_platform_choice(all_platforms),
     )
     _check_target(entry, ref.repo, at)
@@ -159,7 +207,8 @@ def from_skopeo_docker(source: str, destination: str, *, scoped: bool, all_platf
 # ----------------------------------------------------------------------------------- --src yaml
 
 
-def from_skopeo_yaml(path: str | Path, destination: str, *, scoped: bool, all_platforms: bool) -> SyncPlan:
+def from_skopeo_yaml(path: str | Path, destination: str, *, scoped: bool, all_platforms: bool,
+                     dest: SkopeoKind = "docker") -> SyncPlan:
     """The plan of ``skopeo sync --src yaml --dest docker FILE DESTINATION`` (skopeo-sync(1)).
 
     Per registry key (``host[:port][/path]``): every image of ``images``, ``images-by-tag-regex``
@@ -173,10 +222,11 @@ def from_skopeo_yaml(path: str | Path, destination: str, *, scoped: bool, all_pl
 
     :param scoped: skopeo ``--scoped``
     :param all_platforms: skopeo ``--all``; otherwise only this machine's platform is copied
+    :param dest: ``dir`` for ``--dest dir`` (as in :func:`from_skopeo_docker`)
     :raises ConfigError: unreadable or invalid file (``.entry`` is the registry key, ``.key`` the field)
     """
     name = str(path)
-    target = _destination(destination)
+    target = _destination(destination, dest)
     data = read_yaml(path, SkopeoLoader)
     top = At(name, None, None)
     if data is None:
