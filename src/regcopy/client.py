@@ -27,7 +27,7 @@ from regcopy.context import Pool, RunContext, SyncStores, open_plan_stores
 from regcopy.convert import Format
 from regcopy.credentials import CredentialStore, default_credentials
 from regcopy.digest import Digest
-from regcopy.engine import CopyResult
+from regcopy.engine import CopyResult, Limits
 from regcopy.errors import (
     CopyFailed,
     InvalidReference,
@@ -38,12 +38,13 @@ from regcopy.errors import (
 from regcopy.fanout import Target
 from regcopy.inspect import ImageInfo, image_info
 from regcopy.ledger import BlobLedger
-from regcopy.locations import is_local
+from regcopy.locations import is_local, target_tag
 from regcopy.lookup import config_bytes, pick_platform
 from regcopy.manifest import Manifest, Platform
-from regcopy.progress import Reporter, null_reporter
+from regcopy.progress import Reporter, RunSummary, null_reporter
 from regcopy.reference import LocalLocation, Reference, Repository, parse_location
 from regcopy.registry import TokenCache
+from regcopy.registry.limits import HostLimits
 from regcopy.registry.manifests import catalog, tags_list
 from regcopy.registry.transport import PingResult, Transport
 from regcopy.retention import PrunePlan, PruneReport, load_prune, run_prune
@@ -58,6 +59,7 @@ from regcopy.sync.plan import load_plan
 from regcopy.sync.report import SyncReport
 from regcopy.sync.scheduler import PlannedImage, plan_images, run_sync
 from regcopy.sync.skopeo import host_platform as skopeo_host_platform
+from regcopy.throttle import TokenBucket
 
 __all__ = ("Client", "DeleteResult", "PlatformSpec", "copy", "host_platform")
 
@@ -82,6 +84,8 @@ class Client:
     :param upload: default upload policy (copied per host; each host learns its own)
     :param overrides: per host, what wins over the defaults and over any plan's ``registries:``
         (settings fields, a credentials source, mirrors)
+    :param limit_rate: blob bytes per second over everything the client copies (``--limit-rate``);
+        each host's own ``limit_rate`` applies too
     """
 
     def __init__(
@@ -94,6 +98,7 @@ class Client:
         default_settings: RegistrySettings | None = None,
         upload: UploadPolicy | None = None,
         overrides: Mapping[str, Overrides] | None = None,
+        limit_rate: int | None = None,
     ) -> None:
         self._session = session
         self._owns_session = session is None
@@ -105,6 +110,8 @@ class Client:
         self.ledger = BlobLedger()
         self._pool = Pool(self._new_transport, credentials or default_credentials(authfile), upload or UploadPolicy())
         self._context = RunContext(self._pool, self.settings)
+        self.bandwidth = TokenBucket(limit_rate, max(256 * 1024, limit_rate / 10)) if limit_rate else None
+        """The client-wide byte cap (None: none)."""
 
     async def __aenter__(self) -> Self:
         if self._session is None:
@@ -154,8 +161,14 @@ class Client:
         return RunContext(self._pool, resolve(self._defaults, registries or {}, self._overrides), journal)
 
     def _new_transport(self, registry: str, scheme: str | None, settings: RegistrySettings,
-                       credentials: CredentialStore) -> Transport:
-        return Transport(self.session, registry, settings, credentials, self.tokens, forced_scheme=scheme)
+                       credentials: CredentialStore, limits: HostLimits) -> Transport:
+        return Transport(self.session, registry, settings, credentials, self.tokens, forced_scheme=scheme,
+                         limits=limits)
+
+    def host_report(self, since: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, dict[str, object]]:
+        """Per host what the client's requests met: requests, retries, 429s, pulls, concurrency, quota
+        (docs/events.md); with ``since`` (an earlier report), the counters since then."""
+        return self._pool.host_report(since)
 
     def transport(self, registry: str, *, scheme: str | None = None,
                   settings: RegistrySettings | None = None) -> Transport:
@@ -208,17 +221,29 @@ class Client:
         :param preserve_digests: refuse a copy that would change digests (``DigestsNotPreserved``, before writing)
         :raises RegcopyError: the copy failed; nothing incomplete is tagged
         """
+        before = self.host_report()
+        with self._pool.watching(reporter):
+            result = await self._copy(src, dst, platforms=platforms, jobs=jobs, reporter=reporter, force=force,
+                                      src_settings=src_settings, dst_settings=dst_settings, referrers=referrers,
+                                      format=format, preserve_digests=preserve_digests)
+        result.hosts = self.host_report(before)
+        return result
+
+    async def _copy(self, src: str | Reference | LocalLocation, dst: str | Reference | LocalLocation, *,
+                    platforms: Sequence[PlatformSpec], jobs: int, reporter: Reporter | None, force: bool,
+                    src_settings: RegistrySettings | None, dst_settings: RegistrySettings | None,
+                    referrers: bool | ReferrerPolicy, format: Format | None,
+                    preserve_digests: bool) -> CopyResult:
         src_loc, dst_loc = _location(src), _location(dst)
         retries_before = self.retries()
         async with self._open(src_loc, writable=False, settings=src_settings) as source, \
                 self._open(dst_loc, writable=True, settings=dst_settings) as destination:
             ident = await _identifier(src_loc, source)
-            target_tag = _target_tag(dst_loc, ident)
             result = await copy_with_referrers(
-                source, destination, ident, target_tag=target_tag, platforms=[_platform(p) for p in platforms],
-                blob_jobs=jobs, reporter=reporter or null_reporter, ledger=self.ledger, force=force,
-                policy=_policy(referrers if format is None else False), format=format,
-                preserve_digests=preserve_digests)
+                source, destination, ident, target_tag=target_tag(dst_loc, ident),
+                platforms=[_platform(p) for p in platforms], blob_jobs=jobs, reporter=reporter or null_reporter,
+                ledger=self.ledger, force=force, policy=_policy(referrers if format is None else False),
+                format=format, preserve_digests=preserve_digests, limits=Limits(bandwidth=self.bandwidth))
         if isinstance(dst_loc, Reference) and dst_loc.digest and str(dst_loc.digest) != result.digest:
             raise RegcopyError(f"destination digest {dst_loc.digest} differs from the copied {result.digest}")
         result.new_digest = result.new_digest or source.synthesized  # a classic docker-archive's was built
@@ -241,14 +266,18 @@ class Client:
         src_loc = _location(src)
         dst_locs = [_location(d) for d in destinations]
         settings = list(dst_settings) + [None] * (len(dst_locs) - len(dst_settings))
+        before = self.host_report()
         async with AsyncExitStack() as stack:
+            stack.enter_context(self._pool.watching(reporter))
             source = await stack.enter_async_context(self._open(src_loc, writable=False, settings=src_settings))
             ident = await _identifier(src_loc, source)
             targets = [Target(await stack.enter_async_context(self._open(loc, writable=True, settings=cfg)),
-                              _target_tag(loc, ident)) for loc, cfg in zip(dst_locs, settings, strict=True)]
+                              target_tag(loc, ident)) for loc, cfg in zip(dst_locs, settings, strict=True)]
             await copy_to_many(source, targets, ident, policy=_policy(referrers), ledger=self.ledger,
                                platforms=[_platform(p) for p in platforms], blob_jobs=jobs,
-                               reporter=reporter or null_reporter, force=force)
+                               reporter=reporter or null_reporter, force=force,
+                               limits=Limits(bandwidth=self.bandwidth))
+        hosts = self.host_report(before)
         out: list[CopyResult | RegcopyError] = []
         for target in targets:
             if target.error is not None:
@@ -257,6 +286,7 @@ class Client:
             else:
                 assert target.result is not None
                 target.result.new_digest = target.result.new_digest or source.synthesized
+                target.result.hosts = hosts
                 out.append(target.result)
         return out
 
@@ -286,8 +316,7 @@ class Client:
         :raises CopyFailed: some tags failed (the others were copied)
         """
         src_repo, dst_repo = _repository(src), _repository(dst)
-        tags = await tags_list(self.transport(src_repo.registry, scheme=src_repo.scheme), src_repo.path)
-        await self._note_if_new(dst_repo)
+        before = self.host_report()
         results: list[CopyResult] = []
         errors: list[BaseException] = []
         limiter = anyio.CapacityLimiter(max(1, images))
@@ -300,9 +329,15 @@ class Client:
                 except RegcopyError as exc:
                     errors.append(exc)
 
-        async with anyio.create_task_group() as tg:
-            for tag in tags:
-                tg.start_soon(one, tag)
+        with self._pool.watching(reporter):
+            tags = await tags_list(self.transport(src_repo.registry, scheme=src_repo.scheme), src_repo.path)
+            await self._note_if_new(dst_repo)
+            async with anyio.create_task_group() as tg:
+                for tag in tags:
+                    tg.start_soon(one, tag)
+        hosts = self.host_report(before)
+        for r in results:
+            r.hosts = hosts
         results.sort(key=lambda r: r.tag or "")
         if errors:
             raise CopyFailed(f"{len(errors)} of {len(tags)} tags failed", errors)
@@ -446,16 +481,25 @@ class Client:
             plan = load_plan(plan)
         options = options or SyncOptions()
         context = self.context(plan.registries, journal=journal)
-        async with open_plan_stores(plan) as local:
-            result = await run_sync(SyncStores(context, local), plan, options=options,
-                                    reporter=reporter or null_reporter, ledger=self.ledger, report=report,
-                                    journal=journal, select=select)
-            if not options.dry_run:
-                # One commit per local target, after every image: an archive is written in one
-                # pass, a layout's index.json replaced once (docs/architecture.md, "Bulk sync").
-                for store in local.targets():
-                    await store.commit()
-        return result
+        report = report if report is not None else SyncReport()
+        before = self.host_report()
+        try:
+            with self._pool.watching(reporter):
+                async with open_plan_stores(plan) as local:
+                    await run_sync(SyncStores(context, local), plan, options=options,
+                                   reporter=reporter or null_reporter, ledger=self.ledger, report=report,
+                                   journal=journal, select=select, bandwidth=self.bandwidth)
+                    if not options.dry_run:
+                        # One commit per local target, after every image: an archive is written in one
+                        # pass, a layout's index.json replaced once (docs/architecture.md, "Bulk sync").
+                        for store in local.targets():
+                            await store.commit()
+        finally:
+            report.hosts = self.host_report(before)
+            if reporter is not None:
+                reporter(RunSummary(report.counts(), report.totals().get("bytes_uploaded", 0),
+                                    round(report.seconds, 3), report.hosts))
+        return report
 
     async def plan_sync(self, plan: SyncPlan, *, options: SyncOptions, report: SyncReport) -> list[PlannedImage]:
         """Discover, check and plan ``plan`` without copying (a distributed run's submitter): the
@@ -499,26 +543,6 @@ async def _identifier(location: Reference | LocalLocation, store: LocalStore | R
     return await local_identifier(location, store)
 
 
-def _target_tag(location: Reference | LocalLocation, source_ident: str) -> str | None:
-    """The destination tag: the location's own, else the source's tag (never a digest).
-
-    A local source's ref may be ``repo:tag`` (an OCI ref name or a docker-archive RepoTag): its tag
-    part is the source's tag.
-    """
-    source_tag: str | None = source_ident
-    if source_ident.startswith(("@", "sha256:", "sha512:")):
-        source_tag = None
-    elif ":" in source_ident:
-        source_tag = source_ident.rsplit(":", 1)[1]
-    if isinstance(location, LocalLocation):
-        if location.transport in ("docker-archive", "dir"):
-            return location.ref  # a RepoTags entry ("repo:tag"), or none, as skopeo writes it; dir: has no tags
-        return location.ref or source_tag
-    if location.tag:
-        return location.tag
-    return None if location.digest else source_tag
-
-
 def _registry_ref(value: str | Reference, *, default_tag: str | None) -> Reference:
     if isinstance(value, Reference):
         return value
@@ -555,7 +579,7 @@ def host_platform() -> Platform:
 
 async def copy(src: str | Reference, dst: str | Reference, **kwargs: Any) -> CopyResult:
     """One-shot copy with a temporary :class:`Client` (like ``httpx.get`` or ``crane.Copy``)."""
-    client_kwargs = {k: kwargs.pop(k) for k in ("session", "credentials", "authfile", "settings",
-                                                 "default_settings", "upload", "overrides") if k in kwargs}
+    names = ("session", "credentials", "authfile", "settings", "default_settings", "upload", "overrides", "limit_rate")
+    client_kwargs = {k: kwargs.pop(k) for k in names if k in kwargs}
     async with Client(**client_kwargs) as client:
         return await client.copy(src, dst, **kwargs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,6 +20,7 @@ import anyio
 import click
 
 from regcopy import ReferrerPolicy, __version__
+from regcopy.cli import _flags as opt
 from regcopy.cli._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -34,8 +36,8 @@ from regcopy.cli._common import (
     setup_logging,
     verbose_option,
 )
-from regcopy.cli._flags import side_fields, side_layer, side_settings
-from regcopy.cli._render import copy_summary, prune_table, sync_summary
+from regcopy.cli._flags import side_layer
+from regcopy.cli._render import copy_summaries, copy_summary, prune_table, sync_summary
 from regcopy.cli.referrers import copy_many, referrer_flags, referrers_command
 from regcopy.cli.scale import CliHooks, ScaleFlags, report_group, scale_flags, scaled_sync
 from regcopy.client import Client
@@ -88,6 +90,7 @@ def cli() -> None:
 @click.option("--progress", type=click.Choice(["auto", "tty", "plain", "none"]), default="auto",
               show_default=True, help="Progress display on stderr.")
 @referrer_flags
+@opt.throughput_flags
 @authfile_option
 @insecure_option
 @output_option
@@ -95,8 +98,9 @@ def cli() -> None:
 def _copy(src: str, dst: tuple[str, ...], all_tags: bool, platforms: tuple[str, ...], jobs: int, images: int,
           force: bool, manifest_format: Format | None, src_tls_verify: bool | None, dest_tls_verify: bool | None,
           src_cert_dir: str | None, dest_cert_dir: str | None, ca_file: str | None, strategy: str, chunk_size: int,
-          progress: str, referrers: bool, artifact_types: tuple[str, ...], authfile: str | None,
-          insecure: tuple[str, ...], output: str, verbose: int) -> None:
+          progress: str, referrers: bool, artifact_types: tuple[str, ...], limit_rate: int | None,
+          pull_reserve: int | None, events: str | None, authfile: str | None, insecure: tuple[str, ...],
+          output: str, verbose: int) -> None:
     """Copy an image or index from SRC to DST: registries (docker:// optional), oci:DIR[:REF],
     oci-archive:FILE[:REF], docker-archive:FILE[:REF], dir:DIR, with the signatures, SBOMs and
     attestations that refer to it. Several DSTs get it from one read of SRC."""
@@ -104,34 +108,33 @@ def _copy(src: str, dst: tuple[str, ...], all_tags: bool, platforms: tuple[str, 
     upload = UploadPolicy(strategy=cast(Strategy, strategy), chunk_size=chunk_size)  # click checked the choice
     policy = ReferrerPolicy(enabled=referrers, artifact_types=artifact_types)
     src_loc, *dst_locs = _locations(src, *dst)
+    sides = (src_tls_verify, dest_tls_verify, src_cert_dir, dest_cert_dir, ca_file)
     if len(dst_locs) > 1:
         if all_tags:
             fail("--all-tags takes one DST", EXIT_USAGE)
         copy_many(src_loc, dst_locs, platforms=platforms, jobs=jobs, force=force, policy=policy, progress=progress,
-                  authfile=authfile, insecure=insecure, output=output, upload=upload,
-                  sides=(src_tls_verify, dest_tls_verify, src_cert_dir, dest_cert_dir, ca_file))
+                  authfile=authfile, insecure=insecure, output=output, upload=upload, sides=sides,
+                  throughput=(limit_rate, pull_reserve, events))
         return
     dst_loc = dst_locs[0]
 
     async def run() -> Any:
-        async with make_client(authfile, insecure, upload=upload) as client:
-            src_settings = side_settings(client.settings, src_loc, side_fields(src_tls_verify, src_cert_dir, ca_file))
-            dst_settings = side_settings(client.settings, dst_loc,
-                                         side_fields(dest_tls_verify, dest_cert_dir, ca_file))
-            with progress_display(progress) as reporter:
+        async with make_client(authfile, insecure, upload=upload, limit_rate=limit_rate) as client:
+            src_settings, dst_settings = opt.copy_sides(client.settings, src_loc, dst_loc, sides, pull_reserve)
+            with progress_display(progress, events) as reporter, copy_summaries(reporter) as done:
                 if all_tags:
-                    return await client.copy_all_tags(
+                    return done(await client.copy_all_tags(
                         _repo(src_loc), _repo(dst_loc), jobs=jobs, images=images, reporter=reporter,
                         platforms=platforms, force=force, src_settings=src_settings, dst_settings=dst_settings,
-                        format=manifest_format)
-                return await client.copy(src_loc, dst_loc, platforms=platforms, jobs=jobs, reporter=reporter,
-                                         force=force, src_settings=src_settings, dst_settings=dst_settings,
-                                         referrers=policy, format=manifest_format)
+                        format=manifest_format))
+                return done(await client.copy(src_loc, dst_loc, platforms=platforms, jobs=jobs, reporter=reporter,
+                                              force=force, src_settings=src_settings, dst_settings=dst_settings,
+                                              referrers=policy, format=manifest_format))
 
     result = run_async(run)
     results = result if isinstance(result, list) else [result]
-    data = [r.to_json() for r in results]
-    emit(data if all_tags else data[0], output, lambda: "\n".join(copy_summary(r) for r in results))
+    data = [r.to_json() for r in results] if all_tags else results[0].to_json()
+    emit(data, output, lambda: "\n".join(copy_summary(r) for r in results), events)
 
 
 def _locations(*texts: str, default_tag: str | None = None) -> list[Any]:
@@ -430,6 +433,7 @@ def _digest(reference: str, authfile: str | None, insecure: tuple[str, ...], ver
               show_default=True, help="Progress display on stderr.")
 @click.option("--retry-times", type=int, default=None, hidden=True, help="Accepted for skopeo compatibility.")
 @click.option("--preserve-digests", is_flag=True, hidden=True, help="Accepted for skopeo compatibility (always).")
+@opt.throughput_flags
 @scale_flags
 @authfile_option
 @insecure_option
@@ -439,10 +443,10 @@ def _sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, sc
          src_tls_verify: bool | None, dest_tls_verify: bool | None, src_cert_dir: str | None,
          dest_cert_dir: str | None, src_creds: str | None, dest_creds: str | None, dry_run: bool,
          report_path: str | None, state_path: str | None, no_state: bool, images: int, jobs: int, blobs: int,
-         bytes_in_flight: int, progress: str,
-         retry_times: int | None, preserve_digests: bool, shard: str | None, shards: int | None, ledger: str | None,
-         redis_url: str | None, detach: bool, run_id: str | None, big_image: int, authfile: str | None,
-         insecure: tuple[str, ...], output: str, verbose: int) -> None:
+         bytes_in_flight: int, progress: str, retry_times: int | None, preserve_digests: bool,
+         limit_rate: int | None, pull_reserve: int | None, events: str | None, shard: str | None,
+         shards: int | None, ledger: str | None, redis_url: str | None, detach: bool, run_id: str | None,
+         big_image: int, authfile: str | None, insecure: tuple[str, ...], output: str, verbose: int) -> None:
     """Mirror many repositories: `regcopy sync PLAN.yaml`, or skopeo's form
     `regcopy sync --src docker|yaml --dest docker [--scoped] [--all] SOURCE DESTINATION`.
     Scale-out: `--shard I/N` or `--shards N` (static), `--redis URL` (workers: `regcopy worker`)."""
@@ -450,7 +454,8 @@ def _sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, sc
     plan = _sync_plan(args, src_kind, dest_kind, scoped=scoped, all_platforms=all_platforms)
     # The command line's flags win over the plan's registries: (docs/architecture.md, "Settings resolution").
     flags = stack(side_layer(plan, "src", src_tls_verify, src_cert_dir, src_creds),
-                  side_layer(plan, "dest", dest_tls_verify, dest_cert_dir, dest_creds))
+                  side_layer(plan, "dest", dest_tls_verify, dest_cert_dir, dest_creds),
+                  opt.reserve_layer(plan, pull_reserve))
     options = SyncOptions(images=images, blob_jobs=jobs, blobs=blobs, bytes_in_flight=bytes_in_flight,
                           dry_run=dry_run)
     scale = ScaleFlags(shard, shards, ledger, redis_url, detach, run_id, big_image)
@@ -462,20 +467,21 @@ def _sync(args: tuple[str, ...], src_kind: str | None, dest_kind: str | None, sc
     if state_path is None and report_path and not no_state:
         state_path = f"{report_path}.state"
     journal = _open_journal(state_path) if state_path and not no_state and not dry_run else None
-    report = _sync_here(plan, options, flags, journal, report_path, progress, authfile, insecure)
-    emit(report.to_json(), output, lambda: sync_summary(report))
+    report = _sync_here(plan, options, journal, report_path, progress, events,
+                        lambda: make_client(authfile, insecure, flags, limit_rate=limit_rate))
+    emit(report.to_json(), output, lambda: sync_summary(report), events)
     if not report.ok or (dry_run and (report.out_of_sync or report.extra_tags)):
         sys.exit(EXIT_FAILED)
 
 
-def _sync_here(plan: SyncPlan, options: SyncOptions, flags: Layer | None, journal: SyncJournal | None,
-               report_path: str | None, progress: str, authfile: str | None, insecure: tuple[str, ...]) -> SyncReport:
+def _sync_here(plan: SyncPlan, options: SyncOptions, journal: SyncJournal | None, report_path: str | None,
+               progress: str, events: str | None, new_client: Callable[[], Client]) -> SyncReport:
     """Run ``plan`` in this process; the report is written to ``report_path`` even when the run is interrupted."""
     report = SyncReport()
 
     async def run() -> None:
-        async with make_client(authfile, insecure, flags) as client:
-            with progress_display("none" if options.dry_run else progress) as reporter:
+        async with new_client() as client:
+            with progress_display("none" if options.dry_run else progress, events) as reporter:
                 await client.sync(plan, options=options, reporter=reporter, report=report, journal=journal)
 
     try:

@@ -16,7 +16,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from regcopy.cli._flags import insecure_layer
-from regcopy.cli._render import make_renderer
+from regcopy.cli._render import progress_reporter
 from regcopy.client import Client
 from regcopy.errors import ConfigError, CredentialError, InvalidReference, RegcopyError
 from regcopy.interrupt import Interrupted
@@ -69,23 +69,20 @@ def make_client(authfile: str | None, insecure: tuple[str, ...], flags: Layer | 
     return Client(authfile=authfile, overrides=stack(insecure_layer(insecure), flags or {}), **kwargs)
 
 
-def emit(data: Any, output: str, text: Callable[[], str]) -> None:
-    """The result on stdout: ``data`` as JSON (``-o json``) or ``text()``."""
-    if output == "json":
-        click.echo(json.dumps(data, indent=2, sort_keys=True))
-    else:
-        click.echo(text())
+def emit(data: Any, output: str, text: Callable[[], str], events: str | None = None) -> None:
+    """The result on stdout: ``data`` as JSON (``-o json``) or ``text()``; on stderr with ``--events -``,
+    whose lines own stdout."""
+    click.echo(json.dumps(data, indent=2, sort_keys=True) if output == "json" else text(), err=events == "-")
 
 
 @contextlib.contextmanager
-def progress_display(mode: str) -> Iterator[Callable[[Any], None] | None]:
-    """The progress reporter of ``--progress`` (None: no display) for the block's duration."""
-    renderer = make_renderer(mode)
-    if renderer is None:
-        yield None
-        return
-    with renderer:
-        yield renderer
+def progress_display(mode: str, events: str | None = None) -> Iterator[Callable[[Any], None] | None]:
+    """The reporter of ``--progress`` and ``--events`` (None: neither) for the block's duration.
+
+    :raises ConfigError: the events file cannot be written (exit 2 through :func:`run_async`)
+    """
+    with progress_reporter(mode, events) as reporter:
+        yield reporter
 
 
 verbose_option = click.option("-v", "--verbose", count=True, help="-v for INFO logs, -vv for DEBUG (stderr).")

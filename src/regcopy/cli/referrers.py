@@ -27,8 +27,8 @@ from regcopy.cli._common import (
     setup_logging,
     verbose_option,
 )
-from regcopy.cli._flags import side_fields, side_settings
-from regcopy.cli._render import copy_summary, referrer_tree_text
+from regcopy.cli._flags import reserve_fields, side_fields, side_settings
+from regcopy.cli._render import copy_summaries, copy_summary, referrer_tree_text
 from regcopy.errors import InvalidReference, RegcopyError
 from regcopy.reference import parse_location
 from regcopy.stores.registry import UploadPolicy
@@ -50,28 +50,33 @@ def referrer_flags(fn: F) -> F:
 
 def copy_many(src_loc: Any, dst_locs: list[Any], *, platforms: tuple[str, ...], jobs: int, force: bool,
               policy: ReferrerPolicy, progress: str, authfile: str | None, insecure: tuple[str, ...], output: str,
-              upload: UploadPolicy, sides: tuple[Any, ...]) -> None:
+              upload: UploadPolicy, sides: tuple[Any, ...], throughput: tuple[Any, ...] = (None, None, None)) -> None:
     """``copy SRC DST DST...``: one fan-out; every destination's outcome is printed, exit 1 if one failed.
 
     :param sides: ``--src-tls-verify``, ``--dest-tls-verify``, ``--src-cert-dir``, ``--dest-cert-dir``, ``--ca-file``
+    :param throughput: ``--limit-rate``, ``--pull-reserve``, ``--events``
     """
     src_verify, dst_verify, src_certs, dst_certs, ca_file = sides
+    limit_rate, pull_reserve, events = throughput
 
     async def run() -> list[Any]:
-        async with make_client(authfile, insecure, upload=upload) as client:
-            src_settings = side_settings(client.settings, src_loc, side_fields(src_verify, src_certs, ca_file))
+        async with make_client(authfile, insecure, upload=upload, limit_rate=limit_rate) as client:
+            src_fields = side_fields(src_verify, src_certs, ca_file) | reserve_fields(pull_reserve)
+            src_settings = side_settings(client.settings, src_loc, src_fields)
             dst_settings = [side_settings(client.settings, loc, side_fields(dst_verify, dst_certs, ca_file))
                             for loc in dst_locs]
-            with progress_display(progress) as reporter:
-                return await client.copy_fanout(src_loc, dst_locs, platforms=platforms, jobs=jobs, force=force,
-                                                reporter=reporter, referrers=policy, src_settings=src_settings,
-                                                dst_settings=dst_settings)
+            with progress_display(progress, events) as reporter, copy_summaries(reporter) as done:
+                results = await client.copy_fanout(src_loc, dst_locs, platforms=platforms, jobs=jobs, force=force,
+                                                   reporter=reporter, referrers=policy, src_settings=src_settings,
+                                                   dst_settings=dst_settings)
+                done([r for r in results if not isinstance(r, RegcopyError)])
+                return results
 
     results = list(zip(dst_locs, run_async(run), strict=True))
     data = [{"destination": str(d), "error": str(r)} if isinstance(r, RegcopyError) else r.to_json()
             for d, r in results]
     emit(data, output, lambda: "\n".join(f"failed {d}: {r}" if isinstance(r, RegcopyError) else copy_summary(r)
-                                          for d, r in results))
+                                          for d, r in results), events)
     if any(isinstance(r, RegcopyError) for _, r in results):
         sys.exit(EXIT_FAILED)
 
