@@ -28,6 +28,6 @@ stamp=.venv/.regcopy-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install -q -e '.[test,scale]' 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import regcopy, aiohttp, trustme, jwt, hypothesis, boto3, dramatiq, redis, zstandard" 
+  .venv/bin/python -c "import regcopy, aiohttp, trustme, jwt, hypothesis, boto3, dramatiq, redis, pyte, zstandard" 
   touch "$stamp"
 fi

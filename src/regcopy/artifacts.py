@@ -32,6 +32,7 @@ from regcopy.errors import RegcopyError
 from regcopy.fanout import Target, copy_fanout
 from regcopy.ledger import BlobLedger
 from regcopy.manifest import Manifest, Platform
+from regcopy.preflight import plan_copy
 from regcopy.progress import Reporter, null_reporter
 from regcopy.stores.base import Committer, Destination, Referrers, Source
 
@@ -314,7 +315,9 @@ async def copy_with_referrers(
     :raises RegcopyError: the image or one of its referrers failed (the report is in the error's
         result only for the image: nothing incomplete is tagged)
     """
-    plan = plan or await plan_image(source, ref, platforms)
+    # HEADs before any GET: an image already in place costs no pull at the source (preflight.py).
+    plan = plan or await plan_copy(source, destination, ref, target_tag=target_tag, platforms=platforms,
+                                   ledger=ledger, force=force)
     result = await copy_image(source, destination, ref, target_tag=target_tag, platforms=platforms,
                               blob_jobs=blob_jobs, reporter=reporter, ledger=ledger, force=force, plan=plan,
                               limits=limits or Limits(), commit=False, format=format,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType, TracebackType
@@ -27,7 +27,7 @@ from regcopy.context import Pool, RunContext, SyncStores, open_plan_stores
 from regcopy.convert import Format
 from regcopy.credentials import CredentialStore, default_credentials
 from regcopy.digest import Digest, VerifyingStream
-from regcopy.engine import CopyResult, plan_index_only
+from regcopy.engine import CopyResult, Limits, plan_index_only
 from regcopy.errors import (
     CopyFailed,
     InvalidReference,
@@ -38,16 +38,18 @@ from regcopy.errors import (
 from regcopy.fanout import Target
 from regcopy.inspect import ImageInfo, image_info
 from regcopy.ledger import BlobLedger
-from regcopy.locations import is_local
-from regcopy.lookup import config_bytes, pick_platform, refuse_clobber
+from regcopy.locations import is_local, target_tag
+from regcopy.lookup import checked_result, config_bytes, pick_platform, refuse_clobber
 from regcopy.manifest import Manifest, Platform
-from regcopy.progress import Reporter, null_reporter
+from regcopy.progress import Reporter, RunSummary, null_reporter
 from regcopy.reference import LocalLocation, Reference, Repository, parse_location
 from regcopy.registry import TokenCache
 from regcopy.registry.blobs import blob_chunks
+from regcopy.registry.limits import HostLimits
 from regcopy.registry.manifests import catalog, tags_list
 from regcopy.registry.transport import PingResult, Transport
 from regcopy.retention import PrunePlan, PruneReport, load_prune, run_prune
+from regcopy.retention.model import DeleteResult
 from regcopy.settings import Layer, Overrides, RegistrySettings, Settings, default_certs_d, host_cert_dir, resolve
 from regcopy.stores.base import Source, UploadJournal
 from regcopy.stores.local import LocalStore, RepositoryView, local_identifier, open_local
@@ -59,6 +61,7 @@ from regcopy.sync.plan import load_plan
 from regcopy.sync.report import SyncReport
 from regcopy.sync.scheduler import PlannedImage, plan_images, run_sync
 from regcopy.sync.skopeo import host_platform as skopeo_host_platform
+from regcopy.throttle import TokenBucket
 
 __all__ = ("Client", "DeleteResult", "PlatformSpec", "copy", "host_platform")
 
@@ -83,8 +86,9 @@ class Client:
     :param upload: default upload policy (copied per host; each host learns its own)
     :param overrides: per host, what wins over the defaults and over any plan's ``registries:``
         (settings fields, a credentials source, mirrors)
-    :param certs_d: where a host without its own ``cert_dir`` finds one, as ``ROOT/HOST[:PORT]``
-        (default: :func:`default_certs_d`, the directories skopeo, podman and docker read)
+    :param certs_d: roots of ``ROOT/HOST[:PORT]`` certificate directories (default: skopeo's and docker's)
+    :param limit_rate: blob bytes per second over everything the client copies (``--limit-rate``);
+        each host's own ``limit_rate`` applies too
     """
 
     def __init__(
@@ -98,6 +102,7 @@ class Client:
         upload: UploadPolicy | None = None,
         overrides: Mapping[str, Overrides] | None = None,
         certs_d: Sequence[str] | None = None,
+        limit_rate: int | None = None,
     ) -> None:
         self._session = session
         self._certs_d = tuple(default_certs_d() if certs_d is None else certs_d)
@@ -110,6 +115,8 @@ class Client:
         self.ledger = BlobLedger()
         self._pool = Pool(self._new_transport, credentials or default_credentials(authfile), upload or UploadPolicy())
         self._context = RunContext(self._pool, self.settings)
+        self.bandwidth = TokenBucket(limit_rate, max(256 * 1024, limit_rate / 10)) if limit_rate else None
+        """The client-wide byte cap (None: none)."""
 
     async def __aenter__(self) -> Self:
         if self._session is None:
@@ -159,10 +166,16 @@ class Client:
         return RunContext(self._pool, resolve(self._defaults, registries or {}, self._overrides), journal)
 
     def _new_transport(self, registry: str, scheme: str | None, settings: RegistrySettings,
-                       credentials: CredentialStore) -> Transport:
+                       credentials: CredentialStore, limits: HostLimits) -> Transport:
         if settings.cert_dir is None and (found := host_cert_dir(registry, self._certs_d)):
             settings = replace(settings, cert_dir=found)  # as skopeo and docker read certs.d/HOST[:PORT]
-        return Transport(self.session, registry, settings, credentials, self.tokens, forced_scheme=scheme)
+        return Transport(self.session, registry, settings, credentials, self.tokens, forced_scheme=scheme,
+                         limits=limits)
+
+    def host_report(self, since: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, dict[str, object]]:
+        """Per host what the client's requests met: requests, retries, 429s, pulls, concurrency, quota
+        (docs/events.md); with ``since`` (an earlier report), the counters since then."""
+        return self._pool.host_report(since)
 
     def transport(self, registry: str, *, scheme: str | None = None,
                   settings: RegistrySettings | None = None) -> Transport:
@@ -218,19 +231,34 @@ class Client:
         :param no_clobber: refuse to overwrite a destination tag that exists (crane ``copy --no-clobber``)
         :raises RegcopyError: the copy failed; nothing incomplete is tagged
         """
+        before = self.host_report()
+        with self._pool.watching(reporter):
+            result = await self._copy(src, dst, platforms=platforms, jobs=jobs, reporter=reporter, force=force,
+                                      src_settings=src_settings, dst_settings=dst_settings, referrers=referrers,
+                                      format=format, preserve_digests=preserve_digests, index_only=index_only,
+                                      no_clobber=no_clobber)
+        result.hosts = self.host_report(before)
+        return result
+
+    async def _copy(self, src: str | Reference | LocalLocation, dst: str | Reference | LocalLocation, *,
+                    platforms: Sequence[PlatformSpec], jobs: int, reporter: Reporter | None, force: bool,
+                    src_settings: RegistrySettings | None, dst_settings: RegistrySettings | None,
+                    referrers: bool | ReferrerPolicy, format: Format | None, preserve_digests: bool,
+                    index_only: bool, no_clobber: bool) -> CopyResult:
         src_loc, dst_loc = _location(src), _location(dst)
         retries_before = self.retries()
         async with self._open(src_loc, writable=False, settings=src_settings) as source, \
                 self._open(dst_loc, writable=True, settings=dst_settings) as destination:
             ident = await _identifier(src_loc, source)
-            target_tag = _target_tag(dst_loc, ident)
-            await refuse_clobber(destination, target_tag, str(dst_loc)) if no_clobber else None
+            tag = target_tag(dst_loc, ident)
+            await refuse_clobber(destination, tag, str(dst_loc)) if no_clobber else None
             result = await copy_with_referrers(
-                source, destination, ident, target_tag=target_tag, platforms=[_platform(p) for p in platforms],
+                source, destination, ident, target_tag=tag, platforms=[_platform(p) for p in platforms],
                 blob_jobs=jobs, reporter=reporter or null_reporter, ledger=self.ledger, force=force,
                 policy=_policy(referrers if format is None else False), format=format,
-                preserve_digests=preserve_digests, plan=await plan_index_only(source, ident) if index_only else None)
-        return _checked(result, dst_loc, source.synthesized, self.retries() - retries_before)
+                preserve_digests=preserve_digests, plan=await plan_index_only(source, ident) if index_only else None,
+                limits=Limits(bandwidth=self.bandwidth))
+        return checked_result(result, dst_loc, source.synthesized, self.retries() - retries_before)
 
     async def copy_fanout(self, src: str | Reference | LocalLocation,
                           destinations: Sequence[str | Reference | LocalLocation], *,
@@ -248,14 +276,18 @@ class Client:
         src_loc = _location(src)
         dst_locs = [_location(d) for d in destinations]
         settings = list(dst_settings) + [None] * (len(dst_locs) - len(dst_settings))
+        before = self.host_report()
         async with AsyncExitStack() as stack:
+            stack.enter_context(self._pool.watching(reporter))
             source = await stack.enter_async_context(self._open(src_loc, writable=False, settings=src_settings))
             ident = await _identifier(src_loc, source)
             targets = [Target(await stack.enter_async_context(self._open(loc, writable=True, settings=cfg)),
-                              _target_tag(loc, ident)) for loc, cfg in zip(dst_locs, settings, strict=True)]
+                              target_tag(loc, ident)) for loc, cfg in zip(dst_locs, settings, strict=True)]
             await copy_to_many(source, targets, ident, policy=_policy(referrers), ledger=self.ledger,
                                platforms=[_platform(p) for p in platforms], blob_jobs=jobs,
-                               reporter=reporter or null_reporter, force=force)
+                               reporter=reporter or null_reporter, force=force,
+                               limits=Limits(bandwidth=self.bandwidth))
+        hosts = self.host_report(before)
         out: list[CopyResult | RegcopyError] = []
         for target in targets:
             if target.error is not None:
@@ -264,6 +296,7 @@ class Client:
             else:
                 assert target.result is not None
                 target.result.new_digest = target.result.new_digest or source.synthesized
+                target.result.hosts = hosts
                 out.append(target.result)
         return out
 
@@ -293,10 +326,7 @@ class Client:
         :raises CopyFailed: some tags failed (the others were copied)
         """
         src_repo, dst_repo = _repository(src), _repository(dst)
-        # The listing uses the copy's own settings of each side, as every image copy of it does.
-        source = self.transport(src_repo.registry, scheme=src_repo.scheme, settings=kwargs.get("src_settings"))
-        tags = await tags_list(source, src_repo.path)
-        await self._note_if_new(dst_repo, kwargs.get("dst_settings"))
+        before = self.host_report()
         results: list[CopyResult] = []
         errors: list[BaseException] = []
         limiter = anyio.CapacityLimiter(max(1, images))
@@ -309,9 +339,17 @@ class Client:
                 except RegcopyError as exc:
                     errors.append(exc)
 
-        async with anyio.create_task_group() as tg:
-            for tag in tags:
-                tg.start_soon(one, tag)
+        with self._pool.watching(reporter):
+            # The listing uses the copy's own settings of each side, as every image copy of it does.
+            source = self.transport(src_repo.registry, scheme=src_repo.scheme, settings=kwargs.get("src_settings"))
+            tags = await tags_list(source, src_repo.path)
+            await self._note_if_new(dst_repo, kwargs.get("dst_settings"))
+            async with anyio.create_task_group() as tg:
+                for tag in tags:
+                    tg.start_soon(one, tag)
+        hosts = self.host_report(before)
+        for r in results:
+            r.hosts = hosts
         results.sort(key=lambda r: r.tag or "")
         if errors:
             raise CopyFailed(f"{len(errors)} of {len(tags)} tags failed", errors)
@@ -382,8 +420,7 @@ class Client:
             return await config_bytes(store, manifest)
 
     async def blob(self, ref: str | Reference, write: Callable[[bytes], object]) -> int:
-        """Stream the blob ``REPOSITORY@DIGEST`` into ``write`` (crane ``blob``), verified as it flows
-        (:class:`~regcopy.errors.DigestMismatch`); returns the byte count."""
+        """Stream the blob ``REPOSITORY@DIGEST`` into ``write``, verified as it flows; returns its size."""
         r = _registry_ref(ref, default_tag=None)
         if r.digest is None:
             raise InvalidReference(str(ref), "a blob is named by its digest: REPOSITORY@sha256:...", part="digest")
@@ -468,16 +505,25 @@ class Client:
             plan = load_plan(plan)
         options = options or SyncOptions()
         context = self.context(plan.registries, journal=journal)
-        async with open_plan_stores(plan) as local:
-            result = await run_sync(SyncStores(context, local), plan, options=options,
-                                    reporter=reporter or null_reporter, ledger=self.ledger, report=report,
-                                    journal=journal, select=select)
-            if not options.dry_run:
-                # One commit per local target, after every image: an archive is written in one
-                # pass, a layout's index.json replaced once (docs/architecture.md, "Bulk sync").
-                for store in local.targets():
-                    await store.commit()
-        return result
+        report = report if report is not None else SyncReport()
+        before = self.host_report()
+        try:
+            with self._pool.watching(reporter):
+                async with open_plan_stores(plan) as local:
+                    await run_sync(SyncStores(context, local), plan, options=options,
+                                   reporter=reporter or null_reporter, ledger=self.ledger, report=report,
+                                   journal=journal, select=select, bandwidth=self.bandwidth)
+                    if not options.dry_run:
+                        # One commit per local target, after every image: an archive is written in one
+                        # pass, a layout's index.json replaced once (docs/architecture.md, "Bulk sync").
+                        for store in local.targets():
+                            await store.commit()
+        finally:
+            report.hosts = self.host_report(before)
+            if reporter is not None:
+                reporter(RunSummary(report.counts(), report.totals().get("bytes_uploaded", 0),
+                                    round(report.seconds, 3), report.hosts))
+        return report
 
     async def plan_sync(self, plan: SyncPlan, *, options: SyncOptions, report: SyncReport) -> list[PlannedImage]:
         """Discover, check and plan ``plan`` without copying (a distributed run's submitter): the
@@ -521,35 +567,6 @@ async def _identifier(location: Reference | LocalLocation, store: LocalStore | R
     return await local_identifier(location, store)
 
 
-def _checked(result: CopyResult, dst_loc: Reference | LocalLocation, synthesized: bool, retries: int) -> CopyResult:
-    """A copy's result, checked against a destination pinned by digest, with what the copy does not know."""
-    if isinstance(dst_loc, Reference) and dst_loc.digest and str(dst_loc.digest) != result.digest:
-        raise RegcopyError(f"destination digest {dst_loc.digest} differs from the copied {result.digest}")
-    result.new_digest = result.new_digest or synthesized  # a classic docker-archive's was built
-    result.retries = retries
-    return result
-
-
-def _target_tag(location: Reference | LocalLocation, source_ident: str) -> str | None:
-    """The destination tag: the location's own, else the source's tag (never a digest).
-
-    A local source's ref may be ``repo:tag`` (an OCI ref name or a docker-archive RepoTag): its tag
-    part is the source's tag.
-    """
-    source_tag: str | None = source_ident
-    if source_ident.startswith(("@", "sha256:", "sha512:")):
-        source_tag = None
-    elif ":" in source_ident:
-        source_tag = source_ident.rsplit(":", 1)[1]
-    if isinstance(location, LocalLocation):
-        if location.transport in ("docker-archive", "dir"):
-            return location.ref  # a RepoTags entry ("repo:tag"), or none, as skopeo writes it; dir: has no tags
-        return location.ref or source_tag
-    if location.tag:
-        return location.tag
-    return None if location.digest else source_tag
-
-
 def _registry_ref(value: str | Reference, *, default_tag: str | None) -> Reference:
     if isinstance(value, Reference):
         return value
@@ -567,15 +584,6 @@ def _policy(value: bool | ReferrerPolicy) -> ReferrerPolicy:
     return value if isinstance(value, ReferrerPolicy) else ReferrerPolicy(enabled=value)
 
 
-@dataclass(frozen=True, slots=True)
-class DeleteResult:
-    """What ``delete`` removed: the manifest digest and every tag that pointed at it."""
-
-    repository: str
-    digest: str
-    tags: list[str]
-
-
 def host_platform() -> Platform:
     """This machine's platform (``linux/amd64`` on x86_64), the default pick from an index.
 
@@ -586,7 +594,7 @@ def host_platform() -> Platform:
 
 async def copy(src: str | Reference, dst: str | Reference, **kwargs: Any) -> CopyResult:
     """One-shot copy with a temporary :class:`Client` (like ``httpx.get`` or ``crane.Copy``)."""
-    client_kwargs = {k: kwargs.pop(k) for k in ("session", "credentials", "authfile", "settings",
-                                                 "default_settings", "upload", "overrides") if k in kwargs}
+    names = ("session", "credentials", "authfile", "settings", "default_settings", "upload", "overrides", "limit_rate")
+    client_kwargs = {k: kwargs.pop(k) for k in names if k in kwargs}
     async with Client(**client_kwargs) as client:
         return await client.copy(src, dst, **kwargs)

@@ -16,13 +16,15 @@ each opened once per run (:func:`open_plan_stores`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 
 from regcopy.credentials import CredentialStore, store_for
 from regcopy.errors import NotFound
 from regcopy.locations import AnyNamespace, AnyRepository, LocalRepository
+from regcopy.progress import Broadcast, Reporter
 from regcopy.reference import Reference, Repository
+from regcopy.registry.limits import HostLimits, limits_key, merge_snapshots, subtract_counters
 from regcopy.registry.manifests import catalog, tags_list
 from regcopy.registry.transport import Transport
 from regcopy.settings import Credentials, RegistrySettings, Settings
@@ -35,12 +37,14 @@ from regcopy.sync.model import SyncPlan
 
 __all__ = ("LocalStores", "Pool", "RunContext", "SyncStores", "TransportFactory", "open_plan_stores")
 
-TransportFactory = Callable[[str, str | None, RegistrySettings, CredentialStore], Transport]
-"""Makes a transport for (registry, forced scheme, settings, credential store): the client's session and tokens."""
+TransportFactory = Callable[[str, str | None, RegistrySettings, CredentialStore, HostLimits], Transport]
+"""Makes a transport for (registry, forced scheme, settings, credential store, the host's shared limits):
+the client's session and tokens."""
 
 
 class Pool:
-    """What a client owns and every run of it shares: transports, upload policies, credential stores.
+    """What a client owns and every run of it shares: transports, each host's limits, upload policies,
+    credential stores, and the broadcast its hosts' events go through (each run adds its reporter).
 
     :param new_transport: makes a transport (the client's session and token cache)
     :param credentials: the store of every host no settings layer gives a credentials source
@@ -55,6 +59,9 @@ class Pool:
         self._uploads: dict[str, UploadPolicy] = {}
         self._stores: dict[tuple[str, Credentials], CredentialStore] = {}
         self._features: dict[str, RegistryFeatures] = {}
+        self._limits: dict[tuple[object, ...], HostLimits] = {}
+        self.events = Broadcast()
+        """Where every host's events go: the reporters of the runs going on."""
 
     def transport(self, registry: str, scheme: str | None, settings: RegistrySettings,
                   credentials: CredentialStore) -> Transport:
@@ -62,8 +69,43 @@ class Pool:
         key = (registry, scheme, settings, id(credentials))  # the transport keeps the store alive
         transport = self._transports.get(key)
         if transport is None:
-            transport = self._transports[key] = self._new_transport(registry, scheme, settings, credentials)
+            limits = self.limits(registry, settings)
+            transport = self._transports[key] = self._new_transport(registry, scheme, settings, credentials, limits)
         return transport
+
+    def limits(self, registry: str, settings: RegistrySettings) -> HostLimits:
+        """The limits every transport to ``registry`` with these limit settings shares (made on first use)."""
+        key = limits_key(registry, settings)
+        limits = self._limits.get(key)
+        if limits is None:
+            limits = self._limits[key] = HostLimits(registry, settings, self.events)
+        return limits
+
+    @contextmanager
+    def watching(self, reporter: Reporter | None) -> Iterator[None]:
+        """Hand the events of every host to ``reporter`` while the block runs."""
+        if reporter is None:
+            yield
+            return
+        self.events.add(reporter)
+        try:
+            yield
+        finally:
+            self.events.remove(reporter)
+
+    def host_report(self, since: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, dict[str, object]]:
+        """Per host what its requests met (:meth:`HostLimits.snapshot`), counters taken ``since`` an
+        earlier report (for one run of a long-lived client)."""
+        out: dict[str, dict[str, object]] = {}
+        for limits in self._limits.values():
+            now = limits.snapshot()
+            merged = out.get(limits.registry)
+            out[limits.registry] = now if merged is None else merge_snapshots(merged, now)
+        if since:
+            for host, before in since.items():
+                if host in out:
+                    out[host] = subtract_counters(out[host], before)
+        return {host: report for host, report in sorted(out.items()) if report.get("requests") or not since}
 
     def upload_policy(self, registry: str) -> UploadPolicy:
         """The learned upload policy of ``registry``."""

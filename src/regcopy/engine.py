@@ -38,6 +38,7 @@ from regcopy.progress import (
     ImageStarted,
     ManifestPushed,
     Reporter,
+    current_image,
     null_reporter,
 )
 from regcopy.stores.base import (
@@ -51,6 +52,7 @@ from regcopy.stores.base import (
     Source,
     close_stream,
 )
+from regcopy.throttle import TokenBucket
 
 __all__ = (
     "ByteBudget", "CopyResult", "ImagePlan", "Limits", "blob_opener", "convert_plan", "copy_blob", "copy_image",
@@ -89,10 +91,15 @@ class ByteBudget:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Run-wide limits shared by every image of a run (sync); None = per-image defaults only."""
+    """Run-wide limits shared by every image of a run (sync); None = per-image defaults only.
+
+    :ivar bandwidth: blob bytes per second over the run (``--limit-rate``), taken as the source's
+        bytes flow into the destination, so each byte counts once whatever the two ends are
+    """
 
     blobs: anyio.CapacityLimiter | None = None
     bytes: ByteBudget | None = None
+    bandwidth: TokenBucket | None = None
 
 
 @dataclass(slots=True)
@@ -116,6 +123,8 @@ class CopyResult:
     platforms: list[str] = field(default_factory=list)
     referrers: dict[str, object] | None = None
     """What the image's referrers came to (``artifacts.ReferrerReport.to_json()``), when they were asked for."""
+    hosts: dict[str, dict[str, object]] = field(default_factory=dict)
+    """Per host what the copy's requests met: requests, retries, 429s, pulls (manifest GETs), concurrency."""
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready dict of every field."""
@@ -134,6 +143,10 @@ class ImagePlan:
     """True when ``root`` is a new index built from a platform subset (a digest no source has)."""
     converted: bool = False
     """True when the manifests were converted to another format (``format=``): new digests."""
+    target_seen: bool = False
+    """The destination tag was HEADed while planning (``preflight.plan_copy``): :attr:`target_digest`
+    is what it holds, and the copy does not ask again."""
+    target_digest: Digest | None = None
 
     @property
     def total_bytes(self) -> int:
@@ -178,7 +191,17 @@ def convert_plan(plan: ImagePlan, target: Format) -> ImagePlan:
     root = new[plan.root.digest]
     children = [new[m.digest] for m in plan.manifests]
     changed = root.digest != plan.root.digest
-    return ImagePlan(root, plan.source_digest, children, plan.blobs, plan.built_index, plan.converted or changed)
+    return ImagePlan(root, plan.source_digest, children, plan.blobs, plan.built_index, plan.converted or changed,
+                     plan.target_seen, plan.target_digest)
+
+
+def _prepared(plan: ImagePlan, source: Source, format: Format | None, preserve_digests: bool) -> ImagePlan:
+    """``plan`` converted to ``format`` (if any), checked to keep the source's digests when asked."""
+    if format is not None:
+        plan = convert_plan(plan, format)
+    if preserve_digests:
+        _check_preserved(plan, source)
+    return plan
 
 
 def _check_preserved(plan: ImagePlan, source: Source) -> None:
@@ -264,13 +287,19 @@ async def copy_image(
         would not hold the source's digests (a conversion, a new index, a synthesised manifest)
     :raises RegcopyError: the first failure (siblings are cancelled; open uploads are aborted)
     """
+    token = current_image.set(f"{destination.name}:{target_tag}" if target_tag else destination.name)
+    try:  # every event of this copy's tasks names the image
+        plan = _prepared(plan or await plan_image(source, ref, platforms), source, format, preserve_digests)
+        return await _copy_planned(source, destination, ref, target_tag, plan, platforms, blob_jobs, reporter,
+                                   ledger or BlobLedger(), force, limits, commit)
+    finally:
+        current_image.reset(token)
+
+
+async def _copy_planned(source: Source, destination: Destination, ref: str, target_tag: str | None,
+                        plan: ImagePlan, platforms: Sequence[Platform], blob_jobs: int, reporter: Reporter,
+                        ledger: BlobLedger, force: bool, limits: Limits, commit: bool) -> CopyResult:
     started = time.monotonic()
-    ledger = ledger or BlobLedger()
-    plan = plan or await plan_image(source, ref, platforms)
-    if format is not None:
-        plan = convert_plan(plan, format)
-    if preserve_digests:
-        _check_preserved(plan, source)
     root = plan.root
     result = CopyResult(
         source=f"{source.name}@{ref}" if _is_digest(ref) else f"{source.name}:{ref}",
@@ -283,7 +312,8 @@ async def copy_image(
         if isinstance(destination, Admitter):
             destination.admit([*plan.manifests, root])
         fresh = (destination.storage_id, destination.repository) in ledger.empty
-        if not force and target_tag and not fresh and await destination.head(target_tag) == root.digest:
+        if not force and target_tag and not fresh and (
+                plan.target_digest if plan.target_seen else await destination.head(target_tag)) == root.digest:
             result.up_to_date = True
             for blob in plan.blobs:
                 ledger.note(destination.storage_id, blob.digest, destination.repository)
@@ -294,7 +324,7 @@ async def copy_image(
         reporter(ImageDone(result.source, result.destination, None, str(exc) or type(exc).__name__))
         raise
     result.seconds = round(time.monotonic() - started, 3)
-    reporter(ImageDone(result.source, result.destination, result.digest, None))
+    reporter(ImageDone(result.source, result.destination, result.digest, None, up_to_date=result.up_to_date))
     return result
 
 
@@ -386,7 +416,8 @@ async def _copy_blob_limited(
     reporter: Reporter, ledger: BlobLedger, result: CopyResult,
 ) -> None:
     async with limiter, _maybe(limits.blobs), _maybe_bytes(limits.bytes, blob.size):
-        action = await copy_blob(source, destination, blob, reporter=reporter, ledger=ledger)
+        action = await copy_blob(source, destination, blob, reporter=reporter, ledger=ledger,
+                                 bandwidth=limits.bandwidth)
         if action == "uploaded":
             result.blobs_uploaded += 1
             result.bytes_uploaded += blob.size
@@ -416,7 +447,7 @@ async def _maybe_bytes(budget: ByteBudget | None, size: int) -> AsyncIterator[No
 
 async def copy_blob(
     source: Source, destination: Destination, blob: Descriptor, *, reporter: Reporter = null_reporter,
-    ledger: BlobLedger, opener: BlobOpener | None = None,
+    ledger: BlobLedger, opener: BlobOpener | None = None, bandwidth: TokenBucket | None = None,
 ) -> BlobAction:
     """Make one blob present in ``destination``: skip, mount, or upload it, once per storage.
 
@@ -424,8 +455,10 @@ async def copy_blob(
     mounts from the repository the first one filled (or finds the blob present).
 
     :param opener: where an upload reads the bytes (a fan-out's tee); default: the source, verified
+    :param bandwidth: the run's byte cap, for the default opener (a tee takes it itself)
     """
     key = (destination.storage_id, blob.digest)
+    opener = opener or blob_opener(source, destination.name, blob, reporter, bandwidth)
     action, shared = await ledger.flights.do(
         key, lambda: _copy_blob(source, destination, blob, reporter, ledger, opener))
     if shared:
@@ -487,29 +520,30 @@ async def _upload(
     return "uploaded"
 
 
-def blob_opener(source: Source, dest_name: str, blob: Descriptor, reporter: Reporter) -> BlobOpener:
+def blob_opener(source: Source, dest_name: str, blob: Descriptor, reporter: Reporter,
+                bandwidth: TokenBucket | None = None) -> BlobOpener:
     """The blob's opener: verified source bytes from any offset, sharing hash checkpoints across calls,
-    with progress events for ``dest_name``."""
+    with progress events for ``dest_name``, at most ``bandwidth``'s rate."""
     marks: list[Hasher] = []
 
     def opener(offset: int = 0, /) -> AsyncIterator[bytes]:
-        return _verified(source, dest_name, blob, reporter, offset, marks)
+        return _verified(source, dest_name, blob, reporter, offset, marks, bandwidth)
 
     return opener
 
 
 async def _verified(
-    source: Source, dest_name: str, blob: Descriptor, reporter: Reporter, offset: int, marks: list[Hasher]
+    source: Source, dest_name: str, blob: Descriptor, reporter: Reporter, offset: int, marks: list[Hasher],
+    bandwidth: TokenBucket | None,
 ) -> AsyncIterator[bytes]:
-    """The source bytes from ``offset``, checked for size and digest as they flow, with progress events.
+    """The source bytes from ``offset``, checked for size and digest as they flow, with progress events,
+    at most ``bandwidth``'s rate (its wait is the source's, for the upload's pacer).
 
     A resumed upload (``offset`` > 0) sends only the rest, but the digest covers the whole blob:
-    hashing restarts from the last checkpoint at or before ``offset`` (``marks``: hasher copies
-    taken every ``_mark_interval`` bytes on earlier passes), reading — not sending — the bytes between
-    it and ``offset``; without one (a resume left by an earlier run) that is the whole prefix. So
-    verification is never lost, and a resume inside one run re-reads at most one interval. The
-    bytes before ``offset`` that the registry holds came from the earlier pass; if the source
-    changed in between, the registry's own check at ``PUT ?digest=`` refuses the blob.
+    hashing restarts from the last checkpoint at or before ``offset`` (``marks``: hasher copies taken
+    every ``_mark_interval`` bytes on earlier passes), reading — not sending — the bytes between it and
+    ``offset`` (without one, the whole prefix). So verification is never lost. The bytes before
+    ``offset`` came from the earlier pass; a changed source is refused at ``PUT ?digest=``.
     """
     base = next((m for m in reversed(marks) if m.size <= offset), None)
     start = base.size if base is not None else 0
@@ -533,6 +567,8 @@ async def _verified(
                 marks.append(stream.hasher.copy())
             if end > offset:
                 out = chunk if pos >= offset else chunk[offset - pos:]
+                if bandwidth is not None:
+                    await bandwidth.take(len(out))
                 reporter(BlobProgress(dest_name, digest, len(out)))
                 yield out
             pos = end

@@ -15,6 +15,7 @@
     │   │   ├── ManifestNotFound
     │   │   └── BlobNotFound
     │   ├── RateLimited                               429 / TOOMANYREQUESTS (.retry_after)
+    │   │   └── PullLimitReached                      the pull quota is down to its reserve (not retried)
     │   ├── Unsupported                               405 / 501, catalog disabled, deletes disabled
     │   └── ProtocolViolation                         malformed response: missing Location, bad JSON, ...
     ├── ContentError                                  the bytes are wrong, wherever they came from
@@ -54,6 +55,7 @@ __all__ = (
     "NotFound",
     "PermissionDenied",
     "ProtocolViolation",
+    "PullLimitReached",
     "RateLimited",
     "RegcopyError",
     "RegistryError",
@@ -253,6 +255,24 @@ class RateLimited(RegistryError):
     @property
     def retryable(self) -> bool:
         return True
+
+
+class PullLimitReached(RateLimited):
+    """No new pull (manifest GET) may start on this host in this run: the quota it announced
+    (Docker Hub's ``ratelimit-remaining``) is down to the reserve, or spent (docs/registry-quirks.md).
+
+    :ivar remaining: pulls left when it stopped; ``limit`` and ``window`` (seconds) when the host said
+    """
+
+    def __init__(self, message: str, *, registry: str | None = None, remaining: int = 0, limit: int | None = None,
+                 window: float | None = None, method: str | None = None, url: str | None = None,
+                 codes: Sequence[str] = ()) -> None:
+        self.remaining, self.limit, self.window = remaining, limit, window
+        super().__init__(message, registry=registry, method=method, url=url, status=429, codes=codes)
+
+    @property
+    def retryable(self) -> bool:
+        return False
 
 
 class Unsupported(RegistryError):

@@ -40,6 +40,7 @@ from regcopy.ledger import BlobAction, BlobLedger
 from regcopy.manifest import Descriptor, Platform
 from regcopy.progress import BlobProgress, ImageDone, ImageStarted, Reporter, null_reporter
 from regcopy.stores.base import BlobOpener, Destination, Source, close_stream
+from regcopy.throttle import TokenBucket
 
 __all__ = ("Target", "Tee", "copy_fanout", "fan_blob")
 
@@ -82,8 +83,10 @@ class Tee:
     """
 
     def __init__(self, source: Source, blob: Descriptor, names: Sequence[str], reporter: Reporter, *,
-                 window: float = _JOIN_WINDOW) -> None:
+                 window: float = _JOIN_WINDOW, bandwidth: TokenBucket | None = None) -> None:
         self.source = source
+        self.bandwidth = bandwidth
+        """The run's byte cap (``--limit-rate``): the one read pays it once, whatever it feeds."""
         self.blob = blob
         self.reporter = reporter
         self.window = window
@@ -104,7 +107,7 @@ class Tee:
             if calls == 1 and offset == 0 and not slot.left:
                 return self._read(slot)
             self.leave(index)  # a restart or resume: this destination reads the source on its own
-            return blob_opener(self.source, slot.name, self.blob, self.reporter)(offset)
+            return blob_opener(self.source, slot.name, self.blob, self.reporter, self.bandwidth)(offset)
 
         return open_
 
@@ -125,7 +128,7 @@ class Tee:
 
     async def _read(self, slot: _Slot) -> AsyncIterator[bytes]:
         if slot.left:  # the read went on without it: the source alone
-            async for chunk in blob_opener(self.source, slot.name, self.blob, self.reporter)():
+            async for chunk in blob_opener(self.source, slot.name, self.blob, self.reporter, self.bandwidth)():
                 yield chunk
             return
         slot.joined = True
@@ -159,6 +162,8 @@ class Tee:
         stream = VerifyingStream(raw, self.blob.digest, self.blob.size, what=f"blob {self.blob.digest.short}")
         try:
             async for chunk in stream:
+                if self.bandwidth is not None:
+                    await self.bandwidth.take(len(chunk))
                 live = await _feed(live, chunk)
                 if not live:
                     return
@@ -255,7 +260,7 @@ async def _fan_blobs(source: Source, targets: list[Target], plan: ImagePlan, job
 
     async def one(blob: Descriptor) -> None:
         async with limiter, _held(limits, blob.size):
-            await fan_blob(source, [t for t in targets if t.error is None], blob, reporter, ledger)
+            await fan_blob(source, [t for t in targets if t.error is None], blob, reporter, ledger, limits.bandwidth)
 
     async with fail_fast(), anyio.create_task_group() as tg:
         for blob in sorted(plan.blobs, key=lambda b: b.size, reverse=True):
@@ -274,7 +279,7 @@ async def _held(limits: Limits, size: int) -> AsyncIterator[None]:
 
 
 async def fan_blob(source: Source, targets: Sequence[Target], blob: Descriptor, reporter: Reporter,
-                   ledger: BlobLedger) -> dict[int, BlobAction]:
+                   ledger: BlobLedger, bandwidth: TokenBucket | None = None) -> dict[int, BlobAction]:
     """Make ``blob`` present on every target: one tee for the first target of each storage, then the
     others of that storage (mounts); a target that fails it is retried alone, then marked failed."""
     leaders: dict[str, Target] = {}
@@ -283,7 +288,7 @@ async def fan_blob(source: Source, targets: Sequence[Target], blob: Descriptor, 
         if not ledger.flights.busy(key):  # another image is moving it there: mount it after
             leaders.setdefault(key[0], target)
     group = list(leaders.values())
-    tee = Tee(source, blob, [t.destination.name for t in group], reporter)
+    tee = Tee(source, blob, [t.destination.name for t in group], reporter, bandwidth=bandwidth)
     actions: dict[int, BlobAction] = {}
     async with anyio.create_task_group() as tg:
         tg.start_soon(tee.pump)
@@ -292,7 +297,7 @@ async def fan_blob(source: Source, targets: Sequence[Target], blob: Descriptor, 
     followers = [t for t in targets if t not in group and t.error is None]
     async with anyio.create_task_group() as tg:
         for target in followers:
-            tg.start_soon(_alone, source, target, blob, reporter, ledger, actions)
+            tg.start_soon(_alone, source, target, blob, reporter, ledger, actions, bandwidth)
     return actions
 
 
@@ -305,7 +310,7 @@ async def _lead(tee: Tee, index: int, source: Source, target: Target, blob: Desc
         log.warning("%s: blob %s failed in the shared read (%s); retrying from the source alone",
                     target.destination.name, blob.digest.short, exc)
         tee.leave(index)
-        await _alone(source, target, blob, reporter, ledger, actions)
+        await _alone(source, target, blob, reporter, ledger, actions, tee.bandwidth)
         return
     finally:
         tee.leave(index)
@@ -314,9 +319,10 @@ async def _lead(tee: Tee, index: int, source: Source, target: Target, blob: Desc
 
 
 async def _alone(source: Source, target: Target, blob: Descriptor, reporter: Reporter, ledger: BlobLedger,
-                 actions: dict[int, BlobAction]) -> None:
+                 actions: dict[int, BlobAction], bandwidth: TokenBucket | None = None) -> None:
     try:
-        action = await copy_blob(source, target.destination, blob, reporter=reporter, ledger=ledger)
+        action = await copy_blob(source, target.destination, blob, reporter=reporter, ledger=ledger,
+                                 bandwidth=bandwidth)
     except RegcopyError as exc:
         target.error = exc
         return

@@ -10,6 +10,8 @@ unnamed repository ``""``.
 Text forms follow containers-transports(5): ``oci:DIR`` is the whole store, ``oci:DIR:ns`` a
 namespace or repository inside it, and ``oci:DIR:ns/app:v1`` one image, so a plan that exports
 ``registry/apps`` into ``oci:DIR`` imports back with source and target swapped.
+
+Also the tag a copy writes at a location (:func:`target_tag`), registry or local.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = (
     "is_local",
     "parse_namespace",
     "parse_repository",
+    "target_tag",
 )
 
 _LOCAL_PREFIXES = ("oci:", "oci-archive:", "docker-archive:", "dir:")
@@ -151,3 +154,23 @@ def parse_namespace(text: str) -> AnyNamespace:
     :raises InvalidReference: malformed
     """
     return _local(text) if is_local(text) else Namespace.parse(text)
+
+
+def target_tag(location: Reference | LocalLocation, source_ident: str) -> str | None:
+    """The destination tag: the location's own, else the source's tag (never a digest).
+
+    A local source's ref may be ``repo:tag`` (an OCI ref name or a docker-archive RepoTag): its tag
+    part is the source's tag.
+    """
+    source_tag: str | None = source_ident
+    if source_ident.startswith(("@", "sha256:", "sha512:")):
+        source_tag = None
+    elif ":" in source_ident:
+        source_tag = source_ident.rsplit(":", 1)[1]
+    if isinstance(location, LocalLocation):
+        if location.transport in ("docker-archive", "dir"):
+            return location.ref  # a RepoTags entry ("repo:tag"), or none, as skopeo writes it; dir: has no tags
+        return location.ref or source_tag
+    if location.tag:
+        return location.tag
+    return None if location.digest else source_tag

@@ -9,11 +9,13 @@ store (``oci:``, archives, ``dir:``) answer them the same way.
 from __future__ import annotations
 
 from regcopy.digest import verify_chunks
+from regcopy.engine import CopyResult
 from regcopy.errors import InvalidManifest, RegcopyError
 from regcopy.manifest import Manifest, Platform
+from regcopy.reference import LocalLocation, Reference
 from regcopy.stores.base import Destination, Source, close_stream
 
-__all__ = ("config_bytes", "pick_platform", "refuse_clobber")
+__all__ = ("checked_result", "config_bytes", "pick_platform", "refuse_clobber")
 
 _MAX_CONFIG = 16 * 1024 * 1024
 
@@ -59,3 +61,16 @@ async def refuse_clobber(destination: Destination, tag: str | None, name: str) -
     digest = await destination.head(tag) if tag else None
     if digest is not None:
         raise RegcopyError(f"refusing to clobber existing tag {name}@{digest}")
+
+
+def checked_result(result: CopyResult, dst: Reference | LocalLocation, synthesized: bool, retries: int) -> CopyResult:
+    """A copy's result, checked against a destination pinned by digest, with what the copy does not know
+    (a classic docker-archive's synthesised manifest, the retries it took).
+
+    :raises RegcopyError: the destination names a digest the copy did not produce
+    """
+    if isinstance(dst, Reference) and dst.digest and str(dst.digest) != result.digest:
+        raise RegcopyError(f"destination digest {dst.digest} differs from the copied {result.digest}")
+    result.new_digest = result.new_digest or synthesized
+    result.retries = retries
+    return result

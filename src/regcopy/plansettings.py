@@ -27,14 +27,14 @@ from regcopy.planfile import (
     short,
 )
 from regcopy.reference import Namespace
-from regcopy.settings import SCHEME_MODES, Credentials, Overrides, SchemeMode
+from regcopy.settings import SCHEME_MODES, Credentials, Overrides, SchemeMode, parse_byte_rate
 
 __all__ = ("parse_registries",)
 
 _TLS_MODES: Final[Mapping[str, SchemeMode]] = {m: m for m in SCHEME_MODES}
 _REGISTRY_KEYS: Final = (
-    "tls", "ca_file", "client_cert", "client_key", "credentials", "max_concurrency", "requests_per_second",
-    "mirrors", "request_timeout",
+    "tls", "ca_file", "client_cert", "client_key", "credentials", "max_concurrency", "adaptive",
+    "requests_per_second", "requests_per_minute", "limit_rate", "pull_reserve", "mirrors", "request_timeout",
 )
 _CREDENTIAL_KEYS: Final = ("username", "password", "helper", "authfile", "identity_token", "refresh_after")
 
@@ -71,15 +71,48 @@ def _registry(host: str, value: object, at: At) -> Overrides:
     settings |= {k: as_string(f[k], at.field(k)) for k in ("ca_file", "client_cert", "client_key") if k in f}
     if "client_key" in settings and "client_cert" not in settings:
         raise at.field("client_key").error("client_key needs client_cert")
-    if "max_concurrency" in f:
-        settings["max_concurrency"] = as_positive_int(f["max_concurrency"], at.field("max_concurrency"))
-    if "requests_per_second" in f:
-        settings["requests_per_second"] = _rate(f["requests_per_second"], at.field("requests_per_second"))
+    settings |= _limits(f, at)
     if "request_timeout" in f:
         settings["request_timeout"] = _seconds(f["request_timeout"], at.field("request_timeout"))
     credentials = _credentials(f["credentials"], at.field("credentials")) if "credentials" in f else None
     mirrors = _mirrors(f["mirrors"], at.field("mirrors"), host) if "mirrors" in f else None
     return Overrides(settings, credentials, mirrors)
+
+
+def _limits(f: Mapping[str, object], at: At) -> dict[str, Any]:
+    """The throughput keys (docs/architecture.md, "Limits"): concurrency, request quotas, bandwidth, pulls."""
+    out: dict[str, Any] = {}
+    if "max_concurrency" in f:
+        out["max_concurrency"] = as_positive_int(f["max_concurrency"], at.field("max_concurrency"))
+    if "adaptive" in f:
+        if not isinstance(f["adaptive"], bool):
+            raise at.field("adaptive").error(f"must be true or false, not {kind_of(f['adaptive'])}")
+        out["adaptive"] = f["adaptive"]
+    for key in ("requests_per_second", "requests_per_minute"):
+        if key in f:
+            out[key] = _rate(f[key], at.field(key))
+    if "limit_rate" in f:
+        out["limit_rate"] = _byte_rate(f["limit_rate"], at.field("limit_rate"))
+    if "pull_reserve" in f:
+        reserve = f["pull_reserve"]
+        if not isinstance(reserve, int) or isinstance(reserve, bool) or reserve < 0:
+            shown = short(reserve) if isinstance(reserve, int) else kind_of(reserve)
+            raise at.field("pull_reserve").error(f"must be an integer of 0 or more, not {shown}")
+        out["pull_reserve"] = reserve
+    return out
+
+
+def _byte_rate(value: object, at: At) -> int:
+    """Bytes per second: a positive integer, or text such as ``50M`` (:func:`~regcopy.settings.parse_byte_rate`)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    if isinstance(value, str):
+        try:
+            return parse_byte_rate(value)
+        except ValueError as exc:
+            raise at.error(str(exc)) from None
+    shown = short(value) if isinstance(value, int | float) and not isinstance(value, bool) else kind_of(value)
+    raise at.error(f"must be bytes per second (e.g. 50M, 10MB, 1048576), not {shown}")
 
 
 def _rate(value: object, at: At) -> float:

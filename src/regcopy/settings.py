@@ -25,7 +25,9 @@ asks a RegistrySettings for (its CA files and certificate directory). Secrets ne
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -48,6 +50,7 @@ __all__ = (
     "default_certs_d",
     "host_cert_dir",
     "is_local_host",
+    "parse_byte_rate",
     "resolve",
     "split_host_port",
     "stack",
@@ -85,6 +88,33 @@ def is_local_host(hostport: str) -> bool:
     return addr.is_loopback or addr.is_private or addr.is_link_local
 
 
+_RATE: Final = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?)(i?b?)(?:/s)?", re.IGNORECASE)
+_BINARY: Final = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_byte_rate(text: str) -> int:
+    """Bytes per second from ``--limit-rate`` / ``limit_rate`` text: ``50M``, ``1.5g``, ``800KiB/s``, ``10MB``.
+
+    A bare suffix (``k``, ``M``, ``g``, ``t``, any case) and ``KiB``-style ones are powers of 1024, as
+    curl's ``--limit-rate`` reads them; ``KB``, ``MB``, ``GB``, ``TB`` are powers of 1000. A trailing
+    ``/s`` is allowed.
+
+    :raises ValueError: not a rate, or not at least 1 byte per second
+    """
+    match = _RATE.fullmatch(text.strip())
+    if match is None or len(text) > 40:
+        raise ValueError(f"not a byte rate: {text[:40]!r} (use e.g. 50M, 800KiB, 10MB)")
+    number, prefix, unit = match.groups()
+    decimal = unit.lower() == "b" and prefix != ""
+    scale = 1000 ** "kmgt".index(prefix.lower()) * 1000 if decimal else _BINARY[prefix.lower()]
+    if unit.lower() == "i" or (unit.lower() == "ib" and not prefix):
+        raise ValueError(f"not a byte rate: {text[:40]!r} (use e.g. 50M, 800KiB, 10MB)")
+    rate = int(float(number) * scale)
+    if rate < 1:
+        raise ValueError(f"a byte rate must be at least 1 byte per second, not {text[:40]!r}")
+    return rate
+
+
 @dataclass(frozen=True, slots=True)
 class RegistrySettings:
     """How to talk to one registry host.
@@ -95,8 +125,17 @@ class RegistrySettings:
     :param cert_dir: a directory as skopeo's ``--cert-dir`` and docker's ``certs.d/HOST`` hold
         (containers-certs.d(5)): every ``*.crt`` a CA trusted besides the system's, each ``*.cert``
         with the ``*.key`` of the same name a client pair
-    :param max_concurrency: requests in flight to this host at once
-    :param requests_per_second: a cap on the request rate to this host (None: no cap)
+    :param max_concurrency: requests in flight to this host at once: the ceiling of the adaptive
+        limit, or the fixed limit without ``adaptive``
+    :param adaptive: the limit of requests in flight adapts (AIMD, shared by every request of the client
+        to this host): it grows while answers stay steady and halves on 429, 503, time-outs and resets,
+        within ``[1, max_concurrency]`` (docs/architecture.md, "Limits")
+    :param requests_per_second: at most this many requests start per second, evenly spaced (None: no cap)
+    :param requests_per_minute: at most this many requests start in any 60 seconds, at most a second's
+        share of them at once (None: no cap)
+    :param limit_rate: blob bytes per second to and from this host (None: no cap)
+    :param pull_reserve: pulls (manifest GETs) never spent when the host says how many are left
+        (Docker Hub's ``ratelimit-remaining``): once only this many remain, no new pull starts
     :param race_grace: seconds https may answer after http and still win the probe race
     :param probe_timeout: seconds a single ``/v2/`` probe may take (connect + TLS + answer)
     :param connect_timeout: seconds to establish a connection
@@ -121,7 +160,11 @@ class RegistrySettings:
     client_key: str | None = None
     cert_dir: str | None = None
     max_concurrency: int = 16
+    adaptive: bool = True
     requests_per_second: float | None = None
+    requests_per_minute: float | None = None
+    limit_rate: int | None = None
+    pull_reserve: int = 0
     race_grace: float = 0.2
     probe_timeout: float = 10.0
     connect_timeout: float = 15.0
@@ -138,8 +181,12 @@ class RegistrySettings:
             raise ValueError(f"scheme must be one of {', '.join(SCHEME_MODES)}, not {self.scheme!r}")
         if self.max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
-        if self.requests_per_second is not None and self.requests_per_second <= 0:
-            raise ValueError("requests_per_second must be positive")
+        for name in ("requests_per_second", "requests_per_minute", "limit_rate"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int | float) and 0 < value < math.inf):
+                raise ValueError(f"{name} must be a positive number, not {value!r}")
+        if self.pull_reserve < 0:
+            raise ValueError("pull_reserve must be 0 or more")
         for name in ("connect_timeout", "read_timeout", "request_timeout", "progress_window", "probe_timeout"):
             value = getattr(self, name)
             if not value > 0:  # NaN too

@@ -93,28 +93,25 @@ def make_client(authfile: str | None, insecure: tuple[str, ...], flags: Layer | 
     return Client(authfile=authfile, overrides=stack(insecure_layer(insecure), flags or {}), **kwargs)
 
 
-def emit(data: Any, output: str, text: Callable[[], str]) -> None:
-    """The result on stdout: ``data`` as JSON (``-o json``) or ``text()``."""
-    if output == "json":
-        click.echo(json.dumps(data, indent=2, sort_keys=True))
-    else:
-        click.echo(text())
+def emit(data: Any, output: str, text: Callable[[], str], events: str | None = None) -> None:
+    """The result on stdout: ``data`` as JSON (``-o json``) or ``text()``; on stderr with ``--events -``,
+    whose lines own stdout."""
+    click.echo(json.dumps(data, indent=2, sort_keys=True) if output == "json" else text(), err=events == "-")
 
 
 @contextlib.contextmanager
-def progress_display(mode: str) -> Iterator[Callable[[Any], None] | None]:
-    """The progress reporter of ``--progress`` (None: no display) for the block's duration."""
-    if mode == "none":
-        yield None
-        return
-    from regcopy.cli._render import make_renderer
+def progress_display(mode: str, events: str | None = None) -> Iterator[Callable[[Any], None] | None]:
+    """The reporter of ``--progress`` and ``--events`` (None: neither) for the block's duration.
 
-    renderer = make_renderer(mode)
-    if renderer is None:
+    :raises ConfigError: the events file cannot be written (exit 2 through :func:`run_async`)
+    """
+    if mode == "none" and events is None:
         yield None
         return
-    with renderer:
-        yield renderer
+    from regcopy.cli._render import progress_reporter
+
+    with progress_reporter(mode, events) as reporter:
+        yield reporter
 
 
 verbose_option = click.option("-v", "--verbose", count=True, help="-v for INFO logs, -vv for DEBUG (stderr).")

@@ -1,8 +1,8 @@
 """What the CLI shows: progress renderers and the text of results.
 
-Progress: a rich live display on a TTY, periodic plain lines otherwise. Both are reporters
-(synchronous callables taking progress events) that aggregate byte counts and never block: rich
-redraws on its own thread, the plain renderer prints at most every ``interval``. Results:
+Progress: the live display of :mod:`regcopy.cli._live` on a TTY, periodic plain lines otherwise. Both
+are reporters (synchronous callables taking progress events) that aggregate byte counts and never
+block: rich redraws on its own thread, the plain renderer prints at most every ``interval``. Results:
 :func:`copy_summary`, :func:`prune_table` and :func:`sync_summary`, the text form of ``-o text``;
 :func:`referrer_tree_text` for ``regcopy referrers``.
 """
@@ -11,22 +11,16 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from types import TracebackType
-from typing import TextIO
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
+from typing import TextIO, TypeVar
 
 from regcopy.artifacts import Attached, ReferrerTree
+from regcopy.cli._live import LiveRenderer
 from regcopy.engine import CopyResult
+from regcopy.errors import CopyFailed
+from regcopy.events import EventWriter
 from regcopy.progress import (
     BlobDone,
     BlobMounted,
@@ -36,11 +30,18 @@ from regcopy.progress import (
     Event,
     ImageDone,
     ImageStarted,
+    Reporter,
+    RunSummary,
 )
 from regcopy.retention import PruneReport
 from regcopy.sync import SyncReport
 
-__all__ = ("PlainRenderer", "RichRenderer", "copy_summary", "make_renderer", "prune_table", "sync_summary")
+__all__ = (
+    "LiveRenderer", "PlainRenderer", "copy_summaries", "copy_summary", "host_lines", "make_renderer",
+    "progress_reporter", "prune_table", "sync_summary", "tee",
+)
+
+T = TypeVar("T")
 
 
 class _Totals:
@@ -110,38 +111,74 @@ class PlainRenderer:
         print(self.totals.line(), file=self.stream, flush=True)
 
 
-class RichRenderer:
-    """A live rich display: overall bytes and rate, images done/failed, active blobs."""
+def tee(*reporters: Reporter | None) -> Reporter | None:
+    """One reporter handing each event to every given one (None when none is given)."""
+    given = [r for r in reporters if r is not None]
+    if not given:
+        return None
+    if len(given) == 1:
+        return given[0]
 
-    def __init__(self, console: Console | None = None) -> None:
-        self.totals = _Totals()
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            TimeElapsedColumn(), console=console or Console(stderr=True), transient=False,
-        )
-        self.task: TaskID = self.progress.add_task("copying", total=None)
+    def both(event: Event) -> None:
+        for reporter in given:
+            reporter(event)
 
-    def __call__(self, event: Event) -> None:
-        self.totals.apply(event)
-        t = self.totals
-        desc = (f"images {t.images_done}/{t.images_total} (failed {t.images_failed}) "
-                f"blobs ↑{t.uploaded} ⇄{t.mounted} ={t.skipped} active {len(t.active)}")
-        self.progress.update(self.task, completed=t.sent, total=max(t.total, t.sent) or None, description=desc)
-
-    def __enter__(self) -> RichRenderer:
-        self.progress.start()
-        return self
-
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self.progress.stop()
+    return both
 
 
-def make_renderer(mode: str, stream: TextIO = sys.stderr) -> PlainRenderer | RichRenderer | None:
-    """``auto`` picks rich on a TTY and plain lines otherwise; ``none`` renders nothing."""
+@contextmanager
+def progress_reporter(mode: str, events: str | None = None) -> Iterator[Reporter | None]:
+    """A command's reporter for the block: the progress display of ``mode`` and the ``--events`` writer
+    (a file, or stdout for ``-``), either or both.
+
+    :raises ConfigError: the events file cannot be written
+    """
+    writer = EventWriter.open(events) if events else None
+    renderer = make_renderer(mode)
+    with ExitStack() as stack:
+        for part in (writer, renderer):
+            if part is not None:
+                stack.enter_context(part)
+        yield tee(renderer, writer)
+
+
+@contextmanager
+def copy_summaries(reporter: Reporter | None) -> Iterator[Callable[[T], T]]:
+    """Collect ``regcopy copy``'s results (``done(result)`` returns its argument) and hand ``reporter`` the
+    run's summary when the block ends, however it ends: a copy's own events end with its image's, the
+    command's run ends here (docs/events.md, ``run.summary``)."""
+    started = time.monotonic()
+    results: list[CopyResult] = []
+    failed = 0
+
+    def done(value: T) -> T:
+        results.extend(value if isinstance(value, list) else [value])  # type: ignore[list-item]
+        return value
+
+    try:
+        yield done
+    except CopyFailed as exc:
+        failed = len(exc.errors)
+        raise
+    except BaseException:
+        failed = 1
+        raise
+    finally:
+        if reporter is not None:
+            images: dict[str, int] = {"failed": failed} if failed else {}
+            for r in results:
+                state = "up-to-date" if r.up_to_date else "copied"
+                images[state] = images.get(state, 0) + 1
+            reporter(RunSummary(images, sum(r.bytes_uploaded for r in results), round(time.monotonic() - started, 3),
+                                results[0].hosts if results else {}))
+
+
+def make_renderer(mode: str, stream: TextIO = sys.stderr) -> PlainRenderer | LiveRenderer | None:
+    """``auto`` picks the live display on a TTY and plain lines otherwise; ``none`` renders nothing."""
     if mode == "none":
         return None
     if mode == "tty" or (mode == "auto" and stream.isatty()):
-        return RichRenderer()
+        return LiveRenderer()
     return PlainRenderer(stream)
 
 
@@ -187,6 +224,24 @@ def prune_table(report: PruneReport, show_kept: bool) -> str:
     return "\n".join(lines)
 
 
+def host_lines(hosts: dict[str, dict[str, object]]) -> list[str]:
+    """One line per host whose requests met something worth telling: pulls, retries, throttling."""
+    out = []
+    for host, h in sorted(hosts.items()):
+        notes = [f"{h.get('requests', 0)} requests", f"{h.get('pulls', 0)} pulls"]
+        notes += [f"{h[k]} {label}" for k, label in (("retries", "retries"), ("throttled", "429s"),
+                                                     ("unavailable", "503s"), ("timeouts", "time-outs"),
+                                                     ("resets", "resets")) if h.get(k)]
+        c = h.get("concurrency")
+        if isinstance(c, dict) and c.get("changes"):
+            notes.append(f"concurrency {c['limit']} (from {c['min']} to {c['max']})")
+        q = h.get("pull_quota")
+        if isinstance(q, dict) and q.get("remaining") is not None:
+            notes.append(f"{q['remaining']} pulls left" + (" (reserve reached)" if q.get("stopped") else ""))
+        out.append(f"HOST    {host}: " + ", ".join(notes))
+    return out
+
+
 def sync_summary(report: SyncReport) -> str:
     """A line per image copied, planned or failed, per extra tag, per error, then the totals."""
     t = report.totals()
@@ -199,6 +254,8 @@ def sync_summary(report: SyncReport) -> str:
                          f"mount {r.blobs_mounted}, skip {r.blobs_skipped}")
         elif r.status == "copied":
             lines.append(f"copied  {r.source} -> {r.target} {r.target_digest}")
+        elif r.status == "deferred":
+            lines.append(f"LEFT    {r.source} -> {r.target}: {r.note}")
     lines.extend(f"ERROR   {e}" for e in report.errors)
     if report.deletions is not None:
         word = "EXTRA  " if report.dry_run else "deleted"
@@ -207,10 +264,14 @@ def sync_summary(report: SyncReport) -> str:
             lines.extend(f"{word} {repo.repository}:{d.tag} ({d.reason})" for d in gone)
             lines.extend(f"ERROR   {e}" for e in repo.errors)
         lines.extend(f"ERROR   {e}" for e in report.deletions.errors)
+    lines.extend(host_lines(report.hosts))
+    if report.deferred:
+        lines.append(f"{len(report.deferred)} images left for a later run (pull reserve reached): run the same "
+                     "command again once the registry's quota window has passed; the run journal skips what is done")
     verb = "would upload" if report.dry_run else "uploaded"
     lines.append(
         f"{t.get('copied', 0)} copied, {t.get('up-to-date', 0)} up to date, {t.get('planned', 0)} to copy, "
-        f"{t.get('failed', 0)} failed; {verb} {t.get('blobs_uploaded', 0)} blobs "
+        f"{t.get('failed', 0)} failed, {t.get('deferred', 0)} left; {verb} {t.get('blobs_uploaded', 0)} blobs "
         f"({t.get('bytes_uploaded', 0)} bytes), mounted {t.get('blobs_mounted', 0)}, "
         f"skipped {t.get('blobs_skipped', 0)} in {report.seconds:.1f}s"
     )

@@ -32,7 +32,7 @@ from regcopy.cli._common import (
     setup_logging,
     verbose_option,
 )
-from regcopy.cli._flags import side_settings
+from regcopy.cli._flags import reserve_fields, side_settings, throughput_flags
 from regcopy.cli.referrers import copy_many, referrer_flags
 from regcopy.errors import InvalidReference
 from regcopy.reference import Reference, parse_location
@@ -75,6 +75,9 @@ class _Flags:
     precompute_digests: bool
     referrers: bool
     artifact_types: tuple[str, ...]
+    limit_rate: int | None
+    pull_reserve: int | None
+    events: str | None
     authfile: str | None
     insecure: tuple[str, ...]
     output: str
@@ -118,6 +121,7 @@ class _Flags:
               help="skopeo's flag; regcopy always checks DST for each blob by digest before uploading it.")
 @refused_flags(REFUSED)
 @referrer_flags
+@throughput_flags
 @authfile_option
 @insecure_option
 @output_option
@@ -136,11 +140,11 @@ def _copy(src: str, dst: tuple[str, ...], **options: Any) -> None:
         _check_one_destination_only(f)
         copy_many(src_loc, dst_locs, platforms=platforms, jobs=f.jobs, force=f.force, policy=policy,
                   progress="none" if f.quiet else f.progress, output="quiet" if f.quiet else f.output,
-                  new_client=lambda: make_client(f.authfile, f.insecure, layer, upload=upload),
-                  src_fields=_fields(f.src_access, f), dst_fields=_fields(f.dest_access, f))
+                  new_client=lambda: make_client(f.authfile, f.insecure, layer, upload=upload, limit_rate=f.limit_rate),
+                  src_fields=_src_fields(f), dst_fields=_fields(f.dest_access, f), events=f.events)
         return
-    result = run_async(lambda: _run(f, src_loc, dst_locs[0], platforms, index_only, policy,
-                                    lambda: make_client(f.authfile, f.insecure, layer, upload=upload)))
+    result = run_async(lambda: _run(f, src_loc, dst_locs[0], platforms, index_only, policy, lambda: make_client(
+        f.authfile, f.insecure, layer, upload=upload, limit_rate=f.limit_rate)))
     _finish(f, result)
 
 
@@ -148,18 +152,21 @@ async def _run(f: _Flags, src_loc: Reference | LocalLocation, dst_loc: Reference
                platforms: tuple[str, ...], index_only: bool, policy: ReferrerPolicy,
                new: Callable[[], Client]) -> Any:
     """The one library call: :meth:`~regcopy.Client.copy` or :meth:`~regcopy.Client.copy_all_tags`."""
+    from regcopy.cli._render import copy_summaries
+
     async with new() as client:
-        src_settings = side_settings(client.settings, src_loc, _fields(f.src_access, f))
+        src_settings = side_settings(client.settings, src_loc, _src_fields(f))
         dst_settings = side_settings(client.settings, dst_loc, _fields(f.dest_access, f))
         common: dict[str, Any] = {"platforms": platforms, "jobs": f.jobs, "force": f.force, "format": f.manifest_format,
                                   "src_settings": src_settings, "dst_settings": dst_settings,
                                   "preserve_digests": f.preserve_digests, "no_clobber": f.no_clobber}
-        with progress_display("none" if f.quiet else f.progress) as reporter:
+        with progress_display("none" if f.quiet else f.progress, f.events) as reporter, \
+                copy_summaries(reporter) as done:
             if f.all_tags:
-                return await client.copy_all_tags(_repo(src_loc), _repo(dst_loc), images=f.images,
-                                                  reporter=reporter, referrers=policy, **common)
-            return await client.copy(src_loc, dst_loc, reporter=reporter, referrers=policy, index_only=index_only,
-                                     **common)
+                return done(await client.copy_all_tags(_repo(src_loc), _repo(dst_loc), images=f.images,
+                                                       reporter=reporter, referrers=policy, **common))
+            return done(await client.copy(src_loc, dst_loc, reporter=reporter, referrers=policy,
+                                          index_only=index_only, **common))
 
 
 def _finish(f: _Flags, result: Any) -> None:
@@ -172,7 +179,7 @@ def _finish(f: _Flags, result: Any) -> None:
     data = [r.to_json() for r in results]
     if f.quiet and f.output != "json":
         return
-    emit(data if f.all_tags else data[0], f.output, lambda: "\n".join(copy_summary(r) for r in results))
+    emit(data if f.all_tags else data[0], f.output, lambda: "\n".join(copy_summary(r) for r in results), f.events)
 
 
 def _platform_choice(f: _Flags) -> tuple[tuple[str, ...], bool]:
@@ -191,6 +198,11 @@ def _platform_choice(f: _Flags) -> tuple[tuple[str, ...], bool]:
 def _fields(access: Access, f: _Flags) -> dict[str, Any]:
     """One side's settings fields for this copy: its flags, ``--ca-file``, the retry flags."""
     return access.fields() | ({"ca_file": f.ca_file} if f.ca_file else {}) | retry_fields(f.retry_times, f.retry_delay)
+
+
+def _src_fields(f: _Flags) -> dict[str, Any]:
+    """The source side's fields: :func:`_fields` and ``--pull-reserve`` (pulls are spent on the source)."""
+    return _fields(f.src_access, f) | reserve_fields(f.pull_reserve)
 
 
 def _layer(f: _Flags, src: Reference | LocalLocation, dsts: list[Reference | LocalLocation]) -> dict[str, Overrides]:

@@ -51,29 +51,32 @@ def referrer_flags(fn: F) -> F:
 
 def copy_many(src_loc: Any, dst_locs: list[Any], *, platforms: tuple[str, ...], jobs: int, force: bool,
               policy: ReferrerPolicy, progress: str, output: str, new_client: Callable[[], Client],
-              src_fields: dict[str, Any], dst_fields: dict[str, Any]) -> None:
+              src_fields: dict[str, Any], dst_fields: dict[str, Any], events: str | None = None) -> None:
     """``copy SRC DST DST...``: one fan-out; every destination's outcome is printed (none with ``output``
     ``"quiet"``), exit 1 if one failed.
 
     :param src_fields: the source side's settings fields for this copy (its flags); ``dst_fields`` likewise
+    :param events: ``--events`` (a file, or ``-`` for stdout)
     """
-    from regcopy.cli._render import copy_summary
+    from regcopy.cli._render import copy_summaries, copy_summary
 
     async def run() -> list[Any]:
         async with new_client() as client:
             src_settings = side_settings(client.settings, src_loc, src_fields)
             dst_settings = [side_settings(client.settings, loc, dst_fields) for loc in dst_locs]
-            with progress_display(progress) as reporter:
-                return await client.copy_fanout(src_loc, dst_locs, platforms=platforms, jobs=jobs, force=force,
-                                                reporter=reporter, referrers=policy, src_settings=src_settings,
-                                                dst_settings=dst_settings)
+            with progress_display(progress, events) as reporter, copy_summaries(reporter) as done:
+                results = await client.copy_fanout(src_loc, dst_locs, platforms=platforms, jobs=jobs, force=force,
+                                                   reporter=reporter, referrers=policy, src_settings=src_settings,
+                                                   dst_settings=dst_settings)
+                done([r for r in results if not isinstance(r, RegcopyError)])
+                return results
 
     results = list(zip(dst_locs, run_async(run), strict=True))
     data = [{"destination": str(d), "error": str(r)} if isinstance(r, RegcopyError) else r.to_json()
             for d, r in results]
     if output != "quiet":
         emit(data, output, lambda: "\n".join(f"failed {d}: {r}" if isinstance(r, RegcopyError) else copy_summary(r)
-                                              for d, r in results))
+                                              for d, r in results), events)
     if any(isinstance(r, RegcopyError) for _, r in results):
         sys.exit(EXIT_FAILED)
 

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,11 +30,12 @@ from regcopy.cli._common import (
     setup_logging,
     verbose_option,
 )
-from regcopy.cli._flags import side_layer
+from regcopy.cli._flags import reserve_layer, side_layer, throughput_flags
 from regcopy.cli.scale import ScaleFlags, cli_hooks, scale_flags, scaled_sync
 from regcopy.errors import ConfigError, InvalidReference
 
 if TYPE_CHECKING:
+    from regcopy.client import Client
     from regcopy.settings import Layer
     from regcopy.sync import SyncJournal, SyncOptions, SyncPlan, SyncReport
 
@@ -76,6 +78,7 @@ __all__ = ()
               show_default=True, help="Progress display on stderr.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress and no summary (errors and -o json still print).")
 @refused_flags(SYNC_REFUSED)
+@throughput_flags
 @scale_flags
 @authfile_option
 @insecure_option
@@ -105,9 +108,10 @@ def _sync(args: tuple[str, ...], **options: Any) -> None:
     if state_path is None and o.report_path and not o.no_state:
         state_path = f"{o.report_path}.state"
     journal = _open_journal(state_path) if state_path and not o.no_state and not o.dry_run else None
-    report = _sync_here(plan, options_, flags, journal, o.report_path, progress, o.authfile, o.insecure)
+    report = _sync_here(plan, options_, journal, o.report_path, progress, o.events,
+                        lambda: make_client(o.authfile, o.insecure, flags, limit_rate=o.limit_rate))
     if not (o.quiet and output != "json"):
-        emit(report.to_json(), output, lambda: sync_summary(report))
+        emit(report.to_json(), output, lambda: sync_summary(report), o.events)
     if not report.ok or (o.dry_run and (report.out_of_sync or report.extra_tags)):
         sys.exit(EXIT_FAILED)
 
@@ -138,6 +142,9 @@ class _SyncFlags:
     bytes_in_flight: int
     progress: str
     quiet: bool
+    limit_rate: int | None
+    pull_reserve: int | None
+    events: str | None
     shard: str | None
     shards: int | None
     ledger: str | None
@@ -188,19 +195,19 @@ def _flags_layer(plan: SyncPlan, o: _SyncFlags) -> Layer:
         ours, theirs = src[host].credentials, dest[host].credentials
         if ours is not None and theirs is not None and ours != theirs:
             fail(f"the source and destination are both on {host}: give that host one set of credentials", EXIT_USAGE)
-    return stack(src, dest)
+    return stack(src, dest, reserve_layer(plan, o.pull_reserve))
 
 
-def _sync_here(plan: SyncPlan, options: SyncOptions, flags: Layer | None, journal: SyncJournal | None,
-               report_path: str | None, progress: str, authfile: str | None, insecure: tuple[str, ...]) -> SyncReport:
+def _sync_here(plan: SyncPlan, options: SyncOptions, journal: SyncJournal | None, report_path: str | None,
+               progress: str, events: str | None, new_client: Callable[[], Client]) -> SyncReport:
     """Run ``plan`` in this process; the report is written to ``report_path`` even when the run is interrupted."""
     from regcopy.sync import SyncReport
 
     report = SyncReport()
 
     async def run() -> None:
-        async with make_client(authfile, insecure, flags) as client:
-            with progress_display("none" if options.dry_run else progress) as reporter:
+        async with new_client() as client:
+            with progress_display("none" if options.dry_run else progress, events) as reporter:
                 await client.sync(plan, options=options, reporter=reporter, report=report, journal=journal)
 
     try:

@@ -1,23 +1,27 @@
-"""Parsers of registry response headers: ``Link`` pagination, upload ``Range``, ``Content-Range``.
+"""Parsers of registry response headers: ``Link`` pagination, upload ``Range``, ``Content-Range``,
+rate-limit quotas (``ratelimit-limit`` / ``ratelimit-remaining``).
 
 Pure functions over outside input: each returns a value or raises :class:`ProtocolViolation`,
-never another exception (property-tested).
+never another exception (property-tested). The rate-limit headers are advisory: a malformed one is
+ignored (None), never a failed request.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urljoin
 
 from regcopy.errors import ProtocolViolation
 
-__all__ = ("parse_content_range", "parse_link_next", "parse_upload_range")
+__all__ = ("RateLimitHeader", "parse_content_range", "parse_link_next", "parse_ratelimit", "parse_upload_range")
 
 _LINK_PART: Final = re.compile(r"\s*<([^>]*)>\s*((?:;\s*[A-Za-z0-9_*-]+\s*=\s*(?:\"[^\"]*\"|[^;,\"]*)\s*)*)")
 _PARAM: Final = re.compile(r";\s*([A-Za-z0-9_*-]+)\s*=\s*(\"[^\"]*\"|[^;,\"]*)")
 _UPLOAD_RANGE: Final = re.compile(r"(?:bytes=)?([0-9]{1,19})-([0-9]{1,19})")
 _CONTENT_RANGE: Final = re.compile(r"bytes ([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19}|\*)")
+_QUOTA: Final = re.compile(r"([0-9]{1,12})\s*((?:;\s*[A-Za-z0-9_-]+\s*=\s*(?:\"[^\"]*\"|[^;,\"]*)\s*)*)")
 
 
 def parse_link_next(value: str | None, base_url: str) -> str | None:
@@ -78,3 +82,43 @@ def parse_content_range(value: str | None) -> tuple[int, int, int | None]:
     if last < first or (total is not None and last >= total):
         raise ProtocolViolation(f"inconsistent Content-Range: {value[:100]!r}")
     return first, last, total
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitHeader:
+    """A quota a registry announced: ``limit`` per ``window`` seconds and ``remaining`` of it (each
+    None when not said). Docker Hub sends ``ratelimit-limit: 100;w=21600`` and
+    ``ratelimit-remaining: 87;w=21600`` on manifest requests (docs/registry-quirks.md#docker-hub-pull-limits)."""
+
+    limit: int | None
+    remaining: int | None
+    window: float | None
+
+
+def parse_ratelimit(limit: str | None, remaining: str | None) -> RateLimitHeader | None:
+    """The quota of the ``ratelimit-limit`` and ``ratelimit-remaining`` values, or None without a usable one.
+
+    Each value is ``N`` with optional parameters (``;w=SECONDS``), possibly followed by further
+    comma-separated policies (the IETF RateLimit header drafts); the first item counts. A malformed
+    value counts as absent.
+    """
+    lim, lim_window = _quota_item(limit)
+    rem, rem_window = _quota_item(remaining)
+    if lim is None and rem is None:
+        return None
+    return RateLimitHeader(lim, rem, rem_window if rem_window is not None else lim_window)
+
+
+def _quota_item(value: str | None) -> tuple[int | None, float | None]:
+    """``(N, w)`` of the first item of a quota header; ``(None, None)`` when absent or malformed."""
+    if not value or len(value) > 1000:
+        return None, None
+    match = _QUOTA.fullmatch(value.split(",", 1)[0].strip())
+    if match is None:
+        return None, None
+    window = None
+    for name, raw in _PARAM.findall(match.group(2)):
+        text = raw.strip().strip('"')
+        if name.lower() == "w" and text.isascii() and text.isdigit() and len(text) <= 12:
+            window = float(text)
+    return int(match.group(1)), window

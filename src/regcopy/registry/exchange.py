@@ -4,17 +4,17 @@ and the transport.
 Owns the :class:`Reply` (a fully read answer), reading a body to its end (:func:`read_body`: a body
 cut short is a failed attempt, never a short answer), the one mapping of aiohttp, OSError and SSL
 failures into :mod:`regcopy.errors` (:func:`map_errors`), the per-request timeouts and TLS context of
-a host's settings, and what a host's requests share (:class:`HostState`: exponential backoff with
-jitter, ``Retry-After`` honoured up to a cap, one 429 pausing every request to the host, the
-``requests_per_second`` schedule, request and retry counters).
+a host's settings, and what a transport's requests share (:class:`HostState`: exponential backoff with
+jitter, ``Retry-After`` honoured up to a cap, one 429 pausing every request to the host through its
+shared :class:`~regcopy.registry.limits.HostLimits`, retries announced as events, counters).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import ssl
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,6 +26,7 @@ from multidict import CIMultiDictProxy
 
 from regcopy.errors import (
     ProtocolViolation,
+    PullLimitReached,
     RateLimited,
     RegcopyError,
     RegistryError,
@@ -33,7 +34,9 @@ from regcopy.errors import (
     TransportError,
     redact,
 )
+from regcopy.progress import Retrying
 from regcopy.registry._errors import redact_url
+from regcopy.registry.limits import HostLimits
 from regcopy.settings import RegistrySettings
 
 __all__ = (
@@ -49,6 +52,8 @@ __all__ = (
     "ssl_for",
     "tls_failure",
 )
+
+log = logging.getLogger(__name__)
 
 USER_AGENT: Final = "regcopy/0.1"
 
@@ -191,36 +196,29 @@ def describe(exc: BaseException) -> str:
 
 @dataclass(slots=True)
 class HostState:
-    """What every request to one host shares: the backoff, a 429's pause, the rate schedule, counters."""
+    """What one transport's requests share: the backoff and counters; the pauses, quotas and limits
+    every transport of the host shares are its :class:`~regcopy.registry.limits.HostLimits`."""
 
     settings: RegistrySettings
-    pause_until: float = 0.0
-    next_slot: float = 0.0  # the rate cap: the earliest start of the next request
+    limits: HostLimits
     consecutive_failures: int = 0
     stats: dict[str, int] = field(default_factory=lambda: {"requests": 0, "retries": 0})
 
     def note_failure(self, err: RegistryError) -> None:
         """Count a failed attempt; a 429 pauses every request to the host."""
         self.consecutive_failures += 1
-        if isinstance(err, RateLimited):
+        # A spent pull quota (PullLimitReached) is no overload: blob requests to the host go on.
+        if isinstance(err, RateLimited) and not isinstance(err, PullLimitReached):
             # One 429 slows every request to this host (regclient's shared per-host backoff).
             delay = err.retry_after if err.retry_after is not None else self.delay(self.consecutive_failures)
             # The same cap as a single request's wait (sleep): a "Retry-After: 3600" must not park every
             # request to the host for an hour; the request gives up with RateLimited instead.
-            delay = min(delay, self.max_wait())
-            self.pause_until = max(self.pause_until, time.monotonic() + delay)
+            self.limits.pause(min(delay, self.max_wait()), "Retry-After" if err.retry_after is not None
+                              else "HTTP 429")
 
     async def respect_pause(self) -> None:
-        """Wait out a 429's pause and this request's slot of the ``requests_per_second`` schedule."""
-        now = time.monotonic()
-        start = max(now, self.pause_until)
-        rps = self.settings.requests_per_second
-        if rps:
-            # Reserve the next slot of an evenly spaced schedule (a token bucket one request deep).
-            start = max(start, self.next_slot)
-            self.next_slot = start + 1.0 / rps
-        if start > now:
-            await anyio.sleep(start - now)
+        """Wait out a 429's pause on the host."""
+        await self.limits.respect_pause()
 
     def delay(self, attempt: int) -> float:
         """Exponential backoff with jitter for the ``attempt``-th retry (from 0)."""
@@ -232,9 +230,24 @@ class HostState:
         """The longest a ``Retry-After`` may make one request wait."""
         return float(self.settings.backoff_max * 4)
 
-    async def sleep(self, attempt: int, retry_after: float | None) -> None:
-        """Sleep before the ``attempt``-th retry: the backoff, or ``Retry-After`` up to :meth:`max_wait`."""
+    def wait_for(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds before the ``attempt``-th retry: the backoff, or ``Retry-After`` up to :meth:`max_wait`."""
         delay = self.delay(attempt)
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.max_wait()))
+        return delay
+
+    async def sleep(self, attempt: int, retry_after: float | None) -> None:
+        """Sleep before the ``attempt``-th retry (:meth:`wait_for`)."""
+        await anyio.sleep(self.wait_for(attempt, retry_after))
+
+    async def retry(self, method: str, url: str, err: RegistryError, attempt: int, attempts: int) -> None:
+        """Count, log and announce the ``attempt``-th retry (from 1) of a failed request, then wait for it."""
+        self.stats["retries"] += 1
+        self.limits.counts["retries"] += 1
+        retry_after: float | None = getattr(err, "retry_after", None)  # RateLimited, or a failed probe's 503
+        delay = self.wait_for(attempt - 1, retry_after)
+        log.info("%s %s: %s; retry %d/%d in %.1f s", method, redact_url(url), err, attempt, attempts - 1, delay)
+        self.limits.emit(Retrying(self.limits.registry, method, redact_url(url), attempt, round(delay, 3),
+                                  redact(str(err))[:300]))
         await anyio.sleep(delay)

@@ -37,7 +37,6 @@ from regcopy.errors import (
     AuthenticationError,
     PermissionDenied,
     ProtocolViolation,
-    RateLimited,
     RegcopyError,
     RegistryError,
     RegistryTimeout,
@@ -61,6 +60,7 @@ from regcopy.registry.exchange import (
     read_capped,
     ssl_for,
 )
+from regcopy.registry.limits import HostLimits
 from regcopy.registry.probe import NoEndpoint, PingResult, Probe, ProbeOutcome
 from regcopy.settings import RegistrySettings
 
@@ -93,19 +93,21 @@ class Transport:
         tokens: TokenCache,
         *,
         forced_scheme: str | None = None,
+        limits: HostLimits | None = None,
     ) -> None:
         self.session = session
         self.registry = registry
         self.host = api_host(registry)
         self.settings = settings
-        self._state = HostState(settings)
+        self.limits = limits or HostLimits(registry, settings)
+        """What every transport of the client to this host shares (concurrency, quotas, pauses, pulls)."""
+        self._state = HostState(settings, self.limits)
         self._probe = Probe(session, registry, settings, forced_scheme)
         self._auth = Authenticator(session, registry, settings, credentials, tokens, self._state, forced_scheme)
         self._ping: PingResult | None = None
         self._ping_lock = anyio.Lock()
         self._ping_generation = 0
         self._ping_failure: TransportError | None = None
-        self._limiter = anyio.CapacityLimiter(settings.max_concurrency)
 
     # ------------------------------------------------------------------ probe
     @property
@@ -129,6 +131,7 @@ class Transport:
             attempt = 0
             while self._ping is None:
                 try:
+                    await self._probe_quota()
                     self._ping = await self._probe.run()
                 except NoEndpoint as exc:
                     # A reset, 5xx, 429 or stall on /v2/ is as transient as on any other request;
@@ -141,13 +144,17 @@ class Transport:
                         self._ping_failure = exc
                         raise
                     self._state.note_failure(exc)
-                    self._state.stats["retries"] += 1
-                    log.info("%s: %s; probing again (%d/%d)", self.registry, exc, attempt + 1, self.settings.retries)
-                    await self._state.sleep(attempt, exc.retry_after)
                     attempt += 1
+                    await self._state.retry("GET", "/v2/", exc, attempt, self.settings.retries + 1)
                     continue
                 log.info("%s: using %s (%s)", self.registry, self._ping.scheme, self._ping.reason)
         return self._ping
+
+    async def _probe_quota(self) -> None:
+        """The host's request quotas count each probe of the race (a probe is a request too)."""
+        if self.limits.quota is not None:
+            for _ in self.settings.candidates(self.host):
+                await self.limits.quota.acquire()
 
     # ------------------------------------------------------------------ where requests go
     def url(self, path: str) -> str:
@@ -231,9 +238,7 @@ class Transport:
                 # A failed probe has had its own retries (ping): retrying it here would square them.
                 if not (err.retryable and attempt < attempts) or isinstance(err, NoEndpoint):
                     raise
-                self._state.stats["retries"] += 1
-                log.info("%s %s: %s; retry %d/%d", method, redact_url(target), err, attempt, attempts - 1)
-                await self._state.sleep(attempt - 1, err.retry_after if isinstance(err, RateLimited) else None)
+                await self._state.retry(method, target, err, attempt, attempts)
 
     @asynccontextmanager
     async def stream(
@@ -269,16 +274,20 @@ class Transport:
         auth_state = _AuthState(ping.challenge, scopes)
         attempt = 0
         yielded = False
+        # A blob body goes through _capped (the quota before its first chunk); its answer's latency is
+        # the upload's, not the registry's load.
+        pull, streamed = method == "GET" and what == "manifest", blob and bool(data)
         while True:
             await self._state.respect_pause()
             auth = None
             if first.credentials:
                 auth = await self._auth.authorization(auth_state.challenge, auth_state.scopes)
             try:
-                async with self._limiter:
+                async with self.limits.slot(pull=pull, timed=not streamed, quota=not streamed) as slot:
                     with self._bounded(method, first) as scope:
                         async with self._send(method, first, headers, data, auth, follow_redirects, scope,
                                               blob) as (resp, final):
+                            slot.answered(resp.status, resp.headers, manifest=what == "manifest")
                             if resp.status in ok:
                                 self._state.consecutive_failures = 0
                                 yielded = True
@@ -290,6 +299,8 @@ class Transport:
                 err = self._refused(method, refusal, auth, auth_state, replayable, what)
                 if err is None:
                     continue  # grown auth: send again
+                if pull and refusal.status == 429 and self.limits.pulls.stopped:
+                    err = self.limits.pulls.error()  # the quota is spent: no retry will help in this run
             except (TransportError, RegistryTimeout) as exc:
                 if yielded:
                     raise  # the caller was reading the body: no replay here (resume is the caller's job)
@@ -298,9 +309,7 @@ class Transport:
             self._state.note_failure(err)
             if not (err.retryable and attempt < attempts):
                 raise err
-            self._state.stats["retries"] += 1
-            log.info("%s %s: %s; retry %d/%d", method, redact_url(first.url), err, attempt, attempts - 1)
-            await self._state.sleep(attempt - 1, err.retry_after if isinstance(err, RateLimited) else None)
+            await self._state.retry(method, first.url, err, attempt, attempts)
 
     async def blob_body(self, resp: aiohttp.ClientResponse, read_size: int) -> AsyncIterator[bytes]:
         """A blob download's body from :meth:`stream` (``blob=True``), under the minimum-progress rule.
@@ -314,7 +323,10 @@ class Transport:
             return RegistryTimeout(f"blob body stalled: {progress.describe()}", registry=self.registry,
                                    method=resp.method, url=url, status=resp.status)
 
+        bandwidth = self.limits.bandwidth
         async for chunk in paced_chunks(resp, progress, read_size, stalled):
+            if bandwidth is not None:
+                await bandwidth.take(len(chunk))  # between reads: not the registry's time (paced_chunks)
             yield chunk
 
     @contextmanager
@@ -411,7 +423,7 @@ class Transport:
         if blob and data:
             progress = Progress(self.settings.progress_bytes, self.settings.progress_window)
             pacer = BodyPacer(scope, progress, self.settings.request_timeout)
-            body = pacer.wrap(slices(data) if isinstance(data, bytes) else data)
+            body = pacer.wrap(self._capped(slices(data) if isinstance(data, bytes) else data))
         self._state.stats["requests"] += 1
         log.debug("%s %s", method, redact_url(url))
         try:
@@ -432,6 +444,23 @@ class Transport:
                 # The answer came (maybe before the body was all sent): reading it is bounded like any answer.
                 pacer.detach()
                 scope.deadline = min(scope.deadline, anyio.current_time() + self.settings.request_timeout)
+
+
+    async def _capped(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        """An upload body under the host's request quotas and ``limit_rate``: the quota is taken before
+        the first chunk (aiohttp sends the headers with it, ``HostLimits.slot``). Waiting here is waiting
+        on the source, which the minimum-progress rule does not count (``BodyPacer``)."""
+        bandwidth = self.limits.bandwidth
+        counted = False
+        async for chunk in chunks:
+            if not counted:
+                await self.limits.quota_start()
+                counted = True
+            if bandwidth is not None:
+                await bandwidth.take(len(chunk))
+            yield chunk
+        if not counted:
+            await self.limits.quota_start()
 
 
 @dataclass(slots=True)

@@ -4,7 +4,10 @@
    and whole registries, source tag lists filtered by the entry's TagFilter, destination tag lists
    in bulk.
 2. **Check**: only where a tag exists on both sides are both manifests HEADed (no pulls counted on
-   Docker Hub); equal digests are up to date and cost nothing more.
+   Docker Hub); equal digests are up to date and cost nothing more. With ``platforms`` the target
+   holds a subset whose digest no source HEAD shows: it is up to date when the run journal recorded
+   that digest for the source digest the HEAD shows (or the source is no index and the digests are
+   equal), so a no-op re-sync costs no manifest GET either.
 
 Addresses stay values throughout: an entry's source namespace gives its repositories
 (:meth:`~regcopy.reference.Namespace.at`), :func:`~regcopy.sync.plan.target_repository` their targets.
@@ -26,9 +29,9 @@ from regcopy.errors import RegcopyError
 from regcopy.filters import compile_repo_filter, compile_tag_filter
 from regcopy.ledger import BlobLedger
 from regcopy.locations import AnyNamespace, AnyRepository, LocalRepository
-from regcopy.manifest import Platform
+from regcopy.manifest import INDEX_TYPES, Platform
 from regcopy.reference import Namespace, Reference, Repository
-from regcopy.stores.base import Destination, Source
+from regcopy.stores.base import Destination, ManifestHead, Source
 from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import ImageJob, SyncEntry, SyncOptions, SyncPlan
 from regcopy.sync.plan import target_repository
@@ -216,26 +219,27 @@ async def check(backend: SyncBackend, found: Discovery, options: SyncOptions, re
         if _journalled(job, report, journal):
             return
         on_target = job.target.digest is not None or job.target_tag in found.dst_tags.get(job.target.repo, set())
-        if not on_target or job.platforms:
-            todo.append(job)  # platform subsets are compared after planning (the root digest changes)
+        if not on_target:
+            todo.append(job)
             return
         try:
             async with limit:
-                src, dst = await _heads(backend, job)
+                src, dst, index = await _heads(backend, job)
+            # The referrers of what the target holds (with platforms, the subset's own digest).
+            held = dst if src is not None and dst is not None and _in_place(job, src, dst, index, journal) else None
+            same = held is not None and await referrers.in_sync(job, held)
         except BaseExceptionGroup as group:
             record_failure(report, job, first_error(group))
             return
-        try:
-            same = src is not None and src == dst and await referrers.in_sync(job, src)
         except RegcopyError as exc:
             record_failure(report, job, exc)
             return
         if not same:
-            todo.append(job)
+            todo.append(job)  # a platform subset the HEADs cannot judge is compared after planning
             return
         report.images.append(ImageReport.of(job, "up-to-date", str(src), str(dst)))
         if journal is not None and isinstance(job.target, Reference):
-            journal.image_done(str(job.source), str(job.target), str(src), str(dst))
+            journal.image_done(str(job.source), str(job.target), str(src), str(dst), _platforms(job))
 
     async with anyio.create_task_group() as tg:
         for job in found.jobs:
@@ -254,14 +258,38 @@ def _journalled(job: ImageJob, report: SyncReport, journal: SyncJournal | None) 
     return True
 
 
-async def _heads(backend: SyncBackend, job: ImageJob) -> tuple[Digest | None, Digest | None]:
-    """HEAD the source and the target manifest at once."""
+def _platforms(job: ImageJob) -> tuple[str, ...]:
+    return tuple(str(p) for p in job.platforms)
+
+
+def _in_place(job: ImageJob, src: Digest, dst: Digest, index: bool | None, journal: SyncJournal | None) -> bool:
+    """Whether the target holds what the job would put there, judged from the HEADs alone.
+
+    ``index``: whether the source is an index (None: the HEAD did not say).
+    """
+    if not job.platforms:
+        return src == dst
+    if src == dst and index is False:
+        return True  # a platform filter keeps an image manifest as it is
+    known = journal.known(str(job.source), str(job.target), _platforms(job)) if journal is not None else None
+    return known == (str(src), str(dst))
+
+
+async def _heads(backend: SyncBackend, job: ImageJob) -> tuple[Digest | None, Digest | None, bool | None]:
+    """HEAD the source and the target manifest at once; also whether the source is an index, when known."""
     found: dict[str, Digest | None] = {}
+    kinds: list[bool] = []
 
     async def head(side: str, store: Source | Destination, ref: str) -> None:
-        found[side] = await store.head(ref)
+        if side == "src" and isinstance(store, ManifestHead):
+            info = await store.head_manifest(ref)
+            found[side] = info.digest if info is not None else None
+            if info is not None and info.media_type:
+                kinds.append(info.media_type in INDEX_TYPES)
+        else:
+            found[side] = await store.head(ref)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(head, "src", backend.source(job.source.repo), job.identifier)
         tg.start_soon(head, "dst", backend.destination(job.target.repo), job.target.identifier)
-    return found["src"], found["dst"]
+    return found["src"], found["dst"], kinds[0] if kinds else None

@@ -7,7 +7,11 @@ Owns one append-only JSON-lines file. Records, one per line:
   whose root manifest (and tag) is on the target, written only after the tag PUT succeeded;
 * ``{"session": {"storage": ..., "repository": ..., "digest": ..., "location": ...}}`` — an upload
   session opened, or its newest ``Location``; ``{"closed": {...}}`` — committed or cancelled;
-* ``{"complete": true}`` — the run ended without failures; the next run starts a fresh journal.
+* ``{"complete": true}`` — the run ended without failures; the next run starts a fresh journal;
+* ``{"known": {...}}`` — an image record with ``platforms`` of an earlier, completed run, carried into
+  the fresh journal as what the target was known to hold: the target's digest of a platform subset is
+  one no source HEAD shows, so a re-sync compares HEADs against it instead of fetching the manifests
+  (docs/architecture.md, "Bulk sync"). It never makes a run skip an image without asking.
 
 A journal whose run did not complete is *resumed*: its finished images are skipped without a single request
 (the incremental check would find them up to date anyway, at the price of two HEADs each), and its open
@@ -44,11 +48,13 @@ class SyncJournal:
     """A run journal backed by one file; use :meth:`open` (or ``with SyncJournal.open(path) as j``)."""
 
     def __init__(self, path: Path, handle: IO[str], images: dict[tuple[str, str], dict[str, Any]],
-                 sessions: dict[tuple[str, str, str], str], resumed: bool) -> None:
+                 sessions: dict[tuple[str, str, str], str], resumed: bool,
+                 known: dict[tuple[str, str], dict[str, Any]] | None = None) -> None:
         self.path = path
         self._handle: IO[str] | None = handle
         self._images = images
         self._sessions = sessions
+        self._known = known if known is not None else {}
         self.resumed = resumed
         """Whether an interrupted run's journal was found (its records are in effect)."""
 
@@ -62,6 +68,7 @@ class SyncJournal:
         path = Path(path)
         images: dict[tuple[str, str], dict[str, Any]] = {}
         sessions: dict[tuple[str, str, str], str] = {}
+        known: dict[tuple[str, str], dict[str, Any]] = {}
         resumed = False
         try:
             text = path.read_text(encoding="utf-8")
@@ -70,7 +77,7 @@ class SyncJournal:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read the sync journal: {exc}") from None
         if text.strip():
-            resumed = _load(path, text, images, sessions)
+            resumed = _load(path, text, images, sessions, known)
         if not resumed:
             images.clear()
             sessions.clear()
@@ -79,9 +86,11 @@ class SyncJournal:
             handle = path.open("a" if resumed else "w", encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{path}: cannot write the sync journal: {exc}") from None
-        journal = cls(path, handle, images, sessions, resumed)
+        journal = cls(path, handle, images, sessions, resumed, known)
         if not resumed:
             journal._write({"journal": _MAGIC, "version": _VERSION, "started": round(time.time(), 3)})
+            for record in known.values():
+                journal._write({"known": record})
         elif text and not text.endswith("\n"):
             handle.write("\n")  # a torn last line stays torn, and the next record starts cleanly
         return journal
@@ -109,11 +118,27 @@ class SyncJournal:
         """The record of an image an interrupted run finished (``source``/``target`` as reported), or None."""
         return self._images.get((source, target))
 
-    def image_done(self, source: str, target: str, source_digest: str | None, target_digest: str | None) -> None:
-        """Record an image whose target holds the root manifest (and tag) now."""
-        record = {"source": source, "target": target, "source_digest": source_digest, "target_digest": target_digest}
+    def image_done(self, source: str, target: str, source_digest: str | None, target_digest: str | None,
+                   platforms: tuple[str, ...] = ()) -> None:
+        """Record an image whose target holds the root manifest (and tag) now (``platforms``: the subset
+        the target holds, when the plan names one)."""
+        record: dict[str, Any] = {"source": source, "target": target, "source_digest": source_digest,
+                                  "target_digest": target_digest}
+        if platforms:
+            record["platforms"] = list(platforms)
         self._images[(source, target)] = record
+        if platforms:
+            self._known[(source, target)] = record
         self._write({"image": record})
+
+    def known(self, source: str, target: str, platforms: tuple[str, ...] = ()) -> tuple[str, str] | None:
+        """The source and target digests a run recorded for this image and platform subset (this run, an
+        interrupted one, or the last completed one), or None."""
+        record = self._known.get((source, target))
+        if record is None or tuple(record.get("platforms") or ()) != tuple(platforms):
+            return None
+        src, dst = record.get("source_digest"), record.get("target_digest")
+        return (src, dst) if isinstance(src, str) and isinstance(dst, str) else None
 
     # -- upload sessions (the stores' UploadJournal protocol)
     def session_for(self, storage_id: str, repository: str, digest: Digest) -> str | None:
@@ -153,8 +178,8 @@ def _session(key: tuple[str, str, str], location: str | None) -> dict[str, Any]:
 
 
 def _load(path: Path, text: str, images: dict[tuple[str, str], dict[str, Any]],
-          sessions: dict[tuple[str, str, str], str]) -> bool:
-    """Replay ``text`` into ``images`` and ``sessions``; returns whether the run is unfinished."""
+          sessions: dict[tuple[str, str, str], str], known: dict[tuple[str, str], dict[str, Any]]) -> bool:
+    """Replay ``text`` into ``images``, ``sessions`` and ``known``; returns whether the run is unfinished."""
     lines = text.split("\n")
     try:
         header = json.loads(lines[0])
@@ -172,11 +197,21 @@ def _load(path: Path, text: str, images: dict[tuple[str, str], dict[str, Any]],
         try:
             record = json.loads(line)
             unfinished = _apply(record, images, sessions, unfinished)
+            _remember(record, known)
         except (KeyError, TypeError, ValueError, RecursionError):  # JSONDecodeError is a ValueError
             # A torn line from a killed run (the last one) or damage: that record is lost, which
             # at worst redoes its work.
             log.warning("%s:%d: ignoring an unreadable journal record", path, number)
     return unfinished
+
+
+def _remember(record: dict[str, Any], known: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """Keep an image or known record of a platform subset as what its target held (without ``platforms``
+    the HEADs alone decide, so nothing needs remembering)."""
+    image = record.get("image") or record.get("known")
+    if isinstance(image, dict) and isinstance(image.get("source"), str) and isinstance(image.get("target"), str) \
+            and image.get("platforms"):
+        known[(image["source"], image["target"])] = dict(image)
 
 
 def _apply(record: Any, images: dict[tuple[str, str], dict[str, Any]],

@@ -10,13 +10,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Literal
 
+from regcopy.errors import PullLimitReached
 from regcopy.ledger import BlobAction
 from regcopy.retention import PruneReport
 from regcopy.sync.model import ImageJob
 
 __all__ = ("ImageReport", "Status", "SyncReport", "count_blob", "record_failure")
 
-Status = Literal["copied", "up-to-date", "failed", "planned"]
+Status = Literal["copied", "up-to-date", "failed", "planned", "deferred"]
+"""``deferred``: not started because its source's pull reserve was reached; a re-run does it."""
 
 
 @dataclass(slots=True)
@@ -65,6 +67,9 @@ class SyncReport:
     interrupted: bool = False
     deletions: PruneReport | None = None
     """What ``delete_extra`` deleted (or would delete, in a dry run); None when no entry asks for it."""
+    hosts: dict[str, dict[str, object]] = field(default_factory=dict)
+    """Per host what the run's requests met: requests, retries, 429s, pulls (manifest GETs), concurrency,
+    the pull quota (docs/events.md)."""
 
     @property
     def failed(self) -> list[ImageReport]:
@@ -72,10 +77,22 @@ class SyncReport:
         return [r for r in self.images if r.status == "failed"]
 
     @property
+    def deferred(self) -> list[ImageReport]:
+        """Images left for a later run (a pull reserve was reached)."""
+        return [r for r in self.images if r.status == "deferred"]
+
+    @property
     def ok(self) -> bool:
-        """No failure, no discovery or deletion error, not interrupted."""
+        """No failure or deferred image, no discovery or deletion error, not interrupted."""
         deletions_ok = self.deletions is None or self.deletions.ok
-        return not self.failed and not self.errors and not self.interrupted and deletions_ok
+        return not self.failed and not self.deferred and not self.errors and not self.interrupted and deletions_ok
+
+    def counts(self) -> dict[str, int]:
+        """Images per status."""
+        out: dict[str, int] = defaultdict(int)
+        for r in self.images:
+            out[r.status] += 1
+        return dict(out)
 
     @property
     def out_of_sync(self) -> list[ImageReport]:
@@ -113,13 +130,20 @@ class SyncReport:
         }
         if self.deletions is not None:
             out["deletions"] = self.deletions.to_json()
+        out["hosts"] = self.hosts
         return out
 
 
 def record_failure(report: SyncReport, job: ImageJob, exc: BaseException, attempts: int = 1) -> None:
-    """Record ``job`` as failed with ``exc``; cancellation and KeyboardInterrupt are re-raised, not recorded."""
+    """Record ``job`` as failed with ``exc`` (deferred when its source's pull reserve was reached);
+    cancellation and KeyboardInterrupt are re-raised, not recorded."""
     if not isinstance(exc, Exception):
         raise exc
+    if isinstance(exc, PullLimitReached):
+        left = ImageReport.of(job, "deferred")
+        left.note, left.attempts = str(exc), attempts - 1
+        report.images.append(left)
+        return
     failed = ImageReport.of(job, "failed")
     failed.error, failed.attempts = str(exc) or type(exc).__name__, attempts
     report.images.append(failed)

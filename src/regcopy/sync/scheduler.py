@@ -40,12 +40,12 @@ from regcopy.engine import (
     Limits,
     plan_image,
 )
-from regcopy.errors import RegcopyError
+from regcopy.errors import PullLimitReached, RegcopyError
 from regcopy.fanout import Target, fan_blob
 from regcopy.ledger import BlobAction, BlobDecision, BlobLedger
 from regcopy.locations import AnyRepository
 from regcopy.manifest import Descriptor, Platform
-from regcopy.progress import Reporter, null_reporter
+from regcopy.progress import ImageDeferred, Reporter, current_image, null_reporter
 from regcopy.reference import Reference
 from regcopy.retention import DeletionBudget, PruneReport, PruneStore, delete_tags
 from regcopy.stores.base import Destination, Source
@@ -54,6 +54,7 @@ from regcopy.sync.journal import SyncJournal
 from regcopy.sync.model import ImageJob, SyncOptions, SyncPlan
 from regcopy.sync.referrers import dry_run_referrers, image_tags
 from regcopy.sync.report import ImageReport, SyncReport, count_blob, record_failure
+from regcopy.throttle import TokenBucket
 
 __all__ = ("PlannedImage", "plan_images", "run_sync")
 
@@ -70,14 +71,19 @@ async def run_sync(
     report: SyncReport | None = None,
     journal: SyncJournal | None = None,
     select: Callable[[str], bool] | None = None,
+    bandwidth: TokenBucket | None = None,
 ) -> SyncReport:
     """Mirror everything ``plan`` names; never raises for a single image (see the report).
+
+    An image whose source's pull reserve is reached before its manifests are fetched is ``deferred``:
+    left for a later run (the journal keeps what this one finished), never failed.
 
     :param report: a report to fill (the caller keeps it if the run is cancelled)
     :param select: keep only the source repositories (``host/path``) it accepts (a static shard's part)
     :param journal: the run journal: images it says an interrupted run finished are skipped, every
         image finished now is recorded, and a run without failures marks it complete (unused when
         dry-running)
+    :param bandwidth: blob bytes per second over the run (``--limit-rate``)
     :raises RegcopyError: only for plan-level problems (invalid filters)
     """
     started = time.monotonic()
@@ -86,7 +92,7 @@ async def run_sync(
     ledger = ledger or BlobLedger()
     journal = None if options.dry_run else journal
     try:
-        await _phases(backend, plan, options, reporter, ledger, report, journal, select)
+        await _phases(backend, plan, options, reporter, ledger, report, journal, select, bandwidth)
     except BaseException:
         report.interrupted = True
         raise
@@ -97,14 +103,16 @@ async def run_sync(
 
 async def _phases(backend: SyncBackend, plan: SyncPlan, options: SyncOptions, reporter: Reporter,
                   ledger: BlobLedger, report: SyncReport, journal: SyncJournal | None,
-                  select: Callable[[str], bool] | None) -> None:
+                  select: Callable[[str], bool] | None, bandwidth: TokenBucket | None) -> None:
     """Discover, check, plan, then simulate (dry run) or copy, and delete extra tags."""
     found = await discover(backend, plan, options, report, ledger, select)
-    planned = await _plan(backend, await check(backend, found, options, report, journal), options, report)
+    planned = await _plan(backend, await check(backend, found, options, report, journal), options, report,
+                          reporter=reporter, journal=journal)
     if options.dry_run:
         await _simulate(planned, ledger, report, options, found.src_tags)
     else:
-        await _copy(backend, planned, options, reporter, ledger, report, journal, found.src_tags)
+        limits = Limits(anyio.CapacityLimiter(options.blobs), ByteBudget(options.bytes_in_flight), bandwidth)
+        await _copy(backend, planned, options, reporter, ledger, report, journal, found.src_tags, limits)
     await _delete_extra(backend, plan, found, options, report)
     if journal is not None and report.ok:
         journal.complete()
@@ -136,8 +144,8 @@ class _Planned:
 PlannedImage = _Planned
 
 
-async def _plan(backend: SyncBackend, jobs: list[ImageJob], options: SyncOptions,
-                report: SyncReport) -> list[_Planned]:
+async def _plan(backend: SyncBackend, jobs: list[ImageJob], options: SyncOptions, report: SyncReport, *,
+                reporter: Reporter = null_reporter, journal: SyncJournal | None = None) -> list[_Planned]:
     limit = anyio.CapacityLimiter(options.probes)
     out: list[_Planned] = []
     plans: dict[tuple[str, tuple[Platform, ...]], tuple[anyio.Lock, list[ImagePlan]]] = {}
@@ -158,9 +166,10 @@ async def _plan(backend: SyncBackend, jobs: list[ImageJob], options: SyncOptions
                 if job.platforms and job.target_tag and await destination.head(job.target_tag) == plan.root.digest:
                     report.images.append(ImageReport.of(job, "up-to-date", str(plan.source_digest),
                                                         str(plan.root.digest)))
+                    _journal(journal, job, str(plan.source_digest), str(plan.root.digest))
                     return
         except RegcopyError as exc:
-            record_failure(report, job, exc)
+            _failed(report, reporter, job, exc)
             return
         out.append(_Planned(job, plan, source, destination))
 
@@ -212,12 +221,27 @@ def _shared_first(planned: list[_Planned]) -> list[_Planned]:
     return sorted(planned, key=lambda p: (-shared_bytes(p), str(p.job.target)))
 
 
+def _journal(journal: SyncJournal | None, job: ImageJob, source_digest: str, target_digest: str) -> None:
+    """Journal an image the target holds now, with the platform subset it holds. Only registry tags
+    are durable at their PUT: a local store becomes durable when the run commits it, after this
+    point, so a killed run must copy its images again."""
+    if journal is not None and isinstance(job.target, Reference):
+        journal.image_done(str(job.source), str(job.target), source_digest, target_digest,
+                           tuple(str(p) for p in job.platforms))
+
+
+def _failed(report: SyncReport, reporter: Reporter, job: ImageJob, exc: BaseException, attempts: int = 1) -> None:
+    """Record a failed image; one whose source's pull reserve was reached is deferred, and said so."""
+    record_failure(report, job, exc, attempts)
+    if isinstance(exc, PullLimitReached):
+        reporter(ImageDeferred(str(job.source), str(job.target), str(exc), image=str(job.target)))
+
+
 async def _copy(backend: SyncBackend, planned: list[_Planned], options: SyncOptions, reporter: Reporter,
                 ledger: BlobLedger, report: SyncReport, journal: SyncJournal | None,
-                src_tags: dict[AnyRepository, list[str]]) -> None:
+                src_tags: dict[AnyRepository, list[str]], limits: Limits) -> None:
     """Copy every planned image with its referrers; images of one source image bound for several
     targets (``targets:``, or entries sharing a source) are one fan-out: one read of the source."""
-    limits = Limits(anyio.CapacityLimiter(options.blobs), ByteBudget(options.bytes_in_flight))
     prepass = await _seed_shared(planned, limits, reporter, ledger)
     copier = _Copier(options, reporter, ledger, report, journal, src_tags, limits, prepass)
     async with anyio.create_task_group() as tg:
@@ -289,17 +313,14 @@ class _Copier:
         image.served_by = p.source.served_by  # which mirror (or the upstream) the bytes came from
         image.referrers = result.referrers
         self.report.images.append(image)
-        if self.journal is not None and isinstance(p.job.target, Reference):
-            # Only registry tags are durable at their PUT: a local store becomes durable when
-            # the run commits it, after this point, so a killed run must copy its images again.
-            self.journal.image_done(str(p.job.source), str(p.job.target), result.source_digest, result.digest)
+        _journal(self.journal, p.job, result.source_digest, result.digest)
 
     def fail(self, p: _Planned, exc: BaseException, attempt: int) -> None:
-        if attempt == 1 and self.options.retry_failed:
+        if attempt == 1 and self.options.retry_failed and not isinstance(exc, PullLimitReached):
             log.warning("%s -> %s failed (%s); will retry at the end", p.job.source, p.job.target, exc)
             self.failed.append(p)
         else:
-            record_failure(self.report, p.job, exc, attempts=attempt)
+            _failed(self.report, self.reporter, p.job, exc, attempts=attempt)
 
 
 async def _delete_extra(backend: SyncBackend, plan: SyncPlan, found: Discovery, options: SyncOptions,
@@ -370,8 +391,12 @@ async def _seed_shared(planned: list[_Planned], limits: Limits, reporter: Report
     async def one(items: list[tuple[_Planned, Descriptor]]) -> None:
         blob = items[0][1]
         targets = [Target(p.destination, None, CopyResult("", "", "", "", None)) for p, _ in items]
-        async with limits.blobs or anyio.CapacityLimiter(1):
-            actions = await fan_blob(items[0][0].source, targets, blob, reporter, ledger)
+        token = current_image.set(str(items[0][0].job.target))  # the pass's work is credited to this image
+        try:
+            async with limits.blobs or anyio.CapacityLimiter(1):
+                actions = await fan_blob(items[0][0].source, targets, blob, reporter, ledger, limits.bandwidth)
+        finally:
+            current_image.reset(token)
         for (p, _), target in zip(items, targets, strict=True):
             if target.error is not None:
                 # Not fatal here: the image copy retries this blob and reports the error if it persists.
