@@ -11,6 +11,7 @@ and the ``certs.d/HOST:PORT`` lookup compared with skopeo reading ``/etc/contain
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -364,3 +365,40 @@ def test_a_broken_certs_d_directory_is_a_clear_error(registry_factory: Any, seed
                    tmp_path, REGCOPY_CERTS_D=str(tmp_path / "certs.d"))
     assert out.returncode == 2 and "client.key" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr and "+-" not in out.stderr
+
+
+def test_cert_dir_client_pair_like_skopeo(registry_factory: Any, seed: Any, tmp_path: Path) -> None:
+    """A registry that requires a client certificate: --dest-cert-dir holding the CA and a *.cert + *.key
+    pair is enough for skopeo and for regcopy; without the pair both fail."""
+    from servers.registry import shared_ca
+
+    ca = shared_ca()
+    ca_pem = tmp_path / "clientca.pem"
+    ca.cert_pem.write_to_path(str(ca_pem))
+    issued = ca.issue_cert("regcopy-client@example.test")
+    pair = (tmp_path / "pair.cert", tmp_path / "pair.key")
+    issued.cert_chain_pems[0].write_to_path(str(pair[0]))
+    issued.private_key_pem.write_to_path(str(pair[1]))
+    src = registry_factory("http")
+    dst = registry_factory("https", extra_config={"http": {"tls": {"clientcas": [str(ca_pem)]}}}, client_cert=pair)
+    digest = seed(src, "oci", "src/app")
+    assert dst.ca_pem_path is not None
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    shutil.copy(dst.ca_pem_path, certs / "ca.crt")
+    outcome = {}
+    for label, with_pair in (("bare", False), ("pair", True)):
+        if with_pair:
+            shutil.copy(pair[0], certs / "client.cert")
+            shutil.copy(pair[1], certs / "client.key")
+        for tool in ("skopeo", "regcopy"):
+            args = ["copy", "--src-tls-verify=false", "--dest-cert-dir", str(certs),
+                    f"docker://{src.host}/src/app:oci", f"docker://{dst.host}/{tool}-{label}/app:oci"]
+            rc = _skopeo(args) if tool == "skopeo" else _regcopy(args, tmp_path).returncode
+            outcome[(tool, label)] = rc == 0
+    assert outcome == {("skopeo", "bare"): False, ("regcopy", "bare"): False,
+                       ("skopeo", "pair"): True, ("regcopy", "pair"): True}
+    for tool in ("skopeo", "regcopy"):
+        raw = skopeo.run_skopeo("inspect", "--raw", "--cert-dir", str(certs),
+                                f"docker://{dst.host}/{tool}-pair/app:oci").stdout
+        assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest
