@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType, TracebackType
@@ -26,8 +26,8 @@ from regcopy.artifacts import ReferrerPolicy, ReferrerTree, copy_to_many, copy_w
 from regcopy.context import Pool, RunContext, SyncStores, open_plan_stores
 from regcopy.convert import Format
 from regcopy.credentials import CredentialStore, default_credentials
-from regcopy.digest import Digest
-from regcopy.engine import CopyResult, Limits
+from regcopy.digest import Digest, VerifyingStream
+from regcopy.engine import CopyResult, Limits, plan_index_only
 from regcopy.errors import (
     CopyFailed,
     InvalidReference,
@@ -39,16 +39,18 @@ from regcopy.fanout import Target
 from regcopy.inspect import ImageInfo, image_info
 from regcopy.ledger import BlobLedger
 from regcopy.locations import is_local, target_tag
-from regcopy.lookup import config_bytes, pick_platform
+from regcopy.lookup import checked_result, config_bytes, pick_platform, refuse_clobber
 from regcopy.manifest import Manifest, Platform
 from regcopy.progress import Reporter, RunSummary, null_reporter
 from regcopy.reference import LocalLocation, Reference, Repository, parse_location
 from regcopy.registry import TokenCache
+from regcopy.registry.blobs import blob_chunks
 from regcopy.registry.limits import HostLimits
 from regcopy.registry.manifests import catalog, tags_list
 from regcopy.registry.transport import PingResult, Transport
 from regcopy.retention import PrunePlan, PruneReport, load_prune, run_prune
-from regcopy.settings import Layer, Overrides, RegistrySettings, Settings, resolve
+from regcopy.retention.model import DeleteResult
+from regcopy.settings import Layer, Overrides, RegistrySettings, Settings, default_certs_d, host_cert_dir, resolve
 from regcopy.stores.base import Source, UploadJournal
 from regcopy.stores.local import LocalStore, RepositoryView, local_identifier, open_local
 from regcopy.stores.referrers import RegistryFeatures
@@ -84,6 +86,7 @@ class Client:
     :param upload: default upload policy (copied per host; each host learns its own)
     :param overrides: per host, what wins over the defaults and over any plan's ``registries:``
         (settings fields, a credentials source, mirrors)
+    :param certs_d: roots of ``ROOT/HOST[:PORT]`` certificate directories (default: skopeo's and docker's)
     :param limit_rate: blob bytes per second over everything the client copies (``--limit-rate``);
         each host's own ``limit_rate`` applies too
     """
@@ -98,9 +101,11 @@ class Client:
         default_settings: RegistrySettings | None = None,
         upload: UploadPolicy | None = None,
         overrides: Mapping[str, Overrides] | None = None,
+        certs_d: Sequence[str] | None = None,
         limit_rate: int | None = None,
     ) -> None:
         self._session = session
+        self._certs_d = tuple(default_certs_d() if certs_d is None else certs_d)
         self._owns_session = session is None
         self._defaults = Settings(default_settings or RegistrySettings(), MappingProxyType(dict(settings or {})))
         self._overrides: Layer = MappingProxyType(dict(overrides or {}))
@@ -162,6 +167,8 @@ class Client:
 
     def _new_transport(self, registry: str, scheme: str | None, settings: RegistrySettings,
                        credentials: CredentialStore, limits: HostLimits) -> Transport:
+        if settings.cert_dir is None and (found := host_cert_dir(registry, self._certs_d)):
+            settings = replace(settings, cert_dir=found)  # as skopeo and docker read certs.d/HOST[:PORT]
         return Transport(self.session, registry, settings, credentials, self.tokens, forced_scheme=scheme,
                          limits=limits)
 
@@ -201,7 +208,8 @@ class Client:
                    platforms: Sequence[PlatformSpec] = (), jobs: int = 6, reporter: Reporter | None = None,
                    force: bool = False, src_settings: RegistrySettings | None = None,
                    dst_settings: RegistrySettings | None = None, referrers: bool | ReferrerPolicy = True,
-                   format: Format | None = None, preserve_digests: bool = False) -> CopyResult:
+                   format: Format | None = None, preserve_digests: bool = False, index_only: bool = False,
+                   no_clobber: bool = False) -> CopyResult:
         """Copy one image or index between any two locations, with its referrers (signatures, SBOMs,
         attestations: :mod:`regcopy.artifacts`).
 
@@ -219,36 +227,38 @@ class Client:
         :param referrers: copy every copied manifest's referrers (a :class:`ReferrerPolicy` filters types); False: none
         :param format: ``"oci"`` or ``"v2s2"``: convert the manifests (new digests; no referrers follow)
         :param preserve_digests: refuse a copy that would change digests (``DigestsNotPreserved``, before writing)
+        :param index_only: an index alone, without its children (skopeo ``--multi-arch index-only``)
+        :param no_clobber: refuse to overwrite a destination tag that exists (crane ``copy --no-clobber``)
         :raises RegcopyError: the copy failed; nothing incomplete is tagged
         """
         before = self.host_report()
         with self._pool.watching(reporter):
             result = await self._copy(src, dst, platforms=platforms, jobs=jobs, reporter=reporter, force=force,
                                       src_settings=src_settings, dst_settings=dst_settings, referrers=referrers,
-                                      format=format, preserve_digests=preserve_digests)
+                                      format=format, preserve_digests=preserve_digests, index_only=index_only,
+                                      no_clobber=no_clobber)
         result.hosts = self.host_report(before)
         return result
 
     async def _copy(self, src: str | Reference | LocalLocation, dst: str | Reference | LocalLocation, *,
                     platforms: Sequence[PlatformSpec], jobs: int, reporter: Reporter | None, force: bool,
                     src_settings: RegistrySettings | None, dst_settings: RegistrySettings | None,
-                    referrers: bool | ReferrerPolicy, format: Format | None,
-                    preserve_digests: bool) -> CopyResult:
+                    referrers: bool | ReferrerPolicy, format: Format | None, preserve_digests: bool,
+                    index_only: bool, no_clobber: bool) -> CopyResult:
         src_loc, dst_loc = _location(src), _location(dst)
         retries_before = self.retries()
         async with self._open(src_loc, writable=False, settings=src_settings) as source, \
                 self._open(dst_loc, writable=True, settings=dst_settings) as destination:
             ident = await _identifier(src_loc, source)
+            tag = target_tag(dst_loc, ident)
+            await refuse_clobber(destination, tag, str(dst_loc)) if no_clobber else None
             result = await copy_with_referrers(
-                source, destination, ident, target_tag=target_tag(dst_loc, ident),
-                platforms=[_platform(p) for p in platforms], blob_jobs=jobs, reporter=reporter or null_reporter,
-                ledger=self.ledger, force=force, policy=_policy(referrers if format is None else False),
-                format=format, preserve_digests=preserve_digests, limits=Limits(bandwidth=self.bandwidth))
-        if isinstance(dst_loc, Reference) and dst_loc.digest and str(dst_loc.digest) != result.digest:
-            raise RegcopyError(f"destination digest {dst_loc.digest} differs from the copied {result.digest}")
-        result.new_digest = result.new_digest or source.synthesized  # a classic docker-archive's was built
-        result.retries = self.retries() - retries_before
-        return result
+                source, destination, ident, target_tag=tag, platforms=[_platform(p) for p in platforms],
+                blob_jobs=jobs, reporter=reporter or null_reporter, ledger=self.ledger, force=force,
+                policy=_policy(referrers if format is None else False), format=format,
+                preserve_digests=preserve_digests, plan=await plan_index_only(source, ident) if index_only else None,
+                limits=Limits(bandwidth=self.bandwidth))
+        return checked_result(result, dst_loc, source.synthesized, self.retries() - retries_before)
 
     async def copy_fanout(self, src: str | Reference | LocalLocation,
                           destinations: Sequence[str | Reference | LocalLocation], *,
@@ -330,8 +340,10 @@ class Client:
                     errors.append(exc)
 
         with self._pool.watching(reporter):
-            tags = await tags_list(self.transport(src_repo.registry, scheme=src_repo.scheme), src_repo.path)
-            await self._note_if_new(dst_repo)
+            # The listing uses the copy's own settings of each side, as every image copy of it does.
+            source = self.transport(src_repo.registry, scheme=src_repo.scheme, settings=kwargs.get("src_settings"))
+            tags = await tags_list(source, src_repo.path)
+            await self._note_if_new(dst_repo, kwargs.get("dst_settings"))
             async with anyio.create_task_group() as tg:
                 for tag in tags:
                     tg.start_soon(one, tag)
@@ -343,10 +355,10 @@ class Client:
             raise CopyFailed(f"{len(errors)} of {len(tags)} tags failed", errors)
         return results
 
-    async def _note_if_new(self, repo: Repository) -> None:
+    async def _note_if_new(self, repo: Repository, settings: RegistrySettings | None = None) -> None:
         """Tell the ledger whether ``repo`` exists: a new repository holds only what a copy puts there,
         so its blob HEADs are certain 404s."""
-        target = self.registry_store(repo, writable=True)
+        target = self.registry_store(repo, writable=True, settings=settings)
         try:
             await tags_list(target.transport, repo.path)
             self.ledger.set_empty(target.storage_id, repo.path, False)
@@ -407,17 +419,28 @@ class Client:
                 manifest = await pick_platform(store, manifest, _platform(platform or host_platform()))
             return await config_bytes(store, manifest)
 
+    async def blob(self, ref: str | Reference, write: Callable[[bytes], object]) -> int:
+        """Stream the blob ``REPOSITORY@DIGEST`` into ``write``, verified as it flows; returns its size."""
+        r = _registry_ref(ref, default_tag=None)
+        if r.digest is None:
+            raise InvalidReference(str(ref), "a blob is named by its digest: REPOSITORY@sha256:...", part="digest")
+        stream = VerifyingStream(blob_chunks(self.registry_store(r).transport, r.repository, r.digest, None), r.digest)
+        async for chunk in stream:
+            write(chunk)
+        return stream.hasher.size
+
     async def inspect(self, ref: str | Reference | LocalLocation, *,
                       platform: PlatformSpec | None = None) -> ImageInfo:
-        """Platform, creation time, labels and layers of an image (of one platform of an index).
+        """Platform, creation time, labels, run settings and layers of an image (of one platform of an index).
 
-        Without ``platform``, an index is resolved to this machine's platform, as skopeo does.
+        Without ``platform``, an index is resolved to this machine's platform, as skopeo does; the
+        result's ``digest`` is the index's (skopeo's ``Digest``), ``manifest_digest`` the chosen image's.
         """
         async with self._reading(ref) as (store, ident, name):
-            manifest = await store.resolve(ident)
+            manifest = root = await store.resolve(ident)
             if manifest.is_index:
                 manifest = await pick_platform(store, manifest, _platform(platform or host_platform()))
-            return image_info(name, manifest, await config_bytes(store, manifest))
+            return image_info(name, manifest, await config_bytes(store, manifest), digest=str(root.digest))
 
     async def tag(self, ref: str | Reference, new_tag: str) -> Digest:
         """Point ``new_tag`` (same repository) at what ``ref`` points to: one manifest PUT, no blob traffic."""
@@ -428,11 +451,11 @@ class Client:
         await store.put_manifest(manifest, target.tag)
         return manifest.digest
 
-    async def delete(self, ref: str | Reference) -> DeleteResult:
+    async def delete(self, ref: str | Reference, *, dry_run: bool = False) -> DeleteResult:
         """Delete a manifest by digest; a tag is resolved to its digest first.
 
         Every tag pointing at that digest goes with it (distribution deletes the manifest, not the tag):
-        the result lists them so callers can tell the user.
+        the result lists them so callers can tell the user. ``dry_run``: only find them, delete nothing.
 
         :raises Unsupported: deletes are disabled on the registry (405 UNSUPPORTED)
         :raises ManifestNotFound: no such tag or digest
@@ -443,7 +466,8 @@ class Client:
         if digest is None:
             raise ManifestNotFound(f"{r} not found", registry=r.registry)
         tags = await self._tags_pointing_at(store, digest)
-        await store.delete_manifest(digest)
+        if not dry_run:
+            await store.delete_manifest(digest)
         return DeleteResult(f"{r.registry}/{r.repository}", str(digest), tags)
 
     async def _tags_pointing_at(self, store: RegistryStore, digest: Digest) -> list[str]:
@@ -558,15 +582,6 @@ def _platform(value: PlatformSpec) -> Platform:
 
 def _policy(value: bool | ReferrerPolicy) -> ReferrerPolicy:
     return value if isinstance(value, ReferrerPolicy) else ReferrerPolicy(enabled=value)
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteResult:
-    """What ``delete`` removed: the manifest digest and every tag that pointed at it."""
-
-    repository: str
-    digest: str
-    tags: list[str]
 
 
 def host_platform() -> Platform:

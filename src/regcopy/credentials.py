@@ -312,14 +312,17 @@ class HelperCredentials(CredentialStore):
 
 
 def store_for(host: str, source: Credentials) -> CredentialStore:
-    """The store a settings layer's :class:`~regcopy.settings.Credentials` name for ``host``: its helper,
-    its auth file, or its inline secret (for ``host`` only)."""
+    """The store a settings layer's :class:`~regcopy.settings.Credentials` name for ``host``: nothing
+    (``anonymous``), its helper, its auth file, or its inline secret or registry token (for ``host`` only)."""
+    if source.anonymous:
+        return StaticCredentials({})
     if source.helper:
         return HelperCredentials({host: source.helper}, refresh_after=source.refresh_after)
     if source.authfile:
         return DockerConfigCredentials([source.authfile], refresh_after=source.refresh_after)
     return StaticCredentials({host: Credential(
-        username=source.username, password=source.password, identity_token=source.identity_token)})
+        username=source.username, password=source.password, identity_token=source.identity_token,
+        registry_token=source.registry_token)})
 
 
 def _helper_answer(returncode: int, stdout: bytes, stderr: bytes, program: str, host: str) -> Credential:

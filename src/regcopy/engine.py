@@ -56,7 +56,7 @@ from regcopy.throttle import TokenBucket
 
 __all__ = (
     "ByteBudget", "CopyResult", "ImagePlan", "Limits", "blob_opener", "convert_plan", "copy_blob", "copy_image",
-    "describe_ref", "fail_fast", "first_error", "plan_image", "push_image",
+    "describe_ref", "fail_fast", "first_error", "plan_image", "plan_index_only", "push_image",
 )
 
 log = logging.getLogger(__name__)
@@ -170,6 +170,16 @@ async def plan_image(source: Source, ref: str, platforms: Sequence[Platform] = (
     await _walk(source, root, children, blobs, depth=0, seen={root.digest})
     built = root.digest != source_digest and root.is_index
     return ImagePlan(root, source_digest, children, list(blobs.values()), built)
+
+
+async def plan_index_only(source: Source, ref: str) -> ImagePlan:
+    """The plan of skopeo's ``--multi-arch index-only``: an index alone, without its children (the
+    destination must already hold them, or it refuses the index); any other manifest as
+    :func:`plan_image` plans it."""
+    root = await source.resolve(ref)
+    if not root.is_index:
+        return await plan_image(source, ref)
+    return ImagePlan(root, root.digest, [], [])
 
 
 def convert_plan(plan: ImagePlan, target: Format) -> ImagePlan:

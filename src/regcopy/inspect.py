@@ -1,4 +1,5 @@
-"""What an image is, read from its manifest and config: platform, creation time, labels, layers, size.
+"""What an image is, read from its manifest and config: platform, creation time, labels, the run
+settings (Env, Cmd, Entrypoint, WorkingDir), layers, size.
 
 Pure functions over :class:`~regcopy.manifest.Manifest` and config bytes; the client fetches them.
 """
@@ -25,7 +26,13 @@ class LayerInfo:
 
 @dataclass(frozen=True, slots=True)
 class ImageInfo:
-    """The summary ``regcopy inspect`` prints."""
+    """The summary ``regcopy inspect`` prints.
+
+    :ivar digest: what the reference points to, as skopeo inspect's ``Digest``: an index's own digest
+        when the reference names an index
+    :ivar manifest_digest: the image manifest described (the chosen platform's child of an index, else
+        ``digest``)
+    """
 
     reference: str
     digest: str
@@ -37,6 +44,11 @@ class ImageInfo:
     labels: dict[str, str] = field(default_factory=dict)
     layers: tuple[LayerInfo, ...] = ()
     config_digest: str | None = None
+    manifest_digest: str = ""
+    env: tuple[str, ...] = ()
+    cmd: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    working_dir: str | None = None
 
     @property
     def total_size(self) -> int:
@@ -49,13 +61,18 @@ class ImageInfo:
             "reference": self.reference, "digest": self.digest, "media_type": self.media_type, "os": self.os,
             "architecture": self.architecture, "variant": self.variant, "created": self.created,
             "labels": self.labels, "config_digest": self.config_digest, "total_size": self.total_size,
+            "manifest_digest": self.manifest_digest, "env": list(self.env), "working_dir": self.working_dir,
+            "cmd": None if self.cmd is None else list(self.cmd),
+            "entrypoint": None if self.entrypoint is None else list(self.entrypoint),
             "layers": [{"digest": layer.digest, "size": layer.size, "media_type": layer.media_type}
                        for layer in self.layers],
         }
 
 
-def image_info(reference: str, manifest: Manifest, config: bytes) -> ImageInfo:
+def image_info(reference: str, manifest: Manifest, config: bytes, *, digest: str | None = None) -> ImageInfo:
     """Summarise an image manifest and its config blob.
+
+    :param digest: what ``reference`` points to when that is not ``manifest`` (the index it was chosen from)
 
     :raises InvalidManifest: the manifest is an index, or the config is not a JSON object
     """
@@ -68,10 +85,16 @@ def image_info(reference: str, manifest: Manifest, config: bytes) -> ImageInfo:
     if not isinstance(obj, dict):
         raise InvalidManifest("image config must be a JSON object")
     cfg = obj.get("config") if isinstance(obj.get("config"), dict) else {}
-    labels = cfg.get("Labels") if isinstance(cfg, dict) else None
+    assert isinstance(cfg, dict)
+    labels = cfg.get("Labels")
     return ImageInfo(
         reference=reference,
-        digest=str(manifest.digest),
+        digest=digest or str(manifest.digest),
+        manifest_digest=str(manifest.digest),
+        env=_strings(cfg.get("Env")) or (),
+        cmd=_strings(cfg.get("Cmd")),
+        entrypoint=_strings(cfg.get("Entrypoint")),
+        working_dir=_str(cfg.get("WorkingDir")) or None,
         media_type=manifest.media_type,
         os=_str(obj.get("os")),
         architecture=_str(obj.get("architecture")),
@@ -85,6 +108,13 @@ def image_info(reference: str, manifest: Manifest, config: bytes) -> ImageInfo:
 
 def _layer(desc: Descriptor) -> LayerInfo:
     return LayerInfo(str(desc.digest), desc.size, desc.media_type)
+
+
+def _strings(value: object) -> tuple[str, ...] | None:
+    """A list of strings from a config (anything else, as a hostile config may hold: None)."""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    return None
 
 
 def _str(value: object) -> str | None:

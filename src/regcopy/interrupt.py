@@ -24,9 +24,10 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
-import anyio
+if TYPE_CHECKING:
+    from anyio import CancelScope
 
 __all__ = ("SIGNALS", "Interrupted", "exit_status", "handle_signals", "run")
 
@@ -92,6 +93,8 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
 
     :raises Interrupted: SIGINT or SIGTERM arrived (after ``fn`` unwound)
     """
+    import anyio  # here, not at the top: `regcopy --version` installs the handlers without an event loop
+
     _first.clear()
     if threading.current_thread() is not threading.main_thread():
         return anyio.run(fn)  # signals are only delivered to the main thread
@@ -99,6 +102,8 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
 
 
 async def _supervised(fn: Callable[[], Awaitable[T]]) -> T:
+    import anyio
+
     previous = {s: signal.getsignal(s) for s in SIGNALS}  # None: not set from Python; left to the receiver
     scope = anyio.CancelScope()
     result: list[T] = []
@@ -128,7 +133,7 @@ async def _supervised(fn: Callable[[], Awaitable[T]]) -> T:
     raise failure[0]
 
 
-async def _watch(signals: AsyncIterator[signal.Signals], scope: anyio.CancelScope) -> None:
+async def _watch(signals: AsyncIterator[signal.Signals], scope: CancelScope) -> None:
     async for signum in signals:
         _received(int(signum))
         scope.cancel()

@@ -19,20 +19,23 @@ Scheme modes (docs/architecture.md, "The probe race"):
                     ``--insecure-registry HOST``).
 
 Values only: nothing here reads a file or opens a connection, except the TLS context a transport
-asks a RegistrySettings for. Secrets never appear in ``repr``.
+asks a RegistrySettings for (its CA files and certificate directory). Secrets never appear in ``repr``.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
+from regcopy.errors import ConfigError
 from regcopy.reference import Namespace
 
 __all__ = (
@@ -43,6 +46,9 @@ __all__ = (
     "RegistrySettings",
     "SchemeMode",
     "Settings",
+    "cert_dir_contents",
+    "default_certs_d",
+    "host_cert_dir",
     "is_local_host",
     "parse_byte_rate",
     "resolve",
@@ -116,6 +122,9 @@ class RegistrySettings:
     :param scheme: the scheme mode (see the module docstring)
     :param ca_file: PEM bundle of extra CAs to trust for https
     :param client_cert: PEM client certificate for mutual TLS (``client_key`` beside it)
+    :param cert_dir: a directory as skopeo's ``--cert-dir`` and docker's ``certs.d/HOST`` hold
+        (containers-certs.d(5)): every ``*.crt`` a CA trusted besides the system's, each ``*.cert``
+        with the ``*.key`` of the same name a client pair
     :param max_concurrency: requests in flight to this host at once: the ceiling of the adaptive
         limit, or the fixed limit without ``adaptive``
     :param adaptive: the limit of requests in flight adapts (AIMD, shared by every request of the client
@@ -149,6 +158,7 @@ class RegistrySettings:
     ca_file: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
+    cert_dir: str | None = None
     max_concurrency: int = 16
     adaptive: bool = True
     requests_per_second: float | None = None
@@ -205,27 +215,77 @@ class RegistrySettings:
 
     def ssl_context(self) -> ssl.SSLContext:
         """The TLS context for https requests to this host."""
-        return _ssl_context(self.verify_tls, self.ca_file, self.client_cert, self.client_key)
+        return _ssl_context(self.verify_tls, self.ca_file, self.client_cert, self.client_key, self.cert_dir)
 
 
-_CONTEXTS: dict[tuple[bool, str | None, str | None, str | None], ssl.SSLContext] = {}
+_CONTEXTS: dict[tuple[bool, str | None, str | None, str | None, str | None], ssl.SSLContext] = {}
 
 
-def _ssl_context(verify: bool, ca_file: str | None, cert: str | None, key: str | None) -> ssl.SSLContext:
+def _ssl_context(verify: bool, ca_file: str | None, cert: str | None, key: str | None,
+                 cert_dir: str | None) -> ssl.SSLContext:
     # Contexts are costly to build (the system store is loaded each time): share them per recipe.
-    recipe = (verify, ca_file, cert, key)
+    recipe = (verify, ca_file, cert, key, cert_dir)
     ctx = _CONTEXTS.get(recipe)
     if ctx is None:
         ctx = ssl.create_default_context()
-        if ca_file:
-            ctx.load_verify_locations(cafile=ca_file)
-        if cert:
-            ctx.load_cert_chain(cert, key)
+        cas, pairs = cert_dir_contents(cert_dir) if cert_dir else ((), ())
+        try:
+            for path in (*cas, *([ca_file] if ca_file else [])):
+                ctx.load_verify_locations(cafile=path)
+            for pair in (*pairs, *([(cert, key)] if cert else [])):
+                ctx.load_cert_chain(*pair)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"TLS material unusable: {exc}") from None
         if not verify:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
         _CONTEXTS[recipe] = ctx
     return ctx
+
+
+def default_certs_d() -> tuple[str, ...]:
+    """The ``certs.d`` roots searched for a host's certificate directory: ``$REGCOPY_CERTS_D``
+    (``os.pathsep``-separated) when set, else ``~/.config/containers/certs.d``,
+    ``/etc/containers/certs.d`` and ``/etc/docker/certs.d`` (containers-certs.d(5), docker's
+    ``/etc/docker/certs.d``; the first that has the host wins, as in containers/image)."""
+    configured = os.environ.get("REGCOPY_CERTS_D")
+    if configured is not None:
+        return tuple(p for p in configured.split(os.pathsep) if p)
+    home = os.path.expanduser("~/.config/containers/certs.d")
+    return (home, "/etc/containers/certs.d", "/etc/docker/certs.d")
+
+
+def host_cert_dir(host: str, roots: tuple[str, ...]) -> str | None:
+    """The first ``ROOT/HOST[:PORT]`` directory that exists among ``roots`` (the ``certs.d``
+    directories of containers-certs.d(5) and docker, in their order), else None."""
+    for root in roots:
+        candidate = Path(root, host)
+        if candidate.is_dir():
+            return str(candidate)
+    return None
+
+
+def cert_dir_contents(path: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """The CAs (``*.crt``) and client pairs (``*.cert`` + ``*.key``) of a certificate directory, sorted,
+    read as containers/image's ``pkg/tlsclientconfig`` does.
+
+    :raises ConfigError: not a directory, or a ``*.cert`` without its ``*.key`` or a key without its cert
+    """
+    d = Path(path)
+    if not d.is_dir():
+        raise ConfigError(f"certificate directory {path} is not a directory")
+    names = sorted(p.name for p in d.iterdir())
+    cas = tuple(str(d / n) for n in names if n.endswith(".crt"))
+    pairs = []
+    for name in names:
+        stem, _, ext = name.rpartition(".")
+        if ext == "cert" and f"{stem}.key" not in names:
+            raise ConfigError(f"{d / name}: client certificate without its key {stem}.key")
+        if ext == "key" and f"{stem}.cert" not in names:
+            raise ConfigError(f"{d / name}: client key without its certificate {stem}.cert")
+        if ext == "cert":
+            pairs.append((str(d / name), str(d / f"{stem}.key")))
+    return cas, tuple(pairs)
 
 
 
@@ -234,7 +294,7 @@ _SETTING_NAMES: Final = frozenset(f.name for f in fields(RegistrySettings))
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    """Where one registry's credentials come from: inline, a credential helper, or an auth file.
+    """Where one registry's credentials come from: inline, a credential helper, an auth file, or nowhere.
 
     A description, not a store: :func:`regcopy.credentials.store_for` makes the store. Inline
     secrets are never shown in ``repr`` or errors.
@@ -247,6 +307,10 @@ class Credentials:
     authfile: str | None = None
     refresh_after: float | None = None
     """Seconds after which a helper's answer is fetched again (besides on rejection)."""
+    registry_token: str | None = field(default=None, repr=False)
+    """A bearer token sent to the registry as is (skopeo ``--registry-token``)."""
+    anonymous: bool = False
+    """Send no credentials at all, whatever the auth files say (skopeo ``--no-creds``)."""
 
 
 @dataclass(frozen=True, slots=True)

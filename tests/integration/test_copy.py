@@ -228,6 +228,23 @@ async def test_copy_all_tags(http_registry: RegistryServer, registry_factory: An
     assert max(Counter(blob_uploads(dst)).values()) == 1
 
 
+async def test_copy_all_tags_uses_each_sides_settings(registry_factory: Any, seed: Any) -> None:
+    """The tag listing and the destination check of copy_all_tags use ``src_settings``/``dst_settings``, as
+    each image copy does: here only those trust the test CA (the client's defaults verify against the
+    system store and fail)."""
+    src, dst = registry_factory("https"), registry_factory("https")
+    digest = seed(src, "oci", "src/app")
+    assert src.ca_pem_path is not None and dst.ca_pem_path is not None
+    strict = regcopy.RegistrySettings(scheme="https")
+    async with regcopy.Client(default_settings=strict, credentials=regcopy.StaticCredentials({})) as client:
+        results = await client.copy_all_tags(
+            f"{src.host}/src/app", f"{dst.host}/dst/app",
+            src_settings=regcopy.RegistrySettings(scheme="https", ca_file=str(src.ca_pem_path)),
+            dst_settings=regcopy.RegistrySettings(scheme="https", ca_file=str(dst.ca_pem_path)))
+    assert [(r.tag, r.digest) for r in results] == [("oci", digest)]
+    skopeo.verify(dst, "dst/app:oci", digest)
+
+
 async def test_one_shot_copy(http_registry: RegistryServer, registry_factory: Any, seed: Any) -> None:
     dst = registry_factory("http")
     digest = seed(http_registry, "oci", "src/app")

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
 import pytest
 
@@ -165,6 +166,31 @@ async def test_host_connect_timeout_is_applied() -> None:
             with anyio.fail_after(8.0), pytest.raises(regcopy.TransportError):
                 await c.ping(host)
         assert hole.accepted >= 1
+
+
+async def test_an_injected_sessions_total_timeout_does_not_bound_regcopys_requests(
+    hostile: HostileRegistry, tmp_path: Path, sample_layout: tuple[Path, dict[str, str]]
+) -> None:
+    """A client given an aiohttp session (examples/embed_in_aiohttp_service.py) sets each request's own
+    timeouts: the session's ``total`` (aiohttp's default is 5 minutes, here 0.5 s) does not cut a body that
+    keeps arriving, and the host's ``read_timeout`` still bounds each read."""
+    digest = hostile.put_image(sample_layout[0], IMAGE, "app")
+    hostile.script.drip["manifest"] = 0.004  # a manifest of some 500 bytes: about 2 s, four times the total
+    values = {"scheme": "http", "retries": 0, "request_timeout": 60.0}
+    authfile = hostile.write_authfile(tmp_path / "auth.json")
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.5)) as session:
+        async with regcopy.Client(session=session, authfile=str(authfile),
+                                  settings={hostile.host: regcopy.RegistrySettings(**values)}) as c:
+            with anyio.fail_after(GENEROUS):
+                started = anyio.current_time()
+                manifest = await c.manifest(f"{hostile.host}/app:{IMAGE}")
+                assert anyio.current_time() - started > 0.5  # the body did outlast the session's total
+        assert str(manifest.digest) == digest
+        hostile.script.drip["manifest"] = 2.0  # now beyond the host's read timeout
+        strict = regcopy.RegistrySettings(**values, read_timeout=0.3)
+        async with regcopy.Client(session=session, authfile=str(authfile), settings={hostile.host: strict}) as c:
+            with anyio.fail_after(GENEROUS), pytest.raises(regcopy.RegistryTimeout):
+                await c.manifest(f"{hostile.host}/app:{IMAGE}")
 
 
 # ---------------------------------------------------------------------------------- who is waiting on whom

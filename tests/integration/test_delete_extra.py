@@ -92,6 +92,21 @@ async def test_an_unlistable_source_deletes_nothing(http_registry: RegistryServe
     assert skopeo.list_tags(mirrored, "m/a") == before
 
 
+def test_delete_extra_has_a_default_cap() -> None:
+    """An exact mirror deletes at most DEFAULT_DELETE_EXTRA_CAP manifests per entry and run unless the plan
+    says otherwise (the enforcement of a cap: test_real_run_deletes_extras_within_the_cap_...)."""
+    from regcopy.sync.model import DEFAULT_DELETE_EXTRA_CAP
+
+    def cap(value: object) -> object:
+        plan = parse_plan({"sync": [{"source": "a.example/x", "target": "b.example/x", "delete_extra": value}]})
+        assert plan.entries[0].delete_extra is not None
+        return plan.entries[0].delete_extra.cap
+
+    assert DEFAULT_DELETE_EXTRA_CAP == 100
+    assert cap(True) == cap({"protect": ["keep-.*"]}) == 100
+    assert cap({"cap": 5}) == 5 and cap({"cap": None}) is None
+
+
 def test_delete_extra_is_validated() -> None:
     for value, message in [("yes", "must be true, false or a mapping"), ({"cap": 0}, "cap"),
                            ({"protect": ["("]}, "protect"), ({"nope": 1}, "nope")]:

@@ -101,7 +101,14 @@ def test_cli_verbs(delete_registry: RegistryServer, seed: Any, empty_authfile: P
     assert info["digest"] == digest and info["labels"] == {"kind": "oci"}
     tagged = cli("tag", f"{host}/lib/app:v1", "prod", authfile=empty_authfile)
     assert tagged.returncode == 0 and digest in tagged.stdout
-    deleted = cli("delete", f"{host}/lib/app:prod", authfile=empty_authfile)
+    # v1 shares prod's digest: listed, and nothing is deleted without --yes.
+    refused = cli("delete", f"{host}/lib/app:prod", authfile=empty_authfile)
+    assert refused.returncode == 2 and "also tagged v1" in refused.stderr and "--yes" in refused.stderr
+    assert cli("digest", f"{host}/lib/app:prod", authfile=empty_authfile).stdout.strip() == digest
+    preview = cli("delete", "--dry-run", f"{host}/lib/app:prod", authfile=empty_authfile)
+    assert preview.returncode == 0 and "would delete" in preview.stdout and "prod, v1" in preview.stdout
+    assert cli("digest", f"{host}/lib/app:v1", authfile=empty_authfile).stdout.strip() == digest  # still there
+    deleted = cli("delete", "--yes", f"{host}/lib/app:prod", authfile=empty_authfile)
     assert deleted.returncode == 0, deleted.stderr
     assert "prod, v1" in deleted.stdout  # the user is told that every tag on the digest went
     missing = cli("inspect", f"{host}/lib/app:v1", authfile=empty_authfile)

@@ -80,5 +80,10 @@ async def test_the_verbs_take_local_locations(http_registry: RegistryServer, see
     assert manifest.returncode == 0 and json.loads(manifest.stdout)["config"]["mediaType"].endswith("config.v1+json")
     inspected = _cli("inspect", locations["docker-archive"])
     assert inspected.returncode == 0, inspected.stderr
+    registry_config = _cli("config", f"{http_registry.host}/q/app:v1")
+    assert registry_config.returncode == 0 and json.loads(registry_config.stdout)["config"]["Labels"]
+    for kind, location in locations.items():
+        config = _cli("config", location)
+        assert (config.returncode, config.stdout) == (0, registry_config.stdout), (kind, config.stderr)
     missing = _cli("ls", f"oci:{tmp_path / 'absent'}")
     assert missing.returncode != 0 and "Traceback" not in missing.stderr and "absent" in missing.stderr

@@ -21,6 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from regcopy import Client, StaticCredentials
+from regcopy.cli._access import Access
 from regcopy.cli._flags import insecure_layer, side_layer
 from regcopy.credentials import Credential, store_for
 from regcopy.reference import Namespace
@@ -172,16 +173,25 @@ def test_each_run_resolves_its_plan_and_the_client_stays_as_it_is() -> None:
 def test_the_command_lines_flags_name_each_side_of_a_plan() -> None:
     plan = parse_plan({"sync": [{"source": "a.io/x", "target": "b.io/x"},
                                 {"source": "c.io/ns", "target": "oci:/tmp/out", "type": "namespace"}]})
-    src = side_layer(plan, "src", False, None, "u:p:w")
+    src = side_layer(plan, "src", Access("--src-", tls_verify=False, creds="u:p:w"))
     assert src == {h: Overrides({"scheme": "insecure"}, Credentials(username="u", password="p:w"))
                    for h in ("a.io", "c.io")}
-    dest = side_layer(plan, "dest", True, None, None)
+    dest = side_layer(plan, "dest", Access("--dest-", tls_verify=True))
     assert dest == {"b.io": Overrides({"scheme": "https"})}  # a local store has no host
-    assert side_layer(plan, "dest", None, None, None) == {}
+    assert side_layer(plan, "dest", Access("--dest-")) == {}
+    retry = side_layer(plan, "dest", Access("--dest-"), {"retries": 0})
+    assert retry == {"b.io": Overrides({"retries": 0})}  # --retry-times alone still reaches every host
     flags = stack(insecure_layer(("b.io", "d.io")), src, dest)
     assert flags["b.io"] == Overrides({"scheme": "https"}) and flags["d.io"] == Overrides({"scheme": "insecure"})
-    with pytest.raises(click.BadParameter, match="USER:PASSWORD"):
-        side_layer(plan, "src", None, None, "no-colon")
+    # skopeo asks for a missing password on a terminal; without one it is a usage error that names the flag.
+    with pytest.raises(click.UsageError, match="--src-creds no-colon has no password"):
+        side_layer(plan, "src", Access("--src-", creds="no-colon"))
+    with pytest.raises(click.UsageError, match="--src-creds and --src-no-creds"):
+        side_layer(plan, "src", Access("--src-", creds="u:p", no_creds=True))
+    anonymous = side_layer(plan, "src", Access("--src-", no_creds=True))
+    assert anonymous["a.io"] == Overrides({}, Credentials(anonymous=True))
+    token = side_layer(plan, "src", Access("--src-", registry_token="tok"))
+    assert token["a.io"].credentials == Credentials(registry_token="tok")
 
 
 # ------------------------------------------------------------------------------------ credential stores

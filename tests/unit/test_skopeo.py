@@ -116,8 +116,8 @@ def test_the_man_page_example(write: Callable[[str, str], Path], cert_dir: Path,
         ),
         {
             "registry.example.com": Overrides(
-                {"scheme": "https", "ca_file": str(cert_dir / "a-ca.crt"), "client_cert": str(cert_dir / "client.cert"),
-                 "client_key": str(cert_dir / "client.key")}, Credentials("john", "this is a secret"),
+                {"scheme": "https", "cert_dir": str(cert_dir)},  # every CA in it, as skopeo reads them
+                Credentials("john", "this is a secret"),
             ),
             "quay.io": Overrides({"scheme": "insecure"}),
         },
@@ -214,10 +214,7 @@ def test_skopeo_settings_of_one_host_merge(write: Callable[[str, str], Path], ce
     )
     plan = skopeo(write, text)
     assert plan.registries == {
-        "quay.io": Overrides({
-            "scheme": "insecure", "ca_file": str(cert_dir / "a-ca.crt"), "client_cert": str(cert_dir / "client.cert"),
-            "client_key": str(cert_dir / "client.key"),
-        })
+        "quay.io": Overrides({"scheme": "insecure", "cert_dir": str(cert_dir)})
     }
     assert str(plan.entries[1].source) == "quay.io/coreos/etcd"
 
@@ -227,7 +224,7 @@ def test_skopeo_cert_dir_variants(write: Callable[[str, str], Path], tmp_path: P
     only_ca.mkdir()
     (only_ca / "ca.crt").write_text("x")
     plan = skopeo(write, f"quay.io:\n  cert-dir: {only_ca}\n  images: {{a/b: []}}\n")
-    assert plan.registries["quay.io"] == Overrides({"ca_file": str(only_ca / "ca.crt")})
+    assert plan.registries["quay.io"] == Overrides({"cert_dir": str(only_ca)})
     empty = tmp_path / "empty"
     empty.mkdir()
     assert skopeo(write, f"quay.io:\n  cert-dir: {empty}\n  images: {{a/b: []}}\n").registries == {}

@@ -1,7 +1,10 @@
 """What every command of :mod:`regcopy.cli` shares: exit codes, the runner (signals and error
 mapping to exit codes), logging, the client factory, result output, the progress display and the
-common options. Apart from the commands so a command may live in a module of its own
-(:mod:`regcopy.cli.referrers`) without importing the package that registers it.
+common options. Apart from the commands so each verb lives in a module of its own.
+
+Cheap to import: click and the standard library only. The client (aiohttp), the renderers (rich)
+and the signal runner (anyio) are imported by the function that needs them, so ``regcopy VERB
+--help`` loads none of them.
 """
 
 from __future__ import annotations
@@ -11,17 +14,13 @@ import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from regcopy.cli._flags import insecure_layer
-from regcopy.cli._render import progress_reporter
-from regcopy.client import Client
-from regcopy.errors import ConfigError, CredentialError, InvalidReference, RegcopyError
-from regcopy.interrupt import Interrupted
-from regcopy.interrupt import run as run_interruptible
-from regcopy.settings import Layer, stack
+if TYPE_CHECKING:
+    from regcopy.client import Client
+    from regcopy.settings import Layer
 
 __all__ = (
     "EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_USAGE", "authfile_option", "emit", "fail", "insecure_option",
@@ -40,6 +39,10 @@ def fail(message: str, code: int) -> NoReturn:
 
 def run_async(fn: Callable[[], Awaitable[T]]) -> T:
     """Run ``fn`` under the signal handling of :mod:`regcopy.interrupt`; its errors become exit codes."""
+    from regcopy.errors import ConfigError, InvalidReference, RegcopyError
+    from regcopy.interrupt import Interrupted
+    from regcopy.interrupt import run as run_interruptible
+
     try:
         return run_interruptible(fn)
     except Interrupted as exc:
@@ -48,10 +51,27 @@ def run_async(fn: Callable[[], Awaitable[T]]) -> T:
         fail("interrupted", EXIT_INTERRUPTED)
     except (InvalidReference, ConfigError) as exc:
         fail(str(exc), EXIT_USAGE)
-    except CredentialError as exc:
-        fail(str(exc), EXIT_FAILED)
     except RegcopyError as exc:
         fail(str(exc), EXIT_FAILED)
+    except BaseExceptionGroup as group:
+        # A task group's failure (a bad certificate directory met by every transport at once): its
+        # first regcopy error speaks for it; anything else is a bug and is raised as it is.
+        first = _first_regcopy_error(group)
+        if first is None:
+            raise
+        fail(str(first), EXIT_USAGE if isinstance(first, (InvalidReference, ConfigError)) else EXIT_FAILED)
+
+
+def _first_regcopy_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    from regcopy.errors import RegcopyError
+
+    matched, rest = group.split(RegcopyError)
+    if matched is None or rest is not None:
+        return None
+    leaf: BaseException = matched
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf
 
 
 def setup_logging(verbose: int) -> None:
@@ -66,6 +86,10 @@ def setup_logging(verbose: int) -> None:
 
 def make_client(authfile: str | None, insecure: tuple[str, ...], flags: Layer | None = None, **kwargs: Any) -> Client:
     """A client whose overrides are the command line's: ``--insecure-registry``, then ``flags``."""
+    from regcopy.cli._flags import insecure_layer
+    from regcopy.client import Client
+    from regcopy.settings import stack
+
     return Client(authfile=authfile, overrides=stack(insecure_layer(insecure), flags or {}), **kwargs)
 
 
@@ -81,6 +105,11 @@ def progress_display(mode: str, events: str | None = None) -> Iterator[Callable[
 
     :raises ConfigError: the events file cannot be written (exit 2 through :func:`run_async`)
     """
+    if mode == "none" and events is None:
+        yield None
+        return
+    from regcopy.cli._render import progress_reporter
+
     with progress_reporter(mode, events) as reporter:
         yield reporter
 

@@ -1,7 +1,8 @@
 """The command line of scale-out: ``sync --shard/--shards/--ledger/--redis``, ``worker``, ``status``,
-``report merge``. Flags → one library call → rendering, as in :mod:`regcopy.cli`, which registers
-these commands and hands its own helpers in (:class:`CliHooks`); the optional engines are imported
-only when a command needs them, so ``regcopy --help`` works without the ``regcopy[scale]`` extra.
+``report merge``. Flags → one library call → rendering, as in :mod:`regcopy.cli`, which names these
+commands; the runner and client factory of :mod:`regcopy.cli._common` reach the scale-out code as
+:class:`CliHooks`. The optional engines, the client and the sync package are imported only when a
+command runs, so ``regcopy --help`` works without the ``regcopy[scale]`` extra and loads none of them.
 """
 
 from __future__ import annotations
@@ -14,15 +15,28 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from regcopy.client import Client
+from regcopy.cli._common import (
+    authfile_option,
+    insecure_option,
+    make_client,
+    output_option,
+    progress_display,
+    run_async,
+    setup_logging,
+    verbose_option,
+)
 from regcopy.errors import ConfigError
-from regcopy.sync import SyncJournal, SyncOptions, SyncPlan, SyncReport
 
-__all__ = ("CliHooks", "ScaleFlags", "report_group", "scale_flags", "scaled_sync", "status", "worker")
+if TYPE_CHECKING:
+    from regcopy.client import Client
+    from regcopy.settings import Layer
+    from regcopy.sync import SyncOptions, SyncPlan, SyncReport
+
+__all__ = ("CliHooks", "ScaleFlags", "cli_hooks", "scale_flags", "scaled_sync", "status", "worker")
 
 T = TypeVar("T")
 _EXIT_FAILED, _EXIT_USAGE = 1, 2
@@ -54,6 +68,13 @@ class ScaleFlags:
     @property
     def any(self) -> bool:
         return bool(self.shard or self.shards or self.ledger or self.redis)
+
+
+def cli_hooks(authfile: str | None, insecure: tuple[str, ...], flags: Layer | None = None) -> CliHooks:
+    """The hooks of a command whose client gets ``--authfile``, ``--insecure-registry`` and ``flags``."""
+    from regcopy.cli._render import sync_summary
+
+    return CliHooks(run_async, lambda: make_client(authfile, insecure, flags), sync_summary, progress_display)
 
 
 def scale_flags(fn: Callable[..., T]) -> Callable[..., T]:
@@ -116,6 +137,7 @@ def _static(hooks: CliHooks, flags: ScaleFlags, plan: SyncPlan, index: int, shar
             report_path: str | None, state_path: str | None, progress: str, output: str) -> None:
     from regcopy.scale.report_merge import UploadTally
     from regcopy.scale.static import run_shard, shard_document
+    from regcopy.sync import SyncJournal, SyncReport
 
     journal = None
     if state_path and not options.dry_run:
@@ -158,6 +180,7 @@ def _dynamic(hooks: CliHooks, flags: ScaleFlags, plan: SyncPlan, plan_file: Path
     from regcopy.scale.queue import enqueue, make_broker
     from regcopy.scale.redis_ledger import connect
     from regcopy.scale.submit import submit, wait
+    from regcopy.sync import SyncReport
 
     run_id = flags.run or time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
     plan_text = plan_file.read_text(encoding="utf-8")
@@ -200,7 +223,7 @@ def _final_report(hooks: CliHooks, doc: dict[str, Any], report_path: str | None,
 
 
 def _as_report(doc: dict[str, Any]) -> SyncReport:
-    from regcopy.sync import ImageReport
+    from regcopy.sync import ImageReport, SyncReport
 
     images = [ImageReport(**{k: v for k, v in i.items() if k in ImageReport.__slots__}) for i in doc["images"]]
     report = SyncReport(dry_run=bool(doc.get("dry_run")), images=images, errors=list(doc.get("errors", [])),
@@ -286,42 +309,38 @@ def status(hooks: CliHooks, redis_url: str, run_id: str, wait_for: bool, report_
     _final_report(hooks, state.report, report_path, output)
 
 
-def report_group() -> click.Group:
-    """``regcopy report merge``."""
+@click.group(name="report")
+def _report() -> None:
+    """Work with sync reports."""
 
-    @click.group(name="report")
-    def report() -> None:
-        """Work with sync reports."""
 
-    @report.command(name="merge")
-    @click.argument("reports", nargs=-1, required=True, type=click.Path(dir_okay=False))
-    @click.option("--to", "to", type=click.Path(dir_okay=False), help="Write the merged report here.")
-    @click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True)
-    def merge(reports: tuple[str, ...], to: str | None, output: str) -> None:
-        """Merge shard (or unit) reports into one report of the same schema; exit 1 if it has failures."""
-        from regcopy.scale.report_merge import merge_reports
+@_report.command(name="merge")
+@click.argument("reports", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--to", "to", type=click.Path(dir_okay=False), help="Write the merged report here.")
+@click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def _merge(reports: tuple[str, ...], to: str | None, output: str) -> None:
+    """Merge shard (or unit) reports into one report of the same schema; exit 1 if it has failures."""
+    from regcopy.scale.report_merge import merge_reports
 
-        docs = []
-        for path in reports:
-            try:
-                docs.append(json.loads(Path(path).read_text(encoding="utf-8")))
-            except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-                _fail(f"{path}: not a readable JSON report ({str(exc)[:200]})", _EXIT_USAGE)
+    docs = []
+    for path in reports:
         try:
-            merged = merge_reports(docs, names=list(reports))
-        except ConfigError as exc:
-            _fail(str(exc), _EXIT_USAGE)
-        if to:
-            Path(to).write_text(json.dumps(merged, indent=2))
-        report_obj = _as_report(merged)
-        if output == "json":
-            click.echo(json.dumps(merged, indent=2, sort_keys=True))
-        else:
-            click.echo(_merge_summary(merged))
-        if not report_obj.ok:
-            sys.exit(_EXIT_FAILED)
-
-    return report
+            docs.append(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            _fail(f"{path}: not a readable JSON report ({str(exc)[:200]})", _EXIT_USAGE)
+    try:
+        merged = merge_reports(docs, names=list(reports))
+    except ConfigError as exc:
+        _fail(str(exc), _EXIT_USAGE)
+    if to:
+        Path(to).write_text(json.dumps(merged, indent=2))
+    report_obj = _as_report(merged)
+    if output == "json":
+        click.echo(json.dumps(merged, indent=2, sort_keys=True))
+    else:
+        click.echo(_merge_summary(merged))
+    if not report_obj.ok:
+        sys.exit(_EXIT_FAILED)
 
 
 def _merge_summary(doc: dict[str, Any]) -> str:
@@ -335,3 +354,39 @@ def _merge_summary(doc: dict[str, Any]) -> str:
                  f"{t.get('failed', 0)} failed; uploaded {t.get('blobs_uploaded', 0)} blobs "
                  f"({t.get('bytes_uploaded', 0)} bytes), mounted {t.get('blobs_mounted', 0)}")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ commands
+
+
+@click.command(name="worker")
+@click.option("--redis", "redis_url", required=True, envvar="REGCOPY_REDIS", metavar="redis://HOST[:PORT][/DB]",
+              help="The Redis of the runs' queue and blob ledger.")
+@click.option("--images", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Images in flight over this worker's units.")
+@click.option("--units", type=click.IntRange(1, 64), default=2, show_default=True, help="Units run at once.")
+@click.option("--lease-seconds", type=click.FloatRange(1), default=30.0, show_default=True,
+              help="Life of a blob upload lease (renewed every third of it while the upload runs).")
+@click.option("--heartbeat-timeout", type=click.FloatRange(2), default=20.0, show_default=True,
+              help="Seconds of silence after which a worker is dead and its units are redelivered.")
+@authfile_option
+@insecure_option
+@verbose_option
+def _worker(redis_url: str, images: int, units: int, lease_seconds: float, heartbeat_timeout: float,
+           authfile: str | None, insecure: tuple[str, ...], verbose: int) -> None:
+    """Run units of `regcopy sync PLAN --redis URL` runs until SIGTERM (which hands running units back)."""
+    setup_logging(verbose)
+    worker(cli_hooks(authfile, insecure), redis_url, units, images, lease_seconds, heartbeat_timeout)
+
+
+@click.command(name="status")
+@click.argument("run_id", metavar="RUN")
+@click.option("--redis", "redis_url", required=True, envvar="REGCOPY_REDIS", metavar="redis://HOST[:PORT][/DB]")
+@click.option("--wait", "wait_for", is_flag=True, help="Wait for the run to finish, showing progress.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the final report here.")
+@output_option
+@verbose_option
+def _status(run_id: str, redis_url: str, wait_for: bool, report_path: str | None, output: str, verbose: int) -> None:
+    """Progress of a `sync --redis` run, or its final report (exit 1 when it finished with failures)."""
+    setup_logging(verbose)
+    status(cli_hooks(None, ()), redis_url, run_id, wait_for, report_path, output)

@@ -20,6 +20,7 @@ from regcopy.settings import Overrides
 
 __all__ = (
     "Decision",
+    "DeleteResult",
     "DeletionBudget",
     "Order",
     "PrunePlan",
@@ -224,3 +225,12 @@ class DeletionBudget:
         granted = min(wanted, self.left)
         self.left -= granted
         return granted
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult:
+    """What ``delete`` removed: the manifest digest and every tag that pointed at it."""
+
+    repository: str
+    digest: str
+    tags: list[str]

@@ -169,7 +169,8 @@ async def _expand(backend: SyncBackend, plan: SyncPlan, entry: SyncEntry, repo: 
         return
     platforms = tuple(Platform.parse(p) for p in entry.platforms)
     policy = ReferrerPolicy(enabled=entry.referrers, artifact_types=entry.artifact_types)
-    found.jobs.extend(ImageJob(entry.name, repo.with_tag(t), target.with_tag(t), platforms, policy) for t in tags)
+    found.jobs.extend(ImageJob(entry.name, repo.with_tag(t), target.with_tag(t + entry.tag_suffix), platforms, policy)
+                      for t in tags)
     found.jobs.extend(ImageJob(entry.name, repo.with_digest(d), target.with_digest(d), platforms, policy)
                       for d in matcher.digests)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 from regcopy.artifacts import ReferrerPolicy
 from regcopy.filters import RepoFilter, TagFilter
@@ -21,7 +21,10 @@ from regcopy.manifest import Platform
 from regcopy.reference import Namespace, Repository
 from regcopy.settings import Overrides
 
-__all__ = ("DeleteExtra", "ImageJob", "Naming", "SourceKind", "SyncEntry", "SyncOptions", "SyncPlan")
+__all__ = (
+    "DEFAULT_DELETE_EXTRA_CAP", "DeleteExtra", "ImageJob", "Naming", "SourceKind", "SyncEntry", "SyncOptions",
+    "SyncPlan",
+)
 
 SourceKind = Literal["repository", "namespace", "registry"]
 _NO_REFERRERS = ReferrerPolicy(enabled=False)
@@ -32,10 +35,20 @@ Naming = Literal["prefix", "basename", "scoped"]
 @dataclass(frozen=True, slots=True)
 class DeleteExtra:
     """An exact mirror (``delete_extra``): destination tags the entry did not select from the source
-    are deleted, except ``protect`` (anchored regexes), at most ``cap`` manifest deletions per run."""
+    are deleted, except ``protect`` (anchored regexes), at most ``cap`` manifest deletions per run
+    (None: no cap).
+
+    The cap defaults to :data:`DEFAULT_DELETE_EXTRA_CAP`: a source that answers with a short list
+    by mistake (a truncated listing, a wrong tag filter, a repository emptied by accident) must not
+    empty the mirror in one run; a deliberate larger cleanup says ``cap: N`` or ``cap: null``.
+    """
 
     protect: tuple[str, ...] = ()
     cap: int | None = None
+
+
+DEFAULT_DELETE_EXTRA_CAP: Final = 100
+"""Manifest deletions per entry and run when ``delete_extra`` names no ``cap``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +78,7 @@ class SyncEntry:
     :ivar referrers: copy what refers to each image (signatures, SBOMs, attestations); their tags
         are never selected, filtered or deleted as images
     :ivar artifact_types: only referrers of these artifact types (empty: all)
+    :ivar tag_suffix: appended to each selected tag at the target (skopeo sync ``--append-suffix``)
     """
 
     name: str
@@ -78,6 +92,7 @@ class SyncEntry:
     delete_extra: DeleteExtra | None = None
     referrers: bool = True
     artifact_types: tuple[str, ...] = ()
+    tag_suffix: str = ""
 
     def __post_init__(self) -> None:
         repository = (Repository, LocalRepository)

@@ -44,7 +44,7 @@ from regcopy.planfile import (
 )
 from regcopy.plansettings import parse_registries
 from regcopy.reference import Repository
-from regcopy.sync.model import DeleteExtra, SourceKind, SyncEntry, SyncPlan
+from regcopy.sync.model import DEFAULT_DELETE_EXTRA_CAP, DeleteExtra, SourceKind, SyncEntry, SyncPlan
 
 __all__ = ("load_plan", "parse_plan", "target_repository")
 
@@ -296,12 +296,15 @@ def _addresses(f: dict[str, object], at: At, kind: SourceKind) -> tuple[Address,
 
 
 def _delete_extra(value: object, at: At) -> DeleteExtra | None:
-    """``true``/``false``, or ``{protect: [regex…], cap: N}`` (which means true)."""
+    """``true``/``false``, or ``{protect: [regex…], cap: N}`` (which means true); ``cap`` defaults to
+    :data:`~regcopy.sync.model.DEFAULT_DELETE_EXTRA_CAP`, ``cap: null`` lifts it."""
     if isinstance(value, bool):
-        return DeleteExtra() if value else None
+        return DeleteExtra(cap=DEFAULT_DELETE_EXTRA_CAP) if value else None
     if not isinstance(value, dict):
         raise at.error(f"must be true, false or a mapping with protect and cap, not {kind_of(value)}")
     f = as_mapping(value, at, _DELETE_EXTRA_KEYS)
     protect = as_regexes(f["protect"], at.field("protect")) if "protect" in f else ()
-    cap = as_positive_int(f["cap"], at.field("cap")) if "cap" in f else None
+    cap: int | None = DEFAULT_DELETE_EXTRA_CAP
+    if "cap" in f:
+        cap = None if f["cap"] is None else as_positive_int(f["cap"], at.field("cap"))
     return DeleteExtra(protect, cap)

@@ -17,9 +17,9 @@ What a skopeo YAML file's sections and settings become:
 * ``credentials`` (``username``/``password`` or ``identitytoken``), ``tls-verify`` (true →
   ``https``, false → ``insecure``: unverified https or http, like c/image's skip-verify; absent →
   ``auto``, i.e. verified https except for local hosts — skopeo would keep its command-line
-  setting, whose default verifies) and ``cert-dir`` (containers-certs.d(5): the first ``*.crt``
-  → ``ca_file``, the first ``*.cert`` with its ``*.key`` → client pair; the directory is listed
-  now) become :class:`~regcopy.settings.Overrides` holding only what the file sets.
+  setting, whose default verifies) and ``cert-dir`` (containers-certs.d(5): every ``*.crt`` a CA,
+  each ``*.cert`` with its ``*.key`` a client pair; the directory is checked now) become
+  :class:`~regcopy.settings.Overrides` holding only what the file sets.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ _GO_YAML_BOOLS: Final[Mapping[str, bool]] = {
 }
 # The skopeo key each RegistrySettings field comes from (for a conflict's position).
 _SKOPEO_KEY: Final[Mapping[str, str]] = {
-    "scheme": "tls-verify", "ca_file": "cert-dir", "client_cert": "cert-dir", "client_key": "cert-dir",
+    "scheme": "tls-verify", "cert_dir": "cert-dir",
 }
 # platform.machine() spellings → GOARCH[/variant], as c/image compares them with image platforms.
 _ARCHES: Final[Mapping[str, str]] = {
@@ -350,10 +350,10 @@ def _skopeo_credentials(value: object, at: At) -> Credentials | None:
 
 
 def _cert_dir(value: object, at: At) -> dict[str, str]:
-    """containers-certs.d(5) in one directory, read now: ``*.crt`` CAs, ``*.cert`` + ``*.key`` pairs.
-
-    RegistrySettings holds one CA bundle and one client pair, so the first of each (by name) is used.
-    A ``*.cert`` without its ``*.key`` (or the reverse) is an error, as in c/image's tlsclientconfig.
+    """containers-certs.d(5) in one directory, checked now: every ``*.crt`` a CA, each ``*.cert`` with the
+    ``*.key`` of its name a client pair (:attr:`~regcopy.settings.RegistrySettings.cert_dir`; nothing
+    when the directory holds neither). A ``*.cert`` without its ``*.key`` (or the reverse) is an error,
+    as in c/image's tlsclientconfig.
     """
     directory = as_string(value, at)
     try:
@@ -368,15 +368,9 @@ def _cert_dir(value: object, at: At) -> dict[str, str]:
             raise at.error(f"missing key {stem}.key for client certificate {n} in {short(directory)}")
         if ext == ".key" and stem + ".cert" not in present:
             raise at.error(f"missing client certificate {stem}.cert for key {n} in {short(directory)}")
-    out: dict[str, str] = {}
-    ca = next((n for n in names if n.endswith(".crt")), None)
-    if ca:
-        out["ca_file"] = os.path.join(directory, ca)
-    cert = next((n for n in names if n.endswith(".cert")), None)
-    if cert:
-        out["client_cert"] = os.path.join(directory, cert)
-        out["client_key"] = os.path.join(directory, cert[: -len(".cert")] + ".key")
-    return out
+    if not any(n.endswith((".crt", ".cert")) for n in names):
+        return {}
+    return {"cert_dir": directory}
 
 
 _T = TypeVar("_T")
@@ -397,7 +391,7 @@ def _merge_registry(registries: dict[str, Overrides], host: str, said: Overrides
     if known is None:
         registries[host] = said
         return
-    for setting in ("scheme", "ca_file", "client_cert", "client_key"):
+    for setting in ("scheme", "cert_dir"):
         _pick(said.settings.get(setting), known.settings.get(setting), None, at.field(_SKOPEO_KEY[setting]), host)
     credentials = _pick(said.credentials, known.credentials, None, at.field("credentials"), host)
     registries[host] = Overrides({**known.settings, **said.settings}, credentials)
