@@ -100,8 +100,8 @@ def compile_sources() -> None:
     """Write the bytecode of this tree's regcopy before measuring it.
 
     An installed regcopy has its bytecode (pip compiles on install); with ``PYTHONDONTWRITEBYTECODE``
-    set and none written, every run would compile all of src/ again (0.3 s to 0.5 s on this
-    machine), which the CPU column would count as copying work.
+    set and none written, every run would compile all of src/ again (about 0.1 s of CPU per process
+    on this machine), which the CPU column would count as copying work.
     """
     compileall.compile_dir(ROOT / "src", quiet=1)
 
