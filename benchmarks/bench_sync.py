@@ -34,6 +34,7 @@ from bench_copy import (
     ROOT,
     Run,
     _direct,
+    compile_sources,
     ingest_limit,
     requests,
     run_measured,
@@ -155,6 +156,7 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None)
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / ".cache")
     args = parser.parse_args()
+    compile_sources()
     images = corpus(args.big_mib)
     layout = args.cache / f"sync-layout-{args.big_mib}"
     print("generating corpus (cached)...", flush=True)

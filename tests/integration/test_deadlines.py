@@ -8,6 +8,7 @@ not hang" with a generous ``fail_after`` (ten times or more what the bound allow
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -241,6 +242,27 @@ async def test_a_slow_consumer_is_not_the_registrys_stall(
             if len(data) < 1024 * 1024:
                 await anyio.sleep(0.3)  # longer than the window, several times
     assert bytes(data) == read_blob(layout, layer.digest)
+
+
+async def test_a_body_slower_than_the_window_in_total_but_never_idle_completes(
+    hostile: HostileRegistry, tmp_path: Path
+) -> None:
+    """One byte every 0.1 s for 2.4 s against a 0.3 s window: the rule holds at every read, so the body
+    completes although it lasts eight windows (and more than ``request_timeout``); the watchdog timer
+    fires while later reads are under way and must look again rather than end them."""
+    data = bytes(range(24))
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    (hostile.root / "blobs").mkdir(parents=True, exist_ok=True)
+    (hostile.root / "blobs" / digest.split(":", 1)[1]).write_bytes(data)
+    hostile.blobs[digest] = len(data)
+    hostile.links.setdefault("app", set()).add(digest)
+    hostile.script.drip["blob"] = 0.1
+    async with client(hostile, tmp_path, progress_window=0.3, progress_bytes=1, retries=0) as c:
+        t = c.transport(hostile.host)
+        with anyio.fail_after(GENEROUS):
+            got = b"".join([chunk async for chunk in blobs.blob_chunks(t, "app", regcopy.Digest.parse(digest),
+                                                                       len(data), resumes=0)])
+    assert got == data
 
 
 async def test_plan_request_timeout_bounds_a_dripping_registry(

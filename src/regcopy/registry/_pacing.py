@@ -19,6 +19,7 @@ A broken rule is a :class:`~regcopy.errors.RegistryTimeout` (retryable), so down
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 
@@ -59,33 +60,92 @@ class Progress:
         return f"fewer than {self.min_bytes} bytes in {self.window:g} s"
 
 
+class _Watchdog:
+    """One timer for a run of timed waits, instead of a timer scheduled and cancelled per wait.
+
+    Each wait records when it is due (:meth:`expect`) and that it ended (:meth:`done`). The timer is
+    armed for the earliest due time; when it fires it calls ``overdue`` if the wait then under way is
+    past its due time, re-arms for that wait's due time if not, and stays unarmed between waits.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, overdue: Callable[[], object]) -> None:
+        self._loop = loop
+        self._overdue = overdue
+        self._due = math.inf  # inf: no wait under way
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def due(self) -> float:
+        """When the wait under way must end (inf: none)."""
+        return self._due
+
+    def expect(self, due: float) -> None:
+        """A wait starts that must end by ``due`` (loop time)."""
+        self._due = due
+        if self._timer is None or due < self._timer.when():
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(due, self._fire)
+
+    def done(self) -> None:
+        """The wait under way ended in time."""
+        self._due = math.inf
+
+    def stop(self) -> None:
+        """No more waits: disarm."""
+        self._due = math.inf
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fire(self) -> None:
+        self._timer = None
+        if self._due == math.inf:
+            return  # between waits: the next one arms the timer again
+        if self._loop.time() >= self._due:
+            self._due = math.inf
+            self._overdue()
+        else:
+            self._timer = self._loop.call_at(self._due, self._fire)
+
+
 async def paced_chunks(resp: aiohttp.ClientResponse, progress: Progress, read_size: int,
                        stalled: Callable[[], Exception]) -> AsyncIterator[bytes]:
     """The answer's body in chunks of at most ``read_size``, under ``progress``.
 
-    Only the reads are timed (no cancel scope is held across a yield): the consumer's time is its own.
+    Only the reads are timed (nothing is armed across a yield): the consumer's time is its own. A read
+    past its budget is ended by the watchdog with ``stalled()`` set on the body's stream, as aiohttp's
+    own read timeout does (client_proto.py, ``_on_read_timeout``).
 
     :param stalled: builds the error raised when the rule breaks
     """
-    while True:
-        start = anyio.current_time()
-        with anyio.move_on_after(progress.budget()) as scope:
-            chunk = await resp.content.read(read_size)
-        if scope.cancelled_caught or not progress.record(anyio.current_time() - start, len(chunk)):
-            raise stalled()
-        if not chunk:
-            return
-        yield chunk
+    loop = asyncio.get_running_loop()  # aiohttp's loop; its clock is anyio's on asyncio
+    content = resp.content
+    watchdog = _Watchdog(loop, lambda: content.set_exception(stalled()))
+    try:
+        while True:
+            start = loop.time()
+            watchdog.expect(start + progress.budget())
+            chunk = await content.read(read_size)
+            watchdog.done()
+            if not progress.record(loop.time() - start, len(chunk)):
+                raise stalled()
+            if not chunk:
+                return
+            yield chunk
+    finally:
+        watchdog.stop()
 
 
 class BodyPacer:
     """Applies :class:`Progress` to a request body that aiohttp pulls in its own writer task.
 
-    The rule is enforced by moving the deadline of ``scope``, the cancel scope around the request in
-    the requesting task: no deadline while the body waits on its source, the rest of the progress
-    budget while aiohttp writes a chunk to the registry, ``answer_within`` once the body is sent. The
-    requesting task turns the scope's cancellation into a RegistryTimeout. :meth:`detach` stops it
-    (the answer arrived; the scope is the caller's again).
+    The rule is enforced by cancelling ``scope``, the cancel scope around the request in the
+    requesting task, which turns the cancellation into a RegistryTimeout: no limit while the body
+    waits on its source, the rest of the progress budget while aiohttp writes a chunk to the registry
+    (a :class:`_Watchdog`, not the scope's deadline moved twice per chunk), ``answer_within`` (the
+    scope's deadline) once the body is sent. :meth:`detach` stops it (the answer arrived; the scope
+    is the caller's again).
     """
 
     def __init__(self, scope: anyio.CancelScope, progress: Progress, answer_within: float) -> None:
@@ -93,25 +153,36 @@ class BodyPacer:
         self._progress = progress
         self._answer_within = answer_within
         self._attached = True
+        self._watchdog: _Watchdog | None = None
 
     def detach(self) -> None:
-        """Leave the scope's deadline alone from now on."""
+        """Leave the scope alone from now on (a chunk still in flight keeps its due time as the deadline)."""
+        if self._watchdog is not None:
+            if self._attached and self._watchdog.due != math.inf:
+                self._scope.deadline = self._watchdog.due
+            self._watchdog.stop()
         self._attached = False
 
-    def _set(self, deadline: float) -> None:
+    def _overdue(self) -> None:
         if self._attached:
-            self._scope.deadline = deadline
+            self._scope.cancel()
 
     async def wrap(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         """``chunks``, timed: the time aiohttp spends handing each one to the registry is the registry's."""
-        self._set(math.inf)
+        loop = asyncio.get_running_loop()
+        self._watchdog = watchdog = _Watchdog(loop, self._overdue)
+        if self._attached:
+            self._scope.deadline = math.inf
         async for chunk in chunks:
-            start = anyio.current_time()
-            self._set(start + self._progress.budget())
+            start = loop.time()
+            watchdog.expect(start + self._progress.budget())
             yield chunk
-            now = anyio.current_time()
-            self._set(math.inf if self._progress.record(now - start, len(chunk)) else now)
-        self._set(anyio.current_time() + self._answer_within)
+            watchdog.done()
+            if not self._progress.record(loop.time() - start, len(chunk)):
+                self._overdue()
+        watchdog.stop()
+        if self._attached:
+            self._scope.deadline = loop.time() + self._answer_within
 
 
 async def slices(data: bytes, size: int = 256 * 1024) -> AsyncIterator[bytes]:

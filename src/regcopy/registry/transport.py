@@ -108,6 +108,7 @@ class Transport:
         self._ping_lock = anyio.Lock()
         self._ping_generation = 0
         self._ping_failure: TransportError | None = None
+        self._home: tuple[PingResult, str, Origin] | None = None  # the probe's base URL and origin, parsed once
 
     # ------------------------------------------------------------------ probe
     @property
@@ -173,19 +174,26 @@ class Transport:
         :param location: a path (``/v2/...``) or a URL, relative to ``base`` (default: the registry)
         :raises ProtocolViolation: malformed, a downgrade, or a refused origin (both origins named)
         """
-        assert self._ping is not None, "ping() first"
-        home = origin_of(self._ping.base_url)
+        base_url, home = self._base()
         if base is None and location.startswith("/"):
-            location, base = self._ping.base_url + location, self._ping.base_url
+            location, base = base_url + location, base_url
         try:
-            return classify(home, location, base or self._ping.base_url, foreign=foreign, what=what)
+            return classify(home, location, base or base_url, foreign=foreign, what=what)
         except ProtocolViolation as exc:
             raise ProtocolViolation(exc.message, registry=self.registry, url=redact_url(base or "")) from exc
 
     def home(self) -> Origin:
         """The registry's origin (scheme, host, port), once probed."""
-        assert self._ping is not None, "ping() first"
-        return origin_of(self._ping.base_url)
+        return self._base()[1]
+
+    def _base(self) -> tuple[str, Origin]:
+        """The probe's base URL and its origin, parsed once per probe result (every request asks)."""
+        ping = self._ping
+        assert ping is not None, "ping() first"
+        if self._home is None or self._home[0] is not ping:
+            base_url = ping.base_url
+            self._home = (ping, base_url, origin_of(base_url))
+        return self._home[1], self._home[2]
 
     # ------------------------------------------------------------------ requests
     async def request(
@@ -317,11 +325,10 @@ class Transport:
         :raises RegistryTimeout: fewer than ``progress_bytes`` in ``progress_window`` seconds of waiting
         """
         progress = Progress(self.settings.progress_bytes, self.settings.progress_window)
-        url = redact_url(str(resp.url))
 
         def stalled() -> RegistryTimeout:
             return RegistryTimeout(f"blob body stalled: {progress.describe()}", registry=self.registry,
-                                   method=resp.method, url=url, status=resp.status)
+                                   method=resp.method, url=redact_url(str(resp.url)), status=resp.status)
 
         bandwidth = self.limits.bandwidth
         async for chunk in paced_chunks(resp, progress, read_size, stalled):
@@ -425,7 +432,8 @@ class Transport:
             pacer = BodyPacer(scope, progress, self.settings.request_timeout)
             body = pacer.wrap(self._capped(slices(data) if isinstance(data, bytes) else data))
         self._state.stats["requests"] += 1
-        log.debug("%s %s", method, redact_url(url))
+        if log.isEnabledFor(logging.DEBUG):  # redacting is a URL parse: only for a log that is written
+            log.debug("%s %s", method, redact_url(url))
         try:
             with map_errors(self.registry, method, url):
                 return await self.session.request(
