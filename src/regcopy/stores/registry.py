@@ -27,7 +27,7 @@ from regcopy.manifest import Descriptor, Manifest, ManifestInfo
 from regcopy.registry import Scope, blobs, manifests
 from regcopy.registry import referrers as referrer_ops
 from regcopy.registry.transport import Transport
-from regcopy.stores.base import BlobOpener, IndexOutcome, Origin, ReferrerList, UploadJournal
+from regcopy.stores.base import BlobOpener, IndexOutcome, Origin, ReferrerList, UploadJournal, close_stream
 from regcopy.stores.referrers import RegistryFeatures, RegistryReferrers
 
 __all__ = ("RegistryStore", "Strategy", "UploadPolicy", "UploadStats")
@@ -450,23 +450,30 @@ class RegistryStore:
         t, repo = self.transport, self._repository
         offset = session.offset
         buffer = bytearray()
-        async for piece in opener(offset):
-            buffer += piece
-            while len(buffer) >= chunk_size:
-                chunk = bytes(buffer[:chunk_size])
-                del buffer[:chunk_size]
-                self._offered(session, tally, len(chunk))
-                location, _ = await blobs.upload_chunk(t, repo, session.location, chunk, offset)
-                offset += len(chunk)
-                self._moved(desc, session, location, offset)
+        source = opener(offset)
+        try:
+            async for piece in source:
+                buffer += piece
+                while len(buffer) >= chunk_size:
+                    chunk = bytes(buffer[:chunk_size])
+                    del buffer[:chunk_size]
+                    self._offered(session, tally, len(chunk))
+                    location, _ = await blobs.upload_chunk(t, repo, session.location, chunk, offset)
+                    offset += len(chunk)
+                    self._moved(desc, session, location, offset)
+        finally:
+            await close_stream(source)  # cancelled mid-PATCH: closed here, not by the loop in another task
         # The last (possibly short) chunk rides on the closing PUT: one round trip fewer.
         self._offered(session, tally, len(buffer))
         await blobs.upload_finish(t, repo, session.location, desc.digest, bytes(buffer))
 
     async def _counted(self, chunks: AsyncIterator[bytes], session: _Session, tally: _Tally) -> AsyncIterator[bytes]:
-        async for chunk in chunks:
-            self._offered(session, tally, len(chunk))
-            yield chunk
+        try:
+            async for chunk in chunks:
+                self._offered(session, tally, len(chunk))
+                yield chunk
+        finally:
+            await close_stream(chunks)  # closed with this one, in this task (close_stream)
 
     def _offered(self, session: _Session, tally: _Tally, n: int) -> None:
         session.sent += n
@@ -514,12 +521,15 @@ def _watched(opener: BlobOpener, tally: _Tally) -> BlobOpener:
     """``opener`` with the source's own failure recorded in ``tally``."""
 
     async def chunks(offset: int = 0, /) -> AsyncIterator[bytes]:
+        inner = opener(offset)
         try:
-            async for chunk in opener(offset):
+            async for chunk in inner:
                 yield chunk
         except RegcopyError as exc:
             tally.source_error = exc
             raise
+        finally:
+            await close_stream(inner)  # closed with this one, in this task (close_stream)
 
     return chunks
 
