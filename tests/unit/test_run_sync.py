@@ -88,6 +88,7 @@ class Registries:
         self.calls: list[tuple[str, ...]] = []
         self.broken: set[str] = set()  # hosts whose catalog, or repositories whose tag list, fails
         self._destinations: dict[str, CountingDestination] = {}
+        self.warmed: list[tuple[set[str], list[str]]] = []  # (registries, repositories listed by then)
 
     def push(self, repo: str, tag: str, *layers: bytes, arch: str = "amd64") -> Manifest:
         """Put an image (a config and ``layers``) into ``host/path`` under ``tag``."""
@@ -130,6 +131,10 @@ class Registries:
     def source(self, repo: AnyRepository) -> Source:
         assert isinstance(repo, Repository)
         return StorageSource(self.storages[repo.registry], repo.registry, repo.path, self.calls)
+
+    async def warm_up(self, plan: SyncPlan) -> None:
+        targets = {e.target.registry for e in plan.entries if isinstance(e.target, Namespace | Repository)}
+        self.warmed.append((targets, [c[1] for c in self.calls_of("tags")]))
 
     def destination(self, repo: AnyRepository) -> Destination:
         assert isinstance(repo, Repository)
@@ -212,6 +217,18 @@ async def test_a_failed_discovery_is_reported_and_the_other_entries_run() -> Non
     assert set(statuses(report)) == {"dst.test/mirror/app:v1", "dst.test/mirror/app:v2"}
     assert len(report.errors) == 1 and report.errors[0].startswith("sync[1]: listing src.test/lib/db: ")
     assert "HTTP 503" in report.errors[0] and not report.ok
+
+
+async def test_destinations_are_warmed_up_once_before_they_are_listed() -> None:
+    backend = seeded()
+    backend.push("other.test/x/y", "v1", b"elsewhere")
+    report = await run_sync(backend, plan(NAMESPACE, LIB, {"source": "other.test/x/y", "target": "far.test/y"}))
+    assert report.ok
+    assert len(backend.warmed) == 1  # once per run, for every destination registry of the plan
+    registries, listed_by_then = backend.warmed[0]
+    assert registries == {"dst.test", "far.test"}
+    assert not [r for r in listed_by_then if r.startswith(("dst.test/", "far.test/"))]  # no destination listed yet
+    assert "far.test/y" in [c[1] for c in backend.calls_of("tags")]  # and listed afterwards
 
 
 # --- the up-to-date check --------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """The first phases of a sync run: what the plan selects, and what of it is already in place.
 
 1. **Discover** every entry concurrently: catalogs (once per registry or local store) for namespaces
-   and whole registries, source tag lists filtered by the entry's TagFilter, destination tag lists
-   in bulk.
+   and whole registries, source tag lists filtered by the entry's TagFilter (the destination
+   registries probed meanwhile), destination tag lists in bulk.
 2. **Check**: only where a tag exists on both sides are both manifests HEADed (no pulls counted on
    Docker Hub); equal digests are up to date and cost nothing more.
 
@@ -60,6 +60,11 @@ class SyncBackend(Protocol):
         """A store writing ``repo``."""
         ...
 
+    async def warm_up(self, plan: SyncPlan) -> None:
+        """Get ready to list the plan's destinations (probe their registries); never raises for a
+        registry's failure, which the first real request reports."""
+        ...
+
 
 @dataclass(slots=True)
 class Discovery:
@@ -105,6 +110,8 @@ async def discover(backend: SyncBackend, plan: SyncPlan, options: SyncOptions, r
     async with anyio.create_task_group() as tg:
         for entry, repo in pairs:
             tg.start_soon(_expand, backend, plan, entry, repo, limit, report, found)
+        if pairs:  # the destinations are listed next: their probes go while the sources are listed
+            tg.start_soon(backend.warm_up, plan)
     found.jobs = _dedupe(found.jobs)
     await _target_tags(backend, found, limit, report, ledger)
     return found
