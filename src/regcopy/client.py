@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import aiohttp
 import anyio
@@ -46,7 +46,6 @@ from regcopy.reference import LocalLocation, Reference, Repository, parse_locati
 from regcopy.registry import TokenCache
 from regcopy.registry.manifests import catalog, tags_list
 from regcopy.registry.transport import PingResult, Transport
-from regcopy.retention import PrunePlan, PruneReport, load_prune, run_prune
 from regcopy.settings import Layer, Overrides, RegistrySettings, Settings, resolve
 from regcopy.stores.base import Source, UploadJournal
 from regcopy.stores.local import LocalStore, RepositoryView, local_identifier, open_local
@@ -58,6 +57,9 @@ from regcopy.sync.plan import load_plan
 from regcopy.sync.report import SyncReport
 from regcopy.sync.scheduler import PlannedImage, plan_images, run_sync
 from regcopy.sync.skopeo import host_platform as skopeo_host_platform
+
+if TYPE_CHECKING:  # retention is imported by prune() itself: a copy or sync never loads it
+    from regcopy.retention import PrunePlan, PruneReport
 
 __all__ = ("Client", "DeleteResult", "PlatformSpec", "copy", "host_platform")
 
@@ -476,6 +478,8 @@ class Client:
         :param report: a report to fill as the run goes (kept by the caller if the run is cancelled)
         :raises ConfigError: the plan is invalid; other failures are in the report, not raised
         """
+        from regcopy.retention import PrunePlan, load_prune, run_prune
+
         if not isinstance(plan, PrunePlan):
             plan = load_prune(plan)
         return await run_prune(self.context(plan.registries), plan, dry_run=dry_run, cap=cap, now=now,

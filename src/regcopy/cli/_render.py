@@ -12,21 +12,8 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
-
-from regcopy.artifacts import Attached, ReferrerTree
-from regcopy.engine import CopyResult
 from regcopy.progress import (
     BlobDone,
     BlobMounted,
@@ -37,8 +24,15 @@ from regcopy.progress import (
     ImageDone,
     ImageStarted,
 )
-from regcopy.retention import PruneReport
-from regcopy.sync import SyncReport
+
+if TYPE_CHECKING:  # rich only for a live display, the result types only for annotations: `sync -o json` loads none
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
+    from regcopy.artifacts import Attached, ReferrerTree
+    from regcopy.engine import CopyResult
+    from regcopy.retention import PruneReport
+    from regcopy.sync import SyncReport
 
 __all__ = ("PlainRenderer", "RichRenderer", "copy_summary", "make_renderer", "prune_table", "sync_summary")
 
@@ -114,8 +108,18 @@ class RichRenderer:
     """A live rich display: overall bytes and rate, images done/failed, active blobs."""
 
     def __init__(self, console: Console | None = None) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TransferSpeedColumn,
+        )
+
         self.totals = _Totals()
-        self.progress = Progress(
+        self.progress: Progress = Progress(
             TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
             TimeElapsedColumn(), console=console or Console(stderr=True), transient=False,
         )
