@@ -23,6 +23,7 @@ import argparse
 import json
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -68,7 +69,7 @@ def run_all(cmds: list[list[str]], env: dict[str, str]) -> tuple[Proc, list[floa
 
 
 def one_mode(mode: str, setting: str, src: RegistryServer, images: Images, work: Path, authfile: Path,
-             env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+             env: dict[str, str], args: argparse.Namespace, expected: dict[str, str]) -> dict[str, Any]:
     tool = mode.split("-")[0]
     dst = RegistryServer(work / f"{setting}-{mode}", "http").start()
     try:
@@ -85,9 +86,9 @@ def one_mode(mode: str, setting: str, src: RegistryServer, images: Images, work:
             before = requests(src, dst)
             noop, noop_each = run_all(cmds, env)
             noop_requests = requests(src, dst) - before
-        for target, _ in images.values():  # every tool: DEST/<base name of the repository>, digests kept
+        for target, digest in expected.items():  # every tool: DEST/<base name of the repository>, digests kept
             name = f"m/{target.split('/', 1)[1]}"
-            assert skopeo.inspect_digest(dst, name) == skopeo.inspect_digest(src, target), name
+            assert skopeo.inspect_digest(dst, name) == digest, name
     finally:
         dst.stop()
         shutil.rmtree(dst.workdir, ignore_errors=True)
@@ -109,6 +110,7 @@ def bench(setting: str, layout: Path, images: Images, work: Path, args: argparse
         sizes.update(contents.all_digests)
         blobs |= set(contents.blobs)
     env = {**regcopy_env(), "HOME": str(work), "DOCKER_CONFIG": str(work / "docker")}
+    load = Path("/proc/loadavg").read_text().split()[:3]
     authfile = work / "auth.json"
     authfile.write_text('{"auths": {}}')
     src = RegistryServer(work / f"{setting}-src", "http").start()
@@ -116,13 +118,15 @@ def bench(setting: str, layout: Path, images: Images, work: Path, args: argparse
         for tag, (target, _) in images.items():
             repo, _, rtag = target.partition(":")
             skopeo.seed(src, layout, tag, repo, rtag)
+        expected = {target: skopeo.inspect_digest(src, target) for target, _ in images.values()}
         print(f"[{setting}] seeded {len(images)} images", flush=True)
-        modes = [one_mode(m, setting, src, images, work, authfile, env, args) for m in args.modes.split(",")]
+        modes = [one_mode(m, setting, src, images, work, authfile, env, args, expected)
+                 for m in args.modes.split(",")]
     finally:
         src.stop()
         shutil.rmtree(src.workdir, ignore_errors=True)
-    return {"setting": setting, "unique_mib": round(sum(sizes[d] for d in blobs) / MIB, 1), "modes": modes,
-            "ratios": ratios(modes)}
+    return {"setting": setting, "loadavg_before": load, "unique_mib": round(sum(sizes[d] for d in blobs) / MIB, 1),
+            "modes": modes, "ratios": ratios(modes)}
 
 
 def ratios(modes: list[dict[str, Any]]) -> dict[str, float]:
@@ -141,6 +145,13 @@ def ratios(modes: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+def commit() -> str:
+    """The checkout's commit, ``+dirty`` when its sources differ from it."""
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "src"], capture_output=True, text=True)
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if head.returncode == 0 else "unknown"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--setting", choices=["loopback", "wan", "both"], default="both")
@@ -152,6 +163,7 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=8, help="regcopy --images")
     parser.add_argument("--workdir", type=Path, default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None)
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / ".cache")
+    parser.add_argument("--commit", help="the commit measured, when this is not a git checkout (an export of one)")
     args = parser.parse_args()
     compile_sources()
     images = corpus(args.big_mib)
@@ -164,6 +176,7 @@ def main() -> int:
         for setting in settings:
             result = bench(setting, layout, images, Path(tmp), args)
             result["args"] = {k: str(v) for k, v in vars(args).items()}
+            result["commit"] = args.commit or commit()
             (RESULTS / f"dropin-{setting}.json").write_text(json.dumps(result, indent=2))
             for m in result["modes"]:
                 print(f"{setting} {m['mode']:14} x{m['invocations']}: first {m['first']['seconds']:7.2f}s "

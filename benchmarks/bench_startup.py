@@ -90,6 +90,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--runs", type=int, default=21)
     parser.add_argument("--top", type=int, default=8, help="importtime entries kept per command")
+    parser.add_argument("--commit", default="", help="the commit measured (recorded in the results)")
     args = parser.parse_args()
     compile_sources()
     env = regcopy_env()
