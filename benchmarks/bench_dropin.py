@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_copy import MIB, ROOT, Proc, _direct, requests, run_measured, wan_pair
+from bench_copy import MIB, ROOT, Proc, _direct, requests, run_measured, uploaded_bytes, wan_pair
 from bench_startup import compile_sources, regcopy_env
 from bench_sync import _command, corpus, sync_yaml
 
@@ -69,7 +69,8 @@ def run_all(cmds: list[list[str]], env: dict[str, str]) -> tuple[Proc, list[floa
 
 
 def one_mode(mode: str, setting: str, src: RegistryServer, images: Images, work: Path, authfile: Path,
-             env: dict[str, str], args: argparse.Namespace, expected: dict[str, str]) -> dict[str, Any]:
+             env: dict[str, str], args: argparse.Namespace, expected: dict[str, str],
+             sizes: dict[str, int]) -> dict[str, Any]:
     tool = mode.split("-")[0]
     dst = RegistryServer(work / f"{setting}-{mode}", "http").start()
     try:
@@ -86,6 +87,7 @@ def one_mode(mode: str, setting: str, src: RegistryServer, images: Images, work:
             before = requests(src, dst)
             noop, noop_each = run_all(cmds, env)
             noop_requests = requests(src, dst) - before
+        uploaded = uploaded_bytes(dst, sizes)  # blob uploads completed (the no-op uploads none)
         for target, digest in expected.items():  # every tool: DEST/<base name of the repository>, digests kept
             name = f"m/{target.split('/', 1)[1]}"
             assert skopeo.inspect_digest(dst, name) == digest, name
@@ -97,7 +99,7 @@ def one_mode(mode: str, setting: str, src: RegistryServer, images: Images, work:
     return {"mode": mode, "invocations": len(cmds),
             "first": {"seconds": round(first.seconds, 3), "requests": before - baseline,
                       "cpu_seconds": round(first.cpu, 2), "peak_rss_mib": round(first.rss_kib / 1024, 1),
-                      "each": first_each},
+                      "uploaded_mib": round(uploaded / MIB, 1), "each": first_each},
             "noop": {"seconds": round(noop.seconds, 3), "requests": noop_requests, "cpu_seconds": round(noop.cpu, 2),
                      "median_invocation_s": round(statistics.median(noop_each), 3), "each": noop_each}}
 
@@ -120,7 +122,7 @@ def bench(setting: str, layout: Path, images: Images, work: Path, args: argparse
             skopeo.seed(src, layout, tag, repo, rtag)
         expected = {target: skopeo.inspect_digest(src, target) for target, _ in images.values()}
         print(f"[{setting}] seeded {len(images)} images", flush=True)
-        modes = [one_mode(m, setting, src, images, work, authfile, env, args, expected)
+        modes = [one_mode(m, setting, src, images, work, authfile, env, args, expected, sizes)
                  for m in args.modes.split(",")]
     finally:
         src.stop()
