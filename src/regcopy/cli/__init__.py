@@ -91,6 +91,7 @@ def main() -> None:
                 fail(f"interrupted ({exc})", exc.code)
     finally:
         # What is left is the interpreter's teardown, whose collections would walk every object the
-        # imports made: about 0.1 s of a short sync's 0.6 s (benchmarks/bench_dropin.py). Frozen objects
-        # are still freed and every exit handler still runs; only the cycle search over them is skipped.
+        # imports made: 70-110 ms of a short sync, 13-24 ms frozen (docs/benchmarks.md, "Start-up and
+        # the skopeo drop-in"). Frozen objects are still freed and every exit handler still runs; only
+        # the cycle search over them is skipped.
         gc.freeze()
