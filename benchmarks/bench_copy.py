@@ -292,6 +292,7 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None,
                         help="where registry storage lives (default tmpfs: disk writeback noise swamps the ratios)")
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / ".cache")
+    parser.add_argument("--commit", default="", help="the commit measured (recorded in the results)")
     args = parser.parse_args()
     compile_sources()
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -304,10 +305,11 @@ def main() -> int:
     settings = ["loopback", "wan"] if args.setting == "both" else [args.setting]
     with tempfile.TemporaryDirectory(prefix="regcopy-bench-", dir=args.workdir) as tmp:
         for setting in settings:
+            load = Path("/proc/loadavg").read_text().split()[:3]  # other work on the machine skews the ratios
             runs = bench(setting, layout, tags, Path(tmp), args)
             out = RESULTS / f"copy-{setting}.json"
             out.write_text(json.dumps({"setting": setting, "args": {k: str(v) for k, v in vars(args).items()},
-                                       "runs": [asdict(r) for r in runs]}, indent=2))
+                                       "loadavg_before": load, "runs": [asdict(r) for r in runs]}, indent=2))
             print(table(setting, runs), flush=True)
     return 0
 

@@ -16,11 +16,14 @@ each opened once per run (:func:`open_plan_stores`).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 
+import anyio
+
 from regcopy.credentials import CredentialStore, store_for
-from regcopy.errors import NotFound
+from regcopy.errors import NotFound, RegcopyError
 from regcopy.locations import AnyNamespace, AnyRepository, LocalRepository
 from regcopy.progress import Broadcast, Reporter
 from regcopy.reference import Reference, Repository
@@ -243,3 +246,21 @@ class SyncStores:
         if isinstance(repo, LocalRepository):
             return self.local.view(repo)
         return self.context.registry_store(repo, writable=True)
+
+    async def warm_up(self, plan: SyncPlan) -> None:
+        """Probe the plan's destination registries (discovery calls this while it lists the sources).
+
+        Discovery lists the destinations only after the sources, so their ``/v2/`` race would
+        otherwise start then: over a slow link, a run that syncs little pays it as a separate round
+        trip or two. A failed probe is left for the first real request, which shares or repeats it
+        (:meth:`~regcopy.registry.transport.Transport.ping`) and reports it as it always did.
+        """
+        hosts = {(t.registry, t.scheme if isinstance(t, Repository) else None)
+                 for t in (e.target for e in plan.entries) if not isinstance(t, LocalRepository)}
+        async with anyio.create_task_group() as tg:
+            for registry, scheme in sorted(hosts, key=str):
+                tg.start_soon(self._ping, registry, scheme)
+
+    async def _ping(self, registry: str, scheme: str | None) -> None:
+        with contextlib.suppress(RegcopyError):
+            await self.context.transport(registry, scheme=scheme).ping()

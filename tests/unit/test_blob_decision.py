@@ -117,6 +117,9 @@ class MemBackend:
         assert isinstance(repo, Repository)
         return self.sources[f"{repo.registry}/{repo.path}"]
 
+    async def warm_up(self, plan: SyncPlan) -> None:
+        """Nothing to probe in memory."""
+
     def destination(self, repo: AnyRepository) -> Destination:
         assert isinstance(repo, Repository)
         kind = MemMountingDestination if repo.registry == "mount.test" else MemDestination

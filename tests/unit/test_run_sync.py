@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
 from memstores import MemMountingDestination, MemSource, MemStorage, add_image
 
@@ -88,6 +89,7 @@ class Registries:
         self.calls: list[tuple[str, ...]] = []
         self.broken: set[str] = set()  # hosts whose catalog, or repositories whose tag list, fails
         self._destinations: dict[str, CountingDestination] = {}
+        self.warmed: list[tuple[set[str], list[str]]] = []  # (registries, repositories listed by then)
 
     def push(self, repo: str, tag: str, *layers: bytes, arch: str = "amd64") -> Manifest:
         """Put an image (a config and ``layers``) into ``host/path`` under ``tag``."""
@@ -130,6 +132,10 @@ class Registries:
     def source(self, repo: AnyRepository) -> Source:
         assert isinstance(repo, Repository)
         return StorageSource(self.storages[repo.registry], repo.registry, repo.path, self.calls)
+
+    async def warm_up(self, plan: SyncPlan) -> None:
+        targets = {e.target.registry for e in plan.entries if isinstance(e.target, Namespace | Repository)}
+        self.warmed.append((targets, [c[1] for c in self.calls_of("tags")]))
 
     def destination(self, repo: AnyRepository) -> Destination:
         assert isinstance(repo, Repository)
@@ -212,6 +218,52 @@ async def test_a_failed_discovery_is_reported_and_the_other_entries_run() -> Non
     assert set(statuses(report)) == {"dst.test/mirror/app:v1", "dst.test/mirror/app:v2"}
     assert len(report.errors) == 1 and report.errors[0].startswith("sync[1]: listing src.test/lib/db: ")
     assert "HTTP 503" in report.errors[0] and not report.ok
+
+
+async def test_destinations_are_warmed_up_once_before_they_are_listed() -> None:
+    backend = seeded()
+    backend.push("other.test/x/y", "v1", b"elsewhere")
+    report = await run_sync(backend, plan(NAMESPACE, LIB, {"source": "other.test/x/y", "target": "far.test/y"}))
+    assert report.ok
+    assert len(backend.warmed) == 1  # once per run, for every destination registry of the plan
+    registries, listed_by_then = backend.warmed[0]
+    assert registries == {"dst.test", "far.test"}
+    assert not [r for r in listed_by_then if r.startswith(("dst.test/", "far.test/"))]  # no destination listed yet
+    assert "far.test/y" in [c[1] for c in backend.calls_of("tags")]  # and listed afterwards
+
+
+class GatedRegistries(Registries):
+    """A source listing answers only once its target's listing has been asked for (they must overlap)."""
+
+    def __init__(self, gates: dict[str, str]) -> None:
+        super().__init__()
+        self.gates = {source: anyio.Event() for source in gates}
+        self.opens = {target: source for source, target in gates.items()}
+
+    async def list_tags(self, repo: AnyRepository) -> list[str] | None:
+        if str(repo) in self.opens:
+            self.gates[self.opens[str(repo)]].set()
+        if str(repo) in self.gates:
+            with anyio.fail_after(10):  # generous: a target listed only after its source never comes
+                await self.gates[str(repo)].wait()
+        return await super().list_tags(repo)
+
+
+async def test_a_target_is_listed_while_its_source_is_listed_and_only_used_when_selected() -> None:
+    backend = GatedRegistries({"src.test/ns/app": "dst.test/mirror/app", "src.test/lib/db": "dst.test/lib/db"})
+    for repo, tag, layer in (("src.test/ns/app", "v1", b"one"), ("src.test/ns/app", "dev", b"dev"),
+                             ("src.test/lib/db", "dev", b"db dev"), ("dst.test/lib/db", "stale", b"stale")):
+        backend.push(repo, tag, layer)
+    only_v = {"tags": {"allow": ["v[0-9]+"]}, "delete_extra": True}
+    report = await run_sync(backend, plan({"source": "src.test/ns", "target": "dst.test/mirror", "type": "namespace",
+                                           **only_v}, {"source": "src.test/lib/db", "target": "dst.test/lib/db",
+                                                       **only_v}))
+    assert report.ok and statuses(report) == {"dst.test/mirror/app:v1": ("copied", 1)}
+    listed = [c[1] for c in backend.calls_of("tags")]
+    assert listed.count("dst.test/mirror/app") == 1 and listed.count("dst.test/lib/db") == 1  # once each
+    # lib/db selected nothing: its early listing is dropped, so delete_extra leaves its target alone.
+    assert backend.tags("dst.test/lib/db").keys() == {"stale"}
+    assert report.deletions is not None and not report.deletions.repositories
 
 
 # --- the up-to-date check --------------------------------------------------------------------------

@@ -14,11 +14,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from types import TracebackType
-from typing import TextIO, TypeVar
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
-from regcopy.artifacts import Attached, ReferrerTree
 from regcopy.cli._live import LiveRenderer
-from regcopy.engine import CopyResult
 from regcopy.errors import CopyFailed
 from regcopy.events import EventWriter
 from regcopy.progress import (
@@ -33,8 +31,12 @@ from regcopy.progress import (
     Reporter,
     RunSummary,
 )
-from regcopy.retention import PruneReport
-from regcopy.sync import SyncReport
+
+if TYPE_CHECKING:  # the result types only for annotations
+    from regcopy.artifacts import Attached, ReferrerTree
+    from regcopy.engine import CopyResult
+    from regcopy.retention import PruneReport
+    from regcopy.sync import SyncReport
 
 __all__ = (
     "LiveRenderer", "PlainRenderer", "copy_summaries", "copy_summary", "host_lines", "make_renderer",

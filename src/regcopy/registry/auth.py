@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import ssl
 import time
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote, urlencode, urlsplit
@@ -28,7 +27,7 @@ from regcopy.registry._challenge import Challenge, Scope, merge_scopes, parse_ww
 from regcopy.registry._errors import error_from_response, redact_url
 from regcopy.registry._origin import origin_of
 from regcopy.registry._tokens import Token, TokenCache, parse_token_response, token_key
-from regcopy.registry.exchange import USER_AGENT, HostState, Reply, client_timeouts, map_errors, read_body
+from regcopy.registry.exchange import USER_AGENT, HostState, Reply, client_timeouts, map_errors, read_body, ssl_for
 from regcopy.settings import RegistrySettings, is_local_host
 
 __all__ = ("Authenticator", "read_challenge")
@@ -246,7 +245,7 @@ class Authenticator:
         """One token request, read whole within ``request_timeout``."""
         # The token endpoint is its own host: TLS verification follows the registry's policy, and
         # the CA bundle configured for the registry is trusted for its realm too.
-        ssl_ctx: ssl.SSLContext | bool = self.settings.ssl_context() if url.startswith("https:") else False
+        ssl_ctx = ssl_for(self.settings, "https" if url.startswith("https:") else "http")
         # A token answer is small: the whole exchange gets request_timeout (a dripping body
         # would otherwise keep it alive read by read).
         with map_errors(self.registry, method, url), anyio.fail_after(self.settings.request_timeout):

@@ -11,6 +11,7 @@ shared :class:`~regcopy.registry.limits.HostLimits`, retries announced as events
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
@@ -79,10 +80,25 @@ def client_timeouts(settings: RegistrySettings) -> aiohttp.ClientTimeout:
 
 
 def ssl_for(settings: RegistrySettings, scheme: str) -> ssl.SSLContext | bool:
-    """The TLS context of a host's settings for ``scheme`` (False for http)."""
+    """The TLS context of a host's settings for ``scheme`` (False for http).
+
+    A host whose certificates are not verified and that presents no client certificate gets a
+    context without the system CA store: nothing would read it, and loading it is most of a short
+    run's TLS cost (the https probe of an http registry builds a context too).
+    """
     if scheme != "https":
         return False
+    if not settings.verify_tls and not settings.client_cert:
+        return _unverified_context()
     return settings.ssl_context()
+
+
+@functools.cache
+def _unverified_context() -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 # --- reading answers ------------------------------------------------------------------------------

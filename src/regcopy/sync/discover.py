@@ -1,7 +1,8 @@
 """The first phases of a sync run: what the plan selects, and what of it is already in place.
 
 1. **Discover** every entry concurrently: catalogs (once per registry or local store) for namespaces
-   and whole registries, source tag lists filtered by the entry's TagFilter, destination tag lists
+   and whole registries, source tag lists filtered by the entry's TagFilter, each with its target's
+   tag list beside it (the destination registries probed meanwhile), the other destination tag lists
    in bulk.
 2. **Check**: only where a tag exists on both sides are both manifests HEADed (no pulls counted on
    Docker Hub); equal digests are up to date and cost nothing more. With ``platforms`` the target
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeAlias, TypeVar
 
 import anyio
+import anyio.abc
 
 from regcopy.artifacts import ReferrerPolicy
 from regcopy.digest import Digest
@@ -61,6 +63,11 @@ class SyncBackend(Protocol):
 
     def destination(self, repo: AnyRepository) -> Destination:
         """A store writing ``repo``."""
+        ...
+
+    async def warm_up(self, plan: SyncPlan) -> None:
+        """Get ready to list the plan's destinations (probe their registries); never raises for a
+        registry's failure, which the first real request reports."""
         ...
 
 
@@ -105,12 +112,58 @@ async def discover(backend: SyncBackend, plan: SyncPlan, options: SyncOptions, r
         if repos is None:
             found.broken.add(entry.name)
         pairs.extend((entry, repo) for repo in repos or () if select is None or select(str(repo)))
+    early: _Early = {}
     async with anyio.create_task_group() as tg:
         for entry, repo in pairs:
             tg.start_soon(_expand, backend, plan, entry, repo, limit, report, found)
+            _list_target_early(tg, backend, entry, repo, limit, early)
+        if pairs:  # the destinations are listed next: their probes go while the sources are listed
+            tg.start_soon(backend.warm_up, plan)
     found.jobs = _dedupe(found.jobs)
-    await _target_tags(backend, found, limit, report, ledger)
+    await _target_tags(backend, found, limit, report, ledger, early)
     return found
+
+
+def _list_target_early(tg: anyio.abc.TaskGroup, backend: SyncBackend, entry: SyncEntry, repo: AnyRepository,
+                       limit: anyio.CapacityLimiter, early: _Early) -> None:
+    """List the target of a source repository while the source itself is listed (once per target).
+
+    Over a slow link the two listings then cost one round trip instead of two in a row. Only the
+    answers for targets that get jobs are used (:func:`_target_tags`): a source repository with
+    nothing selected costs this one listing more, and nothing else changes.
+    """
+    if not entry.tags.needs_listing:
+        return  # exact tags: no source listing to overlap with
+    try:
+        target = target_repository(entry, repo)
+    except RegcopyError:
+        return  # _expand reports it
+    if target in early:
+        return
+    early[target] = _Listing()
+    tg.start_soon(early[target].load, backend, target, limit)
+
+
+class _Listing:
+    """One early target listing: its tags (None: no such repository) or the error it ended with."""
+
+    def __init__(self) -> None:
+        self.tags: list[str] | None = None
+        self.error: RegcopyError | None = None
+
+    async def load(self, backend: SyncBackend, repo: AnyRepository, limit: anyio.CapacityLimiter) -> None:
+        try:
+            self.tags = await bounded(limit, lambda: backend.list_tags(repo))
+        except RegcopyError as exc:
+            self.error = exc
+
+    def answer(self) -> list[str] | None:
+        if self.error is not None:
+            raise self.error
+        return self.tags
+
+
+_Early: TypeAlias = dict[AnyRepository, _Listing]
 
 
 def _namespace(entry: SyncEntry) -> AnyNamespace:
@@ -176,12 +229,14 @@ async def _expand(backend: SyncBackend, plan: SyncPlan, entry: SyncEntry, repo: 
 
 
 async def _target_tags(backend: SyncBackend, found: Discovery, limit: anyio.CapacityLimiter,
-                       report: SyncReport, ledger: BlobLedger) -> None:
-    """List every target repository a tag goes to; the ledger learns which ones are new (empty)."""
+                       report: SyncReport, ledger: BlobLedger, early: _Early) -> None:
+    """List every target repository a tag goes to (or take its early listing); the ledger learns
+    which ones are new (empty)."""
 
     async def load(repo: AnyRepository) -> None:
         try:
-            tags = await bounded(limit, lambda: backend.list_tags(repo))
+            listed = early.get(repo)
+            tags = listed.answer() if listed is not None else await bounded(limit, lambda: backend.list_tags(repo))
             found.dst_tags[repo] = set(tags or ())
             ledger.set_empty(backend.destination(repo).storage_id, repo.path, tags is None)
         except RegcopyError as exc:
