@@ -544,7 +544,6 @@ class Client:
         :param report: a report to fill as the run goes (kept by the caller if the run is cancelled)
         :raises ConfigError: the plan is invalid; other failures are in the report, not raised
         """
-
         if not isinstance(plan, PrunePlan):
             plan = load_prune(plan)
         return await run_prune(self.context(plan.registries), plan, dry_run=dry_run, cap=cap, now=now,
