@@ -28,13 +28,7 @@ from regcopy.convert import Format
 from regcopy.credentials import CredentialStore, default_credentials
 from regcopy.digest import Digest, VerifyingStream
 from regcopy.engine import CopyResult, Limits, plan_index_only
-from regcopy.errors import (
-    CopyFailed,
-    InvalidReference,
-    ManifestNotFound,
-    NotFound,
-    RegcopyError,
-)
+from regcopy.errors import CopyFailed, InvalidReference, ManifestNotFound, NotFound, RegcopyError
 from regcopy.fanout import Target
 from regcopy.inspect import ImageInfo, image_info
 from regcopy.ledger import BlobLedger
@@ -209,7 +203,7 @@ class Client:
                    force: bool = False, src_settings: RegistrySettings | None = None,
                    dst_settings: RegistrySettings | None = None, referrers: bool | ReferrerPolicy = True,
                    format: Format | None = None, preserve_digests: bool = False, index_only: bool = False,
-                   no_clobber: bool = False) -> CopyResult:
+                   no_clobber: bool = False, source_tags: Sequence[str] | None = None) -> CopyResult:
         """Copy one image or index between any two locations, with its referrers (signatures, SBOMs,
         attestations: :mod:`regcopy.artifacts`).
 
@@ -229,6 +223,7 @@ class Client:
         :param preserve_digests: refuse a copy that would change digests (``DigestsNotPreserved``, before writing)
         :param index_only: an index alone, without its children (skopeo ``--multi-arch index-only``)
         :param no_clobber: refuse to overwrite a destination tag that exists (crane ``copy --no-clobber``)
+        :param source_tags: the source repository's tags when the caller listed them (referrer tags found there)
         :raises RegcopyError: the copy failed; nothing incomplete is tagged
         """
         before = self.host_report()
@@ -236,7 +231,7 @@ class Client:
             result = await self._copy(src, dst, platforms=platforms, jobs=jobs, reporter=reporter, force=force,
                                       src_settings=src_settings, dst_settings=dst_settings, referrers=referrers,
                                       format=format, preserve_digests=preserve_digests, index_only=index_only,
-                                      no_clobber=no_clobber)
+                                      no_clobber=no_clobber, source_tags=source_tags)
         result.hosts = self.host_report(before)
         return result
 
@@ -244,7 +239,7 @@ class Client:
                     platforms: Sequence[PlatformSpec], jobs: int, reporter: Reporter | None, force: bool,
                     src_settings: RegistrySettings | None, dst_settings: RegistrySettings | None,
                     referrers: bool | ReferrerPolicy, format: Format | None, preserve_digests: bool,
-                    index_only: bool, no_clobber: bool) -> CopyResult:
+                    index_only: bool, no_clobber: bool, source_tags: Sequence[str] | None) -> CopyResult:
         src_loc, dst_loc = _location(src), _location(dst)
         retries_before = self.retries()
         async with self._open(src_loc, writable=False, settings=src_settings) as source, \
@@ -257,7 +252,7 @@ class Client:
                 blob_jobs=jobs, reporter=reporter or null_reporter, ledger=self.ledger, force=force,
                 policy=_policy(referrers if format is None else False), format=format,
                 preserve_digests=preserve_digests, plan=await plan_index_only(source, ident) if index_only else None,
-                limits=Limits(bandwidth=self.bandwidth))
+                limits=Limits(bandwidth=self.bandwidth), tags=source_tags)
         return checked_result(result, dst_loc, source.synthesized, self.retries() - retries_before)
 
     async def copy_fanout(self, src: str | Reference | LocalLocation,
@@ -335,7 +330,7 @@ class Client:
             async with limiter:
                 try:
                     results.append(await self.copy(src_repo.with_tag(tag), dst_repo.with_tag(tag), jobs=jobs,
-                                                   reporter=reporter, **kwargs))
+                                                   reporter=reporter, source_tags=tags, **kwargs))
                 except RegcopyError as exc:
                     errors.append(exc)
 

@@ -219,6 +219,10 @@ async def test_missing_source_is_not_found(http_registry: RegistryServer) -> Non
 async def test_copy_all_tags(http_registry: RegistryServer, registry_factory: Any, seed: Any) -> None:
     dst = registry_factory("http")
     digests = {tag: seed(http_registry, tag, "src/app") for tag in ("oci", "docker", "multi")}
+    def listings() -> int:
+        return sum(1 for e in http_registry.access_log() if e.method == "GET" and "/v2/src/app/tags/list" in e.path)
+
+    before = listings()
     async with make_client(http_registry, dst) as client:
         results = await client.copy_all_tags(f"{http_registry.host}/src/app", f"{dst.host}/dst/app")
     assert [r.tag for r in results] == ["docker", "multi", "oci"]
@@ -226,6 +230,8 @@ async def test_copy_all_tags(http_registry: RegistryServer, registry_factory: An
         skopeo.verify(dst, f"dst/app:{tag}", digest)
     # The base layer shared by all three was uploaded once.
     assert max(Counter(blob_uploads(dst)).values()) == 1
+    # The source's tags were listed once: each image's referrer tags are looked up in that listing.
+    assert listings() - before == 1
 
 
 async def test_copy_all_tags_uses_each_sides_settings(registry_factory: Any, seed: Any) -> None:
