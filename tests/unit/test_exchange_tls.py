@@ -42,6 +42,18 @@ def test_unverified_host_with_a_client_certificate_presents_it(tmp_path: Path) -
     assert isinstance(ctx, ssl.SSLContext) and ctx.verify_mode == ssl.CERT_NONE
 
 
+def test_unverified_host_with_a_client_pair_in_its_cert_dir_presents_it(tmp_path: Path) -> None:
+    """skopeo's ``--cert-dir`` may hold a client pair (``*.cert`` + ``*.key``) for a host it does not verify."""
+    ca = trustme.CA()
+    pair = ca.issue_cert("client.example")
+    pair.cert_chain_pems[0].write_to_path(str(tmp_path / "client.cert"))
+    pair.private_key_pem.write_to_path(str(tmp_path / "client.key"))
+    settings = RegistrySettings(scheme="https-insecure", cert_dir=str(tmp_path))
+    ctx = ssl_for(settings, "https")
+    assert ctx is settings.ssl_context()  # the cert dir's recipe, not the bare unverified context
+    assert ctx is not ssl_for(RegistrySettings(scheme="https-insecure"), "https")
+
+
 @pytest.mark.parametrize("mode", ["https", "insecure"])
 def test_http_has_no_context(mode: str) -> None:
     assert ssl_for(RegistrySettings(scheme=mode), "http") is False  # type: ignore[arg-type]

@@ -82,13 +82,14 @@ def client_timeouts(settings: RegistrySettings) -> aiohttp.ClientTimeout:
 def ssl_for(settings: RegistrySettings, scheme: str) -> ssl.SSLContext | bool:
     """The TLS context of a host's settings for ``scheme`` (False for http).
 
-    A host whose certificates are not verified and that presents no client certificate gets a
-    context without the system CA store: nothing would read it, and loading it is most of a short
-    run's TLS cost (the https probe of an http registry builds a context too).
+    A host whose certificates are not verified and that presents no client certificate (neither
+    ``client_cert`` nor a pair in ``cert_dir``) gets a context without the system CA store: nothing
+    would read it, and loading it is most of a short run's TLS cost (the https probe of an http
+    registry builds a context too).
     """
     if scheme != "https":
         return False
-    if not settings.verify_tls and not settings.client_cert:
+    if not settings.verify_tls and not settings.client_cert and not settings.cert_dir:
         return _unverified_context()
     return settings.ssl_context()
 
