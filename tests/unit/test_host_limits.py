@@ -195,6 +195,18 @@ async def test_pulls_keep_the_reserve_counting_those_in_flight() -> None:
         await budget.admit()
 
 
+def test_an_older_answer_arriving_late_does_not_raise_the_count() -> None:
+    """Two pulls in flight are answered 3 then 2 left, but their answers are read in the other order."""
+    budget = PullBudget("hub", 1, lambda e: None)
+    budget.observe(RateLimitHeader(100, 2, 21600.0))
+    budget.observe(RateLimitHeader(100, 3, 21600.0))  # the older answer, read last
+    assert budget.quota is not None and budget.quota.remaining == 2
+    budget.observe(RateLimitHeader(None, None, 21600.0))  # a header without a count keeps the count
+    assert budget.quota.remaining == 2 and budget.quota.limit == 100
+    budget.observe(RateLimitHeader(100, 0, 21600.0))
+    assert budget.quota.remaining == 0
+
+
 async def test_until_a_first_answer_pulls_go_one_at_a_time() -> None:
     budget = PullBudget("hub", 0, lambda e: None)
     order: list[str] = []

@@ -216,8 +216,12 @@ class PullBudget:
         if quota is None:
             return
         old = self.quota or RateLimitHeader(None, None, None)
-        self.quota = RateLimitHeader(quota.limit if quota.limit is not None else old.limit,
-                                     quota.remaining if quota.remaining is not None else old.remaining,
+        # Answers to concurrent requests arrive in any order: an older, higher count must not undo a
+        # newer one, so the count only falls over the client's life, as the stop does (class docstring).
+        remaining = old.remaining if quota.remaining is None else quota.remaining
+        if old.remaining is not None and remaining is not None:
+            remaining = min(old.remaining, remaining)
+        self.quota = RateLimitHeader(quota.limit if quota.limit is not None else old.limit, remaining,
                                      quota.window if quota.window is not None else old.window)
 
     def exhausted(self) -> None:
