@@ -423,8 +423,12 @@ class RegistryStore:
             if start >= desc.size:
                 # The registry holds every byte (a session resumed after its last PATCH): the opener
                 # still verifies the source; then close.
-                async for _ in opener(start):
-                    pass
+                drained = opener(start)
+                try:
+                    async for _ in drained:
+                        pass
+                finally:
+                    await close_stream(drained)  # as in _send_chunked: closed in this task if cancelled
                 await blobs.upload_finish(t, repo, session.location, desc.digest)
             elif strategy == "monolithic":
                 await blobs.upload_finish(t, repo, session.location, desc.digest,
